@@ -1,0 +1,231 @@
+"""Evaluation harness for any CLIP-like model: zero-shot accuracy, recall@k, size, memory and latency.
+
+Works on full-precision, pruned and bitsandbytes-quantized models alike: it only talks to the model
+through its adapter and measures what the loaded model really is.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..adapters import get_adapter
+from ..data import digits
+from ..errors import VlmcompressError
+from ..report import empty_metrics, weights_size_bytes
+from ..utils import progress
+
+DEFAULT_TEMPLATES = ("a photo of a {}.", "a picture of a {}.", "an image of a {}.")
+RETRIEVAL_PER_CLASS = 10
+
+
+def check_dataset(dataset, image_column="image", text_column="text", label_column="label"):
+    """One-line errors for what the harness cannot use."""
+    if dataset is None or len(dataset) == 0:
+        raise VlmcompressError("the evaluation data set is empty: expected rows with an image, a caption and a label")
+    missing = [c for c in (image_column, text_column, label_column) if c not in dataset.column_names]
+    if missing:
+        raise VlmcompressError(
+            f"the evaluation data set has no column {', '.join(repr(c) for c in missing)} "
+            f"(it has {', '.join(dataset.column_names)}); name them with --image-column/--text-column/--label-column"
+        )
+
+
+def _batches(n, batch_size):
+    for start in range(0, n, batch_size):
+        yield slice(start, min(n, start + batch_size))
+
+
+@torch.inference_mode()
+def encode_images(adapter, processor, images, batch_size=256, desc="images"):
+    device, dtype = adapter.device(), adapter.input_dtype()
+    out = []
+    for sl in progress(list(_batches(len(images), batch_size)), desc=f"encoding {desc}", leave=False):
+        pixel_values = processor(images=images[sl], return_tensors="pt")["pixel_values"]
+        emb = adapter.image_embeddings(pixel_values.to(device=device, dtype=dtype))
+        out.append(torch.nn.functional.normalize(emb.float(), dim=-1).cpu())
+    return torch.cat(out)
+
+
+@torch.inference_mode()
+def encode_texts(adapter, tokenizer, texts, batch_size=512):
+    device = adapter.device()
+    out = []
+    for sl in _batches(len(texts), batch_size):
+        enc = tokenizer(list(texts[sl]), truncation=True, return_tensors="pt", **adapter.text_padding)
+        mask = enc["attention_mask"].to(device) if "attention_mask" in enc else None
+        emb = adapter.text_embeddings(enc["input_ids"].to(device), mask)
+        out.append(torch.nn.functional.normalize(emb.float(), dim=-1).cpu())
+    return torch.cat(out)
+
+
+def class_embeddings(adapter, tokenizer, class_prompts):
+    """Prompt ensembling: mean of each class's normalized prompt embeddings, renormalized."""
+    flat = [p for prompts in class_prompts for p in prompts]
+    counts = [len(p) for p in class_prompts]
+    emb = encode_texts(adapter, tokenizer, flat)
+    chunks = torch.split(emb, counts)
+    return torch.nn.functional.normalize(torch.stack([c.mean(0) for c in chunks]), dim=-1)
+
+
+def recall_at_k(similarity: torch.Tensor, query_labels, target_labels, k: int) -> float:
+    """Share of queries whose top-k targets contain one with the query's label."""
+    k = min(k, similarity.shape[1])
+    top = similarity.topk(k, dim=1).indices
+    target_labels = torch.as_tensor(target_labels)
+    query_labels = torch.as_tensor(query_labels)
+    hit = (target_labels[top] == query_labels[:, None]).any(dim=1)
+    return hit.float().mean().item()
+
+
+def _tokenizer_of(processor):
+    return getattr(processor, "tokenizer", processor)
+
+
+@torch.inference_mode()
+def measure_latency(adapter, image_processor, tokenizer, images, texts, batch_size=32, warmup=2, repeats=7):
+    """Median wall time of a full image+text forward at ``batch_size``, after warm-up batches."""
+    n = len(images)
+    idx = [i % n for i in range(batch_size)]
+    pixel_values = image_processor(images=[images[i] for i in idx], return_tensors="pt")["pixel_values"]
+    pixel_values = pixel_values.to(device=adapter.device(), dtype=adapter.input_dtype())
+    enc = tokenizer([texts[i % len(texts)] for i in idx], truncation=True, return_tensors="pt", **adapter.text_padding)
+    input_ids = enc["input_ids"].to(adapter.device())
+    mask = enc["attention_mask"].to(adapter.device()) if "attention_mask" in enc else None
+    cuda = adapter.device().type == "cuda"
+    times = []
+    for i in range(warmup + repeats):
+        if cuda:
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        adapter.image_embeddings(pixel_values)
+        adapter.text_embeddings(input_ids, mask)
+        if cuda:
+            torch.cuda.synchronize()
+        if i >= warmup:
+            times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times)
+
+
+def size_on_disk(model, model_path=None) -> int:
+    """Bytes of the weight files: of ``model_path`` when it is a local checkpoint, else of a fresh save."""
+    if model_path is not None and Path(model_path).is_dir():
+        try:
+            return weights_size_bytes(model_path)
+        except FileNotFoundError:
+            pass
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(tmp)
+        return weights_size_bytes(tmp)
+
+
+def count_parameters(model) -> int:
+    """Logical parameter count (a 4-bit packed weight counts its unpacked elements)."""
+    if hasattr(model, "num_parameters"):
+        return int(model.num_parameters())
+    return sum(p.numel() for p in model.parameters())
+
+
+def evaluate_model(
+    model,
+    processor,
+    dataset=None,
+    *,
+    class_prompts=None,
+    heldout_labels=None,
+    images_per_number: int | None = None,
+    model_path=None,
+    image_column="image",
+    text_column="text",
+    label_column="label",
+    batch_size: int = 256,
+    latency_batch_size: int = 32,
+    latency_repeats: int = 7,
+    measure_size: bool = True,
+) -> dict:
+    """Measure a CLIP-like model; returns a METRICS dict (see ``vlmcompress.report``).
+
+    With no ``dataset`` the embedded digits test split is used: ``zero_shot_accuracy`` is 100-way accuracy on
+    images of numbers seen in training, ``zero_shot_accuracy_heldout`` on the ten held-out numbers. For a user's
+    data set pass ``class_prompts`` (one list of prompts per label) or a ``ClassLabel`` label column (prompts are
+    built from its names); ``zero_shot_accuracy`` then covers all labels and the held-out figure is null unless
+    ``heldout_labels`` is given.
+    """
+    adapter = get_adapter(model)
+    model.eval()
+    embedded = dataset is None
+    if embedded:
+        dataset = digits.load_digits_dataset("test", images_per_number=images_per_number)
+        class_prompts = digits.class_prompts()
+        heldout_labels = digits.HELDOUT_NUMBERS
+    check_dataset(dataset, image_column, text_column, label_column)
+    if class_prompts is None:
+        names = getattr(dataset.features[label_column], "names", None)
+        if not names:
+            raise VlmcompressError(
+                f"zero-shot needs class names: make {label_column!r} a datasets.ClassLabel or pass class_prompts"
+            )
+        class_prompts = [[t.format(name) for t in DEFAULT_TEMPLATES] for name in names]
+
+    tokenizer = _tokenizer_of(processor)
+    image_processor = getattr(processor, "image_processor", processor)
+    images = dataset[image_column]
+    labels = np.asarray(dataset[label_column])
+    texts = dataset[text_column]
+    if labels.max() >= len(class_prompts) or labels.min() < 0:
+        raise VlmcompressError(f"labels run from {labels.min()} to {labels.max()} but there are {len(class_prompts)} classes")
+
+    image_emb = encode_images(adapter, image_processor, images, batch_size=batch_size)
+    class_emb = class_embeddings(adapter, tokenizer, class_prompts)
+    pred = (image_emb @ class_emb.t()).argmax(dim=1).numpy()
+    correct = pred == labels
+
+    metrics = empty_metrics()
+    heldout = np.isin(labels, np.asarray(list(heldout_labels or []), dtype=labels.dtype))
+    if heldout_labels:
+        metrics["zero_shot_accuracy"] = float(correct[~heldout].mean()) if (~heldout).any() else None
+        metrics["zero_shot_accuracy_heldout"] = float(correct[heldout].mean()) if heldout.any() else None
+    else:
+        metrics["zero_shot_accuracy"] = float(correct.mean())
+    metrics["zero_shot_accuracy_all"] = float(correct.mean())
+    metrics["zero_shot_classes"] = len(class_prompts)
+    metrics["eval_images"] = int(len(labels))
+
+    # retrieval on a class-balanced subset: up to RETRIEVAL_PER_CLASS images per label, each with its own caption;
+    # a hit is a retrieved item of the same label (captions of one number are interchangeable)
+    seen_count: dict = {}
+    subset = []
+    for i, lab in enumerate(labels.tolist()):
+        if seen_count.get(lab, 0) < RETRIEVAL_PER_CLASS:
+            seen_count[lab] = seen_count.get(lab, 0) + 1
+            subset.append(i)
+    subset_t = torch.as_tensor(subset)
+    text_emb = encode_texts(adapter, tokenizer, [texts[i] for i in subset])
+    sim = image_emb[subset_t] @ text_emb.t()
+    sub_labels = labels[subset]
+    for k in (1, 5):
+        metrics[f"recall_at_{k}_i2t"] = recall_at_k(sim, sub_labels, sub_labels, k)
+        metrics[f"recall_at_{k}_t2i"] = recall_at_k(sim.t(), sub_labels, sub_labels, k)
+    metrics["retrieval_pairs"] = len(subset)
+
+    metrics["params"] = count_parameters(model)
+    metrics["memory_bytes"] = int(model.get_memory_footprint()) if hasattr(model, "get_memory_footprint") else None
+    if measure_size:
+        metrics["size_bytes"] = size_on_disk(model, model_path)
+    metrics["latency_ms"] = measure_latency(
+        adapter, image_processor, tokenizer, images, texts, batch_size=latency_batch_size, repeats=latency_repeats
+    ) if latency_repeats > 0 else None
+    metrics["latency_batch_size"] = latency_batch_size if latency_repeats > 0 else None
+    metrics["latency_repeats"] = latency_repeats
+    metrics["latency_threads"] = torch.get_num_threads()
+    metrics["latency_dtype"] = str(adapter.input_dtype()).replace("torch.", "")
+    metrics["latency_device"] = str(adapter.device())
+    metrics["eval_dataset"] = "vlmcompress/digits-test" if embedded else (dataset.info.dataset_name or "user data set")
+    metrics["omp_wait_policy"] = os.environ.get("OMP_WAIT_POLICY")
+    return metrics

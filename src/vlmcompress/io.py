@@ -1,0 +1,50 @@
+"""Writes that are whole or absent: a folder is built in a temp sibling and moved into place."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_output_dir(path, overwrite: bool = True):
+    """Yield a temp folder beside ``path``; on success it replaces ``path``, on error it is removed.
+
+    A failed command leaves neither a partial folder nor a damaged earlier result behind.
+    """
+    path = Path(path).resolve()
+    if path.exists() and not path.is_dir():
+        raise FileExistsError(f"output path {path} exists and is not a folder")
+    if path.exists() and any(path.iterdir()) and not overwrite:
+        raise FileExistsError(f"output folder {path} is not empty; pass --overwrite or choose another folder")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = None
+    if path.exists():
+        old = path.with_name(f".{path.name}.old-{os.getpid()}")
+        os.replace(path, old)
+    os.replace(tmp, path)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def atomic_write_text(path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise

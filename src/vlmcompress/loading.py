@@ -1,0 +1,59 @@
+"""Loading a model and its processor by name or path, with errors that name the fix."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import VlmcompressError
+from .teacher import teacher_path
+
+
+def _looks_local(name: str) -> bool:
+    # a Hub id is "name" or "owner/name"; anything else that does not exist is a missing local path
+    return name.startswith((".", "/", "~")) or name.endswith("/") or name.count("/") > 1 or os.sep != "/" and os.sep in name
+
+
+def resolve_model_path(name_or_path: str | None) -> str:
+    """``None`` means the embedded teacher. A local path must exist."""
+    if name_or_path is None:
+        return teacher_path()
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise VlmcompressError(f"{name_or_path} has no config.json: expected a folder written by save_pretrained")
+        return str(path)
+    if _looks_local(name_or_path):
+        raise VlmcompressError(f"model path {name_or_path} does not exist: expected a save_pretrained folder or a Hub model id")
+    return name_or_path
+
+
+def load_model(name_or_path: str | None = None, *, trust_remote_code: bool = False, device_map: str | None = None, **kwargs):
+    """Load a CLIP-like model (full precision, pruned or bitsandbytes-quantized) and its processor."""
+    from transformers import AutoConfig, AutoModel, AutoProcessor
+
+    from .adapters import adapter_for_config
+
+    path = resolve_model_path(name_or_path)
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except OSError as exc:
+        raise VlmcompressError(f"cannot load a model config from {path!r}: {str(exc).splitlines()[0]}") from exc
+    except ValueError as exc:
+        if "trust_remote_code" in str(exc):
+            raise VlmcompressError(f"{path} carries its own modeling code: pass --trust-remote-code to load it") from exc
+        raise VlmcompressError(f"{path}: {str(exc).splitlines()[0]}") from exc
+    if adapter_for_config(config) is None:
+        raise VlmcompressError(
+            f"{path} is a {type(config).__name__.removesuffix('Config')} model ({config.model_type!r}), not a CLIP-like "
+            "image-text model: expected CLIP or SigLIP"
+        )
+    if getattr(config, "quantization_config", None) is not None and device_map is None:
+        device_map = "cpu"
+    model = AutoModel.from_pretrained(path, trust_remote_code=trust_remote_code, device_map=device_map, **kwargs)
+    try:
+        processor = AutoProcessor.from_pretrained(path)
+    except OSError as exc:
+        raise VlmcompressError(f"{path} has no processor (tokenizer and image processor): save one beside the weights") from exc
+    model.eval()
+    return model, processor, path

@@ -1,0 +1,302 @@
+"""``compression_report.json``: the one format every command and recipe writes.
+
+Model cards, plots and benchmarks read it. Schema (format_version 1)::
+
+    {"format_version": 1, "vlmcompress_version": "...", "base_model": "..." | null, "model_family": "clip",
+     "steps": [{"method": "...", ...method's own fields...}],
+     "before": METRICS | null, "after": METRICS | null,
+     "environment": {"device": "...", "threads": 2, "torch": "...", "transformers": "...",
+                     "bitsandbytes": "..." | null, ...}}
+
+    METRICS = {"params": int, "size_bytes": int, "memory_bytes": int, "latency_ms": float,
+               "latency_batch_size": int, "zero_shot_accuracy": float, "zero_shot_accuracy_heldout": float,
+               "recall_at_1_i2t": float, "recall_at_1_t2i": float, "recall_at_5_i2t": float,
+               "recall_at_5_t2i": float}
+
+Every METRICS key is present; a metric that was not measured is ``null``, never guessed. Extra keys are
+allowed (the harness adds ``latency_threads``, ``latency_dtype``, ``latency_device``, ``eval_dataset`` ...).
+Accuracies and recalls are fractions in [0, 1].
+
+Pruning steps record what they removed in the base model's original numbering::
+
+    {"method": "head_pruning", "removed_heads": {"vision": {"0": [1, 3]}, "text": {...}}}
+    {"method": "layer_pruning", "removed_layers": {"vision": [3, 5]}}
+    {"method": "mlp_pruning", "removed_neurons": {"vision": {"0": [...]}}}
+
+Readers must accept older reports: ``read_report`` fills keys added since with ``null``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+
+FORMAT_VERSION = 1
+REPORT_FILENAME = "compression_report.json"
+
+METRIC_TYPES = {
+    "params": int,
+    "size_bytes": int,
+    "memory_bytes": int,
+    "latency_ms": float,
+    "latency_batch_size": int,
+    "zero_shot_accuracy": float,
+    "zero_shot_accuracy_heldout": float,
+    "recall_at_1_i2t": float,
+    "recall_at_1_t2i": float,
+    "recall_at_5_i2t": float,
+    "recall_at_5_t2i": float,
+}
+FRACTION_KEYS = {k for k in METRIC_TYPES if k.startswith(("zero_shot", "recall"))}
+TOWERS = ("vision", "text", "text_decoder")
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+
+
+class ReportError(ValueError):
+    """A report that does not follow the schema."""
+
+
+def empty_metrics() -> dict:
+    return {k: None for k in METRIC_TYPES}
+
+
+def environment() -> dict:
+    import torch
+    import transformers
+
+    try:
+        import bitsandbytes
+
+        bnb = bitsandbytes.__version__
+    except Exception:  # noqa: BLE001 - missing or without a backend: not measured
+        bnb = None
+    device = "cuda:" + torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({platform.processor() or platform.machine()})"
+    return {
+        "device": device,
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "bitsandbytes": bnb,
+        "python": platform.python_version(),
+    }
+
+
+def new_report(*, base_model, model_family, steps, before, after, model_name=None) -> dict:
+    from . import __version__
+
+    report = {
+        "format_version": FORMAT_VERSION,
+        "vlmcompress_version": __version__,
+        "base_model": base_model,
+        "model_family": model_family,
+        "steps": list(steps),
+        "before": before,
+        "after": after,
+        "environment": environment(),
+    }
+    if model_name:
+        report["model_name"] = model_name
+    return report
+
+
+def _check_metrics(name, metrics, problems):
+    if metrics is None:
+        return
+    if not isinstance(metrics, dict):
+        problems.append(f"{name} must be an object or null")
+        return
+    for key, typ in METRIC_TYPES.items():
+        if key not in metrics:
+            problems.append(f"{name}.{key} is missing (use null when not measured)")
+            continue
+        value = metrics[key]
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            problems.append(f"{name}.{key} must be a number or null, got {type(value).__name__}")
+            continue
+        if typ is int and not float(value).is_integer():
+            problems.append(f"{name}.{key} must be an integer, got {value}")
+        if value < 0:
+            problems.append(f"{name}.{key} must not be negative, got {value}")
+        if key in FRACTION_KEYS and value > 1:
+            problems.append(f"{name}.{key} is a fraction in [0, 1], got {value}")
+
+
+def _check_int_list(where, value, problems):
+    if not isinstance(value, list) or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in value):
+        problems.append(f"{where} must be a list of non-negative integers")
+
+
+def _check_per_layer(where, value, problems):
+    if not isinstance(value, dict):
+        problems.append(f"{where} must map tower names to objects")
+        return
+    for tower, layers in value.items():
+        if tower not in TOWERS:
+            problems.append(f"{where} has unknown tower {tower!r} (expected one of {', '.join(TOWERS)})")
+        if not isinstance(layers, dict):
+            problems.append(f"{where}.{tower} must map layer numbers (as strings) to lists")
+            continue
+        for layer, items in layers.items():
+            if not str(layer).isdigit():
+                problems.append(f"{where}.{tower} key {layer!r} is not a layer number")
+            _check_int_list(f"{where}.{tower}.{layer}", items, problems)
+
+
+def _check_step(i, step, problems):
+    where = f"steps[{i}]"
+    if not isinstance(step, dict) or not isinstance(step.get("method"), str) or not step["method"]:
+        problems.append(f"{where} must be an object with a non-empty 'method'")
+        return
+    method = step["method"]
+    if method == "head_pruning":
+        _check_per_layer(f"{where}.removed_heads", step.get("removed_heads"), problems)
+    elif method == "mlp_pruning":
+        _check_per_layer(f"{where}.removed_neurons", step.get("removed_neurons"), problems)
+    elif method == "layer_pruning":
+        removed = step.get("removed_layers")
+        if not isinstance(removed, dict):
+            problems.append(f"{where}.removed_layers must map tower names to lists of layer numbers")
+        else:
+            for tower, layers in removed.items():
+                if tower not in TOWERS:
+                    problems.append(f"{where}.removed_layers has unknown tower {tower!r}")
+                _check_int_list(f"{where}.removed_layers.{tower}", layers, problems)
+
+
+def validate_report(report) -> dict:
+    """Raise ReportError listing every problem; return the report when it follows the schema."""
+    problems: list[str] = []
+    if not isinstance(report, dict):
+        raise ReportError("a compression report must be a JSON object")
+    if report.get("format_version") != FORMAT_VERSION:
+        problems.append(f"format_version must be {FORMAT_VERSION}, got {report.get('format_version')!r}")
+    for key in ("vlmcompress_version", "model_family"):
+        if not isinstance(report.get(key), str) or not report.get(key):
+            problems.append(f"{key} must be a non-empty string")
+    if "base_model" not in report or not (report["base_model"] is None or isinstance(report["base_model"], str)):
+        problems.append("base_model must be a string or null")
+    steps = report.get("steps")
+    if not isinstance(steps, list):
+        problems.append("steps must be a list")
+    else:
+        for i, step in enumerate(steps):
+            _check_step(i, step, problems)
+    for name in ("before", "after"):
+        if name not in report:
+            problems.append(f"{name} is missing (use null when not measured)")
+        else:
+            _check_metrics(name, report[name], problems)
+    env = report.get("environment")
+    if not isinstance(env, dict):
+        problems.append("environment must be an object")
+    else:
+        for key in ("device", "threads", "torch", "transformers", "bitsandbytes"):
+            if key not in env:
+                problems.append(f"environment.{key} is missing")
+    if problems:
+        raise ReportError("invalid compression report: " + "; ".join(problems))
+    return report
+
+
+def upgrade_report(report: dict) -> dict:
+    """Bring an older report up to the current schema (keys added since are filled with null)."""
+    report = dict(report)
+    report.setdefault("format_version", FORMAT_VERSION)
+    report.setdefault("base_model", None)
+    report.setdefault("steps", [])
+    for name in ("before", "after"):
+        metrics = report.get(name)
+        if isinstance(metrics, dict):
+            report[name] = {**empty_metrics(), **metrics}
+        else:
+            report.setdefault(name, None)
+    env = dict(report.get("environment") or {})
+    for key in ("device", "threads", "torch", "transformers", "bitsandbytes"):
+        env.setdefault(key, None)
+    report["environment"] = env
+    return report
+
+
+def write_report(report: dict, folder) -> Path:
+    from .io import atomic_write_text
+
+    validate_report(report)
+    path = Path(folder) / REPORT_FILENAME
+    atomic_write_text(path, json.dumps(report, indent=2, sort_keys=False) + "\n")
+    return path
+
+
+def read_report(path) -> dict:
+    path = Path(path)
+    if path.is_dir():
+        path = path / REPORT_FILENAME
+    if not path.is_file():
+        raise FileNotFoundError(f"no {REPORT_FILENAME} at {path.parent}; run a vlmcompress command that writes one")
+    with open(path) as f:
+        report = json.load(f)
+    return validate_report(upgrade_report(report))
+
+
+def weights_size_bytes(folder) -> int:
+    """Bytes of the weight files in a checkpoint folder (what a user downloads for the model itself)."""
+    folder = Path(folder)
+    files = [p for p in folder.rglob("*") if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES)]
+    if not files:
+        raise FileNotFoundError(f"no weight files (*.safetensors, *.bin) in {folder}")
+    return sum(p.stat().st_size for p in files)
+
+
+def _fmt(key, value):
+    if value is None:
+        return "not measured"
+    if key in FRACTION_KEYS:
+        return f"{100 * value:.2f}%"
+    if key in ("size_bytes", "memory_bytes"):
+        return f"{value / 2**20:.2f} MiB"
+    if key == "params":
+        return f"{value:,}"
+    if key == "latency_ms":
+        return f"{value:.2f} ms"
+    return str(value)
+
+
+TABLE_ROWS = (
+    ("params", "parameters"),
+    ("size_bytes", "weights on disk"),
+    ("memory_bytes", "memory footprint"),
+    ("latency_ms", "latency (median batch)"),
+    ("latency_batch_size", "latency batch size"),
+    ("zero_shot_accuracy", "zero-shot acc (seen/all)"),
+    ("zero_shot_accuracy_heldout", "zero-shot acc (held-out)"),
+    ("recall_at_1_i2t", "recall@1 image->text"),
+    ("recall_at_5_i2t", "recall@5 image->text"),
+    ("recall_at_1_t2i", "recall@1 text->image"),
+    ("recall_at_5_t2i", "recall@5 text->image"),
+)
+
+
+def format_metrics_table(columns: dict) -> str:
+    """A plain-text table: one row per metric, one column per named METRICS dict."""
+    names = list(columns)
+    rows = [["metric", *names]]
+    for key, label in TABLE_ROWS:
+        rows.append([label, *(_fmt(key, (columns[n] or {}).get(key)) for n in names)])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = []
+    for j, r in enumerate(rows):
+        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+        if j == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    extra = []
+    for n in names:
+        m = columns[n] or {}
+        if m.get("latency_ms") is not None:
+            extra.append(f"{n}: latency on {m.get('latency_device')} {m.get('latency_dtype')}, "
+                         f"{m.get('latency_threads')} threads, batch {m.get('latency_batch_size')} "
+                         f"(image+text forward, median of {m.get('latency_repeats')} timed batches)")
+    return "\n".join(lines + extra)

@@ -1,0 +1,132 @@
+"""The embedded teacher: a small CLIPModel trained from scratch on the embedded digits data.
+
+It ships inside the package (``TEACHER_PATH``) and is the default model of every command and recipe,
+so everything runs offline. It is a stock ``CLIPModel`` folder: ``CLIPModel.from_pretrained`` and
+``CLIPProcessor.from_pretrained`` load it without vlmcompress. ``recipes/train_teacher.py`` rebuilds it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .data import digits
+
+TEACHER_NAME = "vlmcompress/clip-digits-teacher"
+TEACHER_PATH = Path(__file__).resolve().parent / "assets" / "clip-digits-teacher"
+
+_CLIP_PRETOKENIZE = r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
+
+
+def build_tokenizer(texts=None):
+    """A CLIPTokenizer whose BPE is trained offline (``tokenizers``) on the captions of the training numbers.
+
+    Uses CLIP's own normalizer, pre-tokenizer and ``</w>`` suffix, so every digit is its own token and a
+    held-out number brings no unseen token.
+    """
+    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
+    from transformers import CLIPTokenizer
+
+    texts = list(texts) if texts is not None else digits.all_captions()
+    bpe = Tokenizer(models.BPE(end_of_word_suffix="</w>", unk_token="<|endoftext|>"))
+    bpe.normalizer = normalizers.Sequence(
+        [normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()]
+    )
+    bpe.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(_CLIP_PRETOKENIZE), behavior="removed", invert=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False),
+        ]
+    )
+    trainer = trainers.BpeTrainer(
+        vocab_size=1000,
+        special_tokens=["<|startoftext|>", "<|endoftext|>"],
+        end_of_word_suffix="</w>",
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe.train_from_iterator(texts, trainer)
+    model = json.loads(bpe.to_str())["model"]
+    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in model["merges"]]
+    # v5: vocab=/merges= keywords (vocab_file=/merges_file= are silently ignored)
+    return CLIPTokenizer(vocab=model["vocab"], merges=merges, model_max_length=TEXT_MAX_LENGTH)
+
+
+TEXT_MAX_LENGTH = 16
+
+
+def build_image_processor():
+    """A CLIPImageProcessor for the 56x56 canvases; grayscale is converted to RGB like any photo."""
+    from transformers import CLIPImageProcessor
+
+    mean, std = digits.pixel_stats()
+    return CLIPImageProcessor(
+        do_resize=True,
+        size={"shortest_edge": digits.CANVAS_SIZE},
+        do_center_crop=True,
+        crop_size={"height": digits.CANVAS_SIZE, "width": digits.CANVAS_SIZE},
+        do_rescale=True,
+        rescale_factor=1 / 255,
+        do_normalize=True,
+        image_mean=[round(mean, 4)] * 3,
+        image_std=[round(std, 4)] * 3,
+        do_convert_rgb=True,
+    )
+
+
+def build_processor():
+    from transformers import CLIPProcessor
+
+    return CLIPProcessor(image_processor=build_image_processor(), tokenizer=build_tokenizer())
+
+
+def teacher_config(tokenizer, layers: int = 4, hidden: int = 128, heads: int = 4, projection: int = 128):
+    """The teacher's CLIPConfig: both towers ``layers`` deep, MLP ratio 4, patch 8 on 56x56 RGB."""
+    from transformers import CLIPConfig, CLIPTextConfig, CLIPVisionConfig
+
+    text = CLIPTextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=4 * hidden,
+        projection_dim=projection,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        max_position_embeddings=TEXT_MAX_LENGTH,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    vision = CLIPVisionConfig(
+        hidden_size=hidden,
+        intermediate_size=4 * hidden,
+        projection_dim=projection,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_channels=3,
+        image_size=digits.CANVAS_SIZE,
+        patch_size=8,
+    )
+    return CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=projection)
+
+
+def pixel_values_from_uint8(images: np.ndarray, image_processor):
+    """Fast path equal to ``image_processor(images)`` for 56x56 grayscale canvases (used in training loops)."""
+    import torch
+
+    x = torch.from_numpy(np.ascontiguousarray(images)).float().div_(255.0)
+    mean = torch.tensor(image_processor.image_mean, dtype=torch.float32).view(1, -1, 1, 1)
+    std = torch.tensor(image_processor.image_std, dtype=torch.float32).view(1, -1, 1, 1)
+    x = x.unsqueeze(1).expand(-1, len(image_processor.image_mean), -1, -1)
+    return ((x - mean) / std).contiguous()
+
+
+def teacher_path() -> str:
+    """Where the shipped teacher lives; a clear error if the package was installed without it."""
+    if not (TEACHER_PATH / "config.json").is_file():
+        raise FileNotFoundError(
+            f"the embedded teacher is missing from {TEACHER_PATH}; reinstall vlmcompress or rebuild it with "
+            "`python recipes/train_teacher.py --output_dir src/vlmcompress/assets/clip-digits-teacher`"
+        )
+    return str(TEACHER_PATH)

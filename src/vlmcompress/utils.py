@@ -1,0 +1,16 @@
+"""Small shared helpers."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def progress(iterable=None, **kwargs):
+    """A tqdm bar on stderr, silenced with VLMCOMPRESS_NO_PROGRESS=1 (tests) or when not on rank 0."""
+    from tqdm.auto import tqdm
+
+    disable = os.environ.get("VLMCOMPRESS_NO_PROGRESS") == "1" or int(os.environ.get("RANK", "0")) != 0
+    kwargs.setdefault("file", sys.stderr)
+    kwargs.setdefault("dynamic_ncols", True)
+    return tqdm(iterable, disable=disable, **kwargs)
