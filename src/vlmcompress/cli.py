@@ -17,6 +17,7 @@ def _quiet_transformers():
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     warnings.filterwarnings("ignore", message=".*torchvision.*")
 
 
@@ -42,7 +43,7 @@ def _load_dataset(args):
 
 
 def cmd_evaluate(args):
-    from .evaluation import evaluate_model
+    from .evaluation import check_dataset, evaluate_model
     from .io import atomic_write_text
     from .loading import load_model
     from .report import format_metrics_table
@@ -52,8 +53,10 @@ def cmd_evaluate(args):
         import torch
 
         torch.set_num_threads(args.threads)
-    model, processor, path = load_model(args.model, trust_remote_code=args.trust_remote_code)
     dataset = _load_dataset(args)
+    if dataset is not None:
+        check_dataset(dataset, args.image_column, args.text_column, args.label_column)
+    model, processor, path = load_model(args.model, trust_remote_code=args.trust_remote_code)
     metrics = evaluate_model(
         model,
         processor,
@@ -107,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--latency-repeats", type=int, default=7, help="timed batches after 2 warm-up ones (default 7)")
     ev.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     ev.add_argument("--trust-remote-code", action="store_true", help="allow a checkpoint's own modeling code")
-    ev.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    ev.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks on errors")
     ev.set_defaults(func=cmd_evaluate)
     return parser
 

@@ -1,0 +1,70 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def run_cli(*args, cwd=None):
+    env = dict(os.environ, VLMCOMPRESS_NO_PROGRESS="1", OMP_WAIT_POLICY="PASSIVE")
+    return subprocess.run([sys.executable, "-m", "vlmcompress", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
+
+
+def test_evaluate_prints_table_and_writes_json(tiny_clip_dir, tmp_path):
+    out = tmp_path / "metrics.json"
+    r = run_cli("evaluate", str(tiny_clip_dir), "--images-per-number", "1", "--latency-repeats", "5",
+                "--latency-batch-size", "4", "--output", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "zero-shot acc (held-out)" in r.stdout and "recall@5 text->image" in r.stdout
+    data = json.loads(out.read_text())
+    assert data["eval_images"] == 100 and data["latency_batch_size"] == 4 and data["params"] > 0
+
+
+def _assert_one_line_error(r, needle):
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and needle in lines[0], r.stderr
+
+
+def test_missing_model_path(tmp_path):
+    _assert_one_line_error(run_cli("evaluate", str(tmp_path / "nope")), "does not exist")
+
+
+def test_folder_without_config(tmp_path):
+    _assert_one_line_error(run_cli("evaluate", str(tmp_path)), "config.json")
+
+
+def test_not_clip_like(tmp_path):
+    from transformers import BertConfig, BertModel
+
+    BertModel(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)).save_pretrained(tmp_path)
+    _assert_one_line_error(run_cli("evaluate", str(tmp_path)), "not a CLIP-like")
+
+
+def test_dataset_without_named_columns(tiny_clip_dir, tmp_path):
+    import datasets
+
+    datasets.Dataset.from_dict({"img": [None], "caption": ["x"]}).save_to_disk(tmp_path / "ds")
+    out = tmp_path / "m.json"
+    r = run_cli("evaluate", str(tiny_clip_dir), "--dataset", str(tmp_path / "ds"), "--output", str(out))
+    _assert_one_line_error(r, "no column")
+    assert not out.exists()
+
+
+def test_empty_dataset(tiny_clip_dir, tmp_path):
+    import datasets
+
+    datasets.Dataset.from_dict({"image": [], "text": [], "label": []}).save_to_disk(tmp_path / "ds")
+    _assert_one_line_error(run_cli("evaluate", str(tiny_clip_dir), "--dataset", str(tmp_path / "ds")), "empty")
+
+
+def test_debug_shows_traceback(tmp_path):
+    r = run_cli("--debug", "evaluate", str(tmp_path / "nope"))
+    assert r.returncode != 0 and "Traceback" in r.stderr
+
+
+def test_help_explains():
+    r = run_cli("evaluate", "--help")
+    assert r.returncode == 0 and "embedded teacher" in r.stdout

@@ -1,0 +1,118 @@
+import numpy as np
+import pytest
+import torch
+
+from conftest import tiny_clip
+from vlmcompress.errors import VlmcompressError
+from vlmcompress.evaluation import evaluate_model
+from vlmcompress.evaluation.harness import recall_at_k
+from vlmcompress.report import METRIC_TYPES, validate_report, new_report
+
+
+def test_recall_at_k_counts_label_hits():
+    sim = torch.tensor([[0.9, 0.1, 0.0], [0.8, 0.7, 0.1], [0.0, 0.5, 0.4]])
+    labels = [0, 1, 2]
+    assert recall_at_k(sim, labels, labels, 1) == pytest.approx(1 / 3)
+    assert recall_at_k(sim, labels, labels, 2) == pytest.approx(1.0)
+    # a same-label target counts as a hit (captions of one number are interchangeable)
+    assert recall_at_k(sim, [0, 0, 2], [0, 0, 2], 1) == pytest.approx(2 / 3)
+
+
+def test_evaluate_tiny_clip_on_embedded_data(processor):
+    model = tiny_clip(processor)
+    m = evaluate_model(model, processor, images_per_number=2, latency_repeats=5, latency_batch_size=4)
+    for key in METRIC_TYPES:
+        assert key in m
+    assert m["eval_images"] == 200 and m["zero_shot_classes"] == 100
+    assert m["params"] == sum(p.numel() for p in model.parameters())
+    assert m["size_bytes"] > 4 * m["params"] * 0.95
+    assert m["memory_bytes"] >= 4 * m["params"]
+    assert 0 <= m["zero_shot_accuracy"] <= 1 and 0 <= m["zero_shot_accuracy_heldout"] <= 1
+    assert m["latency_ms"] > 0 and m["latency_batch_size"] == 4 and m["latency_dtype"] == "float32"
+    assert m["recall_at_5_i2t"] >= m["recall_at_1_i2t"]
+    validate_report(new_report(base_model=None, model_family="clip", steps=[], before=None, after=m))
+
+
+def test_zero_shot_accuracy_is_exact_for_an_oracle(processor, monkeypatch):
+    """Patch the adapter's encoders into an oracle that knows each label: accuracy must be 1, recall 1."""
+    from vlmcompress.adapters.clip import ClipAdapter
+    from vlmcompress.data import digits
+
+    model = tiny_clip(processor)
+    ds = digits.load_digits_dataset("test", images_per_number=1)
+    labels = torch.tensor(ds["label"])
+    state = {"i": 0}
+
+    def image_embeddings(self, pixel_values):
+        n = pixel_values.shape[0]
+        out = torch.nn.functional.one_hot(labels[state["i"]:state["i"] + n], 128).float()
+        state["i"] += n
+        return out
+
+    def text_embeddings(self, input_ids, attention_mask=None):
+        # the first digit tokens after the template identify the number: decode the text instead
+        texts = processor.tokenizer.batch_decode(input_ids, skip_special_tokens=True)
+        nums = []
+        for t in texts:
+            ds_ = [c for c in t if c.isdigit()]
+            if len(ds_) >= 2:
+                nums.append(int(ds_[0]) * 10 + int(ds_[1]))
+            else:
+                words = [w for w in t.split() if w in digits.NUMBER_WORDS]
+                nums.append(digits.NUMBER_WORDS.index(words[0]) * 10 + digits.NUMBER_WORDS.index(words[1]))
+        return torch.nn.functional.one_hot(torch.tensor(nums), 128).float()
+
+    monkeypatch.setattr(ClipAdapter, "image_embeddings", image_embeddings)
+    monkeypatch.setattr(ClipAdapter, "text_embeddings", text_embeddings)
+    m = evaluate_model(model, processor, ds, class_prompts=digits.class_prompts(),
+                       heldout_labels=digits.HELDOUT_NUMBERS, latency_repeats=0, measure_size=False)
+    assert m["zero_shot_accuracy"] == 1.0 and m["zero_shot_accuracy_heldout"] == 1.0
+    assert m["recall_at_1_i2t"] == 1.0 and m["recall_at_1_t2i"] == 1.0
+
+
+def test_user_dataset_without_heldout_labels(processor):
+    import datasets
+    from vlmcompress.data import digits
+
+    model = tiny_clip(processor)
+    ds = digits.load_digits_dataset("test", images_per_number=1, numbers=range(10))
+    ds = ds.cast_column("label", datasets.ClassLabel(names=[f"{i:02d}" for i in range(10)]))
+    m = evaluate_model(model, processor, ds, latency_repeats=0, measure_size=False)
+    assert m["zero_shot_classes"] == 10
+    assert m["zero_shot_accuracy"] is not None and m["zero_shot_accuracy_heldout"] is None
+    assert m["size_bytes"] is None
+
+
+def test_bad_datasets_are_one_line_errors(processor):
+    import datasets
+
+    model = tiny_clip(processor)
+    empty = datasets.Dataset.from_dict({"image": [], "text": [], "label": []})
+    with pytest.raises(VlmcompressError, match="empty"):
+        evaluate_model(model, processor, empty)
+    no_text = datasets.Dataset.from_dict({"image": [None], "caption": ["a"], "label": [0]})
+    with pytest.raises(VlmcompressError, match="no column 'text'"):
+        evaluate_model(model, processor, no_text)
+
+
+def test_not_clip_like_model_is_rejected(processor):
+    from transformers import BertConfig, BertModel
+
+    model = BertModel(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64))
+    with pytest.raises(VlmcompressError, match="not a CLIP-like model"):
+        evaluate_model(model, processor, latency_repeats=0)
+
+
+def test_evaluates_a_bitsandbytes_8bit_model(tiny_clip_dir):
+    """The harness measures a really quantized model (bitsandbytes CPU backend) and sees it smaller."""
+    from transformers import BitsAndBytesConfig, CLIPModel, CLIPProcessor
+
+    proc = CLIPProcessor.from_pretrained(tiny_clip_dir)
+    fp32 = CLIPModel.from_pretrained(tiny_clip_dir)
+    q8 = CLIPModel.from_pretrained(tiny_clip_dir, quantization_config=BitsAndBytesConfig(load_in_8bit=True), device_map="cpu")
+    kw = dict(images_per_number=1, latency_repeats=0)
+    m32 = evaluate_model(fp32, proc, model_path=tiny_clip_dir, **kw)
+    m8 = evaluate_model(q8, proc, **kw)
+    assert m8["memory_bytes"] < m32["memory_bytes"]
+    assert m8["size_bytes"] < m32["size_bytes"]
+    assert m8["params"] == m32["params"]
