@@ -24,11 +24,11 @@ from dataclasses import dataclass, field  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 from transformers import CLIPModel, HfArgumentParser  # noqa: E402
 
 from vlmcompress.data import digits  # noqa: E402
 from vlmcompress.io import atomic_output_dir  # noqa: E402
+from vlmcompress.losses import contrastive_loss  # noqa: E402
 from vlmcompress.teacher import TEACHER_NAME, build_processor, pixel_values_from_uint8, teacher_config  # noqa: E402
 from vlmcompress.utils import progress  # noqa: E402
 
@@ -48,29 +48,24 @@ class TeacherArguments:
     hidden_size: int = field(default=128, metadata={"help": "Width of both towers (MLP is 4x)."})
     heads: int = field(default=4, metadata={"help": "Attention heads per layer."})
     eval_images_per_number: int = field(default=100, metadata={"help": "Test images per number for the final evaluation."})
+    logit_scale_lr_multiplier: float = field(default=1.0, metadata={"help": "Learning-rate multiplier for the learned temperature (it moves slowly at the base rate)."})
     threads: int = field(default=0, metadata={"help": "torch threads (0: leave torch's default)."})
 
 
-def multi_positive_clip_loss(image_embeds, text_embeds, labels, logit_scale):
-    """Symmetric InfoNCE where every same-label pair in the batch is a positive (soft targets)."""
-    image_embeds = F.normalize(image_embeds, dim=-1)
-    text_embeds = F.normalize(text_embeds, dim=-1)
-    logits = logit_scale.exp().clamp(max=100) * image_embeds @ text_embeds.t()
-    same = (labels[:, None] == labels[None, :]).float()
-    targets = same / same.sum(dim=1, keepdim=True)
-    loss_i2t = torch.sum(-targets * F.log_softmax(logits, dim=1), dim=1).mean()
-    loss_t2i = torch.sum(-targets * F.log_softmax(logits.t(), dim=1), dim=1).mean()
-    return (loss_i2t + loss_t2i) / 2
-
-
-def param_groups(model, weight_decay):
+def param_groups(model, weight_decay, lr, logit_scale_lr_multiplier=1.0):
     decay, no_decay = [], []
     for name, p in model.named_parameters():
-        if p.ndim < 2 or "norm" in name or "embedding" in name or "logit_scale" in name:
+        if name == "logit_scale":
+            continue
+        if p.ndim < 2 or "norm" in name or "embedding" in name:
             no_decay.append(p)
         else:
             decay.append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [
+        {"params": decay, "weight_decay": weight_decay, "lr": lr},
+        {"params": no_decay, "weight_decay": 0.0, "lr": lr},
+        {"params": [model.logit_scale], "weight_decay": 0.0, "lr": lr * logit_scale_lr_multiplier},
+    ]
 
 
 def main(args: TeacherArguments | None = None):
@@ -96,7 +91,7 @@ def main(args: TeacherArguments | None = None):
     ids_table = enc["input_ids"].view(digits.NUM_CLASSES, n_templates, -1)
     mask_table = enc["attention_mask"].view(digits.NUM_CLASSES, n_templates, -1)
 
-    optimizer = torch.optim.AdamW(param_groups(model, args.weight_decay), lr=args.learning_rate, betas=(0.9, 0.98), eps=1e-6)
+    optimizer = torch.optim.AdamW(param_groups(model, args.weight_decay, args.learning_rate, args.logit_scale_lr_multiplier), lr=args.learning_rate, betas=(0.9, 0.98), eps=1e-6)
     warmup = max(1, int(args.warmup_ratio * args.max_steps))
 
     def lr_at(step):
@@ -120,7 +115,7 @@ def main(args: TeacherArguments | None = None):
 
         out = model(input_ids=input_ids, attention_mask=attention_mask, pixel_values=pixel_values)
         # CLIPOutput embeds are already normalized; the loss renormalizes harmlessly
-        loss = multi_positive_clip_loss(out.image_embeds, out.text_embeds, labels_t, model.logit_scale)
+        loss = contrastive_loss(out.image_embeds, out.text_embeds, model.logit_scale, labels=labels_t)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)

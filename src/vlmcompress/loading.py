@@ -50,7 +50,14 @@ def load_model(name_or_path: str | None = None, *, trust_remote_code: bool = Fal
         )
     if getattr(config, "quantization_config", None) is not None and device_map is None:
         device_map = "cpu"
-    model = AutoModel.from_pretrained(path, trust_remote_code=trust_remote_code, device_map=device_map, **kwargs)
+    from .modeling import remote_class_for
+
+    # a pruned checkpoint records its per-layer shapes: our own class rebuilds them, no remote code needed
+    own_class = remote_class_for(config)
+    if own_class is not None:
+        model = own_class.from_pretrained(path, device_map=device_map, **kwargs)
+    else:
+        model = AutoModel.from_pretrained(path, trust_remote_code=trust_remote_code, device_map=device_map, **kwargs)
     try:
         processor = AutoProcessor.from_pretrained(path)
     except OSError as exc:

@@ -2,7 +2,39 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
+from torch import nn
+
+
+@dataclass
+class AttentionParts:
+    """One self-attention block: per-head slices are rows of q/k/v and columns of out."""
+
+    module: nn.Module
+    q: nn.Linear
+    k: nn.Linear
+    v: nn.Linear
+    out: nn.Linear
+    head_dim: int
+
+    @property
+    def num_heads(self) -> int:
+        return self.q.out_features // self.head_dim
+
+
+@dataclass
+class MlpParts:
+    """One MLP: neurons are rows of every ``up`` Linear and columns of ``down``."""
+
+    module: nn.Module
+    up: list
+    down: nn.Linear
+
+    @property
+    def num_neurons(self) -> int:
+        return self.down.in_features
 
 
 def _pooled(output):
@@ -22,6 +54,8 @@ class ModelAdapter:
     model_types: tuple[str, ...] = ()
     #: keyword arguments for the tokenizer when encoding captions/prompts
     text_padding: dict = {"padding": True}
+    #: whether a uniformly pruned MLP can be described by the stock config's intermediate_size
+    stock_mlp_resize_ok: bool = True
 
     def __init__(self, model):
         self.model = model
@@ -34,6 +68,24 @@ class ModelAdapter:
         raise NotImplementedError
 
     def text_embeddings(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def towers(self) -> dict:
+        raise NotImplementedError
+
+    def tower_config(self, tower: str):
+        raise NotImplementedError
+
+    def layers(self, tower: str):
+        raise NotImplementedError
+
+    def set_layers(self, tower: str, layers) -> None:
+        raise NotImplementedError
+
+    def attention(self, layer) -> AttentionParts:
+        raise NotImplementedError
+
+    def mlp(self, layer) -> MlpParts:
         raise NotImplementedError
 
     def input_dtype(self) -> torch.dtype:

@@ -1,13 +1,19 @@
-"""CLIP and SigLIP: two towers with ``get_image_features`` / ``get_text_features``."""
+"""CLIP and SigLIP: two towers with ``get_image_features`` / ``get_text_features``.
+
+Both keep their transformer blocks in ``<tower>.encoder.layers``; each block has ``self_attn`` with square
+``q_proj``/``k_proj``/``v_proj``/``out_proj`` Linears (the forward reshapes with ``view(..., -1, head_dim)``, so
+fewer heads run unchanged) and ``mlp.fc1``/``mlp.fc2``.
+"""
 
 from __future__ import annotations
 
-from .base import ModelAdapter, _pooled
+from .base import AttentionParts, ModelAdapter, MlpParts, _pooled
 
 
 class ClipAdapter(ModelAdapter):
     family = "clip"
-    model_types = ("clip",)
+    model_types = ("clip", "clip_vision_model", "clip_text_model")
+    tower_attributes = {"vision": "vision_model", "text": "text_model"}
 
     def image_embeddings(self, pixel_values):
         return _pooled(self.model.get_image_features(pixel_values=pixel_values))
@@ -15,9 +21,44 @@ class ClipAdapter(ModelAdapter):
     def text_embeddings(self, input_ids, attention_mask=None):
         return _pooled(self.model.get_text_features(input_ids=input_ids, attention_mask=attention_mask))
 
+    # --- structure -------------------------------------------------------------------------------------------
+    def towers(self) -> dict:
+        """Tower name -> the module holding ``encoder.layers`` (the model itself for a single-tower class)."""
+        out = {}
+        for name, attr in self.tower_attributes.items():
+            module = getattr(self.model, attr, None)
+            if module is not None:
+                out[name] = module
+        if not out:  # CLIPVisionModel / CLIPTextModel: the model is one tower
+            kind = "vision" if "vision" in self.model.config.model_type else "text"
+            inner = getattr(self.model, self.tower_attributes[kind], self.model)
+            out[kind] = inner
+        return out
+
+    def tower_config(self, tower: str):
+        # the tower module shares this object with model.config.<tower>_config, so edits reach both
+        return self.towers()[tower].config
+
+    def layers(self, tower: str):
+        return self.towers()[tower].encoder.layers
+
+    def set_layers(self, tower: str, layers) -> None:
+        self.towers()[tower].encoder.layers = layers
+
+    def attention(self, layer) -> AttentionParts:
+        attn = layer.self_attn
+        return AttentionParts(
+            module=attn, q=attn.q_proj, k=attn.k_proj, v=attn.v_proj, out=attn.out_proj, head_dim=attn.head_dim
+        )
+
+    def mlp(self, layer) -> MlpParts:
+        return MlpParts(module=layer.mlp, up=[layer.mlp.fc1], down=layer.mlp.fc2)
+
 
 class SiglipAdapter(ClipAdapter):
     family = "siglip"
-    model_types = ("siglip",)
+    model_types = ("siglip", "siglip_vision_model", "siglip_text_model")
     # SigLIP was trained on max-length padded text without an attention mask
     text_padding = {"padding": "max_length"}
+    # the vision pooling head's MLP is sized by intermediate_size too: a changed config size would resize it
+    stock_mlp_resize_ok = False

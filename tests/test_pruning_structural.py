@@ -1,0 +1,208 @@
+"""Physical pruning is exact, records original numbering, and reloads three ways."""
+
+import copy
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from transformers import CLIPModel, SiglipConfig, SiglipModel
+
+from conftest import tiny_clip
+from vlmcompress.errors import VlmcompressError
+from vlmcompress.loading import load_model
+from vlmcompress.modeling import save_compressed
+from vlmcompress.pruning import prune_heads, prune_layers, prune_mlp
+from vlmcompress.adapters import get_adapter
+
+
+def tiny_siglip(seed=0):
+    torch.manual_seed(seed)
+    common = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4)
+    cfg = SiglipConfig(text_config=dict(vocab_size=100, max_position_embeddings=16, bos_token_id=0, eos_token_id=1, pad_token_id=1, **common),
+                       vision_config=dict(image_size=16, patch_size=8, num_channels=3, **common))
+    return SiglipModel(cfg).eval()
+
+
+def _inputs(model, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    vc, tc = model.config.vision_config, model.config.text_config
+    pixel_values = torch.randn(3, vc.num_channels, vc.image_size, vc.image_size, generator=g)
+    input_ids = torch.randint(2, tc.vocab_size, (3, 9), generator=g)
+    eos = getattr(tc, "eos_token_id", None)
+    if eos is not None:
+        input_ids[:, -1] = eos
+    return pixel_values, input_ids
+
+
+@torch.no_grad()
+def _outputs(model, seed=0):
+    adapter = get_adapter(model)
+    pixel_values, input_ids = _inputs(model, seed)
+    return adapter.image_embeddings(pixel_values), adapter.text_embeddings(input_ids)
+
+
+def _zero_heads_hooks(model, plan):
+    """Reference: the unpruned model with the planned heads' contributions zeroed at out_proj's input."""
+    adapter = get_adapter(model)
+    handles = []
+    for tower, layers in plan.items():
+        for layer, heads in layers.items():
+            attn = adapter.attention(adapter.layers(tower)[int(layer)])
+            mask = torch.ones(attn.out.in_features)
+            for h in heads:
+                mask[h * attn.head_dim:(h + 1) * attn.head_dim] = 0
+            handles.append(attn.out.register_forward_pre_hook(lambda m, args, mask=mask: (args[0] * mask,)))
+    return handles
+
+
+def _zero_neurons_hooks(model, plan):
+    adapter = get_adapter(model)
+    handles = []
+    for tower, layers in plan.items():
+        for layer, neurons in layers.items():
+            mlp = adapter.mlp(adapter.layers(tower)[int(layer)])
+            mask = torch.ones(mlp.down.in_features)
+            mask[list(neurons)] = 0
+            handles.append(mlp.down.register_forward_pre_hook(lambda m, args, mask=mask: (args[0] * mask,)))
+    return handles
+
+
+def _max_diff(a, b):
+    return max((x - y).abs().max().item() for x, y in zip(a, b))
+
+
+@pytest.fixture(params=["clip", "siglip"])
+def family_model(request, processor):
+    return tiny_clip(processor) if request.param == "clip" else tiny_siglip()
+
+
+HEAD_PLAN = {"vision": {0: [1, 3], 1: [0]}, "text": {1: [2, 3, 0]}}
+MLP_PLAN = {"vision": {0: list(range(0, 64, 3))}, "text": {1: [5, 6, 7, 60]}}
+
+
+def test_head_pruning_equals_zeroed_heads(family_model):
+    reference = copy.deepcopy(family_model)
+    handles = _zero_heads_hooks(reference, HEAD_PLAN)
+    expected = _outputs(reference)
+    for h in handles:
+        h.remove()
+    step = prune_heads(family_model, HEAD_PLAN)
+    assert _max_diff(_outputs(family_model), expected) <= 1e-5
+    assert step == {"method": "head_pruning",
+                    "removed_heads": {"vision": {"0": [1, 3], "1": [0]}, "text": {"1": [0, 2, 3]}}}
+    attn = get_adapter(family_model).attention(get_adapter(family_model).layers("text")[1])
+    assert attn.q.out_features == attn.head_dim and attn.out.in_features == attn.head_dim
+    assert family_model.config.vision_config.layer_num_heads == [2, 3]
+
+
+def test_mlp_pruning_equals_zeroed_neurons(family_model):
+    reference = copy.deepcopy(family_model)
+    handles = _zero_neurons_hooks(reference, MLP_PLAN)
+    expected = _outputs(reference)
+    for h in handles:
+        h.remove()
+    width = family_model.config.vision_config.intermediate_size
+    step = prune_mlp(family_model, MLP_PLAN)
+    assert _max_diff(_outputs(family_model), expected) <= 1e-5
+    assert step["removed_neurons"]["text"] == {"1": [5, 6, 7, 60]}
+    assert family_model.config.vision_config.layer_intermediate_sizes == [width - 22, width]
+
+
+def test_numbering_stays_original_across_steps(processor):
+    model = tiny_clip(processor, layers=3)
+    assert prune_layers(model, {"vision": [0]})["removed_layers"] == {"vision": [0]}
+    # current vision layer 0 is original layer 1
+    step = prune_heads(model, {"vision": {0: [1]}})
+    assert step["removed_heads"] == {"vision": {"1": [1]}}
+    # current head 1 of that layer is original head 2
+    step = prune_heads(model, {"vision": {0: [1]}})
+    assert step["removed_heads"] == {"vision": {"1": [2]}}
+    prune_mlp(model, {"vision": {1: [0, 1]}})
+    step = prune_mlp(model, {"vision": {1: [0]}})
+    assert step["removed_neurons"] == {"vision": {"2": [2]}}
+    assert prune_layers(model, {"vision": [1]})["removed_layers"] == {"vision": [2]}
+
+
+def test_bad_plans_are_errors(processor):
+    model = tiny_clip(processor)
+    with pytest.raises(VlmcompressError, match="removes all 4 heads"):
+        prune_heads(model, {"vision": {0: [0, 1, 2, 3]}})
+    with pytest.raises(VlmcompressError, match="unknown tower 'visual'"):
+        prune_heads(model, {"visual": {0: [0]}})
+    with pytest.raises(VlmcompressError, match="heads 0..3"):
+        prune_heads(model, {"text": {0: [4]}})
+    with pytest.raises(VlmcompressError, match="layers 0..1"):
+        prune_layers(model, {"text": [2]})
+    with pytest.raises(VlmcompressError, match="all 2 layers"):
+        prune_layers(model, {"text": [0, 1]})
+    # nothing was changed by the failed calls
+    assert get_adapter(model).attention(get_adapter(model).layers("vision")[0]).num_heads == 4
+
+
+REMOTE_LOAD = r"""
+import sys, torch
+from transformers import AutoModel
+model = AutoModel.from_pretrained(sys.argv[1], trust_remote_code=True).eval()
+g = torch.Generator().manual_seed(0)
+vc, tc = model.config.vision_config, model.config.text_config
+pv = torch.randn(3, vc.num_channels, vc.image_size, vc.image_size, generator=g)
+ids = torch.randint(2, tc.vocab_size, (3, 9), generator=g)
+if getattr(tc, "eos_token_id", None) is not None:
+    ids[:, -1] = tc.eos_token_id
+with torch.no_grad():
+    img = model.get_image_features(pixel_values=pv)
+    txt = model.get_text_features(input_ids=ids)
+img = getattr(img, "pooler_output", img); txt = getattr(txt, "pooler_output", txt)
+assert not any(m.startswith("vlmcompress") for m in sys.modules), "vlmcompress was imported"
+torch.save({"img": img, "txt": txt, "class": type(model).__name__}, sys.argv[2])
+"""
+
+
+def _fresh_process_outputs(path, tmp_path):
+    out = tmp_path / "remote.pt"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    r = subprocess.run([sys.executable, "-c", REMOTE_LOAD, str(path), str(out)], capture_output=True, text=True,
+                       env=env, cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return torch.load(out)
+
+
+def test_head_pruned_checkpoint_reloads_three_ways(family_model, processor, tmp_path):
+    prune_heads(family_model, HEAD_PLAN)
+    prune_mlp(family_model, MLP_PLAN)
+    before = _outputs(family_model)
+    path = tmp_path / "pruned"
+    info = save_compressed(family_model, processor, path)
+    assert info["loading"] == "remote_code"
+    cfg = json.loads((path / "config.json").read_text())
+    assert cfg["auto_map"]["AutoModel"].startswith("modeling_vlmcompress.")
+    assert cfg["vision_config"]["layer_num_heads"] == [2, 3]
+    # (a) through vlmcompress
+    model_a, _, _ = load_model(str(path))
+    assert _max_diff(_outputs(model_a), before) <= 1e-6
+    # (b) plain AutoModel + trust_remote_code in a fresh process that never imports vlmcompress
+    remote = _fresh_process_outputs(path, tmp_path)
+    assert remote["class"].startswith("Vlmcompress")
+    assert _max_diff((remote["img"], remote["txt"]), before) <= 1e-6
+    # the stock class cannot describe these shapes and must not load them silently
+    with pytest.raises(Exception):
+        type(family_model).from_pretrained(path)
+
+
+def test_layer_dropped_and_uniform_mlp_checkpoint_loads_with_stock_class(processor, tmp_path):
+    model = tiny_clip(processor, layers=3)
+    prune_layers(model, {"vision": [1], "text": [0, 2]})
+    prune_mlp(model, {"vision": {i: [0, 1, 2, 3] for i in range(2)}, "text": {0: [10, 11, 12, 13]}})
+    assert model.config.vision_config.intermediate_size == 124
+    before = _outputs(model)
+    path = tmp_path / "stock"
+    assert save_compressed(model, processor, path)["loading"] == "stock"
+    cfg = json.loads((path / "config.json").read_text())
+    assert "auto_map" not in cfg and not (path / "modeling_vlmcompress.py").exists()
+    reloaded = CLIPModel.from_pretrained(path).eval()
+    assert reloaded.config.vision_config.num_hidden_layers == 2
+    assert _max_diff(_outputs(reloaded), before) <= 1e-6
+    assert (path / "tokenizer.json").exists() and (path / "processor_config.json").exists()

@@ -1,0 +1,89 @@
+"""The shipped teacher: loads with plain transformers classes and is really trained."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vlmcompress.report import read_report, weights_size_bytes
+from vlmcompress.teacher import TEACHER_PATH, pixel_values_from_uint8, teacher_path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load_recipe():
+    spec = importlib.util.spec_from_file_location("train_teacher", ROOT / "recipes" / "train_teacher.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_shipped_teacher_loads_with_stock_classes_and_is_accurate():
+    from transformers import CLIPModel, CLIPProcessor
+
+    from vlmcompress.evaluation import evaluate_model
+
+    path = teacher_path()
+    model = CLIPModel.from_pretrained(path).eval()
+    processor = CLIPProcessor.from_pretrained(path)
+    cfg = model.config
+    for tower in (cfg.vision_config, cfg.text_config):
+        assert tower.num_hidden_layers >= 4 and tower.num_attention_heads >= 4
+        assert tower.intermediate_size == 4 * tower.hidden_size
+    assert weights_size_bytes(path) <= 15 * 2**20
+    # a slice of the test split: 10 images per number (900 seen, 100 held-out)
+    m = evaluate_model(model, processor, images_per_number=10, latency_repeats=0, measure_size=False)
+    # targets are 85% / 70% on the full split; allow ~3 standard errors for the slice
+    assert m["zero_shot_accuracy"] >= 0.82, m
+    assert m["zero_shot_accuracy_heldout"] >= 0.58, m
+
+
+def test_shipped_teacher_report_is_valid_and_meets_targets():
+    report = read_report(TEACHER_PATH)
+    after = report["after"]
+    assert after["eval_images"] == 10_000  # >=100 test images per number
+    assert after["zero_shot_accuracy"] >= 0.85 and after["zero_shot_accuracy_heldout"] >= 0.70
+    assert report["steps"][0]["method"] == "train_from_scratch"
+
+
+def test_fast_pixel_path_equals_processor(processor):
+    from PIL import Image
+
+    from vlmcompress.data import digits
+
+    images = digits.sample_images(np.array([47, 8, 99]), np.random.default_rng(0))
+    slow = processor.image_processor([Image.fromarray(i, mode="L") for i in images], return_tensors="pt")["pixel_values"]
+    fast = pixel_values_from_uint8(images, processor.image_processor)
+    assert slow.shape == fast.shape == (3, 3, 56, 56)
+    assert torch.allclose(slow, fast, atol=1e-6)
+
+
+def test_tokenizer_splits_digits_so_heldout_numbers_bring_no_unseen_token(processor):
+    from vlmcompress.data import digits
+
+    tok = processor.tokenizer
+    for n in digits.HELDOUT_NUMBERS:
+        ids = tok(f"a photo of the number {n:02d}")["input_ids"]
+        pieces = tok.convert_ids_to_tokens(ids)
+        assert f"{n // 10}</w>" in pieces and f"{n % 10}</w>" in pieces
+        assert tok.unk_token_id not in ids[1:-1]
+
+
+def test_train_teacher_recipe_writes_a_loadable_deterministic_checkpoint(tmp_path):
+    from safetensors.torch import load_file
+    from transformers import CLIPModel
+
+    recipe = _load_recipe()
+    kw = dict(max_steps=3, batch_size=16, layers=1, hidden_size=32, heads=2, eval_images_per_number=1, seed=3)
+    m1 = recipe.main(recipe.TeacherArguments(output_dir=str(tmp_path / "a"), **kw))
+    recipe.main(recipe.TeacherArguments(output_dir=str(tmp_path / "b"), **kw))
+    a = load_file(tmp_path / "a" / "model.safetensors")
+    b = load_file(tmp_path / "b" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    report = read_report(tmp_path / "a")
+    assert report["after"]["params"] == m1["params"]
+    assert len(report["steps"][0]["loss_log"]) >= 2
+    model = CLIPModel.from_pretrained(tmp_path / "a")
+    assert model.config.vision_config.num_hidden_layers == 1
+    assert not list(tmp_path.glob(".a.tmp-*"))
