@@ -21,6 +21,18 @@ class ClipAdapter(ModelAdapter):
     def text_embeddings(self, input_ids, attention_mask=None):
         return _pooled(self.model.get_text_features(input_ids=input_ids, attention_mask=attention_mask))
 
+    def training_loss(self, pixel_values, input_ids, attention_mask=None, labels=None):
+        """The model's own contrastive objective on a batch (multi-positive when labels are given)."""
+        dev = self.device()
+        img = self.image_embeddings(pixel_values.to(device=dev, dtype=self.input_dtype()))
+        txt = self.text_embeddings(input_ids.to(dev), None if attention_mask is None else attention_mask.to(dev))
+        return self.pair_loss(img.float(), txt.float(), None if labels is None else labels.to(dev))
+
+    def pair_loss(self, image_embeds, text_embeds, labels=None):
+        from ..losses import contrastive_loss
+
+        return contrastive_loss(image_embeds, text_embeds, self.model.logit_scale.float(), labels)
+
     # --- structure -------------------------------------------------------------------------------------------
     def towers(self) -> dict:
         """Tower name -> the module holding ``encoder.layers`` (the model itself for a single-tower class)."""
@@ -62,3 +74,8 @@ class SiglipAdapter(ClipAdapter):
     text_padding = {"padding": "max_length"}
     # the vision pooling head's MLP is sized by intermediate_size too: a changed config size would resize it
     stock_mlp_resize_ok = False
+
+    def pair_loss(self, image_embeds, text_embeds, labels=None):
+        from ..losses import sigmoid_loss
+
+        return sigmoid_loss(image_embeds, text_embeds, self.model.logit_scale.float(), self.model.logit_bias.float(), labels)

@@ -1,0 +1,295 @@
+"""Importance of attention heads and MLP neurons, as objects separate from the pruner (Torch-Pruning's design).
+
+Scores are ``{"heads": {tower: {layer: [score per head]}}, "neurons": {tower: {layer: [score per neuron]}}}``
+in the model's current numbering; higher means more important. They can be saved (``save_scores``) and passed
+back in instead of being recomputed.
+
+- ``MagnitudeImportance``: L2 norm of a head's q/k/v rows and out_proj columns (a neuron's fc1 row and fc2 column).
+- ``TaylorImportance``: first-order Taylor estimate |dL/dg| of the loss w.r.t. a gate g=1 on each head's (neuron's)
+  output, accumulated over calibration batches (Michel et al. 2019, "Are Sixteen Heads Really Better than One?").
+  transformers v5 has no head mask, so the gates go in through forward pre-hooks that are removed afterwards and
+  leave no trace in the model.
+- ``RandomImportance``: a seeded baseline.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..adapters import get_adapter
+from ..errors import VlmcompressError
+from ..utils import progress
+
+
+def _structure(adapter):
+    for tower in adapter.towers():
+        for i, layer in enumerate(adapter.layers(tower)):
+            yield tower, i, layer
+
+
+class MagnitudeImportance:
+    name = "magnitude"
+    needs_data = False
+
+    @torch.no_grad()
+    def __call__(self, model, batches=None) -> dict:
+        adapter = get_adapter(model)
+        heads, neurons = {}, {}
+        for tower, i, layer in _structure(adapter):
+            attn = adapter.attention(layer)
+            d, n = attn.head_dim, attn.num_heads
+            sq = sum(lin.weight.float().pow(2).view(n, d, -1).sum(dim=(1, 2)) for lin in (attn.q, attn.k, attn.v))
+            sq = sq + attn.out.weight.float().pow(2).view(attn.out.out_features, n, d).sum(dim=(0, 2))
+            heads.setdefault(tower, {})[i] = sq.sqrt().tolist()
+            mlp = adapter.mlp(layer)
+            nsq = sum(up.weight.float().pow(2).sum(dim=1) for up in mlp.up) + mlp.down.weight.float().pow(2).sum(dim=0)
+            neurons.setdefault(tower, {})[i] = nsq.sqrt().tolist()
+        return {"heads": heads, "neurons": neurons}
+
+
+class RandomImportance:
+    name = "random"
+    needs_data = False
+
+    def __init__(self, seed: int = 0):
+        self.seed = seed
+
+    def __call__(self, model, batches=None) -> dict:
+        adapter = get_adapter(model)
+        rng = np.random.default_rng(self.seed)
+        heads, neurons = {}, {}
+        for tower, i, layer in _structure(adapter):
+            heads.setdefault(tower, {})[i] = rng.random(adapter.attention(layer).num_heads).tolist()
+            neurons.setdefault(tower, {})[i] = rng.random(adapter.mlp(layer).num_neurons).tolist()
+        return {"heads": heads, "neurons": neurons}
+
+
+class GateHooks:
+    """Gates of ones on every head's and neuron's output, via forward pre-hooks; ``remove()`` leaves no trace."""
+
+    def __init__(self, model):
+        self.adapter = get_adapter(model)
+        self.head_gates, self.neuron_gates, self._handles = {}, {}, []
+        device = self.adapter.device()
+        for tower, i, layer in _structure(self.adapter):
+            attn = self.adapter.attention(layer)
+            g = torch.ones(attn.num_heads, device=device, requires_grad=True)
+            self.head_gates[(tower, i)] = g
+            self._handles.append(attn.out.register_forward_pre_hook(self._hook(g, attn.head_dim)))
+            mlp = self.adapter.mlp(layer)
+            gn = torch.ones(mlp.num_neurons, device=device, requires_grad=True)
+            self.neuron_gates[(tower, i)] = gn
+            self._handles.append(mlp.down.register_forward_pre_hook(self._hook(gn, 1)))
+
+    @staticmethod
+    def _hook(gate, width):
+        def pre_hook(module, args):
+            x = args[0]
+            return (x * gate.repeat_interleave(width).to(x.dtype),) + tuple(args[1:])
+
+        return pre_hook
+
+    def remove(self):
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+
+class TaylorImportance:
+    name = "taylor"
+    needs_data = True
+
+    def __call__(self, model, batches=None) -> dict:
+        if not batches:
+            raise VlmcompressError("Taylor importance needs calibration batches (see calibration_batches)")
+        adapter = get_adapter(model)
+        was_training = model.training
+        model.eval()
+        gates = GateHooks(model)
+        head_acc = {k: torch.zeros_like(g) for k, g in gates.head_gates.items()}
+        neuron_acc = {k: torch.zeros_like(g) for k, g in gates.neuron_gates.items()}
+        requires = {p: p.requires_grad for p in model.parameters()}
+        for p in model.parameters():
+            p.requires_grad_(False)
+        try:
+            for batch in progress(batches, desc="taylor importance", leave=False):
+                loss = adapter.training_loss(**batch)
+                params = list(gates.head_gates.values()) + list(gates.neuron_gates.values())
+                grads = torch.autograd.grad(loss, params, allow_unused=True)
+                keys = list(gates.head_gates) + list(gates.neuron_gates)
+                n_heads = len(gates.head_gates)
+                for j, (key, grad) in enumerate(zip(keys, grads)):
+                    if grad is None:
+                        continue
+                    (head_acc if j < n_heads else neuron_acc)[key] += grad.detach().abs()
+        finally:
+            gates.remove()
+            for p, r in requires.items():
+                p.requires_grad_(r)
+            model.train(was_training)
+        heads, neurons = {}, {}
+        for (tower, i), acc in head_acc.items():
+            heads.setdefault(tower, {})[i] = (acc / len(batches)).tolist()
+        for (tower, i), acc in neuron_acc.items():
+            neurons.setdefault(tower, {})[i] = (acc / len(batches)).tolist()
+        return {"heads": heads, "neurons": neurons}
+
+
+IMPORTANCE = {"magnitude": MagnitudeImportance, "taylor": TaylorImportance, "random": RandomImportance}
+
+
+def get_importance(name_or_obj):
+    if not isinstance(name_or_obj, str):
+        return name_or_obj
+    try:
+        return IMPORTANCE[name_or_obj]()
+    except KeyError:
+        raise VlmcompressError(f"unknown importance {name_or_obj!r}: expected one of {', '.join(IMPORTANCE)}") from None
+
+
+def calibration_batches(processor, dataset=None, num_samples: int = 256, batch_size: int = 32, seed: int = 0,
+                        image_column="image", text_column="text", label_column="label", text_padding=None):
+    """Batches of model inputs (and labels, when the data has them) for importance scoring.
+
+    Default: ``num_samples`` images of the embedded digits *training* split (never the test split).
+    """
+    from ..data import digits
+    from ..evaluation import check_dataset
+
+    if dataset is None:
+        per_number = max(1, -(-num_samples // len(digits.SEEN_NUMBERS)))
+        dataset = digits.load_digits_dataset("train", images_per_number=per_number)
+    check_dataset(dataset, image_column, text_column, label_column if label_column in dataset.column_names else text_column)
+    order = np.random.default_rng(seed).permutation(len(dataset))[:num_samples]
+    subset = dataset.select(order.tolist())
+    image_processor = getattr(processor, "image_processor", processor)
+    tokenizer = getattr(processor, "tokenizer", processor)
+    text_padding = text_padding or {"padding": True}
+    batches = []
+    for start in range(0, len(subset), batch_size):
+        rows = subset[start:start + batch_size]
+        enc = tokenizer(rows[text_column], truncation=True, return_tensors="pt", **text_padding)
+        batch = {
+            "pixel_values": image_processor(images=rows[image_column], return_tensors="pt")["pixel_values"],
+            "input_ids": enc["input_ids"],
+            "attention_mask": enc.get("attention_mask"),
+        }
+        if label_column in rows:
+            batch["labels"] = torch.as_tensor(rows[label_column])
+        batches.append(batch)
+    return batches
+
+
+def save_scores(scores: dict, path) -> None:
+    from ..io import atomic_write_text
+
+    atomic_write_text(path, json.dumps({k: {t: {str(i): v for i, v in layers.items()} for t, layers in s.items()}
+                                        for k, s in scores.items()}) + "\n")
+
+
+def load_scores(path) -> dict:
+    data = json.loads(Path(path).read_text())
+    return {k: {t: {int(i): v for i, v in layers.items()} for t, layers in s.items()} for k, s in data.items()}
+
+
+def _select(scores_by_tower: dict, ratio: float, scope: str, min_keep: int = 1) -> dict:
+    """Choose the lowest-scoring units to remove: ``ratio`` of all units (global, per tower, after normalizing each
+    layer's scores by their L2 norm as Michel et al. do) or of each layer (per_layer). A layer keeps ``min_keep``."""
+    if not 0 <= ratio < 1:
+        raise VlmcompressError(f"a pruning ratio is a fraction in [0, 1), got {ratio}")
+    if scope not in ("global", "per_layer"):
+        raise VlmcompressError(f"scope must be 'global' or 'per_layer', got {scope!r}")
+    plan: dict = {}
+    for tower, layers in scores_by_tower.items():
+        layers = {int(i): np.asarray(v, dtype=np.float64) for i, v in layers.items()}
+        if scope == "per_layer":
+            for i, s in layers.items():
+                k = min(int(round(ratio * len(s))), len(s) - min_keep)
+                if k > 0:
+                    plan.setdefault(tower, {})[i] = sorted(np.argsort(s, kind="stable")[:k].tolist())
+            continue
+        total = sum(len(s) for s in layers.values())
+        k = int(round(ratio * total))
+        candidates = []
+        for i, s in layers.items():
+            norm = np.linalg.norm(s) or 1.0
+            order = np.argsort(s, kind="stable")
+            # a layer's best min_keep units are never candidates, so no layer is emptied
+            for j in order[:len(s) - min_keep]:
+                candidates.append((s[j] / norm, i, int(j)))
+        candidates.sort()
+        for _, i, j in candidates[:k]:
+            plan.setdefault(tower, {}).setdefault(i, []).append(j)
+        for i in plan.get(tower, {}):
+            plan[tower][i].sort()
+    return plan
+
+
+def select_heads(scores: dict, ratio: float, scope: str = "global", towers=None) -> dict:
+    heads = {t: v for t, v in scores["heads"].items() if towers is None or t in towers}
+    return _select(heads, ratio, scope)
+
+
+def select_neurons(scores: dict, ratio: float, scope: str = "per_layer", towers=None) -> dict:
+    neurons = {t: v for t, v in scores["neurons"].items() if towers is None or t in towers}
+    return _select(neurons, ratio, scope)
+
+
+@torch.no_grad()
+def block_influence(model, batches) -> dict:
+    """Per tower, per layer: mean over tokens of 1 - cos(layer input, layer output) on calibration data (ShortGPT)."""
+    adapter = get_adapter(model)
+    sums, counts, handles = {}, {}, []
+    for tower, i, layer in _structure(adapter):
+        def hook(module, args, output, key=(tower, i)):
+            x = args[0] if args else None
+            y = output[0] if isinstance(output, tuple) else output
+            if x is None:
+                return
+            cos = torch.nn.functional.cosine_similarity(x.float(), y.float(), dim=-1)
+            sums[key] = sums.get(key, 0.0) + (1 - cos).sum().item()
+            counts[key] = counts.get(key, 0) + cos.numel()
+
+        handles.append(layer.register_forward_hook(hook))
+    model.eval()
+    try:
+        for batch in batches:
+            adapter.image_embeddings(batch["pixel_values"].to(adapter.device()))
+            mask = batch.get("attention_mask")
+            adapter.text_embeddings(batch["input_ids"].to(adapter.device()), None if mask is None else mask.to(adapter.device()))
+    finally:
+        for h in handles:
+            h.remove()
+    out: dict = {}
+    for (tower, i), s in sums.items():
+        out.setdefault(tower, {})[i] = s / counts[(tower, i)]
+    return out
+
+
+def select_layers(model, strategy: str, *, keep_every: int | None = None, num_remove: dict | None = None,
+                  batches=None, towers=None) -> dict:
+    """Layers to drop: ``every_k`` keeps layers 0, k, 2k, ...; ``block_influence`` drops the ``num_remove[tower]``
+    layers that change their input least."""
+    adapter = get_adapter(model)
+    names = [t for t in adapter.towers() if towers is None or t in towers]
+    if strategy == "every_k":
+        if not keep_every or keep_every < 1:
+            raise VlmcompressError("the every_k strategy needs keep_every >= 1")
+        return {t: [i for i in range(len(adapter.layers(t))) if i % keep_every] for t in names}
+    if strategy == "block_influence":
+        if not batches:
+            raise VlmcompressError("the block_influence strategy needs calibration batches")
+        influence = block_influence(model, batches)
+        plan = {}
+        for t in names:
+            n = (num_remove or {}).get(t, 0)
+            if n >= len(adapter.layers(t)):
+                raise VlmcompressError(f"cannot remove {n} of the {len(adapter.layers(t))} {t} layers: keep at least one")
+            order = sorted(influence[t], key=lambda i: influence[t][i])
+            plan[t] = sorted(order[:n])
+        return plan
+    raise VlmcompressError(f"unknown layer strategy {strategy!r}: expected every_k or block_influence")

@@ -1,0 +1,119 @@
+import pytest
+import torch
+
+from conftest import tiny_clip
+from vlmcompress.adapters import get_adapter
+from vlmcompress.errors import VlmcompressError
+from vlmcompress.pruning.importance import (
+    MagnitudeImportance,
+    RandomImportance,
+    TaylorImportance,
+    calibration_batches,
+    load_scores,
+    save_scores,
+    select_heads,
+    select_layers,
+    select_neurons,
+)
+
+
+@pytest.fixture(scope="module")
+def batches(processor):
+    return calibration_batches(processor, num_samples=32, batch_size=16)
+
+
+def _silence_head(model, tower, layer, head):
+    attn = get_adapter(model).attention(get_adapter(model).layers(tower)[layer])
+    with torch.no_grad():
+        attn.out.weight[:, head * attn.head_dim:(head + 1) * attn.head_dim] = 0
+
+
+def _make_identity(model, tower, layer):
+    adapter = get_adapter(model)
+    block = adapter.layers(tower)[layer]
+    with torch.no_grad():
+        for lin in (adapter.attention(block).out, adapter.mlp(block).down):
+            lin.weight.zero_()
+            lin.bias.zero_()
+
+
+def test_calibration_batches_come_from_training_split(processor, batches):
+    from vlmcompress.data import digits
+
+    assert sum(len(b["labels"]) for b in batches) == 32
+    labels = torch.cat([b["labels"] for b in batches]).tolist()
+    assert set(labels) <= set(digits.SEEN_NUMBERS)
+    assert batches[0]["pixel_values"].shape[1:] == (3, 56, 56)
+
+
+def test_magnitude_scores_rank_a_zeroed_head_lowest(processor):
+    model = tiny_clip(processor)
+    attn = get_adapter(model).attention(get_adapter(model).layers("vision")[1])
+    with torch.no_grad():
+        for lin in (attn.q, attn.k, attn.v):
+            lin.weight[2 * attn.head_dim:3 * attn.head_dim] = 0
+    _silence_head(model, "vision", 1, 2)
+    scores = MagnitudeImportance()(model)
+    assert len(scores["heads"]["text"][0]) == 4 and len(scores["neurons"]["vision"][0]) == 128
+    assert scores["heads"]["vision"][1][2] == 0.0
+    assert select_heads(scores, 0.125, towers=["vision"]) == {"vision": {1: [2]}}
+
+
+def test_taylor_scores_a_silent_head_zero_and_leaves_no_trace(processor, batches):
+    model = tiny_clip(processor)
+    _silence_head(model, "text", 0, 1)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    scores = TaylorImportance()(model, batches)
+    assert scores["heads"]["text"][0][1] == 0.0
+    assert all(s > 0 for i, s in enumerate(scores["heads"]["text"][0]) if i != 1)
+    assert all(s >= 0 for s in scores["neurons"]["vision"][1])
+    adapter = get_adapter(model)
+    for tower in ("vision", "text"):
+        for layer in adapter.layers(tower):
+            assert not adapter.attention(layer).out._forward_pre_hooks
+            assert not adapter.mlp(layer).down._forward_pre_hooks
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_taylor_needs_data(processor):
+    with pytest.raises(VlmcompressError, match="calibration"):
+        TaylorImportance()(tiny_clip(processor), None)
+
+
+def test_selection_never_empties_a_layer_and_respects_ratio(processor):
+    model = tiny_clip(processor, layers=3)
+    scores = RandomImportance(seed=1)(model)
+    # three heads of vision layer 0 look useless next to the fourth (scores are normalized per layer)
+    scores["heads"]["vision"][0] = [1e-9, 2e-9, 3e-9, 1.0]
+    plan = select_heads(scores, 0.5, scope="global")
+    for tower in ("vision", "text"):
+        assert sum(len(h) for h in plan[tower].values()) == 6
+        assert all(len(h) < 4 for h in plan[tower].values())
+    assert plan["vision"][0] == [0, 1, 2]
+    scores["heads"]["vision"][0] = [1e-9, 2e-9, 3e-9, 4e-9]
+    assert len(select_heads(scores, 0.9, scope="global")["vision"][0]) == 3  # never all four
+    per_layer = select_heads(scores, 0.5, scope="per_layer")
+    assert all(len(h) == 2 for t in per_layer.values() for h in t.values())
+    neurons = select_neurons(scores, 0.25)
+    assert all(len(n) == 32 for t in neurons.values() for n in t.values())
+    with pytest.raises(VlmcompressError, match="fraction"):
+        select_heads(scores, 1.0)
+
+
+def test_scores_round_trip(processor, tmp_path):
+    scores = RandomImportance(seed=2)(tiny_clip(processor))
+    save_scores(scores, tmp_path / "scores.json")
+    assert load_scores(tmp_path / "scores.json") == scores
+
+
+def test_layer_strategies(processor, batches):
+    model = tiny_clip(processor, layers=4)
+    assert select_layers(model, "every_k", keep_every=2) == {"vision": [1, 3], "text": [1, 3]}
+    _make_identity(model, "vision", 2)
+    _make_identity(model, "text", 1)
+    plan = select_layers(model, "block_influence", num_remove={"vision": 1, "text": 1}, batches=batches)
+    assert plan == {"vision": [2], "text": [1]}
+    with pytest.raises(VlmcompressError, match="keep at least one"):
+        select_layers(model, "block_influence", num_remove={"vision": 4}, batches=batches)
