@@ -24,6 +24,7 @@ from dataclasses import dataclass, field  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 from transformers import CLIPModel, HfArgumentParser  # noqa: E402
 
 from vlmcompress.data import digits  # noqa: E402
@@ -37,7 +38,7 @@ from vlmcompress.utils import progress  # noqa: E402
 class TeacherArguments:
     output_dir: str = field(default="outputs/teacher", metadata={"help": "Where the trained CLIPModel, its processor and report go."})
     seed: int = field(default=0, metadata={"help": "Seed for weights, sampling and augmentation."})
-    max_steps: int = field(default=1500, metadata={"help": "Optimizer steps."})
+    max_steps: int = field(default=1700, metadata={"help": "Optimizer steps."})
     batch_size: int = field(default=128, metadata={"help": "Image-caption pairs per step."})
     learning_rate: float = field(default=2e-3, metadata={"help": "Peak learning rate (AdamW, betas 0.9/0.98)."})
     warmup_ratio: float = field(default=0.04, metadata={"help": "Linear warm-up share of steps, then cosine decay."})
@@ -48,8 +49,15 @@ class TeacherArguments:
     hidden_size: int = field(default=128, metadata={"help": "Width of both towers (MLP is 4x)."})
     heads: int = field(default=4, metadata={"help": "Attention heads per layer."})
     eval_images_per_number: int = field(default=100, metadata={"help": "Test images per number for the final evaluation."})
-    logit_scale_lr_multiplier: float = field(default=1.0, metadata={"help": "Learning-rate multiplier for the learned temperature (it moves slowly at the base rate)."})
+    logit_scale_lr_multiplier: float = field(default=1.0, metadata={"help": "Learning-rate multiplier for the learned temperature."})
+    digit_loss_weight: float = field(default=1.0, metadata={"help": "Weight of the auxiliary loss that asks both embeddings to name the tens and units digit through linear probes (discarded after training; 0 turns it off). Contrastive learning from scratch starts slowly; this gets it going."})
     threads: int = field(default=0, metadata={"help": "torch threads (0: leave torch's default)."})
+
+
+def digit_probe_loss(probe, embeds, labels):
+    """Cross-entropy of a linear probe naming the tens (first 10 logits) and units digit (last 10)."""
+    logits = probe(embeds)
+    return F.cross_entropy(logits[:, :10], labels // 10) + F.cross_entropy(logits[:, 10:], labels % 10)
 
 
 def param_groups(model, weight_decay, lr, logit_scale_lr_multiplier=1.0):
@@ -91,7 +99,13 @@ def main(args: TeacherArguments | None = None):
     ids_table = enc["input_ids"].view(digits.NUM_CLASSES, n_templates, -1)
     mask_table = enc["attention_mask"].view(digits.NUM_CLASSES, n_templates, -1)
 
-    optimizer = torch.optim.AdamW(param_groups(model, args.weight_decay, args.learning_rate, args.logit_scale_lr_multiplier), lr=args.learning_rate, betas=(0.9, 0.98), eps=1e-6)
+    # auxiliary linear probes: tens digit and units digit from each embedding (never saved with the model)
+    probes = torch.nn.ModuleDict({
+        "image": torch.nn.Linear(config.projection_dim, 20), "text": torch.nn.Linear(config.projection_dim, 20),
+    })
+    groups = param_groups(model, args.weight_decay, args.learning_rate, args.logit_scale_lr_multiplier)
+    groups.append({"params": list(probes.parameters()), "weight_decay": 0.0, "lr": args.learning_rate})
+    optimizer = torch.optim.AdamW(groups, lr=args.learning_rate, betas=(0.9, 0.98), eps=1e-6)
     warmup = max(1, int(args.warmup_ratio * args.max_steps))
 
     def lr_at(step):
@@ -115,16 +129,22 @@ def main(args: TeacherArguments | None = None):
 
         out = model(input_ids=input_ids, attention_mask=attention_mask, pixel_values=pixel_values)
         # CLIPOutput embeds are already normalized; the loss renormalizes harmlessly
-        loss = contrastive_loss(out.image_embeds, out.text_embeds, model.logit_scale, labels=labels_t)
+        clip_loss = contrastive_loss(out.image_embeds, out.text_embeds, model.logit_scale, labels=labels_t)
+        digit_loss = torch.zeros(())
+        if args.digit_loss_weight:
+            digit_loss = sum(digit_probe_loss(probes[k], emb, labels_t)
+                             for k, emb in (("image", out.image_embeds), ("text", out.text_embeds)))
+        loss = clip_loss + args.digit_loss_weight * digit_loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
         optimizer.step()
         scheduler.step()
         if step % 25 == 0 or step == args.max_steps - 1:
-            log.append({"step": step, "loss": round(loss.item(), 4), "lr": scheduler.get_last_lr()[0],
+            log.append({"step": step, "loss": round(loss.item(), 4), "contrastive_loss": round(clip_loss.item(), 4),
+                        "digit_loss": round(digit_loss.item(), 4), "lr": scheduler.get_last_lr()[0],
                         "elapsed_s": round(time.time() - start, 1)})
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+            bar.set_postfix(clip=f"{clip_loss.item():.3f}", digits=f"{digit_loss.item():.3f}")
     train_seconds = time.time() - start
 
     model.eval()
@@ -151,7 +171,8 @@ def main(args: TeacherArguments | None = None):
                 "seed": args.seed, "max_steps": args.max_steps, "batch_size": args.batch_size,
                 "learning_rate": args.learning_rate, "warmup_ratio": args.warmup_ratio,
                 "weight_decay": args.weight_decay, "max_grad_norm": args.max_grad_norm,
-                "max_shift": args.max_shift, "train_seconds": round(train_seconds, 1),
+                "max_shift": args.max_shift, "digit_loss_weight": args.digit_loss_weight,
+                "logit_scale_lr_multiplier": args.logit_scale_lr_multiplier, "train_seconds": round(train_seconds, 1),
                 "loss_log": log,
             }],
             before=None,

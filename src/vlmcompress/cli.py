@@ -78,6 +78,92 @@ def cmd_evaluate(args):
     return 0
 
 
+def _tower_lists(items, what):
+    """["vision:3,5", "text:1"] -> {"vision": [3, 5], "text": [1]}"""
+    from .errors import VlmcompressError
+
+    out = {}
+    for item in items or []:
+        tower, _, values = item.partition(":")
+        try:
+            out[tower] = [int(v) for v in values.split(",") if v != ""]
+        except ValueError:
+            raise VlmcompressError(f"{what} takes TOWER:N,N,... (e.g. vision:3,5), got {item!r}") from None
+        if not tower or not out[tower]:
+            raise VlmcompressError(f"{what} takes TOWER:N,N,... (e.g. vision:3,5), got {item!r}")
+    return out
+
+
+def _json_arg(value, what):
+    from .errors import VlmcompressError
+
+    if value is None:
+        return None
+    try:
+        text = open(value).read() if os.path.isfile(value) else value
+        return json.loads(text)
+    except (OSError, json.JSONDecodeError) as exc:
+        raise VlmcompressError(f"{what} must be JSON or a JSON file: {exc}") from None
+
+
+def cmd_prune(args):
+    from .evaluation import evaluate_model
+    from .io import atomic_output_dir
+    from .loading import load_model
+    from .modeling import save_compressed
+    from .pruning.config import PruningConfig, prune_model
+    from .pruning.importance import load_scores, save_scores
+    from .report import format_metrics_table, new_report, write_report
+
+    _quiet_transformers()
+    config = PruningConfig(
+        towers=args.towers.split(","),
+        importance=args.importance,
+        head_ratio=args.head_ratio,
+        head_scope=args.head_scope,
+        head_plan=_json_arg(args.head_plan, "--head-plan"),
+        mlp_ratio=args.mlp_ratio,
+        mlp_scope=args.mlp_scope,
+        drop_layers=_tower_lists(args.drop_layers, "--drop-layers") or None,
+        layer_strategy=args.layer_strategy,
+        keep_every=args.keep_every,
+        remove_layers={k: v[0] for k, v in _tower_lists(args.remove_layers, "--remove-layers").items()} or None,
+        calibration_samples=args.calibration_samples,
+        seed=args.seed,
+    )
+    config.validate()
+    model, processor, path = load_model(args.model, trust_remote_code=args.trust_remote_code)
+    eval_kw = dict(images_per_number=args.images_per_number, latency_batch_size=args.latency_batch_size)
+    before = None if args.no_eval else evaluate_model(model, processor, model_path=path, **eval_kw)
+    scores = load_scores(args.scores) if args.scores else None
+    if args.save_scores and scores is None:
+        from .pruning import importance as imp
+
+        criterion = imp.get_importance(config.importance)
+        batches = imp.calibration_batches(processor, num_samples=config.calibration_samples, seed=config.seed) \
+            if criterion.needs_data else None
+        scores = criterion(model, batches)
+        save_scores(scores, args.save_scores)
+    steps = prune_model(model, config, processor, scores=scores)
+    with atomic_output_dir(args.output_dir) as tmp:
+        loading = save_compressed(model, processor, tmp)
+        after = None if args.no_eval else evaluate_model(model, processor, model_path=tmp, **eval_kw)
+        config.save(tmp)
+        report = new_report(base_model=str(path), model_family=_family(model), steps=steps, before=before, after=after)
+        report["loading"] = loading
+        write_report(report, tmp)
+    if not args.no_eval:
+        print(format_metrics_table({"before": before, "after": after}))
+    print(f"wrote {args.output_dir} (loads with {loading['loading'].replace('_', ' ')}: {loading['class']})")
+    return 0
+
+
+def _family(model):
+    from .adapters import get_adapter
+
+    return get_adapter(model).family
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vlmcompress",
@@ -112,6 +198,46 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--trust-remote-code", action="store_true", help="allow a checkpoint's own modeling code")
     ev.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks on errors")
     ev.set_defaults(func=cmd_evaluate)
+
+    pr = sub.add_parser(
+        "prune",
+        help="remove attention heads, MLP neurons and whole layers; save a checkpoint that reloads",
+        description="Structurally prune a CLIP-like model and save it with its processor, compression_report.json "
+        "(metrics before and after, what was removed in the original numbering) and pruning_config.json. "
+        "Uniform shapes reload with the stock class; per-layer shapes carry modeling_vlmcompress.py and load with "
+        "AutoModel.from_pretrained(path, trust_remote_code=True) or vlmcompress.",
+        epilog="examples:\n  vlmcompress prune --head-ratio 0.25 --output-dir outputs/heads25\n"
+        "  vlmcompress prune --drop-layers vision:1,3 text:1,3 --output-dir outputs/half-depth\n"
+        "  vlmcompress prune --layer-strategy block_influence --remove-layers vision:1 text:1 --mlp-ratio 0.25 -o out",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    pr.add_argument("model", nargs="?", default=None, help="save_pretrained folder or Hub id (default: the embedded teacher)")
+    pr.add_argument("--output-dir", "-o", required=True, help="folder for the pruned checkpoint (replaced atomically)")
+    pr.add_argument("--towers", default="vision,text", help="towers to prune (default: vision,text)")
+    pr.add_argument("--importance", default="taylor", choices=["taylor", "magnitude", "random"],
+                    help="how heads and neurons are ranked (default: taylor, on calibration data)")
+    pr.add_argument("--head-ratio", type=float, default=0.0, help="fraction of attention heads to remove")
+    pr.add_argument("--head-scope", default="global", choices=["global", "per_layer"],
+                    help="rank heads across the layers of a tower (default) or within each layer")
+    pr.add_argument("--head-plan", help='explicit heads as JSON or a JSON file: {"vision": {"0": [1, 3]}}')
+    pr.add_argument("--mlp-ratio", type=float, default=0.0, help="fraction of MLP neurons to remove")
+    pr.add_argument("--mlp-scope", default="per_layer", choices=["global", "per_layer"],
+                    help="per_layer (default) keeps widths uniform, so the stock class can reload")
+    pr.add_argument("--drop-layers", nargs="*", metavar="TOWER:N,N", help="layers to drop, e.g. vision:1,3 text:3")
+    pr.add_argument("--layer-strategy", choices=["every_k", "block_influence"],
+                    help="choose layers to drop: keep every k-th, or drop those that change their input least")
+    pr.add_argument("--keep-every", type=int, help="for every_k: keep layers 0, k, 2k, ...")
+    pr.add_argument("--remove-layers", nargs="*", metavar="TOWER:N", help="for block_influence: how many per tower")
+    pr.add_argument("--scores", help="importance scores saved earlier (skip scoring)")
+    pr.add_argument("--save-scores", help="write the importance scores to this JSON file")
+    pr.add_argument("--calibration-samples", type=int, default=256, help="samples for scoring (default 256)")
+    pr.add_argument("--seed", type=int, default=0)
+    pr.add_argument("--images-per-number", type=int, default=None, help="embedded test images per number for evaluation")
+    pr.add_argument("--latency-batch-size", type=int, default=32)
+    pr.add_argument("--no-eval", action="store_true", help="skip the before/after evaluation")
+    pr.add_argument("--trust-remote-code", action="store_true")
+    pr.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks on errors")
+    pr.set_defaults(func=cmd_prune)
     return parser
 
 

@@ -8,7 +8,6 @@ the folder with an ``auto_map``), and with the stock class (``CLIPModel.from_pre
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 from . import structure
@@ -37,25 +36,38 @@ def remote_class_for(config):
     return cls
 
 
+def make_self_describing(model):
+    """Give a model whose shapes the stock class cannot rebuild the vlmcompress class that can.
+
+    The class only differs in ``__init__`` (it shrinks Linears from the config), so the swap changes nothing at
+    run time; registered for ``AutoModel``, ``save_pretrained`` (also from ``Trainer.save_model``) then copies
+    ``modeling_vlmcompress.py`` into the folder and writes the ``auto_map``.
+    """
+    cls = remote_class_for(model.config)
+    if cls is None:
+        return model
+    if not isinstance(model, cls):
+        base = cls.__mro__[1]
+        if type(model) is not base and not isinstance(model, base):
+            raise ValueError(f"cannot describe a pruned {type(model).__name__}: expected {base.__name__}")
+        model.__class__ = cls
+    cls.register_for_auto_class("AutoModel")
+    return model
+
+
 def save_compressed(model, processor, folder) -> dict:
     """Save weights (safetensors), config and processor into ``folder``; add remote code when the shapes need it.
 
     Returns {"loading": "stock" | "remote_code" | "bitsandbytes", "class": name}.
     """
     folder = Path(folder)
-    cls = remote_class_for(model.config)
-    if cls is not None:
-        model.config.auto_map = {"AutoModel": f"{structure.REMOTE_CODE_FILE[:-3]}.{cls.__name__}"}
-        model.config.architectures = [cls.__name__]
-    else:
-        for key in ("auto_map",):
-            if key in model.config.__dict__:
-                delattr(model.config, key)
+    make_self_describing(model)
+    if remote_class_for(model.config) is None and "auto_map" in model.config.__dict__:
+        delattr(model.config, "auto_map")  # shapes are stock again (e.g. a pruned model whose layers were dropped)
     model.save_pretrained(folder)
     if processor is not None:
         processor.save_pretrained(folder)
-    if cls is not None:
-        shutil.copyfile(Path(__file__).with_name(structure.REMOTE_CODE_FILE), folder / structure.REMOTE_CODE_FILE)
+    if (folder / structure.REMOTE_CODE_FILE).exists():
         loading = "remote_code"
     elif getattr(model.config, "quantization_config", None) is not None:
         loading = "bitsandbytes"
@@ -65,5 +77,5 @@ def save_compressed(model, processor, folder) -> dict:
     return {"loading": loading, "class": (config.get("architectures") or [type(model).__name__])[0]}
 
 
-__all__ = ["save_compressed", "remote_class_for", "needs_remote_code", "structure",
+__all__ = ["save_compressed", "make_self_describing", "remote_class_for", "needs_remote_code", "structure",
            "VlmcompressCLIPModel", "VlmcompressSiglipModel"]

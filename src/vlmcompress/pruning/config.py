@@ -1,0 +1,131 @@
+"""``PruningConfig`` and ``prune_model``: one verb that applies a config, like PEFT's ``get_peft_model``."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+
+from ..adapters import get_adapter
+from ..errors import VlmcompressError
+from . import importance as imp
+from .structural import prune_heads, prune_layers, prune_mlp
+
+CONFIG_FILENAME = "pruning_config.json"
+
+
+@dataclass
+class PruningConfig:
+    """What to remove. Ratios are fractions of units; plans name units in the model's current numbering.
+
+    Order of application: layers, then heads, then MLP neurons (importance is scored after layers are dropped).
+    """
+
+    towers: list = field(default_factory=lambda: ["vision", "text"])
+    importance: str = "taylor"
+    head_ratio: float = 0.0
+    head_scope: str = "global"
+    head_plan: dict | None = None
+    mlp_ratio: float = 0.0
+    mlp_scope: str = "per_layer"
+    mlp_plan: dict | None = None
+    drop_layers: dict | None = None
+    layer_strategy: str | None = None
+    keep_every: int | None = None
+    remove_layers: dict | None = None
+    calibration_samples: int = 256
+    calibration_batch_size: int = 32
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "PruningConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise VlmcompressError(f"unknown pruning option(s) {', '.join(sorted(unknown))}")
+        return cls(**data)
+
+    def save(self, folder) -> None:
+        from ..io import atomic_write_text
+
+        atomic_write_text(f"{folder}/{CONFIG_FILENAME}", json.dumps(self.to_dict(), indent=2) + "\n")
+
+    def validate(self) -> None:
+        for name in ("head_ratio", "mlp_ratio"):
+            value = getattr(self, name)
+            if not 0 <= value < 1:
+                raise VlmcompressError(f"{name} is a fraction in [0, 1), got {value}")
+        if self.head_ratio and self.head_plan:
+            raise VlmcompressError("give either head_ratio or head_plan, not both")
+        if self.mlp_ratio and self.mlp_plan:
+            raise VlmcompressError("give either mlp_ratio or mlp_plan, not both")
+        if self.drop_layers and self.layer_strategy:
+            raise VlmcompressError("give either drop_layers or layer_strategy, not both")
+        if not (self.head_ratio or self.head_plan or self.mlp_ratio or self.mlp_plan or self.drop_layers
+                or self.layer_strategy):
+            raise VlmcompressError("nothing to prune: set a head, MLP or layer ratio, plan or strategy")
+
+
+def _needs_scores(config):
+    return bool(config.head_ratio or config.mlp_ratio)
+
+
+def prune_model(model, config: PruningConfig, processor=None, *, dataset=None, scores=None) -> list[dict]:
+    """Prune ``model`` in place by ``config``; returns the report steps (original numbering).
+
+    ``scores`` (from an importance object or ``load_scores``) skips scoring; otherwise they are computed on
+    ``config.calibration_samples`` samples of ``dataset`` (default: the embedded training split).
+    """
+    config.validate()
+    adapter = get_adapter(model)
+    towers = [t for t in config.towers if t in adapter.towers()]
+    missing = set(config.towers) - set(towers)
+    if missing:
+        raise VlmcompressError(f"unknown tower(s) {', '.join(sorted(missing))}: this model has {', '.join(adapter.towers())}")
+    batches = None
+
+    def get_batches():
+        nonlocal batches
+        if batches is None:
+            if processor is None:
+                raise VlmcompressError("calibration needs the model's processor")
+            batches = imp.calibration_batches(processor, dataset, num_samples=config.calibration_samples,
+                                              batch_size=config.calibration_batch_size, seed=config.seed,
+                                              text_padding=adapter.text_padding)
+        return batches
+
+    steps = []
+    layer_plan = config.drop_layers
+    if config.layer_strategy:
+        layer_plan = imp.select_layers(
+            model, config.layer_strategy, keep_every=config.keep_every, num_remove=config.remove_layers,
+            batches=get_batches() if config.layer_strategy == "block_influence" else None, towers=towers,
+        )
+    if layer_plan:
+        step = prune_layers(model, {t: v for t, v in layer_plan.items() if v})
+        step["strategy"] = config.layer_strategy or "explicit"
+        steps.append(step)
+
+    if _needs_scores(config) and scores is None:
+        criterion = imp.get_importance(config.importance)
+        if isinstance(criterion, imp.RandomImportance):
+            criterion.seed = config.seed
+        scores = criterion(model, get_batches() if criterion.needs_data else None)
+    head_plan = config.head_plan or (imp.select_heads(scores, config.head_ratio, config.head_scope, towers)
+                                     if config.head_ratio else None)
+    if head_plan:
+        step = prune_heads(model, head_plan)
+        step.update(importance=config.importance if config.head_ratio else "explicit", ratio=config.head_ratio or None,
+                    scope=config.head_scope if config.head_ratio else None)
+        steps.append(step)
+    mlp_plan = config.mlp_plan or (imp.select_neurons(scores, config.mlp_ratio, config.mlp_scope, towers)
+                                   if config.mlp_ratio else None)
+    if mlp_plan:
+        step = prune_mlp(model, mlp_plan)
+        step.update(importance=config.importance if config.mlp_ratio else "explicit", ratio=config.mlp_ratio or None,
+                    scope=config.mlp_scope if config.mlp_ratio else None)
+        steps.append(step)
+    return steps

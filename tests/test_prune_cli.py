@@ -1,0 +1,59 @@
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from test_cli import _assert_one_line_error, run_cli
+from vlmcompress.errors import VlmcompressError
+from vlmcompress.pruning.config import PruningConfig, prune_model
+from vlmcompress.report import read_report
+from conftest import tiny_clip
+
+
+def test_prune_model_by_ratio_and_strategy(processor):
+    model = tiny_clip(processor, layers=4)
+    cfg = PruningConfig(importance="magnitude", head_ratio=0.25, mlp_ratio=0.5, layer_strategy="every_k", keep_every=2)
+    steps = prune_model(model, cfg, processor)
+    assert [s["method"] for s in steps] == ["layer_pruning", "head_pruning", "mlp_pruning"]
+    assert steps[0]["removed_layers"] == {"vision": [1, 3], "text": [1, 3]}
+    # heads named in original layer numbers (0 and 2 survive)
+    assert set(steps[1]["removed_heads"]["vision"]) <= {"0", "2"}
+    assert sum(len(h) for h in steps[1]["removed_heads"]["vision"].values()) == 2  # 25% of 8
+    assert model.config.vision_config.intermediate_size == 64  # uniform 50% per layer: stock config describes it
+
+
+def test_pruning_config_errors():
+    with pytest.raises(VlmcompressError, match="nothing to prune"):
+        PruningConfig().validate()
+    with pytest.raises(VlmcompressError, match="fraction"):
+        PruningConfig(head_ratio=1.5).validate()
+    with pytest.raises(VlmcompressError, match="unknown pruning option"):
+        PruningConfig.from_dict({"heads": 0.5})
+
+
+def test_prune_cli_writes_checkpoint_report_and_config(tiny_clip_dir, tmp_path):
+    out = tmp_path / "pruned"
+    r = run_cli("prune", str(tiny_clip_dir), "-o", str(out), "--head-ratio", "0.25", "--importance", "taylor",
+                "--calibration-samples", "32", "--drop-layers", "text:1", "--images-per-number", "1",
+                "--latency-batch-size", "4", "--save-scores", str(tmp_path / "scores.json"))
+    assert r.returncode == 0, r.stderr
+    report = read_report(out)
+    assert [s["method"] for s in report["steps"]] == ["layer_pruning", "head_pruning"]
+    assert report["after"]["params"] < report["before"]["params"]
+    assert report["after"]["size_bytes"] < report["before"]["size_bytes"]
+    assert report["loading"]["loading"] == "remote_code"
+    assert json.loads((out / "pruning_config.json").read_text())["head_ratio"] == 0.25
+    assert (out / "modeling_vlmcompress.py").exists()
+    assert json.loads((tmp_path / "scores.json").read_text())["heads"]["vision"]["0"]
+    assert "before" in r.stdout and "after" in r.stdout
+
+
+def test_prune_cli_bad_input_leaves_nothing(tiny_clip_dir, tmp_path):
+    out = tmp_path / "never"
+    _assert_one_line_error(run_cli("prune", str(tiny_clip_dir), "-o", str(out), "--head-plan",
+                                   '{"vision": {"0": [0, 1, 2, 3]}}', "--no-eval"), "removes all 4 heads")
+    assert not out.exists() and not list(tmp_path.glob(".never*"))
+    _assert_one_line_error(run_cli("prune", str(tiny_clip_dir), "-o", str(out)), "nothing to prune")
+    _assert_one_line_error(run_cli("prune", str(tiny_clip_dir), "-o", str(out), "--drop-layers", "vision"), "TOWER:N")
