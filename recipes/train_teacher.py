@@ -6,7 +6,12 @@
 
 Every step draws fresh images (random training digit images, shifts of at most 2 px) of numbers seen in
 training, each with a caption from a random template. The loss is CLIP's symmetric contrastive loss with
-multiple positives: every pair in the batch showing the same number is a positive. Deterministic from --seed.
+multiple positives (every pair in the batch showing the same number is a positive) plus an auxiliary loss: two
+linear probes must read the tens and the units digit off the image embedding and off the text embedding. The probes
+are thrown away; the saved model is a plain CLIPModel. Contrastive learning from scratch sits on a plateau for
+hundreds of steps; the probes get it going (measured: 400 steps reach 10% seen / 20% held-out with them against
+5% / 0% without; 1,500 steps without them reached only 65% / 58%). Deterministic from --seed (the tokenizer's BPE
+is trained deterministically too).
 At the end the model is evaluated on the test split (digit images never used in training; held-out numbers
 never seen) and saved with its processor and ``compression_report.json``.
 """
@@ -38,7 +43,7 @@ from vlmcompress.utils import progress  # noqa: E402
 class TeacherArguments:
     output_dir: str = field(default="outputs/teacher", metadata={"help": "Where the trained CLIPModel, its processor and report go."})
     seed: int = field(default=0, metadata={"help": "Seed for weights, sampling and augmentation."})
-    max_steps: int = field(default=1700, metadata={"help": "Optimizer steps."})
+    max_steps: int = field(default=1400, metadata={"help": "Optimizer steps."})
     batch_size: int = field(default=128, metadata={"help": "Image-caption pairs per step."})
     learning_rate: float = field(default=2e-3, metadata={"help": "Peak learning rate (AdamW, betas 0.9/0.98)."})
     warmup_ratio: float = field(default=0.04, metadata={"help": "Linear warm-up share of steps, then cosine decay."})

@@ -57,3 +57,13 @@ def test_prune_cli_bad_input_leaves_nothing(tiny_clip_dir, tmp_path):
     assert not out.exists() and not list(tmp_path.glob(".never*"))
     _assert_one_line_error(run_cli("prune", str(tiny_clip_dir), "-o", str(out)), "nothing to prune")
     _assert_one_line_error(run_cli("prune", str(tiny_clip_dir), "-o", str(out), "--drop-layers", "vision"), "TOWER:N")
+
+
+def test_scores_from_another_shape_are_rejected(processor):
+    from vlmcompress.pruning.importance import MagnitudeImportance
+
+    model = tiny_clip(processor, layers=2)
+    scores = MagnitudeImportance()(model)
+    cfg = PruningConfig(head_ratio=0.25, drop_layers={"text": [1]})
+    with pytest.raises(VlmcompressError, match="do not match"):
+        prune_model(model, cfg, processor, scores=scores)

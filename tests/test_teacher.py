@@ -1,6 +1,7 @@
 """The shipped teacher: loads with plain transformers classes and is really trained."""
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def _load_recipe():
     spec = importlib.util.spec_from_file_location("train_teacher", ROOT / "recipes" / "train_teacher.py")
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses resolve annotations through sys.modules
     spec.loader.exec_module(mod)
     return mod
 

@@ -136,15 +136,8 @@ def cmd_prune(args):
     eval_kw = dict(images_per_number=args.images_per_number, latency_batch_size=args.latency_batch_size)
     before = None if args.no_eval else evaluate_model(model, processor, model_path=path, **eval_kw)
     scores = load_scores(args.scores) if args.scores else None
-    if args.save_scores and scores is None:
-        from .pruning import importance as imp
-
-        criterion = imp.get_importance(config.importance)
-        batches = imp.calibration_batches(processor, num_samples=config.calibration_samples, seed=config.seed) \
-            if criterion.needs_data else None
-        scores = criterion(model, batches)
-        save_scores(scores, args.save_scores)
-    steps = prune_model(model, config, processor, scores=scores)
+    on_scores = (lambda s: save_scores(s, args.save_scores)) if args.save_scores else None
+    steps = prune_model(model, config, processor, scores=scores, on_scores=on_scores)
     with atomic_output_dir(args.output_dir) as tmp:
         loading = save_compressed(model, processor, tmp)
         after = None if args.no_eval else evaluate_model(model, processor, model_path=tmp, **eval_kw)

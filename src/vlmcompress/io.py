@@ -9,6 +9,12 @@ import tempfile
 from pathlib import Path
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_output_dir(path, overwrite: bool = True):
     """Yield a temp folder beside ``path``; on success it replaces ``path``, on error it is removed.
@@ -22,6 +28,7 @@ def atomic_output_dir(path, overwrite: bool = True):
         raise FileExistsError(f"output folder {path} is not empty; pass --overwrite or choose another folder")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; the result is an ordinary folder
     try:
         yield tmp
     except BaseException:
@@ -43,6 +50,7 @@ def atomic_write_text(path, text: str) -> None:
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

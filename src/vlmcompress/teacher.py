@@ -20,38 +20,77 @@ TEACHER_PATH = Path(__file__).resolve().parent / "assets" / "clip-digits-teacher
 _CLIP_PRETOKENIZE = r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
 
 
-def build_tokenizer(texts=None):
-    """A CLIPTokenizer whose BPE is trained offline (``tokenizers``) on the captions of the training numbers.
+def _clip_pre_tokenizer():
+    from tokenizers import Regex, normalizers, pre_tokenizers
 
-    Uses CLIP's own normalizer, pre-tokenizer and ``</w>`` suffix, so every digit is its own token and a
-    held-out number brings no unseen token.
-    """
-    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
-    from transformers import CLIPTokenizer
-
-    texts = list(texts) if texts is not None else digits.all_captions()
-    bpe = Tokenizer(models.BPE(end_of_word_suffix="</w>", unk_token="<|endoftext|>"))
-    bpe.normalizer = normalizers.Sequence(
+    normalizer = normalizers.Sequence(
         [normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()]
     )
-    bpe.pre_tokenizer = pre_tokenizers.Sequence(
+    pre = pre_tokenizers.Sequence(
         [
             pre_tokenizers.Split(Regex(_CLIP_PRETOKENIZE), behavior="removed", invert=True),
             pre_tokenizers.ByteLevel(add_prefix_space=False),
         ]
     )
-    trainer = trainers.BpeTrainer(
-        vocab_size=1000,
-        special_tokens=["<|startoftext|>", "<|endoftext|>"],
-        end_of_word_suffix="</w>",
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    bpe.train_from_iterator(texts, trainer)
-    model = json.loads(bpe.to_str())["model"]
-    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in model["merges"]]
+    return normalizer, pre
+
+
+def train_bpe(texts) -> tuple[dict, list]:
+    """A byte-level BPE with CLIP's ``</w>`` word ends, trained deterministically (ties broken by the pair itself).
+
+    ``tokenizers``' own trainer breaks ties in hash-map order, so two runs give different vocabularies; the teacher
+    must be reproducible from its seed, so the few merges this corpus needs are computed here.
+    """
+    from collections import Counter
+
+    from tokenizers import pre_tokenizers
+
+    normalizer, pre = _clip_pre_tokenizer()
+    words: Counter = Counter()
+    for text in texts:
+        for word, _ in pre.pre_tokenize_str(normalizer.normalize_str(text)):
+            words[word] += 1
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for symbol in alphabet + [a + "</w>" for a in alphabet]:
+        vocab[symbol] = len(vocab)
+    splits = {w: tuple(w[:-1]) + (w[-1] + "</w>",) for w in sorted(words)}
+    merges = []
+    while True:
+        pairs: Counter = Counter()
+        for w, syms in splits.items():
+            for pair in zip(syms, syms[1:]):
+                pairs[pair] += words[w]
+        if not pairs:
+            break
+        best = min(pairs, key=lambda p: (-pairs[p], p))
+        merges.append(best)
+        merged = best[0] + best[1]
+        vocab.setdefault(merged, len(vocab))
+        for w, syms in splits.items():
+            out, i = [], 0
+            while i < len(syms):
+                if i + 1 < len(syms) and (syms[i], syms[i + 1]) == best:
+                    out.append(merged)
+                    i += 2
+                else:
+                    out.append(syms[i])
+                    i += 1
+            splits[w] = tuple(out)
+    return vocab, merges
+
+
+def build_tokenizer(texts=None):
+    """A CLIPTokenizer whose BPE is trained offline on the captions of the training numbers.
+
+    Uses CLIP's own normalizer, pre-tokenizer and ``</w>`` suffix, so every digit is its own token and a
+    held-out number brings no unseen token. Deterministic: the same texts give the same ids.
+    """
+    from transformers import CLIPTokenizer
+
+    vocab, merges = train_bpe(list(texts) if texts is not None else digits.all_captions())
     # v5: vocab=/merges= keywords (vocab_file=/merges_file= are silently ignored)
-    return CLIPTokenizer(vocab=model["vocab"], merges=merges, model_max_length=TEXT_MAX_LENGTH)
+    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=TEXT_MAX_LENGTH)
 
 
 TEXT_MAX_LENGTH = 16

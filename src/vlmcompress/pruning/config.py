@@ -73,11 +73,28 @@ def _needs_scores(config):
     return bool(config.head_ratio or config.mlp_ratio)
 
 
-def prune_model(model, config: PruningConfig, processor=None, *, dataset=None, scores=None) -> list[dict]:
+def _check_scores(adapter, scores, towers):
+    for kind, count in (("heads", lambda layer: adapter.attention(layer).num_heads),
+                        ("neurons", lambda layer: adapter.mlp(layer).num_neurons)):
+        for tower in towers:
+            layers = adapter.layers(tower)
+            given = (scores.get(kind) or {}).get(tower)
+            if given is None:
+                continue
+            shape = [len(given[i]) if i in given else None for i in range(len(layers))]
+            if len(given) != len(layers) or shape != [count(layer) for layer in layers]:
+                raise VlmcompressError(
+                    f"the {kind} scores do not match this model's {tower} tower ({len(layers)} layers after any "
+                    "layers were dropped): score the model in the state it is pruned from"
+                )
+
+
+def prune_model(model, config: PruningConfig, processor=None, *, dataset=None, scores=None, on_scores=None) -> list[dict]:
     """Prune ``model`` in place by ``config``; returns the report steps (original numbering).
 
-    ``scores`` (from an importance object or ``load_scores``) skips scoring; otherwise they are computed on
-    ``config.calibration_samples`` samples of ``dataset`` (default: the embedded training split).
+    ``scores`` (from an importance object or ``load_scores``) skips scoring; they must describe the model after
+    its layers are dropped. Otherwise they are computed on ``config.calibration_samples`` samples of ``dataset``
+    (default: the embedded training split) and passed to ``on_scores`` (e.g. ``save_scores``).
     """
     config.validate()
     adapter = get_adapter(model)
@@ -114,6 +131,10 @@ def prune_model(model, config: PruningConfig, processor=None, *, dataset=None, s
         if isinstance(criterion, imp.RandomImportance):
             criterion.seed = config.seed
         scores = criterion(model, get_batches() if criterion.needs_data else None)
+        if on_scores is not None:
+            on_scores(scores)
+    elif scores is not None:
+        _check_scores(adapter, scores, towers)
     head_plan = config.head_plan or (imp.select_heads(scores, config.head_ratio, config.head_scope, towers)
                                      if config.head_ratio else None)
     if head_plan:
