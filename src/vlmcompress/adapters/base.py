@@ -18,10 +18,16 @@ class AttentionParts:
     v: nn.Linear
     out: nn.Linear
     head_dim: int
+    #: attribute name of each role on ``module`` (the adapter knows them; pruning only knows roles)
+    names: dict
 
     @property
     def num_heads(self) -> int:
         return self.q.out_features // self.head_dim
+
+    def replace(self, role: str, linear: nn.Linear) -> None:
+        setattr(self.module, self.names[role], linear)
+        setattr(self, role, linear)
 
 
 @dataclass
@@ -31,10 +37,21 @@ class MlpParts:
     module: nn.Module
     up: list
     down: nn.Linear
+    up_names: list
+    down_name: str
 
     @property
     def num_neurons(self) -> int:
         return self.down.in_features
+
+    def replace_up(self, linears) -> None:
+        for name, linear in zip(self.up_names, linears):
+            setattr(self.module, name, linear)
+        self.up = list(linears)
+
+    def replace_down(self, linear: nn.Linear) -> None:
+        setattr(self.module, self.down_name, linear)
+        self.down = linear
 
 
 def _pooled(output):

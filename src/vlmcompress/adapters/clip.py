@@ -60,11 +60,12 @@ class ClipAdapter(ModelAdapter):
     def attention(self, layer) -> AttentionParts:
         attn = layer.self_attn
         return AttentionParts(
-            module=attn, q=attn.q_proj, k=attn.k_proj, v=attn.v_proj, out=attn.out_proj, head_dim=attn.head_dim
+            module=attn, q=attn.q_proj, k=attn.k_proj, v=attn.v_proj, out=attn.out_proj, head_dim=attn.head_dim,
+            names={"q": "q_proj", "k": "k_proj", "v": "v_proj", "out": "out_proj"},
         )
 
     def mlp(self, layer) -> MlpParts:
-        return MlpParts(module=layer.mlp, up=[layer.mlp.fc1], down=layer.mlp.fc2)
+        return MlpParts(module=layer.mlp, up=[layer.mlp.fc1], down=layer.mlp.fc2, up_names=["fc1"], down_name="fc2")
 
 
 class SiglipAdapter(ClipAdapter):

@@ -135,18 +135,14 @@ def prune_model(model, config: PruningConfig, processor=None, *, dataset=None, s
             on_scores(scores)
     elif scores is not None:
         _check_scores(adapter, scores, towers)
-    head_plan = config.head_plan or (imp.select_heads(scores, config.head_ratio, config.head_scope, towers)
-                                     if config.head_ratio else None)
-    if head_plan:
-        step = prune_heads(model, head_plan)
-        step.update(importance=config.importance if config.head_ratio else "explicit", ratio=config.head_ratio or None,
-                    scope=config.head_scope if config.head_ratio else None)
-        steps.append(step)
-    mlp_plan = config.mlp_plan or (imp.select_neurons(scores, config.mlp_ratio, config.mlp_scope, towers)
-                                   if config.mlp_ratio else None)
-    if mlp_plan:
-        step = prune_mlp(model, mlp_plan)
-        step.update(importance=config.importance if config.mlp_ratio else "explicit", ratio=config.mlp_ratio or None,
-                    scope=config.mlp_scope if config.mlp_ratio else None)
-        steps.append(step)
+    for plan, ratio, scope, select, prune in (
+        (config.head_plan, config.head_ratio, config.head_scope, imp.select_heads, prune_heads),
+        (config.mlp_plan, config.mlp_ratio, config.mlp_scope, imp.select_neurons, prune_mlp),
+    ):
+        plan = plan or (select(scores, ratio, scope, towers) if ratio else None)
+        if plan:
+            step = prune(model, plan)
+            step.update(importance=config.importance if ratio else "explicit", ratio=ratio or None,
+                        scope=scope if ratio else None)
+            steps.append(step)
     return steps

@@ -52,91 +52,92 @@ def _layer_index(tower, layer, n_layers):
     return i
 
 
-def prune_heads(model, plan: dict) -> dict:
-    """Remove attention heads: ``plan = {tower: {layer: [head, ...]}}``. Returns the report step.
+def _slice_heads(attn, keep):
+    d = attn.head_dim
+    index = torch.cat([torch.arange(h * d, (h + 1) * d) for h in keep])
+    for role in ("q", "k", "v"):
+        attn.replace(role, _slice_linear(getattr(attn, role), index, 0))
+    attn.replace("out", _slice_linear(attn.out, index, 1))
+    if hasattr(attn.module, "num_heads"):
+        attn.module.num_heads = len(keep)
 
-    Removing every head of a layer is an error (drop the layer with ``prune_layers`` instead).
-    """
+
+def _slice_neurons(mlp, keep):
+    index = torch.tensor(keep)
+    mlp.replace_up([_slice_linear(up, index, 0) for up in mlp.up])
+    mlp.replace_down(_slice_linear(mlp.down, index, 1))
+
+
+# what differs between pruning heads and pruning MLP neurons; the walk over the plan is shared
+_HEADS = dict(
+    what="heads", method="head_pruning", report_key="removed_heads",
+    parts=lambda adapter, layer: adapter.attention(layer), count=lambda attn: attn.num_heads, slice=_slice_heads,
+    sizes=structure.heads_per_layer, kept=structure.kept_heads,
+    size_key="layer_num_heads", kept_key="vlmcompress_kept_heads", empty_hint=" or drop the layer",
+)
+_NEURONS = dict(
+    what="MLP neurons", method="mlp_pruning", report_key="removed_neurons",
+    parts=lambda adapter, layer: adapter.mlp(layer), count=lambda mlp: mlp.num_neurons, slice=_slice_neurons,
+    sizes=structure.neurons_per_layer, kept=lambda cfg: structure.kept_neurons(cfg) or
+    [list(range(n)) for n in structure.neurons_per_layer(cfg)],
+    size_key="layer_intermediate_sizes", kept_key="vlmcompress_kept_neurons", empty_hint="",
+)
+
+
+def _prune_units(model, plan: dict, unit: dict) -> dict:
     _check_quantized(model)
     adapter = get_adapter(model)
     _tower_names(adapter, plan)
-    removed_report: dict = {}
+    # validate the whole plan first, so a bad plan changes nothing
+    checked = []
     for tower, layers_plan in plan.items():
-        cfg = adapter.tower_config(tower)
         layers = adapter.layers(tower)
-        heads = structure.heads_per_layer(cfg)
-        kept_ids = structure.kept_heads(cfg)
-        orig_layers = structure.kept_layers(cfg)
-        for layer, remove in layers_plan.items():
-            i = _layer_index(tower, layer, len(layers))
-            remove = sorted({int(h) for h in remove})
-            if not remove:
-                continue
-            attn = adapter.attention(layers[i])
-            n = attn.num_heads
-            bad = [h for h in remove if not 0 <= h < n]
-            if bad:
-                raise VlmcompressError(f"{tower} layer {i} has heads 0..{n - 1}, not {bad}")
-            keep = [h for h in range(n) if h not in remove]
-            if not keep:
-                raise VlmcompressError(
-                    f"the plan removes all {n} heads of {tower} layer {i}: keep at least one or drop the layer"
-                )
-            d = attn.head_dim
-            index = torch.cat([torch.arange(h * d, (h + 1) * d) for h in keep])
-            attn.module.q_proj = _slice_linear(attn.q, index, 0)
-            attn.module.k_proj = _slice_linear(attn.k, index, 0)
-            attn.module.v_proj = _slice_linear(attn.v, index, 0)
-            attn.module.out_proj = _slice_linear(attn.out, index, 1)
-            if hasattr(attn.module, "num_heads"):
-                attn.module.num_heads = len(keep)
-            heads[i] = len(keep)
-            removed_report.setdefault(tower, {})[str(orig_layers[i])] = [kept_ids[i][h] for h in remove]
-            kept_ids[i] = [kept_ids[i][h] for h in keep]
-        cfg.layer_num_heads = heads
-        cfg.vlmcompress_kept_heads = kept_ids
-        structure.normalize(cfg, adapter.stock_mlp_resize_ok)
-    return {"method": "head_pruning", "removed_heads": removed_report}
-
-
-def prune_mlp(model, plan: dict) -> dict:
-    """Remove MLP neurons: ``plan = {tower: {layer: [neuron, ...]}}``. Returns the report step."""
-    _check_quantized(model)
-    adapter = get_adapter(model)
-    _tower_names(adapter, plan)
-    removed_report: dict = {}
-    for tower, layers_plan in plan.items():
-        cfg = adapter.tower_config(tower)
-        layers = adapter.layers(tower)
-        sizes = structure.neurons_per_layer(cfg)
-        kept_ids = structure.kept_neurons(cfg) or [list(range(s)) for s in sizes]
-        orig_layers = structure.kept_layers(cfg)
         for layer, remove in layers_plan.items():
             i = _layer_index(tower, layer, len(layers))
             remove = sorted({int(j) for j in remove})
             if not remove:
                 continue
-            mlp = adapter.mlp(layers[i])
-            n = mlp.num_neurons
+            parts = unit["parts"](adapter, layers[i])
+            n = unit["count"](parts)
             bad = [j for j in remove if not 0 <= j < n]
             if bad:
-                raise VlmcompressError(f"{tower} layer {i} has MLP neurons 0..{n - 1}, not {bad[:5]}")
-            keep = [j for j in range(n) if j not in set(remove)]
-            if not keep:
-                raise VlmcompressError(f"the plan removes every MLP neuron of {tower} layer {i}: keep at least one")
-            index = torch.tensor(keep)
-            for name, child in mlp.module.named_children():
-                if any(child is up for up in mlp.up):
-                    setattr(mlp.module, name, _slice_linear(child, index, 0))
-                elif child is mlp.down:
-                    setattr(mlp.module, name, _slice_linear(child, index, 1))
-            sizes[i] = len(keep)
-            removed_report.setdefault(tower, {})[str(orig_layers[i])] = [kept_ids[i][j] for j in remove]
-            kept_ids[i] = [kept_ids[i][j] for j in keep]
-        cfg.layer_intermediate_sizes = sizes
-        cfg.vlmcompress_kept_neurons = kept_ids
+                raise VlmcompressError(f"{tower} layer {i} has {unit['what']} 0..{n - 1}, not {bad[:5]}")
+            if len(remove) == n:
+                raise VlmcompressError(
+                    f"the plan removes all {n} {unit['what']} of {tower} layer {i}: keep at least one{unit['empty_hint']}"
+                )
+            checked.append((tower, i, parts, remove))
+    removed_report: dict = {}
+    configs = {}
+    for tower, i, parts, remove in checked:
+        if tower not in configs:
+            cfg = adapter.tower_config(tower)
+            configs[tower] = (cfg, unit["sizes"](cfg), unit["kept"](cfg), structure.kept_layers(cfg))
+        cfg, sizes, kept_ids, orig_layers = configs[tower]
+        drop = set(remove)
+        keep = [j for j in range(unit["count"](parts)) if j not in drop]
+        unit["slice"](parts, keep)
+        sizes[i] = len(keep)
+        removed_report.setdefault(tower, {})[str(orig_layers[i])] = [kept_ids[i][j] for j in remove]
+        kept_ids[i] = [kept_ids[i][j] for j in keep]
+    for tower, (cfg, sizes, kept_ids, _) in configs.items():
+        setattr(cfg, unit["size_key"], sizes)
+        setattr(cfg, unit["kept_key"], kept_ids)
         structure.normalize(cfg, adapter.stock_mlp_resize_ok)
-    return {"method": "mlp_pruning", "removed_neurons": removed_report}
+    return {"method": unit["method"], unit["report_key"]: removed_report}
+
+
+def prune_heads(model, plan: dict) -> dict:
+    """Remove attention heads: ``plan = {tower: {layer: [head, ...]}}``. Returns the report step.
+
+    Removing every head of a layer is an error (drop the layer with ``prune_layers`` instead).
+    """
+    return _prune_units(model, plan, _HEADS)
+
+
+def prune_mlp(model, plan: dict) -> dict:
+    """Remove MLP neurons: ``plan = {tower: {layer: [neuron, ...]}}``. Returns the report step."""
+    return _prune_units(model, plan, _NEURONS)
 
 
 def prune_layers(model, plan: dict) -> dict:
