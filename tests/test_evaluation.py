@@ -116,3 +116,19 @@ def test_evaluates_a_bitsandbytes_8bit_model(tiny_clip_dir):
     assert m8["memory_bytes"] < m32["memory_bytes"]
     assert m8["size_bytes"] < m32["size_bytes"]
     assert m8["params"] == m32["params"]
+
+
+def test_load_model_reloads_a_saved_4bit_checkpoint(tiny_clip_dir, tmp_path):
+    """A bitsandbytes folder (quantization_config in config.json) loads through vlmcompress and evaluates."""
+    from transformers import BitsAndBytesConfig, CLIPModel, CLIPProcessor
+
+    from vlmcompress.loading import load_model
+
+    q4 = CLIPModel.from_pretrained(tiny_clip_dir, device_map="cpu",
+                                   quantization_config=BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4"))
+    q4.save_pretrained(tmp_path / "q4")
+    CLIPProcessor.from_pretrained(tiny_clip_dir).save_pretrained(tmp_path / "q4")
+    model, processor, path = load_model(str(tmp_path / "q4"))
+    assert type(model.vision_model.encoder.layers[0].self_attn.q_proj).__name__ == "Linear4bit"
+    m = evaluate_model(model, processor, images_per_number=1, latency_repeats=5, latency_batch_size=4, model_path=path)
+    assert m["latency_ms"] > 0 and m["size_bytes"] > 0
