@@ -147,7 +147,11 @@ def cmd_prune(args):
         write_report(report, tmp)
     if not args.no_eval:
         print(format_metrics_table({"before": before, "after": after}))
-    print(f"wrote {args.output_dir} (loads with {loading['loading'].replace('_', ' ')}: {loading['class']})")
+    how = {
+        "stock": f"{loading['class']}.from_pretrained(path), no remote code",
+        "remote_code": "AutoModel.from_pretrained(path, trust_remote_code=True) or vlmcompress.loading.load_model(path)",
+    }.get(loading["loading"], loading["loading"])
+    print(f"wrote {args.output_dir}; it loads with {how}")
     return 0
 
 
