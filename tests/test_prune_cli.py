@@ -67,3 +67,18 @@ def test_scores_from_another_shape_are_rejected(processor):
     cfg = PruningConfig(head_ratio=0.25, drop_layers={"text": [1]})
     with pytest.raises(VlmcompressError, match="do not match"):
         prune_model(model, cfg, processor, scores=scores)
+
+
+def test_prune_cli_calibrates_on_a_user_dataset(tiny_clip_dir, tmp_path):
+    from vlmcompress.data import digits
+
+    ds = digits.load_digits_dataset("train", images_per_number=1).rename_column("text", "caption")
+    ds.save_to_disk(tmp_path / "calib")
+    out = tmp_path / "pruned"
+    r = run_cli("prune", str(tiny_clip_dir), "-o", str(out), "--mlp-ratio", "0.5", "--calibration-samples", "16",
+                "--dataset", str(tmp_path / "calib"), "--text-column", "caption", "--no-eval")
+    assert r.returncode == 0, r.stderr
+    assert read_report(out)["steps"][0]["method"] == "mlp_pruning"
+    r = run_cli("prune", str(tiny_clip_dir), "-o", str(out), "--mlp-ratio", "0.5", "--dataset", str(tmp_path / "calib"),
+                "--no-eval")
+    _assert_one_line_error(r, "no column 'text'")

@@ -107,7 +107,7 @@ def _json_arg(value, what):
 
 
 def cmd_prune(args):
-    from .evaluation import evaluate_model
+    from .evaluation import check_dataset, evaluate_model
     from .io import atomic_output_dir
     from .loading import load_model
     from .modeling import save_compressed
@@ -132,12 +132,18 @@ def cmd_prune(args):
         seed=args.seed,
     )
     config.validate()
+    calibration = _load_dataset(args)
+    if calibration is not None:
+        check_dataset(calibration, args.image_column, args.text_column, args.text_column)
+        calibration = calibration.rename_columns(
+            {k: v for k, v in ((args.image_column, "image"), (args.text_column, "text"), (args.label_column, "label"))
+             if k in calibration.column_names and k != v})
     model, processor, path = load_model(args.model, trust_remote_code=args.trust_remote_code)
     eval_kw = dict(images_per_number=args.images_per_number, latency_batch_size=args.latency_batch_size)
     before = None if args.no_eval else evaluate_model(model, processor, model_path=path, **eval_kw)
     scores = load_scores(args.scores) if args.scores else None
     on_scores = (lambda s: save_scores(s, args.save_scores)) if args.save_scores else None
-    steps = prune_model(model, config, processor, scores=scores, on_scores=on_scores)
+    steps = prune_model(model, config, processor, dataset=calibration, scores=scores, on_scores=on_scores)
     with atomic_output_dir(args.output_dir) as tmp:
         loading = save_compressed(model, processor, tmp)
         after = None if args.no_eval else evaluate_model(model, processor, model_path=tmp, **eval_kw)
@@ -161,6 +167,15 @@ def _family(model):
     return get_adapter(model).family
 
 
+def _add_dataset_args(parser, purpose, split):
+    parser.add_argument("--dataset", help=f"{purpose} data: a datasets.save_to_disk folder or Hub data set with "
+                        f"image/text/label columns (default: the embedded digits {split} split)")
+    parser.add_argument("--split", default=split, help=f"split of --dataset (default: {split})")
+    parser.add_argument("--image-column", default="image")
+    parser.add_argument("--text-column", default="text")
+    parser.add_argument("--label-column", default="label")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vlmcompress",
@@ -180,12 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("model", nargs="?", default=None,
                     help="save_pretrained folder or Hub id (default: the embedded teacher)")
     ev.add_argument("--output", "-o", help="write the metrics as JSON to this file")
-    ev.add_argument("--dataset", help="a datasets.save_to_disk folder or Hub data set with image/text/label columns "
-                    "(default: the embedded digits test split)")
-    ev.add_argument("--split", default="test", help="split of --dataset (default: test)")
-    ev.add_argument("--image-column", default="image")
-    ev.add_argument("--text-column", default="text")
-    ev.add_argument("--label-column", default="label")
+    _add_dataset_args(ev, "evaluation", "test")
     ev.add_argument("--images-per-number", type=int, default=None,
                     help="embedded data only: test images per number (default 100, the full test split)")
     ev.add_argument("--batch-size", type=int, default=256, help="batch size for encoding (default 256)")
@@ -228,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--scores", help="importance scores saved earlier (skip scoring)")
     pr.add_argument("--save-scores", help="write the importance scores to this JSON file")
     pr.add_argument("--calibration-samples", type=int, default=256, help="samples for scoring (default 256)")
+    _add_dataset_args(pr, "calibration", "train")
     pr.add_argument("--seed", type=int, default=0)
     pr.add_argument("--images-per-number", type=int, default=None, help="embedded test images per number for evaluation")
     pr.add_argument("--latency-batch-size", type=int, default=32)
