@@ -44,30 +44,28 @@ def _outputs(model, seed=0):
     return adapter.image_embeddings(pixel_values), adapter.text_embeddings(input_ids)
 
 
-def _zero_heads_hooks(model, plan):
-    """Reference: the unpruned model with the planned heads' contributions zeroed at out_proj's input."""
+def _zero_input_hooks(model, plan, linear_and_width):
+    """Reference: the unpruned model with the planned units' columns of a Linear's input zeroed."""
     adapter = get_adapter(model)
     handles = []
     for tower, layers in plan.items():
-        for layer, heads in layers.items():
-            attn = adapter.attention(adapter.layers(tower)[int(layer)])
-            mask = torch.ones(attn.out.in_features)
-            for h in heads:
-                mask[h * attn.head_dim:(h + 1) * attn.head_dim] = 0
-            handles.append(attn.out.register_forward_pre_hook(lambda m, args, mask=mask: (args[0] * mask,)))
+        for layer, units in layers.items():
+            linear, width = linear_and_width(adapter, adapter.layers(tower)[int(layer)])
+            mask = torch.ones(linear.in_features)
+            for u in units:
+                mask[u * width:(u + 1) * width] = 0
+            handles.append(linear.register_forward_pre_hook(lambda m, args, mask=mask: (args[0] * mask,)))
     return handles
+
+
+def _zero_heads_hooks(model, plan):
+    """Heads: out_proj's input columns of each head."""
+    return _zero_input_hooks(model, plan, lambda a, layer: (a.attention(layer).out, a.attention(layer).head_dim))
 
 
 def _zero_neurons_hooks(model, plan):
-    adapter = get_adapter(model)
-    handles = []
-    for tower, layers in plan.items():
-        for layer, neurons in layers.items():
-            mlp = adapter.mlp(adapter.layers(tower)[int(layer)])
-            mask = torch.ones(mlp.down.in_features)
-            mask[list(neurons)] = 0
-            handles.append(mlp.down.register_forward_pre_hook(lambda m, args, mask=mask: (args[0] * mask,)))
-    return handles
+    """Neurons: the down projection's input columns."""
+    return _zero_input_hooks(model, plan, lambda a, layer: (a.mlp(layer).down, 1))
 
 
 def _max_diff(a, b):
