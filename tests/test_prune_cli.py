@@ -1,9 +1,6 @@
 import json
-import subprocess
-import sys
 
 import pytest
-import torch
 
 from test_cli import _assert_one_line_error, run_cli
 from vlmcompress.errors import VlmcompressError

@@ -7,7 +7,6 @@ so everything runs offline. It is a stock ``CLIPModel`` folder: ``CLIPModel.from
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
