@@ -205,3 +205,31 @@ def test_layer_dropped_and_uniform_mlp_checkpoint_loads_with_stock_class(process
     assert reloaded.config.vision_config.num_hidden_layers == 2
     assert _max_diff(_outputs(reloaded), before) <= 1e-6
     assert (path / "tokenizer.json").exists() and (path / "processor_config.json").exists()
+
+
+@pytest.mark.parametrize("cls_name", ["CLIPVisionModelWithProjection", "CLIPVisionModel", "CLIPTextModel",
+                                      "CLIPTextModelWithProjection"])
+def test_single_tower_classes_prune_and_reload(cls_name, processor, tmp_path):
+    import transformers
+    from transformers import AutoModel
+
+    cls = getattr(transformers, cls_name)
+    torch.manual_seed(0)
+    full = tiny_clip(processor)
+    tower = "vision" if "Vision" in cls_name else "text"
+    model = cls(getattr(full.config, f"{tower}_config")).eval()
+    prune_heads(model, {tower: {0: [1, 2]}})
+    prune_mlp(model, {tower: {1: [0, 5, 9]}})
+    if tower == "vision":
+        inputs = {"pixel_values": torch.randn(2, 3, 56, 56, generator=torch.Generator().manual_seed(1))}
+    else:
+        inputs = {"input_ids": torch.tensor([[0, 20, 30, 1], [0, 40, 1, 1]])}
+    with torch.no_grad():
+        before = model(**inputs)[0]
+    path = tmp_path / cls_name
+    assert save_compressed(model, processor, path)["loading"] == "remote_code"
+    assert json.loads((path / "config.json").read_text())["architectures"] == [f"Vlmcompress{cls_name}"]
+    for reloaded in (load_model(str(path))[0], AutoModel.from_pretrained(path, trust_remote_code=True).eval()):
+        assert isinstance(reloaded, cls)
+        with torch.no_grad():
+            assert (reloaded(**inputs)[0] - before).abs().max() <= 1e-6

@@ -10,10 +10,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from . import structure
+from . import modeling_vlmcompress, structure
 from .modeling_vlmcompress import VlmcompressCLIPModel, VlmcompressSiglipModel
 
-REMOTE_CLASSES = {"clip": VlmcompressCLIPModel, "siglip": VlmcompressSiglipModel}
+#: stock class name -> the vlmcompress class that rebuilds its per-layer shapes
+REMOTE_CLASSES = {
+    cls.__mro__[1].__name__: cls
+    for name, cls in vars(modeling_vlmcompress).items()
+    if name.startswith("Vlmcompress") and isinstance(cls, type)
+}
+_BY_OWN_NAME = {cls.__name__: cls for cls in REMOTE_CLASSES.values()}
+_TWO_TOWER = {"clip": VlmcompressCLIPModel, "siglip": VlmcompressSiglipModel}
 
 
 def tower_configs(config) -> list:
@@ -26,13 +33,21 @@ def needs_remote_code(config) -> bool:
     return any(structure.needs_remote_code(c) for c in tower_configs(config))
 
 
-def remote_class_for(config):
-    """The vlmcompress class that rebuilds this config's shapes, or None when the stock class can."""
+def remote_class_for(config, model_class_name: str | None = None):
+    """The vlmcompress class that rebuilds this config's shapes, or None when the stock class can.
+
+    Chosen by the model's class (``model_class_name`` or the config's ``architectures``), else by model type.
+    """
     if not needs_remote_code(config):
         return None
-    cls = REMOTE_CLASSES.get(config.model_type)
+    names = [model_class_name] if model_class_name else list(getattr(config, "architectures", None) or [])
+    for name in names:
+        cls = REMOTE_CLASSES.get(name) or _BY_OWN_NAME.get(name)
+        if cls is not None:
+            return cls
+    cls = _TWO_TOWER.get(config.model_type)
     if cls is None:
-        raise ValueError(f"per-layer shapes are only supported for two-tower CLIP and SigLIP, not {config.model_type!r}")
+        raise ValueError(f"per-layer shapes are supported for CLIP and SigLIP classes, not {names or config.model_type}")
     return cls
 
 
@@ -43,7 +58,7 @@ def make_self_describing(model):
     run time; registered for ``AutoModel``, ``save_pretrained`` (also from ``Trainer.save_model``) then copies
     ``modeling_vlmcompress.py`` into the folder and writes the ``auto_map``.
     """
-    cls = remote_class_for(model.config)
+    cls = remote_class_for(model.config, type(model).__name__)
     if cls is None:
         return model
     if not isinstance(model, cls):
@@ -62,7 +77,7 @@ def save_compressed(model, processor, folder) -> dict:
     """
     folder = Path(folder)
     make_self_describing(model)
-    if remote_class_for(model.config) is None and "auto_map" in model.config.__dict__:
+    if not needs_remote_code(model.config) and "auto_map" in model.config.__dict__:
         delattr(model.config, "auto_map")  # shapes are stock again (e.g. a pruned model whose layers were dropped)
     model.save_pretrained(folder)
     if processor is not None:

@@ -15,7 +15,16 @@ width, so only ``__init__`` changes: it shrinks the Linears before the weights a
 """
 
 from torch import nn
-from transformers import CLIPModel, SiglipModel
+from transformers import (
+    CLIPModel,
+    CLIPTextModel,
+    CLIPTextModelWithProjection,
+    CLIPVisionModel,
+    CLIPVisionModelWithProjection,
+    SiglipModel,
+    SiglipTextModel,
+    SiglipVisionModel,
+)
 
 
 def _resize_linear(linear, in_features=None, out_features=None):
@@ -48,13 +57,43 @@ def shrink_tower(tower, config):
             mlp.fc2 = _resize_linear(mlp.fc2, in_features=int(sizes[i]))
 
 
+def shrink_towers(model):
+    """Shrink every transformer tower the model holds (two-tower models, or a single tower class)."""
+    towers = [getattr(model, name) for name in ("vision_model", "text_model") if getattr(model, name, None) is not None]
+    for tower in towers or [model]:
+        shrink_tower(tower, tower.config)
+
+
 class VlmcompressCLIPModel(CLIPModel):
     """A CLIPModel whose layers may have different numbers of heads and MLP neurons."""
 
     def __init__(self, config):
         super().__init__(config)
-        shrink_tower(self.vision_model, config.vision_config)
-        shrink_tower(self.text_model, config.text_config)
+        shrink_towers(self)
+
+
+class VlmcompressCLIPVisionModel(CLIPVisionModel):
+    def __init__(self, config):
+        super().__init__(config)
+        shrink_towers(self)
+
+
+class VlmcompressCLIPVisionModelWithProjection(CLIPVisionModelWithProjection):
+    def __init__(self, config):
+        super().__init__(config)
+        shrink_towers(self)
+
+
+class VlmcompressCLIPTextModel(CLIPTextModel):
+    def __init__(self, config):
+        super().__init__(config)
+        shrink_towers(self)
+
+
+class VlmcompressCLIPTextModelWithProjection(CLIPTextModelWithProjection):
+    def __init__(self, config):
+        super().__init__(config)
+        shrink_towers(self)
 
 
 class VlmcompressSiglipModel(SiglipModel):
@@ -62,5 +101,16 @@ class VlmcompressSiglipModel(SiglipModel):
 
     def __init__(self, config):
         super().__init__(config)
-        shrink_tower(self.vision_model, config.vision_config)
-        shrink_tower(self.text_model, config.text_config)
+        shrink_towers(self)
+
+
+class VlmcompressSiglipVisionModel(SiglipVisionModel):
+    def __init__(self, config):
+        super().__init__(config)
+        shrink_towers(self)
+
+
+class VlmcompressSiglipTextModel(SiglipTextModel):
+    def __init__(self, config):
+        super().__init__(config)
+        shrink_towers(self)
