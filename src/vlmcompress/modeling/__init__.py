@@ -13,9 +13,14 @@ from pathlib import Path
 from . import modeling_vlmcompress, structure
 from .modeling_vlmcompress import VlmcompressCLIPModel, VlmcompressSiglipModel
 
+def stock_class(cls):
+    """The transformers class a vlmcompress class extends (its last base, after the mixin)."""
+    return cls.__bases__[-1]
+
+
 #: stock class name -> the vlmcompress class that rebuilds its per-layer shapes
 REMOTE_CLASSES = {
-    cls.__mro__[1].__name__: cls
+    stock_class(cls).__name__: cls
     for name, cls in vars(modeling_vlmcompress).items()
     if name.startswith("Vlmcompress") and isinstance(cls, type)
 }
@@ -62,8 +67,8 @@ def make_self_describing(model):
     if cls is None:
         return model
     if not isinstance(model, cls):
-        base = cls.__mro__[1]
-        if type(model) is not base and not isinstance(model, base):
+        base = stock_class(cls)
+        if not isinstance(model, base):
             raise ValueError(f"cannot describe a pruned {type(model).__name__}: expected {base.__name__}")
         model.__class__ = cls
     cls.register_for_auto_class("AutoModel")

@@ -64,53 +64,41 @@ def shrink_towers(model):
         shrink_tower(tower, tower.config)
 
 
-class VlmcompressCLIPModel(CLIPModel):
+class ShrunkTowersMixin:
+    """Runs the stock ``__init__``, then shrinks the towers; put first among the bases."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        shrink_towers(self)
+
+
+class VlmcompressCLIPModel(ShrunkTowersMixin, CLIPModel):
     """A CLIPModel whose layers may have different numbers of heads and MLP neurons."""
 
-    def __init__(self, config):
-        super().__init__(config)
-        shrink_towers(self)
+
+class VlmcompressCLIPVisionModel(ShrunkTowersMixin, CLIPVisionModel):
+    pass
 
 
-class VlmcompressCLIPVisionModel(CLIPVisionModel):
-    def __init__(self, config):
-        super().__init__(config)
-        shrink_towers(self)
+class VlmcompressCLIPVisionModelWithProjection(ShrunkTowersMixin, CLIPVisionModelWithProjection):
+    pass
 
 
-class VlmcompressCLIPVisionModelWithProjection(CLIPVisionModelWithProjection):
-    def __init__(self, config):
-        super().__init__(config)
-        shrink_towers(self)
+class VlmcompressCLIPTextModel(ShrunkTowersMixin, CLIPTextModel):
+    pass
 
 
-class VlmcompressCLIPTextModel(CLIPTextModel):
-    def __init__(self, config):
-        super().__init__(config)
-        shrink_towers(self)
+class VlmcompressCLIPTextModelWithProjection(ShrunkTowersMixin, CLIPTextModelWithProjection):
+    pass
 
 
-class VlmcompressCLIPTextModelWithProjection(CLIPTextModelWithProjection):
-    def __init__(self, config):
-        super().__init__(config)
-        shrink_towers(self)
-
-
-class VlmcompressSiglipModel(SiglipModel):
+class VlmcompressSiglipModel(ShrunkTowersMixin, SiglipModel):
     """A SiglipModel whose layers may have different numbers of heads and MLP neurons."""
 
-    def __init__(self, config):
-        super().__init__(config)
-        shrink_towers(self)
+
+class VlmcompressSiglipVisionModel(ShrunkTowersMixin, SiglipVisionModel):
+    pass
 
 
-class VlmcompressSiglipVisionModel(SiglipVisionModel):
-    def __init__(self, config):
-        super().__init__(config)
-        shrink_towers(self)
-
-
-class VlmcompressSiglipTextModel(SiglipTextModel):
-    def __init__(self, config):
-        super().__init__(config)
-        shrink_towers(self)
+class VlmcompressSiglipTextModel(ShrunkTowersMixin, SiglipTextModel):
+    pass

@@ -13,7 +13,6 @@ itself and what lets reports speak in the base model's original numbering after 
 from __future__ import annotations
 
 SHAPE_KEYS = ("layer_num_heads", "layer_intermediate_sizes")
-TRACK_KEYS = ("vlmcompress_kept_layers", "vlmcompress_kept_heads", "vlmcompress_kept_neurons")
 REMOTE_CODE_FILE = "modeling_vlmcompress.py"
 
 

@@ -19,7 +19,7 @@ from transformers import TrainerCallback
 
 from ..adapters import get_adapter
 from ..modeling import make_self_describing
-from .importance import _select
+from .importance import _select, _structure
 from .structural import prune_heads, prune_mlp
 
 
@@ -53,9 +53,8 @@ class PruningCallback(TrainerCallback):
     # --- helpers ---------------------------------------------------------------------------------------------
     def _units(self, model):
         adapter = get_adapter(model)
-        for tower in self.towers:
-            for i, layer in enumerate(adapter.layers(tower)):
-                yield tower, i, adapter.attention(layer), adapter.mlp(layer)
+        for tower, i, layer in _structure(adapter, self.towers):
+            yield tower, i, adapter.attention(layer), adapter.mlp(layer)
 
     @staticmethod
     def _accumulate(store, key, value, decay):
@@ -95,6 +94,9 @@ class PruningCallback(TrainerCallback):
 
     # --- Trainer hooks ---------------------------------------------------------------------------------------
     def on_train_begin(self, args, state, control, model=None, **kwargs):
+        unknown = set(self.towers) - set(get_adapter(model).towers())
+        if unknown:
+            raise ValueError(f"PruningCallback: unknown tower(s) {', '.join(sorted(unknown))}")
         if self.end_step is None:
             self.end_step = max(self.start_step + 1, int(0.8 * state.max_steps))
         for tower, i, attn, mlp in self._units(model):

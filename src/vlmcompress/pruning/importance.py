@@ -25,10 +25,12 @@ from ..errors import VlmcompressError
 from ..utils import progress
 
 
-def _structure(adapter):
+def _structure(adapter, towers=None):
+    """(tower, layer index, layer) for every layer of the given towers (default: all)."""
     for tower in adapter.towers():
-        for i, layer in enumerate(adapter.layers(tower)):
-            yield tower, i, layer
+        if towers is None or tower in towers:
+            for i, layer in enumerate(adapter.layers(tower)):
+                yield tower, i, layer
 
 
 class MagnitudeImportance:
