@@ -32,7 +32,9 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from transformers import CLIPModel, HfArgumentParser  # noqa: E402
 
+from vlmcompress import report as report_lib  # noqa: E402
 from vlmcompress.data import digits  # noqa: E402
+from vlmcompress.evaluation import evaluate_model  # noqa: E402
 from vlmcompress.io import atomic_output_dir  # noqa: E402
 from vlmcompress.losses import contrastive_loss  # noqa: E402
 from vlmcompress.teacher import TEACHER_NAME, build_processor, pixel_values_from_uint8, teacher_config  # noqa: E402
@@ -153,21 +155,13 @@ def main(args: TeacherArguments | None = None):
     train_seconds = time.time() - start
 
     model.eval()
+    print(f"trained {args.max_steps} steps in {train_seconds:.0f} s; evaluating", flush=True)
     with atomic_output_dir(args.output_dir) as tmp:
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
-    print(f"trained {args.max_steps} steps in {train_seconds:.0f} s; saved to {args.output_dir}; evaluating")
-
-    from vlmcompress import report as report_lib
-    from vlmcompress.evaluation import evaluate_model
-
-    metrics = evaluate_model(model, processor, images_per_number=args.eval_images_per_number,
-                             model_path=args.output_dir)
-    with atomic_output_dir(args.output_dir) as tmp:
-        model.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
-        metrics_on_disk = dict(metrics)
-        metrics_on_disk["size_bytes"] = report_lib.weights_size_bytes(tmp)
+        # size is read from the folder being written; the folder appears whole, report included, or not at all
+        metrics_on_disk = evaluate_model(model, processor, images_per_number=args.eval_images_per_number,
+                                         model_path=tmp)
         report = report_lib.new_report(
             base_model=None,
             model_family="clip",
