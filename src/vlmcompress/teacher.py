@@ -16,24 +16,6 @@ from .data import digits
 TEACHER_NAME = "vlmcompress/clip-digits-teacher"
 TEACHER_PATH = Path(__file__).resolve().parent / "assets" / "clip-digits-teacher"
 
-_CLIP_PRETOKENIZE = r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
-
-
-def _clip_pre_tokenizer():
-    from tokenizers import Regex, normalizers, pre_tokenizers
-
-    normalizer = normalizers.Sequence(
-        [normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()]
-    )
-    pre = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(_CLIP_PRETOKENIZE), behavior="removed", invert=True),
-            pre_tokenizers.ByteLevel(add_prefix_space=False),
-        ]
-    )
-    return normalizer, pre
-
-
 def train_bpe(texts) -> tuple[dict, list]:
     """A byte-level BPE with CLIP's ``</w>`` word ends, trained deterministically (ties broken by the pair itself).
 
@@ -43,8 +25,11 @@ def train_bpe(texts) -> tuple[dict, list]:
     from collections import Counter
 
     from tokenizers import pre_tokenizers
+    from transformers import CLIPTokenizer
 
-    normalizer, pre = _clip_pre_tokenizer()
+    # CLIP's own normalizer and pre-tokenizer, as transformers builds them (an empty tokenizer carries them)
+    backend = CLIPTokenizer().backend_tokenizer
+    normalizer, pre = backend.normalizer, backend.pre_tokenizer
     words: Counter = Counter()
     for text in texts:
         for word, _ in pre.pre_tokenize_str(normalizer.normalize_str(text)):
