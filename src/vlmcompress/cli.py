@@ -151,6 +151,7 @@ def cmd_prune(args):
         report = new_report(base_model=str(path), model_family=_family(model), steps=steps, before=before, after=after)
         report["loading"] = loading
         write_report(report, tmp)
+        _write_card(tmp, report)
     if not args.no_eval:
         print(format_metrics_table({"before": before, "after": after}))
     how = {
@@ -158,6 +159,35 @@ def cmd_prune(args):
         "remote_code": "AutoModel.from_pretrained(path, trust_remote_code=True) or vlmcompress.loading.load_model(path)",
     }.get(loading["loading"], loading["loading"])
     print(f"wrote {args.output_dir}; it loads with {how}")
+    return 0
+
+
+def _write_card(folder, report):
+    """The card is part of the checkpoint; a card that fails to render never costs the checkpoint itself."""
+    from .cards import write_card
+
+    try:
+        write_card(folder, report)
+    except Exception as exc:  # noqa: BLE001 - reported, and `vlmcompress card DIR` can render it again
+        print(f"warning: model card not written ({type(exc).__name__}: {exc}); run `vlmcompress card DIR` to retry",
+              file=sys.stderr)
+
+
+def cmd_card(args):
+    from .cards import write_card
+
+    path = write_card(args.folder, repo_id=args.repo_id)
+    extra = sorted(p.name for p in path.parent.glob("*.png"))
+    print(f"wrote {path}" + (f" and {', '.join(extra)}" if extra else ""))
+    return 0
+
+
+def cmd_push(args):
+    from .hub import push_folder
+
+    url = push_folder(args.folder, args.repo_id, private=args.private, revision=args.revision,
+                      commit_message=args.commit_message)
+    print(f"pushed {args.folder} to {url}")
     return 0
 
 
@@ -246,6 +276,34 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--trust-remote-code", action="store_true")
     pr.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks on errors")
     pr.set_defaults(func=cmd_prune)
+
+    cd = sub.add_parser(
+        "card",
+        help="(re)render a checkpoint folder's model card (README.md and plots) from its compression_report.json",
+        description="Render README.md (Hub metadata, what was done with its numbers, before/after table, accuracy "
+        "against size plot, loading snippet, training log, versions, citations) from the folder's report.",
+    )
+    cd.add_argument("folder", help="checkpoint folder holding compression_report.json")
+    cd.add_argument("--repo-id", help="Hub repo id to name in the loading snippet (default: a placeholder path)")
+    cd.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks on errors")
+    cd.set_defaults(func=cmd_card)
+
+    pu = sub.add_parser(
+        "push",
+        help="push a checkpoint folder (weights, config, processor, remote code, report, card, plots) to the Hub",
+        description="Create the repo if needed and upload the folder in one commit. The token comes from HF_TOKEN or "
+        "a saved `hf auth login`; HF_ENDPOINT selects another Hub. The local folder is never changed; a generated "
+        "card is re-rendered with the repo id in its loading snippet.",
+        epilog="example:\n  vlmcompress push outputs/heads25 --repo-id me/clip-digits-heads25 --private",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    pu.add_argument("folder", help="checkpoint folder holding compression_report.json and weights")
+    pu.add_argument("--repo-id", required=True, help="'name' (your namespace) or 'namespace/name'")
+    pu.add_argument("--private", action="store_true", help="create the repo private (an existing repo keeps its visibility)")
+    pu.add_argument("--revision", help="branch to commit to (created from main if missing)")
+    pu.add_argument("--commit-message", help="commit message (default: 'Upload NAME compressed with vlmcompress')")
+    pu.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks on errors")
+    pu.set_defaults(func=cmd_push)
     return parser
 
 
