@@ -43,17 +43,16 @@ def _plain(value):
 
 def non_default_arguments(args) -> dict:
     """TrainingArguments that differ from a default instance; never a token, never a path."""
+    # compared with the dataclass field defaults: building a default TrainingArguments mid-run would reset the
+    # accelerator state the running Trainer uses
     current = args.to_dict()
-    try:
-        default = type(args)(output_dir=args.output_dir).to_dict()
-    except Exception:  # noqa: BLE001 - a subclass with required fields: compare with the field defaults
-        default = {}
-        for f in dataclasses.fields(args):
-            if f.default is not dataclasses.MISSING:
-                default[f.name] = f.default
-            elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-                default[f.name] = f.default_factory()  # type: ignore[misc]
-        default = {k: _plain(v) for k, v in default.items()}
+    default = {}
+    for f in dataclasses.fields(args):
+        if f.default is not dataclasses.MISSING:
+            default[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            default[f.name] = f.default_factory()  # type: ignore[misc]
+    default = {k: _plain(v) for k, v in default.items()}
     out = {}
     for key, value in current.items():
         if key in NOT_HYPERPARAMETERS or "token" in key or key.endswith("_dir"):

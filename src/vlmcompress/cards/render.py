@@ -247,7 +247,8 @@ def _loss_table(log) -> dict | None:
     rows = [r for r in (log or []) if isinstance(r, dict)]
     if not rows:
         return None
-    keys = ["step"] + sorted({k for r in rows for k in r if k != "step"}, key=lambda k: (k != "loss", k))
+    lossy = lambda k: "loss" in k  # noqa: E731 - total first, then its parts, then the rest (lr, epoch, ...)
+    keys = ["step"] + sorted({k for r in rows for k in r if k != "step"}, key=lambda k: (k != "loss", not lossy(k), k))
     if len(rows) > MAX_LOSS_ROWS:  # evenly spaced rows, first and last always in
         idx = sorted({round(i * (len(rows) - 1) / (MAX_LOSS_ROWS - 1)) for i in range(MAX_LOSS_ROWS)})
         shown = [rows[i] for i in idx]
