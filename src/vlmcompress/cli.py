@@ -191,6 +191,46 @@ def cmd_push(args):
     return 0
 
 
+def cmd_quantize(args):
+    import logging
+
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)  # an optional-kernel notice on every import
+    from .evaluation import evaluate_model
+    from .io import atomic_output_dir
+    from .loading import load_model
+    from .quantization import (QuantizationConfig, ensure_not_quantized, plan_skips, quantize, require_bitsandbytes,
+                               save_quantized)
+    from .report import format_metrics_table, new_report, write_report
+
+    _quiet_transformers()
+    config = QuantizationConfig(bits=args.bits, quant_type=args.quant_type or "nf4", double_quant=args.double_quant,
+                                compute_dtype=args.compute_dtype, towers=[t for t in args.towers.split(",") if t],
+                                skip=list(args.skip or []), device=args.device)
+    if args.bits == 8 and args.quant_type:
+        config.quant_type = args.quant_type  # let validate() name the mistake
+    config.validate()
+    require_bitsandbytes()
+    model, processor, path = load_model(args.model, trust_remote_code=args.trust_remote_code)
+    ensure_not_quantized(model)
+    plan_skips(model, config)  # a --skip that matches nothing fails before the evaluation
+    eval_kw = dict(images_per_number=args.images_per_number, latency_batch_size=args.latency_batch_size)
+    before = None if args.no_eval else evaluate_model(model, processor, model_path=path, **eval_kw)
+    quantized = quantize(model, config)
+    with atomic_output_dir(args.output_dir) as tmp:
+        loading = save_quantized(quantized, processor, tmp, config)
+        after = None if args.no_eval else evaluate_model(quantized, processor, model_path=tmp, **eval_kw)
+        report = new_report(base_model=str(path), model_family=_family(quantized),
+                            steps=[quantized.vlmcompress_quantization], before=before, after=after)
+        report["loading"] = loading
+        write_report(report, tmp)
+    if not args.no_eval:
+        print(format_metrics_table({"before": before, "after": after}))
+    how = ("AutoModel.from_pretrained(path, trust_remote_code=True) or vlmcompress.loading.load_model(path)"
+           if loading["loading"] == "remote_code" else f"{loading['class']}.from_pretrained(path), no remote code")
+    print(f"wrote {args.output_dir}; it loads with {how} (bitsandbytes installed; quantization_config is in config.json)")
+    return 0
+
+
 def _family(model):
     from .adapters import get_adapter
 
@@ -276,6 +316,36 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--trust-remote-code", action="store_true")
     pr.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks on errors")
     pr.set_defaults(func=cmd_prune)
+
+    qu = sub.add_parser(
+        "quantize",
+        help="bitsandbytes 8-bit (LLM.int8) or 4-bit (nf4/fp4) quantization; save a checkpoint that reloads",
+        description="Quantize a CLIP-like model's Linear layers with bitsandbytes through transformers' "
+        "BitsAndBytesConfig and save it with its processor, compression_report.json (metrics before and after) and "
+        "quantization_config.json. config.json names every Linear kept in full precision (the family's projection "
+        "heads, towers not asked for, --skip), so CLIPModel.from_pretrained(path) reloads it as it was.",
+        epilog="examples:\n  vlmcompress quantize --bits 8 --output-dir outputs/int8\n"
+        "  vlmcompress quantize --bits 4 --quant-type nf4 --double-quant -o outputs/nf4\n"
+        "  vlmcompress quantize outputs/heads25 --bits 4 --towers vision --skip fc2 -o outputs/heads25-nf4",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    qu.add_argument("model", nargs="?", default=None, help="save_pretrained folder or Hub id (default: the embedded teacher)")
+    qu.add_argument("--output-dir", "-o", required=True, help="folder for the quantized checkpoint (replaced atomically)")
+    qu.add_argument("--bits", type=int, required=True, help="8 (LLM.int8) or 4 (nf4/fp4)")
+    qu.add_argument("--quant-type", help="4-bit data type: nf4 (default) or fp4")
+    qu.add_argument("--double-quant", action="store_true", help="4-bit: quantize the block scales too")
+    qu.add_argument("--compute-dtype", default="float32", help="4-bit matmul dtype: float32 (default), bfloat16, float16")
+    qu.add_argument("--towers", default="vision,text", help="towers to quantize (default: vision,text)")
+    qu.add_argument("--skip", nargs="*", metavar="MODULE",
+                    help="more Linears to keep in full precision: name prefix, regex or suffix (e.g. fc2, "
+                    "vision_model.encoder.layers.0); each must match a Linear")
+    qu.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
+    qu.add_argument("--images-per-number", type=int, default=None, help="embedded test images per number for evaluation")
+    qu.add_argument("--latency-batch-size", type=int, default=32)
+    qu.add_argument("--no-eval", action="store_true", help="skip the before/after evaluation")
+    qu.add_argument("--trust-remote-code", action="store_true")
+    qu.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks on errors")
+    qu.set_defaults(func=cmd_quantize)
 
     cd = sub.add_parser(
         "card",

@@ -28,6 +28,38 @@ def resolve_model_path(name_or_path: str | None) -> str:
     return name_or_path
 
 
+#: keys only bitsandbytes-quantized Linears write (8-bit scales, 4-bit block scales and quant state)
+BNB_KEY_SUFFIXES = (".SCB", ".weight.absmax", ".weight.quant_map", ".weight.quant_state.bitsandbytes__nf4",
+                    ".weight.quant_state.bitsandbytes__fp4")
+
+
+def check_bnb_weights_described(path, config) -> None:
+    """Refuse a folder holding bitsandbytes weights that its config.json does not describe: from_pretrained would
+    load the int8/4-bit values into float layers with no error (quantized by hand, or a config edited since)."""
+    if getattr(config, "quantization_config", None) is not None:
+        return
+    from safetensors import safe_open
+
+    for file in sorted(Path(path).glob("*.safetensors")):
+        with safe_open(str(file), "pt") as f:
+            key = next((k for k in f.keys() if k.endswith(BNB_KEY_SUFFIXES)), None)
+        if key is not None:
+            raise VlmcompressError(
+                f"{path} holds bitsandbytes-quantized weights ({key}) but its config.json has no quantization_config: "
+                "loading it would put int8/4-bit values into float layers; re-quantize the full-precision model with "
+                "vlmcompress quantize"
+            )
+
+
+def keep_bnb_layout_portable(model) -> None:
+    """Keep 4-bit weights in bitsandbytes' portable layout: on CPUs with AVX512-BF16 its first inference forward
+    otherwise repacks them (block scales rounded to bf16) into a layout bitsandbytes 0.50 cannot save or dequantize
+    back exactly, which would corrupt a later save, QLoRA merge or dequantize."""
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+
+
 def load_model(name_or_path: str | None = None, *, trust_remote_code: bool = False, device_map: str | None = None, **kwargs):
     """Load a CLIP-like model (full precision, pruned or bitsandbytes-quantized) and its processor."""
     from transformers import AutoConfig, AutoModel, AutoProcessor
@@ -50,6 +82,8 @@ def load_model(name_or_path: str | None = None, *, trust_remote_code: bool = Fal
         )
     if getattr(config, "quantization_config", None) is not None and device_map is None:
         device_map = "cpu"
+    if Path(path).is_dir():
+        check_bnb_weights_described(path, config)
     from .modeling import remote_class_for
 
     # a pruned checkpoint records its per-layer shapes: our own class rebuilds them, no remote code needed
@@ -62,5 +96,6 @@ def load_model(name_or_path: str | None = None, *, trust_remote_code: bool = Fal
         processor = AutoProcessor.from_pretrained(path)
     except OSError as exc:
         raise VlmcompressError(f"{path} has no processor (tokenizer and image processor): save one beside the weights") from exc
+    keep_bnb_layout_portable(model)
     model.eval()
     return model, processor, path

@@ -73,6 +73,10 @@ class ModelAdapter:
     text_padding: dict = {"padding": True}
     #: whether a uniformly pruned MLP can be described by the stock config's intermediate_size
     stock_mlp_resize_ok: bool = True
+    #: modules (names from the model root) that quantization keeps in full precision by default: heads every
+    #: embedding passes through, whose error no later layer can average out. bitsandbytes replaces only
+    #: ``nn.Linear``, so patch/position embeddings (Conv2d/Embedding) and ``logit_scale`` stay full precision anyway.
+    quantization_keep: tuple[str, ...] = ()
 
     def __init__(self, model):
         self.model = model
@@ -104,6 +108,21 @@ class ModelAdapter:
 
     def mlp(self, layer) -> MlpParts:
         raise NotImplementedError
+
+    def module_name(self, module: nn.Module) -> str:
+        """Dotted name of ``module`` inside the model ("" for the model itself)."""
+        for name, candidate in self.model.named_modules():
+            if candidate is module:
+                return name
+        raise ValueError(f"{type(module).__name__} is not part of this model")
+
+    def quantization_skip_modules(self, towers) -> list[str]:
+        """Module names to keep in full precision when only ``towers`` are quantized: the family's defaults that this
+        model has, plus every tower not asked for."""
+        present = {name for name, _ in self.model.named_modules()}
+        skip = [name for name in self.quantization_keep if name in present]
+        skip += [self.module_name(module) for tower, module in self.towers().items() if tower not in towers]
+        return skip
 
     def input_dtype(self) -> torch.dtype:
         """dtype pixel values should be cast to (the dtype of the first floating-point parameter)."""

@@ -14,6 +14,8 @@ class ClipAdapter(ModelAdapter):
     family = "clip"
     model_types = ("clip", "clip_vision_model", "clip_text_model")
     tower_attributes = {"vision": "vision_model", "text": "text_model"}
+    # the projection heads: every embedding passes through them
+    quantization_keep = ("visual_projection", "text_projection")
 
     def image_embeddings(self, pixel_values):
         return _pooled(self.model.get_image_features(pixel_values=pixel_values))
@@ -75,6 +77,9 @@ class SiglipAdapter(ClipAdapter):
     text_padding = {"padding": "max_length"}
     # the vision pooling head's MLP is sized by intermediate_size too: a changed config size would resize it
     stock_mlp_resize_ok = False
+    # the vision tower's attention-pooling head (its MultiheadAttention reads out_proj.weight directly, so that
+    # Linear must stay a Linear) and the text tower's projection head
+    quantization_keep = ("vision_model.head", "text_model.head")
 
     def pair_loss(self, image_embeds, text_embeds, labels=None):
         from ..losses import sigmoid_loss

@@ -1,0 +1,89 @@
+"""``QuantizationConfig``: what to quantize and how, in the words of the CLI (PEFT-style: a config and one verb)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+
+from ..errors import VlmcompressError
+
+CONFIG_FILENAME = "quantization_config.json"
+QUANT_TYPES = ("nf4", "fp4")
+COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
+DEVICES = ("auto", "cpu", "cuda")
+TOWER_NAMES = ("vision", "text")
+
+
+@dataclass
+class QuantizationConfig:
+    """bitsandbytes LLM.int8 (``bits=8``) or 4-bit (``bits=4``: nf4/fp4, optional double quantization).
+
+    ``skip`` adds module-name patterns (read like transformers' ``llm_int8_skip_modules``: a name prefix up to a module
+    boundary, a regex with that boundary, or a suffix) to the family defaults the adapter keeps in full precision;
+    each pattern must match at least one Linear. ``towers`` not listed stay in full precision.
+    ``compute_dtype`` is the 4-bit matmul dtype (float32 on CPU unless the CPU has fast bf16).
+    """
+
+    bits: int = 8
+    quant_type: str = "nf4"
+    double_quant: bool = False
+    compute_dtype: str = "float32"
+    towers: list = field(default_factory=lambda: list(TOWER_NAMES))
+    skip: list = field(default_factory=list)
+    device: str = "cpu"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "QuantizationConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise VlmcompressError(f"unknown quantization option(s) {', '.join(sorted(unknown))}")
+        return cls(**data)
+
+    @classmethod
+    def load(cls, folder) -> "QuantizationConfig":
+        from pathlib import Path
+
+        path = Path(folder) / CONFIG_FILENAME
+        if not path.is_file():
+            raise VlmcompressError(f"{folder} has no {CONFIG_FILENAME}: expected a folder written by vlmcompress quantize")
+        return cls.from_dict(json.loads(path.read_text()))
+
+    def save(self, folder) -> None:
+        from ..io import atomic_write_text
+
+        atomic_write_text(f"{folder}/{CONFIG_FILENAME}", json.dumps(self.to_dict(), indent=2) + "\n")
+
+    def validate(self) -> None:
+        if self.bits not in (4, 8) or isinstance(self.bits, bool):
+            raise VlmcompressError(f"--bits must be 8 (LLM.int8) or 4 (nf4/fp4), got {self.bits}")
+        if self.quant_type not in QUANT_TYPES:
+            raise VlmcompressError(f"--quant-type must be one of {', '.join(QUANT_TYPES)}, got {self.quant_type!r}")
+        if self.compute_dtype not in COMPUTE_DTYPES:
+            raise VlmcompressError(f"--compute-dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {self.compute_dtype!r}")
+        if self.bits == 8 and (self.double_quant or self.quant_type != "nf4"):
+            raise VlmcompressError("--quant-type and --double-quant apply to 4-bit only: pass --bits 4")
+        unknown = [t for t in self.towers if t not in TOWER_NAMES]
+        if unknown or not self.towers:
+            raise VlmcompressError(f"--towers takes a comma-separated subset of {','.join(TOWER_NAMES)}, got {','.join(self.towers) or 'nothing'}")
+        if self.device not in DEVICES:
+            raise VlmcompressError(f"--device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+
+    def bnb_config(self, skip_modules: list):
+        """The ``BitsAndBytesConfig`` that ``from_pretrained`` applies and ``config.json`` keeps."""
+        import torch
+        from transformers import BitsAndBytesConfig
+
+        if self.bits == 8:
+            return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=list(skip_modules))
+        return BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type=self.quant_type,
+            bnb_4bit_use_double_quant=self.double_quant,
+            bnb_4bit_compute_dtype=getattr(torch, self.compute_dtype),
+            llm_int8_skip_modules=list(skip_modules),
+        )
