@@ -54,6 +54,18 @@ class MlpParts:
         self.down = linear
 
 
+@dataclass
+class TowerFeatures:
+    """What one forward of a two-tower model gives distillation: projected embeddings, the learned temperature,
+    and (when asked) every tower's hidden states (index 0 is the embedding output, i is layer i's output)."""
+
+    image_embeds: torch.Tensor
+    text_embeds: torch.Tensor
+    logit_scale: torch.Tensor
+    hidden_states: dict
+    text_mask: torch.Tensor | None = None
+
+
 def _pooled(output):
     """v5 get_*_features return a ModelOutput whose pooler_output is the projected embedding; older ones a tensor."""
     if isinstance(output, torch.Tensor):
@@ -92,6 +104,11 @@ class ModelAdapter:
         raise NotImplementedError
 
     def towers(self) -> dict:
+        raise NotImplementedError
+
+    def features(self, model, pixel_values, input_ids, attention_mask=None, output_hidden_states=False) -> TowerFeatures:
+        """One forward call of ``model`` (this adapter's model itself, or it wrapped by DDP or peft, so gradient
+        synchronisation sees the call) returning :class:`TowerFeatures`."""
         raise NotImplementedError
 
     def tower_config(self, tower: str):

@@ -7,7 +7,8 @@ fewer heads run unchanged) and ``mlp.fc1``/``mlp.fc2``.
 
 from __future__ import annotations
 
-from .base import AttentionParts, ModelAdapter, MlpParts, _pooled
+from ..errors import VlmcompressError
+from .base import AttentionParts, ModelAdapter, MlpParts, TowerFeatures, _pooled
 
 
 class ClipAdapter(ModelAdapter):
@@ -34,6 +35,20 @@ class ClipAdapter(ModelAdapter):
         from ..losses import contrastive_loss
 
         return contrastive_loss(image_embeds, text_embeds, self.model.logit_scale.float(), labels)
+
+    def features(self, model, pixel_values, input_ids, attention_mask=None, output_hidden_states=False):
+        if not hasattr(self.model, "logit_scale"):
+            raise VlmcompressError(f"{type(self.model).__name__} is one tower: image-text distillation needs the "
+                                   "two-tower model (e.g. CLIPModel, SiglipModel)")
+        dev = self.device()
+        kwargs = {} if attention_mask is None else {"attention_mask": attention_mask.to(dev)}
+        out = model(pixel_values=pixel_values.to(device=dev, dtype=self.input_dtype()), input_ids=input_ids.to(dev),
+                    output_hidden_states=output_hidden_states, return_dict=True, **kwargs)
+        hidden = {}
+        if output_hidden_states:
+            hidden = {"vision": out.vision_model_output.hidden_states, "text": out.text_model_output.hidden_states}
+        return TowerFeatures(image_embeds=out.image_embeds, text_embeds=out.text_embeds,
+                             logit_scale=self.model.logit_scale, hidden_states=hidden, text_mask=kwargs.get("attention_mask"))
 
     # --- structure -------------------------------------------------------------------------------------------
     def towers(self) -> dict:

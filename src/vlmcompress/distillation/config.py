@@ -1,0 +1,59 @@
+"""``DistillationConfig``: which losses, their weights, and how the teacher runs."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+
+from ..errors import VlmcompressError
+
+LOSS_KINDS = ("mse", "cosine")
+TEACHER_DTYPES = (None, "float32", "float16", "bfloat16")
+
+
+@dataclass
+class DistillationConfig:
+    """Weights of the loss terms (0 turns a term off) and their settings.
+
+    The total loss is ``logit_weight * KL(similarity) + embedding_weight * feature loss + hidden_weight * hidden-state
+    loss + contrastive_weight * the student's own contrastive loss``; every term is logged as ``loss_<name>``.
+    """
+
+    logit_weight: float = field(default=1.0, metadata={"help": "Weight of the similarity-matrix KL (both directions, x T^2)."})
+    temperature: float = field(default=3.0, metadata={"help": "Softmax temperature T of the similarity-matrix KL."})
+    embedding_weight: float = field(default=1.0, metadata={"help": "Weight of the final-embedding (feature) loss (CLIP-KD)."})
+    embedding_loss: str = field(default="mse", metadata={"help": "mse (||s-t||^2 of unit vectors) or cosine (1-cos)."})
+    hidden_weight: float = field(default=0.0, metadata={"help": "Weight of the hidden-state loss over mapped layers."})
+    hidden_loss: str = field(default="mse", metadata={"help": "mse or cosine, per token (text padding excluded)."})
+    layer_map: str | None = field(default=None, metadata={"help": 'Teacher layer -> student layer per tower (a dict, or its JSON), 1-based layer outputs, e.g. {"vision": {"2": 1, "4": 2}} (default: the layers a student inherited, else uniform).'})
+    contrastive_weight: float = field(default=0.0, metadata={"help": "Weight of the student's own contrastive (or sigmoid) loss."})
+    teacher_dtype: str | None = field(default=None, metadata={"help": "Run the teacher in float16/bfloat16 (default: as loaded)."})
+
+    def validate(self) -> None:
+        weights = {k: getattr(self, k) for k in ("logit_weight", "embedding_weight", "hidden_weight", "contrastive_weight")}
+        if any(w < 0 for w in weights.values()):
+            raise VlmcompressError(f"loss weights must be >= 0, got {weights}")
+        if not any(weights.values()):
+            raise VlmcompressError("every loss weight is 0: set at least one of " + ", ".join(weights))
+        if self.temperature <= 0:
+            raise VlmcompressError(f"temperature must be > 0, got {self.temperature}")
+        for name in ("embedding_loss", "hidden_loss"):
+            if getattr(self, name) not in LOSS_KINDS:
+                raise VlmcompressError(f"{name} must be one of {', '.join(LOSS_KINDS)}, got {getattr(self, name)!r}")
+        if isinstance(self.layer_map, str):
+            try:
+                self.layer_map = json.loads(self.layer_map)
+            except json.JSONDecodeError as exc:
+                raise VlmcompressError(f"layer_map must be JSON like {{\"vision\": {{\"4\": 2}}}}: {exc}") from None
+        if self.layer_map is not None and not isinstance(self.layer_map, dict):
+            raise VlmcompressError("layer_map must map tower -> {teacher layer: student layer}")
+        if self.teacher_dtype not in TEACHER_DTYPES:
+            raise VlmcompressError(f"teacher_dtype must be float32, float16 or bfloat16, got {self.teacher_dtype!r}")
+
+    def active_losses(self) -> dict:
+        return {name: getattr(self, f"{name}_weight") for name in ("logit", "embedding", "hidden", "contrastive")
+                if getattr(self, f"{name}_weight")}
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)

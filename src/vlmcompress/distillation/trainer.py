@@ -1,0 +1,235 @@
+"""``DistillationTrainer``: a ``transformers.Trainer`` whose ``compute_loss`` distills a teacher into the model.
+
+Only public Trainer hooks are used: ``compute_loss`` (the losses), ``create_optimizer`` (adds the learned width
+projections, if any, to the optimizer Trainer builds), ``log`` (adds each loss term), ``train`` (loads the
+projections of a checkpoint being resumed) and a ``TrainerCallback`` (saves the projections into checkpoints and
+averages their gradients across processes). The teacher runs in eval mode under ``no_grad`` on the student's
+device and is never part of ``self.model``, so ``save_model`` writes the student alone.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from torch import nn
+from transformers import Trainer, TrainerCallback
+from transformers.trainer_utils import get_last_checkpoint
+
+from ..adapters import get_adapter
+from ..errors import VlmcompressError
+from ..modeling import structure
+from .config import DistillationConfig
+from .losses import embedding_loss, hidden_state_loss, similarity_kl_loss, similarity_logits, uniform_layer_map
+
+PROJECTIONS_FILE = "distill_projections.pt"
+#: batch keys a collator may add with precomputed teacher outputs (see ``cache_teacher_outputs``)
+CACHED_KEYS = ("teacher_image_embeds", "teacher_text_embeds")
+
+
+def base_model(model):
+    """The transformers model inside DDP / accelerate / peft wrappers."""
+    while hasattr(model, "module") and isinstance(model.module, nn.Module):
+        model = model.module
+    get_base = getattr(model, "get_base_model", None)
+    return get_base() if callable(get_base) else model
+
+
+def default_layer_map(teacher_adapter, student_adapter, tower) -> dict:
+    """Teacher layer output -> student layer output (1-based). A student whose layers were inherited from this
+    teacher (its config records ``vlmcompress_kept_layers``) learns each layer from the teacher layer it came from;
+    otherwise layers are spread uniformly."""
+    n_t = len(teacher_adapter.layers(tower))
+    s_cfg = student_adapter.tower_config(tower)
+    n_s = len(student_adapter.layers(tower))
+    kept = getattr(s_cfg, "vlmcompress_kept_layers", None)
+    if kept and max(kept) < n_t and len(kept) == n_s:
+        return {k + 1: j + 1 for j, k in enumerate(kept)}
+    return uniform_layer_map(n_t, n_s)
+
+
+class _ProjectionSync(TrainerCallback):
+    """Keeps the trainer's learned projections in step across processes, zeroes their gradients after each optimizer
+    step (Trainer only zeroes the model's) and saves them into checkpoints."""
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+
+    def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        projections = self.trainer.distill_projections
+        if len(projections) and torch.distributed.is_available() and torch.distributed.is_initialized():
+            world = torch.distributed.get_world_size()
+            for p in projections.parameters():
+                if p.grad is not None:
+                    torch.distributed.all_reduce(p.grad)
+                    p.grad.div_(world)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        # Trainer zeroes the model's gradients after each optimizer step; the projections live outside the model
+        self.trainer.distill_projections.zero_grad(set_to_none=True)
+
+    def on_save(self, args, state, control, **kwargs):
+        if len(self.trainer.distill_projections) and state.is_world_process_zero:
+            folder = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
+            if os.path.isdir(folder):
+                torch.save(self.trainer.distill_projections.state_dict(), os.path.join(folder, PROJECTIONS_FILE))
+
+
+class DistillationTrainer(Trainer):
+    """``Trainer(model=student, ...)`` plus ``teacher=`` and ``distillation_config=``.
+
+    Batches hold ``pixel_values``, ``input_ids`` (``attention_mask``) and optionally ``labels`` (used by the
+    contrastive term: same label = positive) and cached teacher embeddings (``teacher_image_embeds``,
+    ``teacher_text_embeds``), which replace the teacher's forward pass.
+    """
+
+    def __init__(self, *args, teacher, distillation_config: DistillationConfig | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.distillation_config = cfg = distillation_config or DistillationConfig()
+        cfg.validate()
+        # our loss is a mean over the batch: let Trainer divide it by the gradient-accumulation steps
+        self.model_accepts_loss_kwargs = False
+        self.student_adapter = get_adapter(base_model(self.model))
+        if getattr(getattr(teacher, "config", None), "quantization_config", None) is None:
+            dtype = getattr(torch, cfg.teacher_dtype) if cfg.teacher_dtype else None
+            teacher = teacher.to(device=self.args.device, dtype=dtype)
+        teacher.eval()
+        teacher.requires_grad_(False)
+        self.teacher = teacher
+        self.teacher_adapter = get_adapter(teacher)
+        self.layer_maps = self._layer_maps(cfg.layer_map) if cfg.hidden_weight else {}
+        self.distill_projections = self._projections().to(self.args.device)
+        self._terms: dict = {}
+        self._term_batches = 0
+        self.add_callback(_ProjectionSync(self))
+
+    # --- set-up ----------------------------------------------------------------------------------------------
+    def _layer_maps(self, explicit) -> dict:
+        maps = {}
+        s_towers = self.student_adapter.towers()
+        for tower in self.teacher_adapter.towers():
+            if tower not in s_towers:
+                continue
+            n_t, n_s = len(self.teacher_adapter.layers(tower)), len(self.student_adapter.layers(tower))
+            if explicit and tower in explicit:
+                mapping = {int(t): int(s) for t, s in explicit[tower].items()}
+            elif explicit:
+                continue  # an explicit map names the towers it distills
+            else:
+                mapping = default_layer_map(self.teacher_adapter, self.student_adapter, tower)
+            bad = {t: s for t, s in mapping.items() if not (0 <= t <= n_t and 0 <= s <= n_s)}
+            if bad:
+                raise VlmcompressError(f"layer_map for {tower} names layers that do not exist: {bad} (teacher has "
+                                       f"{n_t} layers, student {n_s}; 0 is the embedding output, 1..N the layers)")
+            maps[tower] = mapping
+        return maps
+
+    def _projections(self) -> nn.ModuleDict:
+        """Learned Linear maps from student width to teacher width where they differ (trained, never saved)."""
+        mods = {}
+        for tower in self.layer_maps:
+            s_w = self.student_adapter.tower_config(tower).hidden_size
+            t_w = self.teacher_adapter.tower_config(tower).hidden_size
+            if s_w != t_w:
+                mods[f"hidden_{tower}"] = nn.Linear(s_w, t_w)
+        if self.distillation_config.embedding_weight:
+            s_p = getattr(base_model(self.model).config, "projection_dim", None)
+            t_p = getattr(self.teacher.config, "projection_dim", None)
+            if s_p is not None and t_p is not None and s_p != t_p:
+                mods["embed_image"] = nn.Linear(s_p, t_p)
+                mods["embed_text"] = nn.Linear(s_p, t_p)
+        return nn.ModuleDict(mods)
+
+    def create_optimizer(self, model=None):
+        optimizer = super().create_optimizer(model)
+        if len(self.distill_projections) and not getattr(self, "_projections_added", False):
+            optimizer.add_param_group({"params": list(self.distill_projections.parameters()), "weight_decay": 0.0})
+            self._projections_added = True
+        return optimizer
+
+    def train(self, resume_from_checkpoint=None, **kwargs):
+        if resume_from_checkpoint and len(self.distill_projections):
+            folder = resume_from_checkpoint
+            if folder is True:
+                folder = get_last_checkpoint(self.args.output_dir)
+            path = os.path.join(folder or "", PROJECTIONS_FILE)
+            if not os.path.isfile(path):
+                raise VlmcompressError(f"{folder} has no {PROJECTIONS_FILE}: it was not written by a DistillationTrainer "
+                                       "with the same student and teacher widths")
+            self.distill_projections.load_state_dict(torch.load(path, map_location=self.args.device))
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+
+    # --- the loss --------------------------------------------------------------------------------------------
+    def _teacher_features(self, inputs, cached, need_hidden):
+        if cached:
+            if need_hidden:
+                raise VlmcompressError("cached teacher outputs hold embeddings only: the hidden-state loss needs the "
+                                       "teacher's forward pass (turn the cache off or set hidden_weight=0)")
+            from ..adapters.base import TowerFeatures
+
+            dev = self.args.device
+            return TowerFeatures(image_embeds=cached["teacher_image_embeds"].to(dev),
+                                 text_embeds=cached["teacher_text_embeds"].to(dev),
+                                 logit_scale=self.teacher_adapter.model.logit_scale, hidden_states={})
+        with torch.no_grad():
+            return self.teacher_adapter.features(self.teacher, output_hidden_states=need_hidden, **inputs)
+
+    def distillation_terms(self, model, inputs) -> tuple[dict, object]:
+        """Unweighted loss terms for one batch, and the student's features."""
+        cfg = self.distillation_config
+        inputs = dict(inputs)
+        labels = inputs.pop("labels", None)
+        inputs.pop("return_loss", None)
+        cached = {k: inputs.pop(k) for k in CACHED_KEYS if k in inputs}
+        if cached and len(cached) != len(CACHED_KEYS):
+            raise VlmcompressError(f"a batch with cached teacher outputs needs all of {', '.join(CACHED_KEYS)}")
+        need_hidden = bool(cfg.hidden_weight)
+        student = self.student_adapter.features(model, output_hidden_states=need_hidden, **inputs)
+        teacher = self._teacher_features(inputs, cached, need_hidden)
+        proj = self.distill_projections
+        terms = {}
+        if cfg.logit_weight:
+            s_logits = similarity_logits(student.image_embeds, student.text_embeds, student.logit_scale)
+            t_logits = similarity_logits(teacher.image_embeds, teacher.text_embeds, teacher.logit_scale)
+            terms["logit"] = similarity_kl_loss(s_logits, t_logits, cfg.temperature)
+        if cfg.embedding_weight:
+            terms["embedding"] = (
+                embedding_loss(student.image_embeds, teacher.image_embeds, proj["embed_image"] if "embed_image" in proj else None, cfg.embedding_loss)
+                + embedding_loss(student.text_embeds, teacher.text_embeds, proj["embed_text"] if "embed_text" in proj else None, cfg.embedding_loss)
+            ) / 2
+        if cfg.hidden_weight:
+            parts = []
+            for tower, mapping in self.layer_maps.items():
+                p = proj[f"hidden_{tower}"] if f"hidden_{tower}" in proj else None
+                mask = student.text_mask if tower == "text" else None
+                for t_layer, s_layer in mapping.items():
+                    parts.append(hidden_state_loss(student.hidden_states[tower][s_layer],
+                                                   teacher.hidden_states[tower][t_layer], p, cfg.hidden_loss, mask))
+            terms["hidden"] = torch.stack(parts).mean()
+        if cfg.contrastive_weight:
+            dev = student.image_embeds.device
+            terms["contrastive"] = self.student_adapter.pair_loss(student.image_embeds.float(), student.text_embeds.float(),
+                                                                  None if labels is None else labels.to(dev))
+        return terms, student
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        cfg = self.distillation_config
+        terms, student = self.distillation_terms(model, inputs)
+        loss = sum(getattr(cfg, f"{name}_weight") * value for name, value in terms.items())
+        if model.training:
+            for name, value in terms.items():
+                self._terms[name] = self._terms.get(name, 0.0) + value.detach().float()
+            self._term_batches += 1
+        if return_outputs:
+            return loss, {"image_embeds": student.image_embeds, "text_embeds": student.text_embeds}
+        return loss
+
+    def log(self, logs, start_time=None):
+        if "loss" in logs and self._term_batches:
+            for name, total in self._terms.items():
+                mean = total / self._term_batches
+                if self.args.world_size > 1:
+                    mean = self.accelerator.reduce(mean, reduction="mean")
+                logs[f"loss_{name}"] = round(mean.item(), 4)
+            self._terms, self._term_batches = {}, 0
+        return super().log(logs, start_time)

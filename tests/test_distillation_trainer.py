@@ -1,0 +1,174 @@
+"""DistillationTrainer inside a real transformers.Trainer on tiny CLIPs."""
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import CLIPModel, TrainingArguments
+
+from conftest import tiny_clip
+from vlmcompress.data import digits
+from vlmcompress.data.collate import ImageTextCollator
+from vlmcompress.distillation import DistillationConfig, DistillationTrainer
+from vlmcompress.distillation.cache import cache_teacher_outputs
+from vlmcompress.errors import VlmcompressError
+
+
+@pytest.fixture(scope="module")
+def train_rows():
+    return digits.load_digits_dataset("train", images_per_number=2)  # 180 rows
+
+
+def _args(tmp_path, **kw):
+    base = dict(output_dir=str(tmp_path / "run"), per_device_train_batch_size=16, max_steps=12, learning_rate=5e-3,
+                report_to=[], save_strategy="no", remove_unused_columns=False, use_cpu=True, disable_tqdm=True,
+                logging_steps=3, seed=0, dataloader_drop_last=True)
+    base.update(kw)
+    return TrainingArguments(**base)
+
+
+def _narrow_student(processor):
+    return tiny_clip(processor, layers=1, hidden=16, heads=2, seed=1)  # projection 16 like the teacher
+
+
+def test_all_losses_train_the_student_only_and_save_it_alone(processor, train_rows, tmp_path):
+    teacher = tiny_clip(processor)
+    student = _narrow_student(processor)
+    teacher_before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    student_before = {k: v.clone() for k, v in student.state_dict().items()}
+    cfg = DistillationConfig(logit_weight=1.0, embedding_weight=1.0, hidden_weight=1.0, contrastive_weight=0.5,
+                             temperature=2.0)
+    trainer = DistillationTrainer(model=student, args=_args(tmp_path), train_dataset=train_rows,
+                                  data_collator=ImageTextCollator(processor), teacher=teacher,
+                                  distillation_config=cfg)
+    # widths differ (16 vs 32): hidden states go through learned projections, one per tower
+    assert set(trainer.distill_projections.keys()) == {"hidden_vision", "hidden_text"}
+    proj_before = {k: v.clone() for k, v in trainer.distill_projections.state_dict().items()}
+    trainer.train()
+
+    logged = [e for e in trainer.state.log_history if "loss" in e]
+    assert len(logged) == 4
+    for entry in logged:
+        assert {"loss_logit", "loss_embedding", "loss_hidden", "loss_contrastive"} <= set(entry)
+        total = entry["loss_logit"] + entry["loss_embedding"] + entry["loss_hidden"] + 0.5 * entry["loss_contrastive"]
+        assert entry["loss"] == pytest.approx(total, rel=0.02)
+    assert logged[-1]["loss"] < logged[0]["loss"]
+    assert all(torch.equal(v, teacher.state_dict()[k]) for k, v in teacher_before.items())
+    assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
+    assert any(not torch.equal(v, student.state_dict()[k]) for k, v in student_before.items())
+    assert any(not torch.equal(v, trainer.distill_projections.state_dict()[k]) for k, v in proj_before.items())
+
+    trainer.save_model(str(tmp_path / "student"))
+    saved = load_file(str(tmp_path / "student" / "model.safetensors"))
+    assert set(saved) == set(student.state_dict())  # no teacher, no projections
+    reloaded = CLIPModel.from_pretrained(tmp_path / "student").eval()
+    student.eval()
+    batch = ImageTextCollator(processor)([train_rows[i] for i in range(4)])
+    batch.pop("labels")
+    with torch.no_grad():
+        a, b = student(**batch).logits_per_image, reloaded(**batch).logits_per_image
+    assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_layer_map_validation_and_default_from_inherited_layers(processor, train_rows, tmp_path):
+    from vlmcompress.pruning.structural import prune_layers
+
+    teacher = tiny_clip(processor, layers=4)
+    student = tiny_clip(processor, layers=4)
+    prune_layers(student, {"vision": [1, 3], "text": [0, 1]})
+    trainer = DistillationTrainer(model=student, args=_args(tmp_path), train_dataset=train_rows,
+                                  data_collator=ImageTextCollator(processor), teacher=teacher,
+                                  distillation_config=DistillationConfig(hidden_weight=1.0))
+    # each kept layer learns from the teacher layer it was copied from (1-based layer outputs)
+    assert trainer.layer_maps == {"vision": {1: 1, 3: 2}, "text": {3: 1, 4: 2}}
+    assert len(trainer.distill_projections) == 0
+    with pytest.raises(VlmcompressError, match="do not exist"):
+        DistillationTrainer(model=student, args=_args(tmp_path), train_dataset=train_rows,
+                            data_collator=ImageTextCollator(processor), teacher=teacher,
+                            distillation_config=DistillationConfig(hidden_weight=1.0, layer_map='{"vision": {"9": 1}}'))
+    with pytest.raises(VlmcompressError, match="every loss weight is 0"):
+        DistillationConfig(logit_weight=0, embedding_weight=0).validate()
+
+
+def _final_weights(trainer):
+    return {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+
+
+def test_resume_from_checkpoint_equals_an_unbroken_run(processor, train_rows, tmp_path):
+    cfg = DistillationConfig(hidden_weight=1.0)  # narrow student: the projections must resume too
+
+    def run(out, resume=None):
+        torch.manual_seed(0)
+        trainer = DistillationTrainer(model=_narrow_student(processor),
+                                      args=_args(tmp_path, output_dir=str(out), save_strategy="steps", save_steps=4,
+                                                 max_steps=8),
+                                      train_dataset=train_rows, data_collator=ImageTextCollator(processor),
+                                      teacher=tiny_clip(processor), distillation_config=cfg)
+        trainer.train(resume_from_checkpoint=resume)
+        return trainer
+
+    unbroken = run(tmp_path / "a")
+    assert (tmp_path / "a" / "checkpoint-4" / "distill_projections.pt").is_file()
+    resumed = run(tmp_path / "b", resume=str(tmp_path / "a" / "checkpoint-4"))
+    a, b = _final_weights(unbroken), _final_weights(resumed)
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
+    pa, pb = unbroken.distill_projections.state_dict(), resumed.distill_projections.state_dict()
+    assert max((pa[k] - pb[k]).abs().max().item() for k in pa) < 1e-5
+
+
+def test_cached_teacher_outputs_give_the_same_loss(processor, train_rows, tmp_path):
+    teacher = tiny_clip(processor)
+    rows = train_rows.select(range(32))
+    cached = cache_teacher_outputs(teacher, processor, rows, cache_dir=tmp_path / "cache")
+    assert {"teacher_image_embeds", "teacher_text_embeds"} <= set(cached.column_names)
+    files = list((tmp_path / "cache").glob("*.arrow"))
+    assert len(files) == 1
+    again = cache_teacher_outputs(teacher, processor, rows, cache_dir=tmp_path / "cache")
+    assert again.cache_files[0]["filename"] == str(files[0])  # read back, not recomputed
+    other = tiny_clip(processor, seed=5)  # another teacher never reads this cache
+    cache_teacher_outputs(other, processor, rows, cache_dir=tmp_path / "cache")
+    assert len(list((tmp_path / "cache").glob("*.arrow"))) == 2
+
+    student = _narrow_student(processor)
+    cfg = DistillationConfig(embedding_weight=1.0, logit_weight=1.0)
+    trainer = DistillationTrainer(model=student, args=_args(tmp_path), train_dataset=cached,
+                                  data_collator=ImageTextCollator(processor), teacher=teacher, distillation_config=cfg)
+    collate = ImageTextCollator(processor)
+    with_cache = collate([cached[i] for i in range(16)])
+    without = {k: v for k, v in with_cache.items() if not k.startswith("teacher_")}
+    assert "teacher_image_embeds" in with_cache
+    with torch.no_grad():
+        t1, _ = trainer.distillation_terms(student, with_cache)
+        t2, _ = trainer.distillation_terms(student, without)
+    for name in t1:
+        assert t1[name].item() == pytest.approx(t2[name].item(), rel=1e-4, abs=1e-6)
+    trainer.distillation_config.hidden_weight = 1.0
+    with pytest.raises(VlmcompressError, match="hidden-state loss"):
+        trainer.distillation_terms(student, with_cache)
+
+
+def test_with_pruning_callback_and_peft_student(processor, train_rows, tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    from vlmcompress.loading import load_model
+    from vlmcompress.pruning.callback import PruningCallback
+
+    teacher = tiny_clip(processor)
+    pruning = PruningCallback(head_ratio=0.5, start_step=2, end_step=8, update_every=2)
+    trainer = DistillationTrainer(model=tiny_clip(processor, seed=3), args=_args(tmp_path), train_dataset=train_rows,
+                                  data_collator=ImageTextCollator(processor), teacher=teacher, callbacks=[pruning],
+                                  processing_class=processor)
+    trainer.train()
+    trainer.save_model(str(tmp_path / "pruned"))
+    model, _, _ = load_model(str(tmp_path / "pruned"))
+    assert sum(model.config.vision_config.layer_num_heads) == 4  # half of 2 layers x 4 heads
+
+    lora = get_peft_model(tiny_clip(processor, seed=4), LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    trainer = DistillationTrainer(model=lora, args=_args(tmp_path, max_steps=4), train_dataset=train_rows,
+                                  data_collator=ImageTextCollator(processor), teacher=teacher)
+    before = {n: p.clone() for n, p in lora.named_parameters() if p.requires_grad}
+    trainer.train()
+    after = dict(lora.named_parameters())
+    assert before and all("lora_" in n for n in before)
+    assert any(not torch.equal(v, after[n]) for n, v in before.items())
+    trainer.save_model(str(tmp_path / "lora"))
+    assert (tmp_path / "lora" / "adapter_model.safetensors").is_file()
