@@ -60,7 +60,8 @@ def check_trainable(model) -> None:
     """Quantized weights take no gradient: point at QLoRA instead of failing inside the optimizer."""
     if model is None or not is_quantized(model):
         return
-    if not any(p.requires_grad for p in model.parameters()):
+    has_adapters = hasattr(model, "peft_config") and any(p.requires_grad for p in model.parameters())
+    if not has_adapters:
         raise VlmcompressError(
             "the model's weights are bitsandbytes-quantized and cannot be trained directly: train LoRA adapters on it "
             "(QLoRA) with model = vlmcompress.quantization.prepare_qlora(model), or train the full-precision model "
