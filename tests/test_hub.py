@@ -1,0 +1,246 @@
+"""Push compressed checkpoints to a real HTTP Hub on 127.0.0.1 (tests/hub_server.py) with the real huggingface_hub
+client, load them back with ``from_pretrained`` from that endpoint, and compare outputs with the local folder.
+
+The client runs in a subprocess with ``HF_ENDPOINT`` set (huggingface_hub reads it at import); the server runs in
+this process, so tests can see what it received. Nothing is patched.
+
+To push another kind of checkpoint (quantized, distilled...), append one ``pytest.param(builder, load_kwargs)`` to
+``CHECKPOINTS``: ``builder(folder, processor)`` writes a checkpoint folder with its report.
+"""
+
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from conftest import tiny_clip
+from hub_server import HubServer
+from test_cli import _assert_one_line_error
+
+TOKEN = "hf_localTestToken0123456789"
+
+
+def _report(folder, model, processor, loading, steps, base_model, before=None, after=None):
+    from vlmcompress.cards import write_card
+    from vlmcompress.report import new_report, write_report
+
+    report = new_report(base_model=base_model, model_family="clip", steps=steps, before=before, after=after)
+    report["loading"] = loading
+    write_report(report, folder)
+    write_card(folder, report)
+
+
+def build_pruned_remote_code(folder, processor):
+    """Heads pruned unevenly: the folder carries modeling_vlmcompress.py and loads with trust_remote_code."""
+    from vlmcompress.evaluation import evaluate_model
+    from vlmcompress.modeling import save_compressed
+    from vlmcompress.pruning.structural import prune_heads
+
+    model = tiny_clip(processor)
+    step = prune_heads(model, {"vision": {0: [1]}, "text": {1: [0, 2]}})
+    loading = save_compressed(model, processor, folder)
+    after = evaluate_model(model, processor, model_path=folder, images_per_number=1, latency_batch_size=4,
+                           latency_repeats=2)
+    _report(folder, model, processor, loading, [step], "tiny-clip", None, after)
+    return {"modeling_vlmcompress.py", "accuracy_vs_size.png"}
+
+
+def build_stock(folder, processor):
+    """A layer dropped from each tower: the stock CLIPModel reloads it (no metrics measured: the card says so)."""
+    from vlmcompress.modeling import save_compressed
+    from vlmcompress.pruning.structural import prune_layers
+
+    model = tiny_clip(processor, seed=1)
+    step = prune_layers(model, {"vision": [1], "text": [0]})
+    loading = save_compressed(model, processor, folder)
+    assert loading["loading"] == "stock"
+    _report(folder, model, processor, loading, [step], "tiny-clip")
+    return set()
+
+
+CHECKPOINTS = [
+    pytest.param(build_pruned_remote_code, {"trust_remote_code": True}, id="pruned-remote-code"),
+    pytest.param(build_stock, {}, id="stock"),
+    # quantized / distilled: pytest.param(build_quantized, {"device_map": "cpu"}, id="quantized"), ...
+]
+
+
+def hub_env(tmp_path, endpoint, token=None):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING_FACE"))}
+    env.update(HF_ENDPOINT=endpoint, HF_HUB_OFFLINE="0", TRANSFORMERS_OFFLINE="0", HF_HOME=str(tmp_path / "hf-home"),
+               HF_HUB_CACHE=str(tmp_path / "hf-cache"), HF_HUB_DISABLE_TELEMETRY="1", OMP_WAIT_POLICY="PASSIVE",
+               VLMCOMPRESS_NO_PROGRESS="1", HF_HUB_DISABLE_PROGRESS_BARS="1", TOKENIZERS_PARALLELISM="false")
+    if token:
+        env["HF_TOKEN"] = token
+    return env
+
+
+def run_py(code, env, *args):
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code), *map(str, args)], env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def folder_digest(folder):
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+ROUND_TRIP = """
+    import json, sys, warnings
+    warnings.filterwarnings("ignore")
+    import numpy as np, torch
+    from PIL import Image
+    from transformers import AutoModel, AutoProcessor
+    from vlmcompress.hub import push_folder
+
+    folder, repo_id, kwargs = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+    url = push_folder(folder, repo_id, private=True)
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 255, (56, 56), dtype=np.uint8)) for _ in range(3)]
+    texts = ["a photo of the number 47", "handwritten 08", "the digits four and seven"]
+
+    def outputs(ref):
+        model = AutoModel.from_pretrained(ref, **kwargs).eval()
+        processor = AutoProcessor.from_pretrained(ref)
+        inputs = processor(text=texts, images=images, return_tensors="pt", padding=True)
+        with torch.no_grad():
+            return type(model).__name__, model(**inputs).logits_per_image
+
+    hub_class, hub = outputs(repo_id)
+    local_class, local = outputs(folder)
+    print(json.dumps({"url": url, "class": hub_class, "local_class": local_class, "shape": list(hub.shape),
+                      "max_diff": (hub - local).abs().max().item()}))
+"""
+
+
+@pytest.mark.parametrize("build,load_kwargs", CHECKPOINTS)
+def test_push_and_load_back(tmp_path, processor, build, load_kwargs):
+    folder = tmp_path / "checkpoint"
+    extra_files = build(folder, processor)
+    local_card = (folder / "README.md").read_text()
+    before = folder_digest(folder)
+    with HubServer(tmp_path / "hub", token=TOKEN) as hub:
+        r = run_py(ROUND_TRIP, hub_env(tmp_path, hub.endpoint, TOKEN), folder, "user/tiny-compressed",
+                   json.dumps(load_kwargs))
+        assert r.returncode == 0, r.stderr[-3000:]
+        result = json.loads(r.stdout.strip().splitlines()[-1])
+        assert result["url"] == f"{hub.endpoint}/user/tiny-compressed"
+        assert result["max_diff"] < 1e-6 and result["shape"] == [3, 3]
+        assert result["class"] == result["local_class"]
+        assert not hub.unrouted, hub.unrouted
+        # one commit with everything the checkpoint needs, into a private repo (downloads needed the token)
+        assert len(hub.commits) == 1
+        pushed = set(hub.commits[0]["paths"])
+        assert {"config.json", "model.safetensors", "tokenizer.json", "processor_config.json",
+                "compression_report.json", "README.md"} | extra_files <= pushed
+        assert hub.store.meta("user/tiny-compressed")["private"] is True
+        _, files = hub.store.files("user/tiny-compressed", "main")
+        card = hub.store.blob(files["README.md"]).decode()
+        assert 'MODEL_ID = "user/tiny-compressed"' in card and card in hub.validated_cards
+        assert TOKEN not in card and TOKEN not in r.stdout + r.stderr
+    # the local folder is untouched (its card keeps its placeholder path)
+    assert folder_digest(folder) == before and (folder / "README.md").read_text() == local_card
+    assert 'MODEL_ID = "path/to/checkpoint"' in local_card
+
+
+FAULTS = """
+    import json, shutil, sys
+    from vlmcompress.errors import VlmcompressError
+    from vlmcompress.hub import push_folder
+
+    folder, token, scratch = sys.argv[1], sys.argv[2], sys.argv[3]
+    out = {}
+
+    def attempt(name, *args, **kwargs):
+        try:
+            out[name] = "ok " + push_folder(*args, **kwargs)
+        except VlmcompressError as exc:
+            out[name] = str(exc)
+
+    attempt("wrong_token", folder, "user/faults", token="hf_wrongSECRET_999")
+    attempt("no_token", folder, "user/faults")
+    attempt("forbidden", folder, "acme/faults", token=token)
+    attempt("bad_id", folder, "bad--name", token=token)
+    attempt("bad_id2", folder, "a/b/c", token=token)
+    shutil.copytree(folder, scratch + "/no_report"); (__import__("pathlib").Path(scratch) / "no_report" / "compression_report.json").unlink()
+    attempt("no_report", scratch + "/no_report", "user/faults", token=token)
+    shutil.copytree(folder, scratch + "/no_weights"); (__import__("pathlib").Path(scratch) / "no_weights" / "model.safetensors").unlink()
+    attempt("no_weights", scratch + "/no_weights", "user/faults", token=token)
+    attempt("first", folder, "user/faults", token=token)      # re-run after the failures: works
+    attempt("again", folder, "user/faults", token=token)      # nothing changed: nothing sent
+    attempt("branch", folder, "user/faults-b", token=token, revision="v2", commit_message="to a branch")
+    # a recipe's --push_to_hub: TrainingArguments' own fields (as built in the test), pushed once at the end
+    from types import SimpleNamespace
+    from vlmcompress.hub import push_if_requested
+    out["recipe"] = push_if_requested(SimpleNamespace(**json.loads(sys.argv[4])), folder)
+    print(json.dumps(out))
+"""
+
+
+def test_push_faults_give_one_clear_line_and_rerun_works(tmp_path, processor):
+    from transformers import TrainingArguments
+
+    from vlmcompress.hub import push_if_requested, without_push
+
+    folder = tmp_path / "checkpoint"
+    build_stock(folder, processor)
+    before = folder_digest(folder)
+    (tmp_path / "scratch").mkdir()
+    off = TrainingArguments(output_dir=str(folder), report_to=[])
+    assert push_if_requested(off, tmp_path / "nothing-here") is None  # no --push_to_hub: nothing happens
+    args = TrainingArguments(output_dir=str(folder), report_to=[], push_to_hub=True, hub_model_id="user/from-recipe",
+                             hub_private_repo=True, hub_token=TOKEN)
+    assert without_push(args).push_to_hub is False and args.push_to_hub is True  # for the Trainer
+    recipe_args = {k: getattr(args, k) for k in ("output_dir", "push_to_hub", "hub_model_id", "hub_private_repo",
+                                                 "hub_token", "hub_revision")}
+    with HubServer(tmp_path / "hub", token=TOKEN, forbidden_namespaces={"acme"}) as hub:
+        r = run_py(FAULTS, hub_env(tmp_path, hub.endpoint), folder, TOKEN, tmp_path / "scratch",
+                   json.dumps(recipe_args))
+        assert r.returncode == 0, r.stderr[-3000:]
+        out = json.loads(r.stdout.strip().splitlines()[-1])
+        commits = list(hub.commits)
+        refs = hub.store.meta("user/faults-b")["branches"]
+    for name, msg in out.items():
+        assert "\n" not in msg and TOKEN not in msg and "hf_wrongSECRET_999" not in msg, (name, msg)
+    assert "401" in out["wrong_token"] and "token was refused" in out["wrong_token"] and "hf auth login" in out["wrong_token"]
+    assert "401" in out["no_token"] and "no valid token was found" in out["no_token"]
+    assert "403" in out["forbidden"] and "acme/faults" in out["forbidden"]
+    assert out["bad_id"].startswith("invalid repo id 'bad--name'") and out["bad_id2"].startswith("invalid repo id")
+    assert "has no compression_report.json" in out["no_report"]
+    assert "has no weights" in out["no_weights"]
+    assert out["first"] == f"ok {hub.endpoint}/user/faults"
+    assert out["again"] == f"ok {hub.endpoint}/user/faults"
+    assert out["branch"] == f"ok {hub.endpoint}/user/faults-b/tree/v2"
+    # the failures sent no commit; the re-run sent one; the unchanged re-run none; the branch push went to v2
+    assert out["recipe"] == f"{hub.endpoint}/user/from-recipe" and hub.store.meta("user/from-recipe")["private"]
+    assert [(c["revision"], c["summary"]) for c in commits] == [
+        ("main", "Upload faults compressed with vlmcompress"), ("v2", "to a branch"),
+        ("main", "Upload from-recipe compressed with vlmcompress")]
+    assert set(refs) == {"main", "v2"}
+    assert TOKEN not in r.stdout + r.stderr
+    assert folder_digest(folder) == before
+
+
+def test_cli_push_and_unreachable_hub(tmp_path, processor):
+    folder = tmp_path / "checkpoint"
+    build_stock(folder, processor)
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    cli = [sys.executable, "-m", "vlmcompress", "push", str(folder)]
+    r = subprocess.run(cli + ["--repo-id", "user/x"], env=hub_env(tmp_path, f"http://127.0.0.1:{closed}", TOKEN),
+                       capture_output=True, text=True, timeout=300)
+    _assert_one_line_error(r, "cannot reach the Hub")
+    assert TOKEN not in r.stderr
+    with HubServer(tmp_path / "hub", token=TOKEN) as hub:
+        r = subprocess.run(cli + ["--repo-id", "user/cli", "--private", "--revision", "dev", "--commit-message", "hello"],
+                           env=hub_env(tmp_path, hub.endpoint, TOKEN), capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        assert f"to {hub.endpoint}/user/cli/tree/dev" in r.stdout
+        assert [(c["revision"], c["summary"]) for c in hub.commits] == [("dev", "hello")]
+        assert hub.store.meta("user/cli")["private"] is True
