@@ -242,3 +242,20 @@ def test_stock_siglip_snippet_pads_like_siglip(tmp_path, pad):
     _, _, body = render(tmp_path / "s", repo_id="me/siglip-small")
     assert 'MODEL_ID = "me/siglip-small"' in body and "padding='max_length'" in body
     assert "model = SiglipModel.from_pretrained(MODEL_ID).eval()" in body
+
+
+def test_prune_writes_its_card_and_card_command_rerenders(tiny_clip_dir, tmp_path, capsys):
+    from vlmcompress.cli import main
+
+    out = tmp_path / "pruned"
+    assert main(["prune", str(tiny_clip_dir), "-o", str(out), "--head-plan", '{"vision": {"0": [1]}}', "--no-eval"]) == 0
+    body = (out / "README.md").read_text()
+    assert GENERATED_MARKER in body and "vision tower: 1 head removed in 1 layer — layer 0: 1 head (1)" in body
+    assert "Nothing was measured for this checkpoint" in body and "trust_remote_code=True" in body
+    assert not list(tmp_path.glob(".pruned*"))  # written inside prune's atomic folder
+    (out / "README.md").unlink()
+    assert main(["card", str(out), "--repo-id", "me/pruned"]) == 0
+    assert 'MODEL_ID = "me/pruned"' in (out / "README.md").read_text()
+    assert f"wrote {out / 'README.md'}" in capsys.readouterr().out
+    assert main(["card", str(tmp_path)]) == 1  # no report: one line, non-zero
+    assert "no compression_report.json" in capsys.readouterr().err
