@@ -23,6 +23,17 @@ Pruning steps record what they removed in the base model's original numbering::
     {"method": "layer_pruning", "removed_layers": {"vision": [3, 5]}}
     {"method": "mlp_pruning", "removed_neurons": {"vision": {"0": [...]}}}
 
+Any step may also carry ``"metrics": METRICS`` (measured right after it: an intermediate point of the model card's
+plot) and ``"training": TRAINING`` (what ``cards.ModelCardCallback.training_record()`` collected from a Trainer run)::
+
+    TRAINING = {"hyperparameters": {name: value},        # non-default TrainingArguments + what the recipe passed in
+                "loss_log": [{"step": int, "loss": float, ...}],   # every logged key, e.g. "loss_logit", "learning_rate"
+                "eval_log": [{"step": int, "eval_loss": float, ...}],
+                "train_runtime_s": float | null, "global_step": int | null}
+
+A top-level ``"loading": {"loading": "stock" | "remote_code" | "bitsandbytes", "class": "..."}`` (from
+``modeling.save_compressed``) says how the checkpoint loads; the model card's snippet follows it.
+
 Readers must accept older reports: ``read_report`` fills keys added since with ``null``.
 """
 
