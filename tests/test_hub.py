@@ -174,6 +174,7 @@ FAULTS = """
     attempt("first", folder, "user/faults", token=token)      # re-run after the failures: works
     attempt("again", folder, "user/faults", token=token)      # nothing changed: nothing sent
     attempt("branch", folder, "user/faults-b", token=token, revision="v2", commit_message="to a branch")
+    attempt("no_namespace", folder, "short", token=token)  # lands in the token's namespace, card names it
     # a recipe's --push_to_hub: TrainingArguments' own fields (as built in the test), pushed once at the end
     from types import SimpleNamespace
     from vlmcompress.hub import push_if_requested
@@ -220,7 +221,10 @@ def test_push_faults_give_one_clear_line_and_rerun_works(tmp_path, processor):
     assert out["recipe"] == f"{hub.endpoint}/user/from-recipe" and hub.store.meta("user/from-recipe")["private"]
     assert [(c["revision"], c["summary"]) for c in commits] == [
         ("main", "Upload faults compressed with vlmcompress"), ("v2", "to a branch"),
-        ("main", "Upload from-recipe compressed with vlmcompress")]
+        ("main", "Upload short compressed with vlmcompress"), ("main", "Upload from-recipe compressed with vlmcompress")]
+    assert out["no_namespace"] == f"ok {hub.endpoint}/user/short"
+    _, files = hub.store.files("user/short", "main")
+    assert 'MODEL_ID = "user/short"' in hub.store.blob(files["README.md"]).decode()
     assert set(refs) == {"main", "v2"}
     assert TOKEN not in r.stdout + r.stderr
     assert folder_digest(folder) == before

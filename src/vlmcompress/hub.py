@@ -103,6 +103,20 @@ def _network_errors():
     return tuple(errors)
 
 
+def _operations(folder: Path, repo_id: str, scratch: Path, add) -> list:
+    """One addition per file; a generated card (or a missing one) is rendered into ``scratch`` naming ``repo_id``."""
+    from .cards import CARD_FILENAME, is_generated, write_card
+
+    card_path = folder / CARD_FILENAME
+    rendered = {}
+    if not card_path.exists() or is_generated(card_path):
+        write_card(folder, repo_id=repo_id, output_dir=scratch)  # beside, never over, the local folder
+        rendered = {p.name: p for p in scratch.iterdir() if p.is_file()}
+    ops = [add(path_in_repo=p.relative_to(folder).as_posix(), path_or_fileobj=str(p))
+           for p in _files(folder) if p.relative_to(folder).as_posix() not in rendered]
+    return ops + [add(path_in_repo=name, path_or_fileobj=str(p)) for name, p in rendered.items()]
+
+
 def push_folder(folder, repo_id: str, *, private: bool = False, revision: str | None = None,
                 commit_message: str | None = None, token: str | None = None) -> str:
     """Create ``repo_id`` if needed (and the branch ``revision``) and commit the folder to it; return its URL.
@@ -113,8 +127,6 @@ def push_folder(folder, repo_id: str, *, private: bool = False, revision: str | 
     from huggingface_hub import CommitOperationAdd, HfApi, constants
     from huggingface_hub.errors import HFValidationError, HfHubHTTPError
     from huggingface_hub.utils import get_token, validate_repo_id
-
-    from .cards import CARD_FILENAME, is_generated, write_card
 
     folder = check_folder(folder)
     try:
@@ -130,20 +142,16 @@ def push_folder(folder, repo_id: str, *, private: bool = False, revision: str | 
     message = commit_message or f"Upload {repo_id.split('/')[-1]} compressed with vlmcompress"
 
     with tempfile.TemporaryDirectory(prefix="vlmcompress-push-") as tmp:
-        card_path = folder / CARD_FILENAME
-        rendered = {}
-        if not card_path.exists() or is_generated(card_path):
-            # the card names the repo in its snippet; rendered beside, never over, the local folder
-            write_card(folder, repo_id=repo_id, output_dir=tmp)
-            rendered = {p.name: p for p in Path(tmp).iterdir() if p.is_file()}
-        operations = [CommitOperationAdd(path_in_repo=p.relative_to(folder).as_posix(), path_or_fileobj=str(p))
-                      for p in _files(folder) if p.relative_to(folder).as_posix() not in rendered]
-        operations += [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(p)) for name, p in rendered.items()]
         try:
             url = api.create_repo(repo_id, private=private, exist_ok=True)
-            full_id = getattr(url, "repo_id", None) or repo_id
+            full_id = getattr(url, "repo_id", None) or repo_id  # "name" alone lands in the token's namespace
             if revision:
                 api.create_branch(full_id, branch=revision, exist_ok=True)
+            try:
+                operations = _operations(folder, full_id, Path(tmp), CommitOperationAdd)
+            except Exception as exc:  # noqa: BLE001 - not a Hub failure: say what it is
+                raise VlmcompressError(f"cannot render the model card of {folder}: {type(exc).__name__}: "
+                                       f"{_one_line(exc)}") from exc
             api.create_commit(full_id, operations, commit_message=message, revision=revision)
         except HFValidationError as exc:
             raise VlmcompressError(_scrub(f"invalid repo id {repo_id!r}: {_one_line(exc)}", secrets)) from None

@@ -414,7 +414,7 @@ def _eval_notes(after) -> list[str]:
     return out
 
 
-def build_card(folder, report=None, *, repo_id=None):
+def build_card(folder, report=None, *, repo_id=None, template=None):
     """(ModelCard, plots {filename: (kind, args)}) for a checkpoint folder; nothing is written."""
     from huggingface_hub import ModelCard, ModelCardData
 
@@ -520,22 +520,22 @@ def build_card(folder, report=None, *, repo_id=None):
         no_after=after is None,
         embedded_benchmark=bool(after and after.get("eval_dataset") == "vlmcompress/digits-test"),
     )
-    card = ModelCard.from_template(card_data, template_path=str(TEMPLATE), **context)
+    card = ModelCard.from_template(card_data, template_path=str(template or TEMPLATE), **context)
     card = ModelCard(re.sub(r"\n{3,}", "\n\n", str(card)).rstrip() + "\n")  # the template's optional parts leave gaps
     return card, plots
 
 
-def write_card(folder, report=None, *, repo_id=None, output_dir=None) -> Path:
+def write_card(folder, report=None, *, repo_id=None, output_dir=None, template=None) -> Path:
     """Render ``README.md`` and its plots into ``output_dir`` (default: the checkpoint ``folder``); return the card path.
 
     ``report`` defaults to ``folder/compression_report.json`` (older formats are upgraded). ``repo_id`` names the Hub
-    repo in the card's loading snippet.
+    repo in the card's loading snippet. ``template`` replaces the shipped Jinja template (same variables).
     """
     from ..io import atomic_write_text
 
     folder = Path(folder)
     out = Path(output_dir) if output_dir is not None else folder
-    card, plots = build_card(folder, report, repo_id=repo_id)
+    card, plots = build_card(folder, report, repo_id=repo_id, template=template)
     out.mkdir(parents=True, exist_ok=True)
     title = card.data.model_name or folder.resolve().name
     for filename, (kind, data) in plots.items():
