@@ -124,7 +124,7 @@ def qlora_step(peft_model, *, max_steps: int, kept: str, loss: str = "contrastiv
         "r": config.r,
         "alpha": config.lora_alpha,
         "dropout": config.lora_dropout,
-        "target_modules": len(config.target_modules),
+        "adapted_linears": sum(1 for m in peft_model.modules() if hasattr(m, "lora_A") and hasattr(m, "base_layer")),
         "trainable_params": sum(p.numel() for p in peft_model.parameters() if p.requires_grad),
         "max_steps": max_steps,
         "loss": loss,
@@ -159,10 +159,11 @@ def load_qlora(folder):
     return model, processor
 
 
-def merge_qlora(base_folder, adapter_folder=None, config: QuantizationConfig | None = None):
+def merge_qlora(base_folder, adapter_folder=None, config: QuantizationConfig | None = None, requantize: bool = True):
     """Dequantize the base, merge the adapter in full precision, quantize again the same way; a quantized model.
 
-    ``config`` defaults to the ``quantization_config.json`` vlmcompress wrote beside the base.
+    ``config`` defaults to the ``quantization_config.json`` vlmcompress wrote beside the base. ``requantize=False``
+    returns the full-precision merge (what the adapter model computes, up to float rounding).
     """
     from peft import PeftModel
 
@@ -175,7 +176,7 @@ def merge_qlora(base_folder, adapter_folder=None, config: QuantizationConfig | N
     merged = PeftModel.from_pretrained(full, str(adapter_folder or Path(path) / ADAPTER_SUBFOLDER)).merge_and_unload()
     if is_quantized(merged):
         raise VlmcompressError("dequantizing the base left quantized layers behind; cannot merge")
-    return quantize(merged, config)
+    return quantize(merged, config) if requantize else merged
 
 
 def merge_qlora_model(peft_model, base_folder, config: QuantizationConfig | None = None):
