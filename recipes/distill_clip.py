@@ -95,6 +95,8 @@ class DistillTrainingArguments(TrainingArguments):
 
 
 def _json_overrides(value):
+    if isinstance(value, dict):
+        return value
     text = Path(value).read_text() if os.path.isfile(value) else value
     try:
         data = json.loads(text)
@@ -173,6 +175,8 @@ def main(argv=None):
     else:
         student_args, data_args, distill_cfg, training_args = parser.parse_args_into_dataclasses(args=argv)
     distill_cfg.validate()
+    if student_args.student_config:
+        student_args.student_config = _json_overrides(student_args.student_config)  # fail before any work
     if data_args.cache_teacher:
         check_no_augmentation(data_args.augment_shift > 0)
         if distill_cfg.hidden_weight:
@@ -200,6 +204,8 @@ def main(argv=None):
                                   processing_class=processor, teacher=teacher, distillation_config=distill_cfg)
     result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     student = trainer.model
+    print(f"rank {training_args.process_index}/{training_args.world_size}: trained {trainer.state.global_step} steps "
+          f"({type(trainer.model_wrapped).__name__})", flush=True)
     if not trainer.is_world_process_zero():
         return None
 
@@ -216,6 +222,7 @@ def main(argv=None):
         "batch_size": training_args.per_device_train_batch_size * training_args.world_size,
         "learning_rate": training_args.learning_rate,
         "processes": training_args.world_size,
+        "distributed": str(trainer.accelerator.distributed_type).split(".")[-1],
         "cache_teacher": data_args.cache_teacher,
         "training": {"loss_log": loss_log, "train_runtime_s": round(result.metrics.get("train_runtime", 0.0), 1),
                      "global_step": trainer.state.global_step},

@@ -1,0 +1,93 @@
+"""recipes/distill_clip.py end to end: one process, two real processes, bad input."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from vlmcompress.report import read_report
+
+RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "distill_clip.py"
+SMALL = ["--max_steps", "3", "--per_device_train_batch_size", "16", "--train_images_per_number", "2",
+         "--eval_images_per_number", "2", "--importance", "magnitude", "--logging_steps", "1", "--disable_tqdm", "true"]
+ENV = dict(os.environ, OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE", VLMCOMPRESS_NO_PROGRESS="1")
+
+
+def _run(args, launcher=()):
+    return subprocess.run([sys.executable, *launcher, str(RECIPE), *args], capture_output=True, text=True, env=ENV,
+                          timeout=500)
+
+
+def test_default_student_is_half_the_teacher_and_reloads_with_the_stock_class(tmp_path):
+    from transformers import CLIPModel, CLIPProcessor
+
+    out = tmp_path / "student"
+    r = _run([*SMALL, "--output_dir", str(out)])
+    assert r.returncode == 0, r.stderr[-3000:]
+    report = read_report(out)
+    steps = [s["method"] for s in report["steps"]]
+    assert steps == ["student_from_teacher", "layer_pruning", "mlp_pruning", "distillation"]
+    distill = report["steps"][-1]
+    assert distill["losses"] == {"logit": 1.0, "embedding": 1.0} and distill["training"]["global_step"] == 3
+    assert {"loss_logit", "loss_embedding"} <= set(distill["training"]["loss_log"][0])
+    assert report["after"]["params"] <= 0.5 * report["before"]["params"]
+    assert report["before"]["zero_shot_accuracy"] is not None and report["after"]["zero_shot_accuracy"] is not None
+    # layers dropped + every MLP pruned to one width: the stock class reloads it, no remote code
+    assert report["loading"]["loading"] == "stock"
+    model = CLIPModel.from_pretrained(out)
+    assert model.config.vision_config.num_hidden_layers == 2 and model.config.text_config.intermediate_size == 384
+    CLIPProcessor.from_pretrained(out)
+    assert not (out / "teacher").exists() and not list(out.glob("checkpoint-*"))
+    assert sum(p.numel() for p in model.parameters()) == report["after"]["params"]
+
+
+def test_two_real_processes_with_accelerate_launch(tmp_path):
+    out = tmp_path / "ddp"
+    launcher = ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                "--mixed_precision", "no", "--dynamo_backend", "no"]
+    r = _run([*SMALL, "--skip_eval", "true", "--output_dir", str(out)], launcher)
+    assert r.returncode == 0, r.stderr[-3000:]
+    # each rank reports itself, wrapped in DDP
+    assert "rank 0/2: trained 3 steps (DistributedDataParallel)" in r.stdout
+    assert "rank 1/2: trained 3 steps (DistributedDataParallel)" in r.stdout
+    report = read_report(out)
+    distill = report["steps"][-1]
+    assert distill["processes"] == 2 and distill["batch_size"] == 32 and distill["distributed"] == "MULTI_GPU"
+    assert report["before"] is None and report["after"] is None  # --skip_eval: recorded as not measured
+
+
+def _recipe_module():
+    import importlib.util
+
+    if "distill_clip_recipe" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("distill_clip_recipe", RECIPE)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses resolve string annotations through sys.modules
+        spec.loader.exec_module(module)
+    return sys.modules["distill_clip_recipe"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--student_config", "{not json"], "--student_config must be JSON"),
+    (["--logit_weight", "0", "--embedding_weight", "0"], "every loss weight is 0"),
+    (["--teacher", "/nonexistent/teacher"], "does not exist"),
+])
+def test_bad_input_raises_before_writing(tmp_path, args, message):
+    from vlmcompress.errors import VlmcompressError
+
+    out = tmp_path / "never"
+    with pytest.raises(VlmcompressError, match=message):
+        _recipe_module().main([*args, "--output_dir", str(out)])
+    assert not out.exists()
+
+
+def test_bad_input_on_the_command_line_is_one_line_and_exit_1(tmp_path):
+    out = tmp_path / "never"
+    r = _run(["--cache_teacher", "true", "--augment_shift", "2", "--output_dir", str(out)])
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines()[-1].startswith("distill_clip: error: teacher caching needs the same inputs")
+    assert "Traceback" not in r.stderr and not out.exists()
