@@ -116,6 +116,23 @@ class ImageTextBatches:
         return batch
 
 
+def train_qlora(quantized, processor, train_dataset, args, *, r: int = 8, alpha: int = 16, dropout: float = 0.0,
+                loss_fn=None, callbacks=None):
+    """LoRA on ``quantized`` trained on an image/text/label data set; returns (peft model in eval mode, trainer).
+
+    ``args`` is a ``TrainingArguments``; image and caption columns must reach the collator, so
+    ``remove_unused_columns`` is turned off.
+    """
+    args.remove_unused_columns = False
+    model = prepare_qlora(quantized, r=r, alpha=alpha, dropout=dropout)
+    batches = ImageTextBatches(processor, get_adapter(quantized).text_padding)
+    trainer = QLoRATrainer(model=model, args=args, train_dataset=train_dataset, data_collator=batches, loss_fn=loss_fn,
+                           callbacks=callbacks)
+    trainer.train()
+    model.eval()
+    return model, trainer
+
+
 def qlora_step(peft_model, *, max_steps: int, kept: str, loss: str = "contrastive") -> dict:
     """The ``compression_report.json`` step of a QLoRA run (see ``vlmcompress.report``)."""
     config = peft_model.peft_config["default"]
