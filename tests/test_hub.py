@@ -190,6 +190,9 @@ def test_push_faults_give_one_clear_line_and_rerun_works(tmp_path, processor):
 
     folder = tmp_path / "checkpoint"
     build_stock(folder, processor)
+    (folder / "checkpoint-10").mkdir()  # a Trainer's resumable checkpoint and a temp file: never uploaded
+    (folder / "checkpoint-10" / "optimizer.pt").write_bytes(b"state")
+    (folder / ".README.md.tmp-1").write_text("partial")
     before = folder_digest(folder)
     (tmp_path / "scratch").mkdir()
     off = TrainingArguments(output_dir=str(folder), report_to=[])
@@ -224,6 +227,7 @@ def test_push_faults_give_one_clear_line_and_rerun_works(tmp_path, processor):
         ("main", "Upload short compressed with vlmcompress"), ("main", "Upload from-recipe compressed with vlmcompress")]
     assert out["no_namespace"] == f"ok {hub.endpoint}/user/short"
     _, files = hub.store.files("user/short", "main")
+    assert "model.safetensors" in files and not [f for f in files if "checkpoint-10" in f or f.startswith(".")]
     assert 'MODEL_ID = "user/short"' in hub.store.blob(files["README.md"]).decode()
     assert set(refs) == {"main", "v2"}
     assert TOKEN not in r.stdout + r.stderr

@@ -15,9 +15,11 @@ from pathlib import Path
 from .errors import VlmcompressError
 from .report import REPORT_FILENAME, WEIGHT_SUFFIXES
 
-#: never uploaded: atomic-write leftovers, caches, editor files
+#: never uploaded: atomic-write leftovers and caches (hidden), Trainer's resumable checkpoints and logs (as
+#: Trainer.push_to_hub skips them)
 SKIP_PREFIXES = (".",)
 SKIP_NAMES = {"__pycache__"}
+SKIP_TOP = ("checkpoint-", "runs")
 
 
 def _files(folder: Path) -> list[Path]:
@@ -25,6 +27,8 @@ def _files(folder: Path) -> list[Path]:
     for path in sorted(folder.rglob("*")):
         rel = path.relative_to(folder)
         if any(part.startswith(SKIP_PREFIXES) or part in SKIP_NAMES for part in rel.parts):
+            continue
+        if len(rel.parts) > 1 and rel.parts[0].startswith(SKIP_TOP):
             continue
         if path.is_file():
             out.append(path)
@@ -166,14 +170,15 @@ def push_folder(folder, repo_id: str, *, private: bool = False, revision: str | 
     return f"{base}/tree/{revision}" if revision else base
 
 
-def push_if_requested(training_args, folder) -> str | None:
+def push_if_requested(training_args, folder, *, requested: bool | None = None) -> str | None:
     """Push a recipe's finished output folder when ``--push_to_hub`` was given; return the URL or None.
 
     Uses TrainingArguments' own flags: ``hub_model_id`` (default: the output folder's name), ``hub_private_repo``,
     ``hub_token`` and ``hub_revision``. Build the Trainer with ``without_push(training_args)`` so it does not push
-    half-written checkpoints itself; the folder is pushed once, complete, with its card.
+    half-written checkpoints itself; the folder is pushed once, complete, with its card. A recipe that turned
+    ``training_args.push_to_hub`` off in place passes what the user asked for as ``requested``.
     """
-    if not getattr(training_args, "push_to_hub", False):
+    if not (getattr(training_args, "push_to_hub", False) if requested is None else requested):
         return None
     repo_id = getattr(training_args, "hub_model_id", None) or Path(str(training_args.output_dir)).name
     return push_folder(folder, repo_id, private=bool(getattr(training_args, "hub_private_repo", None)),
