@@ -56,7 +56,7 @@ def test_two_real_processes_with_accelerate_launch(tmp_path):
     assert "rank 1/2: trained 3 steps (DistributedDataParallel)" in r.stdout
     report = read_report(out)
     distill = report["steps"][-1]
-    assert distill["processes"] == 2 and distill["batch_size"] == 32 and distill["distributed"] == "MULTI_GPU"
+    assert distill["processes"] == 2 and distill["batch_size"] == 32 and distill["distributed"] == "MULTI_CPU"
     assert report["before"] is None and report["after"] is None  # --skip_eval: recorded as not measured
 
 
