@@ -35,12 +35,14 @@ from transformers import HfArgumentParser, TrainingArguments  # noqa: E402
 
 from vlmcompress import report as report_lib  # noqa: E402
 from vlmcompress.adapters import get_adapter  # noqa: E402
+from vlmcompress.cards import ModelCardCallback, write_card  # noqa: E402
 from vlmcompress.data.collate import ImageTextCollator  # noqa: E402
 from vlmcompress.distillation import DistillationConfig, DistillationTrainer  # noqa: E402
 from vlmcompress.distillation.cache import cache_teacher_outputs, check_no_augmentation  # noqa: E402
 from vlmcompress.errors import VlmcompressError  # noqa: E402
 from vlmcompress.evaluation import evaluate_model  # noqa: E402
 from vlmcompress.evaluation.harness import count_parameters  # noqa: E402
+from vlmcompress.hub import push_if_requested, without_push  # noqa: E402
 from vlmcompress.io import atomic_output_dir  # noqa: E402
 from vlmcompress.loading import load_model  # noqa: E402
 from vlmcompress.modeling import save_compressed  # noqa: E402
@@ -182,8 +184,6 @@ def main(argv=None):
         if distill_cfg.hidden_weight:
             raise VlmcompressError("--cache_teacher stores embeddings only: the hidden-state loss needs the teacher's "
                                    "forward pass (drop --cache_teacher or set --hidden_weight 0)")
-    push_to_hub = training_args.push_to_hub
-    training_args.push_to_hub = False  # the finished folder (student, report, card) is pushed once at the end
     started = time.time()
 
     teacher, processor, teacher_path = load_model(student_args.teacher)
@@ -200,8 +200,12 @@ def main(argv=None):
     collator = ImageTextCollator(processor, data_args.image_column, data_args.caption_column, data_args.label_column,
                                  padding=get_adapter(student).text_padding, shift=data_args.augment_shift,
                                  seed=training_args.seed)
-    trainer = DistillationTrainer(model=student, args=training_args, train_dataset=train, data_collator=collator,
-                                  processing_class=processor, teacher=teacher, distillation_config=distill_cfg)
+    card_info = ModelCardCallback(hyperparameters={"distillation": distill_cfg.to_dict(),
+                                                   "student": {k: v for k, v in vars(student_args).items() if v is not None}})
+    # the Trainer never pushes: the finished folder (student, report, card) is pushed once at the end
+    trainer = DistillationTrainer(model=student, args=without_push(training_args), train_dataset=train,
+                                  data_collator=collator, processing_class=processor, callbacks=[card_info],
+                                  teacher=teacher, distillation_config=distill_cfg)
     result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     student = trainer.model
     print(f"rank {training_args.process_index}/{training_args.world_size}: trained {trainer.state.global_step} steps "
@@ -210,7 +214,6 @@ def main(argv=None):
         return None
 
     student.eval()
-    loss_log = [e for e in trainer.state.log_history if "loss" in e]
     steps.append({
         "method": "distillation",
         "teacher": str(teacher_path),
@@ -224,8 +227,7 @@ def main(argv=None):
         "processes": training_args.world_size,
         "distributed": str(trainer.accelerator.distributed_type).split(".")[-1],
         "cache_teacher": data_args.cache_teacher,
-        "training": {"loss_log": loss_log, "train_runtime_s": round(result.metrics.get("train_runtime", 0.0), 1),
-                     "global_step": trainer.state.global_step},
+        "training": card_info.training_record(),
     })
     eval_kw = {"images_per_number": data_args.eval_images_per_number}
     if test is not None and test != "skip":
@@ -242,6 +244,7 @@ def main(argv=None):
         report["loading"] = loading
         report["wall_time_s"] = round(time.time() - started, 1)
         report_lib.write_report(report, tmp)
+        write_card(tmp)
         for checkpoint in out_dir.glob("checkpoint-*") if out_dir.is_dir() else []:
             shutil.move(str(checkpoint), str(Path(tmp) / checkpoint.name))  # keep resumable checkpoints
     if before is not None:
@@ -252,6 +255,9 @@ def main(argv=None):
     print(f"student: {s_params:,} parameters ({s_params / t_params:.1%} of the teacher); "
           f"trained {trainer.state.global_step} steps in {result.metrics.get('train_runtime', 0):.0f} s; "
           f"whole run {time.time() - started:.0f} s; saved to {out_dir}")
+    url = push_if_requested(training_args, out_dir)
+    if url:
+        print(f"pushed to {url}")
     return report
 
 

@@ -41,6 +41,8 @@ def test_default_student_is_half_the_teacher_and_reloads_with_the_stock_class(tm
     model = CLIPModel.from_pretrained(out)
     assert model.config.vision_config.num_hidden_layers == 2 and model.config.text_config.intermediate_size == 384
     CLIPProcessor.from_pretrained(out)
+    card = (out / "README.md").read_text()  # the generated model card, numbers from this run's report
+    assert "distillation" in card and f"{report['after']['params']:,}" in card
     assert not (out / "teacher").exists() and not list(out.glob("checkpoint-*"))
     assert sum(p.numel() for p in model.parameters()) == report["after"]["params"]
 
