@@ -251,6 +251,7 @@ def test_prune_writes_its_card_and_card_command_rerenders(tiny_clip_dir, tmp_pat
     assert main(["prune", str(tiny_clip_dir), "-o", str(out), "--head-plan", '{"vision": {"0": [1]}}', "--no-eval"]) == 0
     body = (out / "README.md").read_text()
     assert GENERATED_MARKER in body and "vision tower: 1 head removed in 1 layer — layer 0: 1 head (1)" in body
+    assert "\n# pruned\n" in body and 'MODEL_ID = "path/to/pruned"' in body  # not the atomic temp folder's name
     assert "Nothing was measured for this checkpoint" in body and "trust_remote_code=True" in body
     assert not list(tmp_path.glob(".pruned*"))  # written inside prune's atomic folder
     (out / "README.md").unlink()

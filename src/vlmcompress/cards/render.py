@@ -40,6 +40,7 @@ TRAINING_METHODS = {"distillation", "qlora", "train_from_scratch"}
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
 MAX_LOSS_ROWS = 12
 MAX_CHAIN = 10
+ATOMIC_TMP = re.compile(r"^\.(.+)\.tmp-[A-Za-z0-9_]+$")
 
 
 # -- formatting ---------------------------------------------------------------------------------------------------
@@ -89,6 +90,13 @@ def fmt_value(value) -> str:
 
 def _plural(n, word):
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def checkpoint_name(folder) -> str:
+    """The folder's name; inside ``io.atomic_output_dir``'s temp folder (``.NAME.tmp-XXXX``), the final one."""
+    name = Path(folder).resolve().name
+    m = ATOMIC_TMP.match(name)
+    return m.group(1) if m else name
 
 
 # -- what a report refers to --------------------------------------------------------------------------------------
@@ -423,7 +431,7 @@ def build_card(folder, report=None, *, repo_id=None, template=None):
     chain = lineage(report)
     root = chain[0]
     base_display, base_hub = model_names(root.get("base_model"))
-    model_id = repo_id or report.get("model_name") or folder.resolve().name
+    model_id = repo_id or report.get("model_name") or checkpoint_name(folder)
     family = str(report.get("model_family") or "")
     steps = []
     for j, rep in enumerate(chain):
@@ -499,7 +507,7 @@ def build_card(folder, report=None, *, repo_id=None, template=None):
         generated_marker=GENERATED_MARKER,
         model_id=model_id,
         repo_id=repo_id,
-        folder_name=folder.resolve().name,
+        folder_name=checkpoint_name(folder),
         family_name=FAMILY_NAMES.get(family, family or "model"),
         base_display=base_display,
         base_hub=base_hub,
@@ -537,7 +545,7 @@ def write_card(folder, report=None, *, repo_id=None, output_dir=None, template=N
     out = Path(output_dir) if output_dir is not None else folder
     card, plots = build_card(folder, report, repo_id=repo_id, template=template)
     out.mkdir(parents=True, exist_ok=True)
-    title = card.data.model_name or folder.resolve().name
+    title = card.data.model_name or checkpoint_name(folder)
     for filename, (kind, data) in plots.items():
         if kind == "accuracy":
             plot.accuracy_vs_size(data, out / filename, f"{title}: zero-shot accuracy vs size")
