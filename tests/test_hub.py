@@ -252,3 +252,20 @@ def test_cli_push_and_unreachable_hub(tmp_path, processor):
         assert f"to {hub.endpoint}/user/cli/tree/dev" in r.stdout
         assert [(c["revision"], c["summary"]) for c in hub.commits] == [("dev", "hello")]
         assert hub.store.meta("user/cli")["private"] is True
+
+
+def test_hand_written_card_is_pushed_as_it_is_and_a_missing_one_is_rendered(tmp_path, processor):
+    from vlmcompress.hub import _operations
+
+    folder = tmp_path / "checkpoint"
+    build_stock(folder, processor)
+    add = lambda path_in_repo, path_or_fileobj: (path_in_repo, path_or_fileobj)  # noqa: E731
+    (folder / "README.md").write_text("# my own card\n")
+    (tmp_path / "a").mkdir()
+    ops = dict(_operations(folder, "user/x", tmp_path / "a", add))
+    assert ops["README.md"] == str(folder / "README.md") and not list((tmp_path / "a").iterdir())
+    (folder / "README.md").unlink()
+    (tmp_path / "b").mkdir()
+    ops = dict(_operations(folder, "user/x", tmp_path / "b", add))
+    assert ops["README.md"] == str(tmp_path / "b" / "README.md") and not (folder / "README.md").exists()
+    assert 'MODEL_ID = "user/x"' in (tmp_path / "b" / "README.md").read_text()
