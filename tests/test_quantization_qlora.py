@@ -92,3 +92,34 @@ def test_training_quantized_weights_directly_points_to_qlora(processor, tmp_path
     quantized = quantize(model, bits=8)
     with pytest.raises(VlmcompressError, match=r"cannot be trained directly: train LoRA adapters on it \(QLoRA\)"):
         QLoRATrainer(model=quantized, args=_args(tmp_path))
+
+
+def test_recipe_quantizes_and_keeps_a_qlora_adapter(processor, tmp_path, monkeypatch):
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    from peft import PeftModel
+    from transformers import CLIPModel, TrainingArguments
+
+    from vlmcompress.report import read_report
+
+    spec = importlib.util.spec_from_file_location("quantize_clip", Path(__file__).parents[1] / "recipes" / "quantize_clip.py")
+    recipe = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "quantize_clip", recipe)  # dataclasses look their module up
+    spec.loader.exec_module(recipe)
+    tiny_clip(processor, hidden=64).save_pretrained(tmp_path / "fp")
+    processor.save_pretrained(tmp_path / "fp")
+    out = tmp_path / "nf4-qlora"
+    args = recipe.QuantizeArguments(model_name_or_path=str(tmp_path / "fp"), bits=4, qlora=True, lora_r=4,
+                                    train_images_per_number=1, eval_images_per_number=1, latency_batch_size=4)
+    targs = TrainingArguments(output_dir=str(out), max_steps=2, per_device_train_batch_size=16, use_cpu=True,
+                              report_to=[], save_strategy="no", disable_tqdm=True)
+    recipe.main(args, targs)
+    report = read_report(out)
+    assert [s["method"] for s in report["steps"]] == ["quantization", "qlora"]
+    assert report["steps"][1]["kept"] == "adapter" and report["steps"][1]["max_steps"] == 2
+    assert {"adapter_config.json", "adapter_model.safetensors"} <= {p.name for p in (out / "lora").iterdir()}
+    assert not (out / "trainer").exists()
+    model = PeftModel.from_pretrained(CLIPModel.from_pretrained(out), str(out / "lora"))
+    assert type(model.get_base_model().text_model.encoder.layers[0].mlp.fc1.base_layer).__name__ == "Linear4bit"
