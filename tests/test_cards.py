@@ -197,6 +197,11 @@ def test_chain_of_local_checkpoints_shows_every_step(tmp_path):
     assert "| zero-shot acc (seen/all) | 94.33% | 81.06% | 90.00% | 80.00% | -14.33 pts |" in body
     assert "### 1. Layer pruning (me/pruned)" in body and "### 4. Quantization (this run)" in body
     assert str(tmp_path) not in body
+    # a report that repeats its base's steps shows each step once
+    checkpoint(tmp_path / "quantized", base_model=str(tmp_path / "pruned"), before=AFTER,
+               steps=PRUNE_STEPS + [{"method": "quantization", "bits": 8}])
+    body = render(tmp_path / "quantized")[2]
+    assert body.count("### ") == 4 and "### 4. Quantization (this run)" in body
 
 
 def test_model_card_callback_collects_a_trainer_run(tmp_path):

@@ -155,6 +155,10 @@ def lineage(report: dict) -> list[dict]:
         parent = _local_report(ref)
         if parent is None:
             break
+        child, parent_steps = chain[0], list(parent.get("steps") or [])
+        child_steps = list(child.get("steps") or [])
+        if parent_steps and child_steps[:len(parent_steps)] == parent_steps:  # a report that repeats its base's steps
+            chain[0] = dict(child, steps=child_steps[len(parent_steps):])
         chain.insert(0, dict(parent, _folder=str(ref)))
     return chain
 
