@@ -50,7 +50,8 @@ class QuantizationConfig:
 
         path = Path(folder) / CONFIG_FILENAME
         if not path.is_file():
-            raise VlmcompressError(f"{folder} has no {CONFIG_FILENAME}: expected a folder written by vlmcompress quantize")
+            raise VlmcompressError(
+                f"{folder} has no {CONFIG_FILENAME}: expected a folder written by vlmcompress quantize")
         return cls.from_dict(json.loads(path.read_text()))
 
     def save(self, folder) -> None:
@@ -64,12 +65,14 @@ class QuantizationConfig:
         if self.quant_type not in QUANT_TYPES:
             raise VlmcompressError(f"--quant-type must be one of {', '.join(QUANT_TYPES)}, got {self.quant_type!r}")
         if self.compute_dtype not in COMPUTE_DTYPES:
-            raise VlmcompressError(f"--compute-dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {self.compute_dtype!r}")
+            raise VlmcompressError(
+                f"--compute-dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {self.compute_dtype!r}")
         if self.bits == 8 and (self.double_quant or self.quant_type != "nf4"):
             raise VlmcompressError("--quant-type and --double-quant apply to 4-bit only: pass --bits 4")
         unknown = [t for t in self.towers if t not in TOWER_NAMES]
         if unknown or not self.towers:
-            raise VlmcompressError(f"--towers takes a comma-separated subset of {','.join(TOWER_NAMES)}, got {','.join(self.towers) or 'nothing'}")
+            raise VlmcompressError(f"--towers takes a comma-separated subset of {','.join(TOWER_NAMES)}, "
+                                   f"got {','.join(self.towers) or 'nothing'}")
         if self.device not in DEVICES:
             raise VlmcompressError(f"--device must be one of {', '.join(DEVICES)}, got {self.device!r}")
 
