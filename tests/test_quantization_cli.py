@@ -4,6 +4,7 @@ import json
 import sys
 
 import pytest
+import torch
 
 from conftest import tiny_clip
 from vlmcompress.report import read_report
@@ -58,6 +59,8 @@ def test_quantize_cli_bad_input_leaves_nothing(clip64_dir, tmp_path, capsys, mon
     _assert_one_line_error(*_main(capsys, *base, "--bits", "8", "--quant-type", "fp4")[::2], "4-bit only")
     _assert_one_line_error(*_main(capsys, *base, "--bits", "4", "--skip", "fc9")[::2], "'fc9' matches no Linear")
     _assert_one_line_error(*_main(capsys, *base, "--bits", "4", "--towers", "vision,audio")[::2], "--towers")
+    if not torch.cuda.is_available():
+        _assert_one_line_error(*_main(capsys, *base, "--bits", "8", "--device", "cuda")[::2], "no CUDA device")
     quantized = tmp_path / "q8"
     assert _main(capsys, "quantize", str(clip64_dir), "--bits", "8", "-o", str(quantized), "--no-eval")[0] == 0
     _assert_one_line_error(*_main(capsys, "quantize", str(quantized), "--bits", "4", "-o", str(out), "--no-eval")[::2],
