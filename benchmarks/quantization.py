@@ -7,8 +7,8 @@
 Each variant is quantized with ``vlmcompress.quantization.quantize``, saved and measured from its folder: zero-shot
 accuracy (seen / held-out numbers), bytes on disk, memory footprint (``get_memory_footprint``), bytes of the quantized
 Linear weights (with their scales) against those weights in fp32, the token embedding's share of the bytes, and
-latency (median of timed image+text forwards after warm-up; batch, threads, dtype and CPU are printed). 4-bit latency
-is measured twice: as vlmcompress keeps the model (bitsandbytes' portable layout) and as a plain
+latency (median of timed image+text forwards after warm-up, the variants taking turns over several rounds so that load
+from other processes hits them alike; batch, threads, dtype and CPU are printed). 4-bit latency is measured twice: as vlmcompress keeps the model (bitsandbytes' portable layout) and as a plain
 ``CLIPModel.from_pretrained`` gives it (bitsandbytes repacks for its AVX512-BF16 kernel where the CPU has one).
 Every folder gets a ``compression_report.json`` (before = fp32); ``--json`` writes all rows.
 """
@@ -24,6 +24,7 @@ import json  # noqa: E402
 import logging  # noqa: E402
 import platform  # noqa: E402
 import shutil  # noqa: E402
+import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -48,20 +49,22 @@ TARGET_DROP = {"int8": 0.5, "nf4": 2.0, "nf4+dq": 2.0, "fp4": 2.0, "nf4+qlora": 
 TARGET_LINEAR = {"int8": 0.27, "nf4": 0.15, "nf4+dq": 0.15}
 
 
-def stock_latency(folder, processor, kw):
-    """Latency of the folder as plain from_pretrained loads it (bitsandbytes' own CPU choices)."""
-    from transformers import AutoModel
-
+def interleaved_latency(models, processor, batch_size, rounds):
+    """Median over ``rounds`` of each model's latency (itself a median of 7 timed batches), the models taking turns
+    in every round, so load from other processes on a shared machine hits all of them alike."""
     from vlmcompress.adapters import get_adapter
     from vlmcompress.data import digits
 
-    model = AutoModel.from_pretrained(folder).eval()
     ds = digits.load_digits_dataset("test", images_per_number=1)
-    return measure_latency(get_adapter(model), processor.image_processor, processor.tokenizer, ds["image"], ds["text"],
-                           batch_size=kw["latency_batch_size"])
+    times = {name: [] for name in models}
+    for _ in range(rounds):
+        for name, model in models.items():
+            times[name].append(measure_latency(get_adapter(model), processor.image_processor, processor.tokenizer,
+                                               ds["image"], ds["text"], batch_size=batch_size))
+    return {name: statistics.median(t) for name, t in times.items()}, times
 
 
-def run_qlora(base_folder, processor, base_metrics, args, kw, out_dir, rows):
+def run_qlora(base_folder, processor, base_metrics, args, kw, out_dir, rows, timed):
     from transformers import TrainingArguments
 
     from vlmcompress.data import digits
@@ -85,11 +88,14 @@ def run_qlora(base_folder, processor, base_metrics, args, kw, out_dir, rows):
     m["loss_log"] = [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h]
     # the quantized base is the nf4 row's; the adapter adds its own bytes to size_bytes
     rows["nf4+qlora"] = (m, rows["nf4"][1], qlora_step(model, max_steps=args.qlora_steps, kept="adapter"))
+    timed["nf4+qlora"] = model.get_base_model()
     merged = merge_qlora_model(model, base_folder, VARIANTS["nf4"])
     mfolder = out_dir / "nf4+qlora merged"
     save_quantized(merged, processor, mfolder, VARIANTS["nf4"])
     mm = evaluate_model(merged, processor, model_path=mfolder, **kw)
-    rows["nf4+qlora merged"] = (mm, weight_bytes(merged, mfolder), qlora_step(model, max_steps=args.qlora_steps, kept="merged"))
+    rows["nf4+qlora merged"] = (mm, weight_bytes(merged, mfolder),
+                                qlora_step(model, max_steps=args.qlora_steps, kept="merged"))
+    timed["nf4+qlora merged"] = merged
     for name, f in (("nf4+qlora", folder), ("nf4+qlora merged", mfolder)):
         steps = [merged.vlmcompress_quantization, rows[name][2]]
         write_report(new_report(base_model="fp32", model_family="clip", steps=steps, before=base_metrics,
@@ -106,6 +112,7 @@ def main():
     parser.add_argument("--images-per-number", type=int, default=100)
     parser.add_argument("--latency-batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--latency-rounds", type=int, default=5, help="rounds in which the variants take turns")
     parser.add_argument("--qlora-steps", type=int, default=150, help="0: no QLoRA row")
     parser.add_argument("--qlora-batch-size", type=int, default=64)
     parser.add_argument("--qlora-lr", type=float, default=1e-3)
@@ -123,23 +130,41 @@ def main():
     base, processor, path = load_model(args.model)
     base_metrics = evaluate_model(base, processor, model_path=path, **kw)
     rows = {"fp32": (base_metrics, weight_bytes(base, path), None)}
+    timed, stock = {"fp32": base}, {}
     for name, config in VARIANTS.items():
         model = quantize(path, config)
         folder = out_dir / name
         save_quantized(model, processor, folder, config)
         m = evaluate_model(model, processor, model_path=folder, **kw)
-        if config.bits == 4:
-            m["latency_ms_stock_reload"] = stock_latency(folder, processor, kw)
         rows[name] = (m, weight_bytes(model, folder), model.vlmcompress_quantization)
+        timed[name] = model
+        if config.bits == 4:
+            from transformers import AutoModel
+
+            stock[name] = AutoModel.from_pretrained(folder).eval()
         write_report(new_report(base_model=str(path), model_family="clip", steps=[model.vlmcompress_quantization],
                                 before=base_metrics, after=m), folder)
     if args.qlora_steps:
-        run_qlora(out_dir / "nf4", processor, base_metrics, args, kw, out_dir, rows)
+        run_qlora(out_dir / "nf4", processor, base_metrics, args, kw, out_dir, rows, timed)
+    medians, all_times = interleaved_latency({**timed, **{f"{n} (stock)": m for n, m in stock.items()}}, processor,
+                                             args.latency_batch_size, args.latency_rounds)
+    for name, (m, _, _) in rows.items():
+        m["latency_ms_single_run"] = m["latency_ms"]
+        m["latency_ms"] = medians[name]
+        m["latency_rounds"] = all_times[name]
+        if name in stock:
+            m["latency_ms_stock_reload"] = medians[f"{name} (stock)"]
+    for name, (m, _, step) in rows.items():  # reports carry the interleaved latency too
+        if name != "fp32":
+            steps = [step] if name in VARIANTS else [rows["nf4"][2], step]
+            write_report(new_report(base_model=str(path), model_family="clip", steps=steps, before=base_metrics,
+                                    after=m), out_dir / name)
 
     b = base_metrics
     print(f"model: {path}; CPU {platform.processor() or platform.machine()} ({os.cpu_count()} cores, shared), "
           f"{b['latency_threads']} threads, fp32 activations, latency batch {args.latency_batch_size} (image+text "
-          f"forward, median of {b['latency_repeats']}), {b['eval_images']} test images; bitsandbytes "
+          f"forward; median over {args.latency_rounds} interleaved rounds of the median of {b['latency_repeats']}), "
+          f"{b['eval_images']} test images; bitsandbytes "
           f"{__import__('bitsandbytes').__version__}, torch {torch.__version__}")
     header = (f"{'variant':18s} {'disk KiB':>9s} {'mem KiB':>8s} {'Linear B':>9s} {'x fp32':>7s} {'tok-emb':>8s} "
               f"{'lat ms':>7s} {'stock':>7s} {'seen %':>7s} {'d seen':>7s} {'held %':>7s} {'d held':>7s}")
