@@ -93,3 +93,44 @@ def test_bad_input_on_the_command_line_is_one_line_and_exit_1(tmp_path):
     assert r.returncode == 1
     assert r.stderr.strip().splitlines()[-1].startswith("distill_clip: error: teacher caching needs the same inputs")
     assert "Traceback" not in r.stderr and not out.exists()
+
+
+def test_students_from_a_config_and_from_a_checkpoint(processor, tiny_clip_dir, tmp_path):
+    from vlmcompress.loading import load_model
+    from vlmcompress.pruning.structural import prune_heads
+    from vlmcompress.modeling import save_compressed
+
+    recipe = _recipe_module()
+    teacher, _, _ = load_model(str(tiny_clip_dir))
+    args = recipe.StudentArguments(student_config='{"vision_config": {"num_hidden_layers": 1}, "text_config": {"hidden_size": 16, "intermediate_size": 64}}')
+    student, steps = recipe.build_student(teacher, processor, args)
+    assert student.config.vision_config.num_hidden_layers == 1 and student.config.text_config.hidden_size == 16
+    assert student.config.text_config.num_hidden_layers == teacher.config.text_config.num_hidden_layers
+    assert steps == [{"method": "student_from_config", "overrides": json.loads(args.student_config)}]
+
+    prune_heads(teacher, {"vision": {0: [1]}})
+    save_compressed(teacher, processor, tmp_path / "pruned")
+    student, steps = recipe.build_student(None, processor, recipe.StudentArguments(student=str(tmp_path / "pruned")))
+    assert student.config.vision_config.layer_num_heads == [3, 4] and steps[0]["method"] == "student_from_checkpoint"
+
+
+def test_user_data_set_with_other_column_names(processor, tiny_clip_dir, tmp_path):
+    import datasets
+
+    from vlmcompress.data import digits
+
+    def part(split, n):
+        ds = digits.load_digits_dataset(split, images_per_number=1, numbers=range(n))
+        return ds.rename_columns({"image": "img", "text": "caption", "label": "number"})
+
+    folder = tmp_path / "user-data"
+    datasets.DatasetDict({"train": part("train", 40), "validation": part("test", 10)}).save_to_disk(str(folder))
+    out = tmp_path / "out"
+    report = _recipe_module().main([
+        "--teacher", str(tiny_clip_dir), "--dataset_name", str(folder), "--image_column", "img",
+        "--caption_column", "caption", "--label_column", "number", "--eval_split", "validation",
+        "--max_steps", "2", "--per_device_train_batch_size", "8", "--importance", "magnitude",
+        "--disable_tqdm", "true", "--output_dir", str(out)])
+    assert report["after"]["eval_dataset"] != "vlmcompress/digits-test"  # scored on the user's validation split
+    assert report["after"]["zero_shot_accuracy"] is not None
+    assert read_report(out)["steps"][-1]["training"]["global_step"] == 2
