@@ -73,8 +73,8 @@ class DataArguments:
     max_train_samples: int | None = field(default=None, metadata={"help": "Use at most this many training rows."})
     train_images_per_number: int = field(default=160, metadata={"help": "Embedded data: training images per seen number (90 numbers)."})
     eval_images_per_number: int = field(default=100, metadata={"help": "Embedded data: test images per number (100 numbers)."})
-    augment_shift: int = field(default=0, metadata={"help": "Shift training images by up to N px each time they are drawn (disables --cache_teacher)."})
-    cache_teacher: bool = field(default=False, metadata={"help": "Compute the teacher's embeddings once (datasets.map, cached on disk) and skip its forward pass afterwards."})
+    augment_shift: int = field(default=0, metadata={"help": "Shift training images by up to N px each time they are drawn (cannot be combined with teacher caching)."})
+    cache_teacher: str = field(default="auto", metadata={"choices": ["auto", "true", "false"], "help": "Compute the teacher's embeddings once (datasets.map, cached on disk in $VLMCOMPRESS_CACHE or ~/.cache/vlmcompress) and skip its forward pass afterwards. auto: on unless --augment_shift or --hidden_weight needs the teacher every step."})
     skip_eval: bool = field(default=False, metadata={"help": "Do not evaluate teacher and student (metrics are recorded as not measured)."})
 
 
@@ -114,6 +114,18 @@ def _merge(base: dict, overrides: dict) -> dict:
     for key, value in overrides.items():
         out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
     return out
+
+
+def _use_cache(data: DataArguments, distill: DistillationConfig) -> bool:
+    if data.cache_teacher == "false":
+        return False
+    if data.cache_teacher == "true":
+        check_no_augmentation(data.augment_shift > 0)
+        if distill.hidden_weight:
+            raise VlmcompressError("--cache_teacher stores embeddings only: the hidden-state loss needs the teacher's "
+                                   "forward pass (use --cache_teacher false or --hidden_weight 0)")
+        return True
+    return not data.augment_shift and not distill.hidden_weight
 
 
 def build_student(teacher, processor, args: StudentArguments, calibration=None):
@@ -179,11 +191,7 @@ def main(argv=None):
     distill_cfg.validate()
     if student_args.student_config:
         student_args.student_config = _json_overrides(student_args.student_config)  # fail before any work
-    if data_args.cache_teacher:
-        check_no_augmentation(data_args.augment_shift > 0)
-        if distill_cfg.hidden_weight:
-            raise VlmcompressError("--cache_teacher stores embeddings only: the hidden-state loss needs the teacher's "
-                                   "forward pass (drop --cache_teacher or set --hidden_weight 0)")
+    use_cache = _use_cache(data_args, distill_cfg)
     started = time.time()
 
     teacher, processor, teacher_path = load_model(student_args.teacher)
@@ -194,9 +202,10 @@ def main(argv=None):
     t_params, s_params = count_parameters(teacher), count_parameters(student)
     print(f"teacher {t_params:,} parameters; student {s_params:,} ({s_params / t_params:.1%})", flush=True)
 
-    if data_args.cache_teacher:
-        train = cache_teacher_outputs(teacher, processor, train, image_column=data_args.image_column,
-                                      text_column=data_args.caption_column)
+    if use_cache:
+        with training_args.main_process_first(desc="caching teacher outputs"):  # one process writes the cache
+            train = cache_teacher_outputs(teacher, processor, train, image_column=data_args.image_column,
+                                          text_column=data_args.caption_column)
     collator = ImageTextCollator(processor, data_args.image_column, data_args.caption_column, data_args.label_column,
                                  padding=get_adapter(student).text_padding, shift=data_args.augment_shift,
                                  seed=training_args.seed)
@@ -226,7 +235,7 @@ def main(argv=None):
         "learning_rate": training_args.learning_rate,
         "processes": training_args.world_size,
         "distributed": str(trainer.accelerator.distributed_type).split(".")[-1],
-        "cache_teacher": data_args.cache_teacher,
+        "cache_teacher": use_cache,
         "training": card_info.training_record(),
     })
     eval_kw = {"images_per_number": data_args.eval_images_per_number}

@@ -17,6 +17,13 @@ SMALL = ["--max_steps", "3", "--per_device_train_batch_size", "16", "--train_ima
 ENV = dict(os.environ, OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE", VLMCOMPRESS_NO_PROGRESS="1")
 
 
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    """Teacher-output caches of these runs go to a temp folder, not ~/.cache."""
+    monkeypatch.setenv("VLMCOMPRESS_CACHE", str(tmp_path / "cache"))
+    ENV["VLMCOMPRESS_CACHE"] = str(tmp_path / "cache")
+
+
 def _run(args, launcher=()):
     return subprocess.run([sys.executable, *launcher, str(RECIPE), *args], capture_output=True, text=True, env=ENV,
                           timeout=500)
@@ -33,6 +40,7 @@ def test_default_student_is_half_the_teacher_and_reloads_with_the_stock_class(tm
     assert steps == ["student_from_teacher", "layer_pruning", "mlp_pruning", "distillation"]
     distill = report["steps"][-1]
     assert distill["losses"] == {"logit": 1.0, "embedding": 1.0} and distill["training"]["global_step"] == 3
+    assert distill["cache_teacher"] is True and list((tmp_path / "cache" / "teacher_outputs").glob("*.arrow"))
     assert {"loss_logit", "loss_embedding"} <= set(distill["training"]["loss_log"][0])
     assert report["after"]["params"] <= 0.5 * report["before"]["params"]
     assert report["before"]["zero_shot_accuracy"] is not None and report["after"]["zero_shot_accuracy"] is not None
