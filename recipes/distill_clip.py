@@ -75,6 +75,7 @@ class DataArguments:
     eval_images_per_number: int = field(default=100, metadata={"help": "Embedded data: test images per number (100 numbers)."})
     augment_shift: int = field(default=0, metadata={"help": "Shift training images by up to N px each time they are drawn (cannot be combined with teacher caching)."})
     cache_teacher: str = field(default="auto", metadata={"choices": ["auto", "true", "false"], "help": "Compute the teacher's embeddings once (datasets.map, cached on disk in $VLMCOMPRESS_CACHE or ~/.cache/vlmcompress) and skip its forward pass afterwards. auto: on unless --augment_shift or --hidden_weight needs the teacher every step."})
+    threads: int = field(default=0, metadata={"help": "torch threads per process (0: the machine's cores divided by the processes; `accelerate launch` without a config sets OMP_NUM_THREADS=1 even for one process)."})
     skip_eval: bool = field(default=False, metadata={"help": "Do not evaluate teacher and student (metrics are recorded as not measured)."})
 
 
@@ -83,9 +84,9 @@ class DistillTrainingArguments(TrainingArguments):
     """TrainingArguments with defaults that finish the embedded job in a few minutes on 2 CPU cores."""
 
     output_dir: str = field(default="outputs/distill_clip", metadata={"help": "Where the student, its processor and compression_report.json go."})
-    max_steps: int = field(default=450, metadata={"help": "Optimizer steps."})
+    max_steps: int = field(default=900, metadata={"help": "Optimizer steps."})
     per_device_train_batch_size: int = field(default=128, metadata={"help": "Image-caption pairs per step and process."})
-    learning_rate: float = field(default=5e-4, metadata={"help": "Peak learning rate (AdamW)."})
+    learning_rate: float = field(default=4e-3, metadata={"help": "Peak learning rate (AdamW)."})
     lr_scheduler_type: str = field(default="cosine", metadata={"help": "Learning-rate schedule."})
     warmup_steps: float = field(default=0.05, metadata={"help": "Warm-up steps (a float < 1 is a share of max_steps)."})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay."})
@@ -192,6 +193,7 @@ def main(argv=None):
     if student_args.student_config:
         student_args.student_config = _json_overrides(student_args.student_config)  # fail before any work
     use_cache = _use_cache(data_args, distill_cfg)
+    torch.set_num_threads(data_args.threads or max(1, (os.cpu_count() or 1) // training_args.world_size))
     started = time.time()
 
     teacher, processor, teacher_path = load_model(student_args.teacher)

@@ -4,8 +4,9 @@ client, load them back with ``from_pretrained`` from that endpoint, and compare 
 The client runs in a subprocess with ``HF_ENDPOINT`` set (huggingface_hub reads it at import); the server runs in
 this process, so tests can see what it received. Nothing is patched.
 
-To push another kind of checkpoint (quantized, distilled...), append one ``pytest.param(builder, load_kwargs)`` to
-``CHECKPOINTS``: ``builder(folder, processor)`` writes a checkpoint folder with its report.
+Every kind of checkpoint is pushed and loaded back: pruned with remote code, stock, bitsandbytes-quantized and
+distilled. Another kind is one more ``pytest.param(builder, load_kwargs)`` in ``CHECKPOINTS``:
+``builder(folder, processor)`` writes a checkpoint folder with its report.
 """
 
 import hashlib
@@ -63,10 +64,48 @@ def build_stock(folder, processor):
     return set()
 
 
+def build_quantized(folder, processor):
+    """LLM.int8 through BitsAndBytesConfig: config.json carries the quantization_config, no remote code."""
+    from vlmcompress.quantization import QuantizationConfig, quantize, save_quantized
+
+    config = QuantizationConfig(bits=8)
+    model = quantize(tiny_clip(processor, seed=2), config)
+    loading = save_quantized(model, processor, folder, config)
+    assert loading["loading"] == "bitsandbytes"
+    _report(folder, model, processor, loading, [model.vlmcompress_quantization], "tiny-clip")
+    return {"quantization_config.json"}
+
+
+def build_distilled(folder, processor):
+    """A one-layer student distilled from a two-layer teacher for a few steps inside DistillationTrainer."""
+    from transformers import TrainingArguments
+
+    from vlmcompress.data import digits
+    from vlmcompress.data.collate import ImageTextCollator
+    from vlmcompress.distillation import DistillationConfig, DistillationTrainer
+    from vlmcompress.modeling import save_compressed
+
+    student = tiny_clip(processor, layers=1, seed=3)
+    args = TrainingArguments(output_dir=str(folder.parent / "run"), per_device_train_batch_size=8, max_steps=2,
+                             report_to=[], save_strategy="no", remove_unused_columns=False, use_cpu=True,
+                             disable_tqdm=True)
+    cfg = DistillationConfig()
+    trainer = DistillationTrainer(model=student, args=args, data_collator=ImageTextCollator(processor),
+                                  train_dataset=digits.load_digits_dataset("train", images_per_number=1),
+                                  teacher=tiny_clip(processor), distillation_config=cfg)
+    trainer.train()
+    loading = save_compressed(student.eval(), processor, folder)
+    step = {"method": "distillation", "teacher": "tiny-clip", "student_init": "student_from_config",
+            "losses": cfg.active_losses(), "temperature": cfg.temperature, "max_steps": 2}
+    _report(folder, student, processor, loading, [step], "tiny-clip")
+    return set()
+
+
 CHECKPOINTS = [
     pytest.param(build_pruned_remote_code, {"trust_remote_code": True}, id="pruned-remote-code"),
     pytest.param(build_stock, {}, id="stock"),
-    # quantized / distilled: pytest.param(build_quantized, {"device_map": "cpu"}, id="quantized"), ...
+    pytest.param(build_quantized, {"device_map": "cpu"}, id="quantized-int8"),
+    pytest.param(build_distilled, {}, id="distilled"),
 ]
 
 

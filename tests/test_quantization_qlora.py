@@ -5,6 +5,7 @@ import torch
 
 from conftest import tiny_clip
 from test_quantization import cosine, embeddings, _inputs
+from vlmcompress.data.collate import ImageTextCollator
 from vlmcompress.errors import VlmcompressError
 from vlmcompress.quantization import QuantizationConfig, quantize, save_quantized
 
@@ -26,7 +27,7 @@ def test_qlora_trains_adapters_then_keeps_or_merges_them(processor, tmp_path):
 
     from vlmcompress.data import digits
     from vlmcompress.quantization.qlora import (
-        ImageTextBatches, QLoRATrainer, contrastive_loss_fn, load_qlora, lora_target_modules, merge_qlora,
+        QLoRATrainer, contrastive_loss_fn, load_qlora, lora_target_modules, merge_qlora,
         prepare_qlora, qlora_step, save_qlora_adapter)
 
     config = QuantizationConfig(bits=4)
@@ -47,7 +48,7 @@ def test_qlora_trains_adapters_then_keeps_or_merges_them(processor, tmp_path):
 
     train = digits.load_digits_dataset("train", images_per_number=1)
     trainer = QLoRATrainer(model=model, args=_args(tmp_path), train_dataset=train,
-                           data_collator=ImageTextBatches(processor), loss_fn=loss_fn)
+                           data_collator=ImageTextCollator(processor), loss_fn=loss_fn)
     trainer.train()
     assert len(calls) == 3 and calls[0] == ["attention_mask", "input_ids", "labels", "pixel_values"]
     lora_b = [p for n, p in model.named_parameters() if "lora_B" in n]

@@ -18,10 +18,10 @@ import json
 import tempfile
 from pathlib import Path
 
-import torch
 from transformers import Trainer
 
 from ..adapters import get_adapter
+from ..data.collate import ImageTextCollator
 from ..errors import VlmcompressError
 from .config import QuantizationConfig
 from .core import is_quantized, quantize
@@ -100,22 +100,6 @@ class QLoRATrainer(Trainer):
         return (loss, {"loss": loss.detach()}) if return_outputs else loss
 
 
-class ImageTextBatches:
-    """Rows with an image, a caption and a label -> ``pixel_values``, ``input_ids``, ``attention_mask``, ``labels``."""
-
-    def __init__(self, processor, padding=None):
-        self.processor = processor
-        self.padding = padding or {"padding": True}
-
-    def __call__(self, rows):
-        batch = dict(self.processor.image_processor(images=[r["image"] for r in rows], return_tensors="pt"))
-        batch.update(self.processor.tokenizer([r["text"] for r in rows], truncation=True, return_tensors="pt",
-                                              **self.padding))
-        batch.pop("token_type_ids", None)
-        batch["labels"] = torch.tensor([int(r["label"]) for r in rows])
-        return batch
-
-
 def train_qlora(quantized, processor, train_dataset, args, *, r: int = 8, alpha: int = 16, dropout: float = 0.0,
                 loss_fn=None, callbacks=None):
     """LoRA on ``quantized`` trained on an image/text/label data set; returns (peft model in eval mode, trainer).
@@ -125,7 +109,7 @@ def train_qlora(quantized, processor, train_dataset, args, *, r: int = 8, alpha:
     """
     args.remove_unused_columns = False
     model = prepare_qlora(quantized, r=r, alpha=alpha, dropout=dropout)
-    batches = ImageTextBatches(processor, get_adapter(quantized).text_padding)
+    batches = ImageTextCollator(processor, padding=get_adapter(quantized).text_padding)
     trainer = QLoRATrainer(model=model, args=args, train_dataset=train_dataset, data_collator=batches, loss_fn=loss_fn,
                            callbacks=callbacks)
     trainer.train()
