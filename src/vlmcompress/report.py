@@ -271,7 +271,8 @@ def weights_size_bytes(folder) -> int:
     return sum(p.stat().st_size for p in files)
 
 
-def _fmt(key, value):
+def format_metric(key, value, other=str) -> str:
+    """One metric for people: percentages, MiB, thousands separators, ms; ``other`` formats anything else."""
     if value is None:
         return "not measured"
     if key in FRACTION_KEYS:
@@ -279,10 +280,10 @@ def _fmt(key, value):
     if key in ("size_bytes", "memory_bytes"):
         return f"{value / 2**20:.2f} MiB"
     if key == "params":
-        return f"{value:,}"
+        return f"{int(value):,}"
     if key == "latency_ms":
         return f"{value:.2f} ms"
-    return str(value)
+    return other(value)
 
 
 TABLE_ROWS = (
@@ -305,7 +306,7 @@ def format_metrics_table(columns: dict) -> str:
     names = list(columns)
     rows = [["metric", *names]]
     for key, label in TABLE_ROWS:
-        rows.append([label, *(_fmt(key, (columns[n] or {}).get(key)) for n in names)])
+        rows.append([label, *(format_metric(key, (columns[n] or {}).get(key)) for n in names)])
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = []
     for j, r in enumerate(rows):

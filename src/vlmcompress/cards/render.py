@@ -45,17 +45,7 @@ ATOMIC_TMP = re.compile(r"^\.(.+)\.tmp-[A-Za-z0-9_]+$")
 
 # -- formatting ---------------------------------------------------------------------------------------------------
 def fmt_metric(key, value) -> str:
-    if value is None:
-        return NOT_MEASURED
-    if key in FRACTION_KEYS:
-        return f"{100 * value:.2f}%"
-    if key in ("size_bytes", "memory_bytes"):
-        return f"{value / 2**20:.2f} MiB"
-    if key == "params":
-        return f"{int(value):,}"
-    if key == "latency_ms":
-        return f"{value:.2f} ms"
-    return fmt_value(value)
+    return NOT_MEASURED if value is None else report_mod.format_metric(key, value, other=fmt_value)
 
 
 def fmt_change(key, before, after) -> str:
