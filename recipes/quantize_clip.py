@@ -8,8 +8,9 @@
 
 The model (default: the embedded teacher) is evaluated, quantized through transformers' ``BitsAndBytesConfig`` (the
 adapter decides what stays in full precision), and saved so that ``CLIPModel.from_pretrained(output_dir)`` reloads
-it. With ``--qlora`` LoRA adapters on every attention and MLP Linear are trained on the embedded training split with
-the model's own contrastive loss, then kept beside the quantized base in ``output_dir/lora``
+it. With ``--qlora`` LoRA adapters on every attention and MLP Linear are trained on the embedded training split,
+distilled from the full-precision model (``--qlora_loss distillation``, the default: similarity-matrix KL and
+embedding loss through ``DistillationTrainer``) or with the model's own contrastive loss, then kept beside the quantized base in ``output_dir/lora``
 (``PeftModel.from_pretrained(CLIPModel.from_pretrained(d), d + "/lora")``) or, with ``--merge_lora``, merged into the
 weights (dequantize, add, quantize again). The folder gets ``compression_report.json`` with metrics before and after.
 Arguments are ``QuantizeArguments`` plus transformers' ``TrainingArguments`` (used only with ``--qlora``).
@@ -48,10 +49,27 @@ class QuantizeArguments:
     lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling numerator (scale = alpha / r)."})
     lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the LoRA input."})
+    qlora_loss: str = field(default="distillation", metadata={"choices": ["distillation", "contrastive"], "help": "QLoRA objective: distill the full-precision model into the 4-bit one (similarity KL + embedding loss, vlmcompress.distillation) or the model's own contrastive loss."})
     merge_lora: bool = field(default=False, metadata={"help": "Merge the adapter into the weights (dequantize, add, requantize) instead of keeping it."})
     train_images_per_number: int = field(default=100, metadata={"help": "Embedded training images per seen number for QLoRA."})
     eval_images_per_number: int | None = field(default=None, metadata={"help": "Embedded test images per number (default: all 100)."})
     latency_batch_size: int = field(default=32, metadata={"help": "Batch size of the timed forward."})
+
+
+def distill_qlora(quantized, teacher, processor, train, training_args, args):
+    """LoRA on the quantized model trained by DistillationTrainer, the full-precision model as its teacher."""
+    from vlmcompress.data.collate import ImageTextCollator
+    from vlmcompress.distillation import DistillationConfig, DistillationTrainer
+    from vlmcompress.quantization.qlora import prepare_qlora
+
+    training_args.remove_unused_columns = False
+    peft_model = prepare_qlora(quantized, r=args.lora_r, alpha=args.lora_alpha, dropout=args.lora_dropout)
+    collator = ImageTextCollator(processor, padding=get_adapter(quantized).text_padding)
+    trainer = DistillationTrainer(model=peft_model, args=training_args, train_dataset=train, data_collator=collator,
+                                  teacher=teacher, distillation_config=DistillationConfig())
+    trainer.train()
+    peft_model.eval()
+    return peft_model, trainer
 
 
 def main(args: QuantizeArguments | None = None, training_args: TrainingArguments | None = None):
@@ -78,10 +96,13 @@ def main(args: QuantizeArguments | None = None, training_args: TrainingArguments
             loading = save_quantized(quantized, processor, base_dir, config)
             train = digits.load_digits_dataset("train", images_per_number=args.train_images_per_number)
             training_args.output_dir = str(tmp / "trainer")  # checkpoints, if asked for, go inside the result
-            peft_model, trainer = train_qlora(quantized, processor, train, training_args, r=args.lora_r,
-                                              alpha=args.lora_alpha, dropout=args.lora_dropout)
+            if args.qlora_loss == "distillation":  # the full-precision model teaches its quantized copy
+                peft_model, trainer = distill_qlora(quantized, model, processor, train, training_args, args)
+            else:
+                peft_model, trainer = train_qlora(quantized, processor, train, training_args, r=args.lora_r,
+                                                  alpha=args.lora_alpha, dropout=args.lora_dropout)
             kept = "merged" if args.merge_lora else "adapter"
-            step = qlora_step(peft_model, max_steps=trainer.state.global_step, kept=kept)
+            step = qlora_step(peft_model, max_steps=trainer.state.global_step, kept=kept, loss=args.qlora_loss)
             step["loss_log"] = [[h["step"], h["loss"]] for h in trainer.state.log_history if "loss" in h]
             steps.append(step)
             if not any((tmp / "trainer").glob("checkpoint-*")):

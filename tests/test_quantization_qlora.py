@@ -120,6 +120,7 @@ def test_recipe_quantizes_and_keeps_a_qlora_adapter(processor, tmp_path, monkeyp
     report = read_report(out)
     assert [s["method"] for s in report["steps"]] == ["quantization", "qlora"]
     assert report["steps"][1]["kept"] == "adapter" and report["steps"][1]["max_steps"] == 2
+    assert report["steps"][1]["loss"] == "distillation"  # the full-precision model taught its 4-bit copy
     assert {"adapter_config.json", "adapter_model.safetensors"} <= {p.name for p in (out / "lora").iterdir()}
     assert not (out / "trainer").exists()
     model = PeftModel.from_pretrained(CLIPModel.from_pretrained(out), str(out / "lora"))
