@@ -28,9 +28,10 @@ COPIED = ("README.md", "compression_report.json", "config.json", "*.png")
 @dataclass
 class Example:
     name: str
-    argv: list  # a vlmcompress command line, without the output folder (added as --output-dir)
+    argv: list  # a vlmcompress command line (or a recipe's arguments), without the output folder
     description: str
     base: str | None = None  # another example whose output folder replaces {base} in argv
+    recipe: str | None = None  # recipes/<name>.py run instead of the vlmcompress command (output: --output_dir)
 
 
 EXAMPLES = [
@@ -41,14 +42,26 @@ EXAMPLES = [
     Example("mixed", ["prune", "--layer-strategy", "block_influence", "--remove-layers", "vision:1", "text:1",
                       "--mlp-ratio", "0.5"],
             "combined: the layer per tower that changes its input least dropped, then half of every MLP"),
+    Example("int8", ["quantize", "--bits", "8"], "LLM.int8 (bitsandbytes 8-bit) of both towers' Linears"),
+    Example("nf4", ["quantize", "--bits", "4", "--quant-type", "nf4"], "bitsandbytes 4-bit NF4 of both towers' Linears"),
+    Example("distilled", [], "distilled into a student with half the layers and 3/4 of the MLP neurons "
+            "(`recipes/distill_clip.py` defaults)", recipe="distill_clip"),
+    Example("distilled-nf4", ["quantize", "{base}", "--bits", "4", "--quant-type", "nf4"],
+            "combined across methods: the distilled student, then 4-bit NF4", base="distilled"),
 ]
 
 
 def run(example: Example, scratch: Path, outputs: dict) -> Path:
     folder = scratch / example.name
     argv = [a.replace("{base}", str(outputs[example.base])) if example.base else a for a in example.argv]
-    cmd = [sys.executable, "-m", "vlmcompress", *argv, "--output-dir", str(folder)]
-    print("$ vlmcompress " + " ".join(argv + ["--output-dir", f"<{example.name}>"]), flush=True)
+    if example.recipe:
+        script = HERE.parent / "recipes" / f"{example.recipe}.py"
+        cmd = [sys.executable, str(script), *argv, "--output_dir", str(folder)]
+        print(f"$ python recipes/{example.recipe}.py " + " ".join(argv + ["--output_dir", f"<{example.name}>"]),
+              flush=True)
+    else:
+        cmd = [sys.executable, "-m", "vlmcompress", *argv, "--output-dir", str(folder)]
+        print("$ vlmcompress " + " ".join(argv + ["--output-dir", f"<{example.name}>"]), flush=True)
     subprocess.run(cmd, check=True)
     dest = OUT / example.name
     if dest.exists():

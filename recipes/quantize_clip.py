@@ -29,6 +29,7 @@ from dataclasses import dataclass, field  # noqa: E402
 from transformers import HfArgumentParser, TrainingArguments  # noqa: E402
 
 from vlmcompress.adapters import get_adapter  # noqa: E402
+from vlmcompress.cards import write_card  # noqa: E402
 from vlmcompress.evaluation import evaluate_model  # noqa: E402
 from vlmcompress.io import atomic_output_dir  # noqa: E402
 from vlmcompress.loading import load_model  # noqa: E402
@@ -121,6 +122,7 @@ def main(args: QuantizeArguments | None = None, training_args: TrainingArguments
                             after=after)
         report["loading"] = loading
         write_report(report, tmp)
+        write_card(tmp, report)
     print(f"zero-shot seen {before['zero_shot_accuracy']:.4f} -> {after['zero_shot_accuracy']:.4f}, held-out "
           f"{before['zero_shot_accuracy_heldout']:.4f} -> {after['zero_shot_accuracy_heldout']:.4f}; "
           f"{before['size_bytes']:,} -> {after['size_bytes']:,} bytes on disk; wrote {output_dir}")

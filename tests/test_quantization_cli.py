@@ -44,6 +44,8 @@ def test_quantize_cli_writes_checkpoint_report_and_config(clip64_dir, tmp_path, 
     assert report["loading"] == {"loading": "bitsandbytes", "class": "CLIPModel"}
     assert json.loads((out / "config.json").read_text())["quantization_config"]["load_in_4bit"] is True
     assert json.loads((out / "quantization_config.json").read_text())["double_quant"] is True
+    card = (out / "README.md").read_text()  # the generated card: bitsandbytes loading snippet, 4-bit tags
+    assert "BitsAndBytesConfig" in card or "bitsandbytes" in card
     assert "before" in stdout and "CLIPModel.from_pretrained(path)" in stdout
 
 

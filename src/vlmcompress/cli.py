@@ -223,6 +223,7 @@ def cmd_quantize(args):
                             steps=[quantized.vlmcompress_quantization], before=before, after=after)
         report["loading"] = loading
         write_report(report, tmp)
+        _write_card(tmp, report)
     if not args.no_eval:
         print(format_metrics_table({"before": before, "after": after}))
     how = ("AutoModel.from_pretrained(path, trust_remote_code=True) or vlmcompress.loading.load_model(path)"
