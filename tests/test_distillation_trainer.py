@@ -172,3 +172,16 @@ def test_with_pruning_callback_and_peft_student(processor, train_rows, tmp_path)
     assert any(not torch.equal(v, after[n]) for n, v in before.items())
     trainer.save_model(str(tmp_path / "lora"))
     assert (tmp_path / "lora" / "adapter_model.safetensors").is_file()
+
+
+def test_teacher_in_bfloat16(processor, train_rows, tmp_path):
+    teacher = tiny_clip(processor)
+    trainer = DistillationTrainer(model=_narrow_student(processor), args=_args(tmp_path), train_dataset=train_rows,
+                                  data_collator=ImageTextCollator(processor), teacher=teacher,
+                                  distillation_config=DistillationConfig(teacher_dtype="bfloat16", hidden_weight=1.0))
+    assert next(trainer.teacher.parameters()).dtype == torch.bfloat16
+    batch = ImageTextCollator(processor)([train_rows[i] for i in range(8)])
+    terms, _ = trainer.distillation_terms(trainer.model, batch)
+    assert set(terms) == {"logit", "embedding", "hidden"} and all(torch.isfinite(v) for v in terms.values())
+    with pytest.raises(VlmcompressError, match="teacher_dtype"):
+        DistillationConfig(teacher_dtype="int8").validate()
