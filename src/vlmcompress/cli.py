@@ -154,12 +154,15 @@ def cmd_prune(args):
         _write_card(tmp, report)
     if not args.no_eval:
         print(format_metrics_table({"before": before, "after": after}))
-    how = {
-        "stock": f"{loading['class']}.from_pretrained(path), no remote code",
-        "remote_code": "AutoModel.from_pretrained(path, trust_remote_code=True) or vlmcompress.loading.load_model(path)",
-    }.get(loading["loading"], loading["loading"])
-    print(f"wrote {args.output_dir}; it loads with {how}")
+    print(f"wrote {args.output_dir}; it loads with {_load_hint(loading)}")
     return 0
+
+
+def _load_hint(loading: dict) -> str:
+    """How a folder written by ``save_compressed`` loads, from what it recorded."""
+    if loading["loading"] == "remote_code":
+        return "AutoModel.from_pretrained(path, trust_remote_code=True) or vlmcompress.loading.load_model(path)"
+    return f"{loading['class']}.from_pretrained(path), no remote code"
 
 
 def _write_card(folder, report):
@@ -226,9 +229,8 @@ def cmd_quantize(args):
         _write_card(tmp, report)
     if not args.no_eval:
         print(format_metrics_table({"before": before, "after": after}))
-    how = ("AutoModel.from_pretrained(path, trust_remote_code=True) or vlmcompress.loading.load_model(path)"
-           if loading["loading"] == "remote_code" else f"{loading['class']}.from_pretrained(path), no remote code")
-    print(f"wrote {args.output_dir}; it loads with {how} (bitsandbytes installed; quantization_config is in config.json)")
+    print(f"wrote {args.output_dir}; it loads with {_load_hint(loading)} (bitsandbytes installed; quantization_config "
+          "is in config.json)")
     return 0
 
 
@@ -245,6 +247,22 @@ def _add_dataset_args(parser, purpose, split):
     parser.add_argument("--image-column", default="image")
     parser.add_argument("--text-column", default="text")
     parser.add_argument("--label-column", default="label")
+
+
+def _add_model_and_output(parser, what):
+    parser.add_argument("model", nargs="?", default=None,
+                        help="save_pretrained folder or Hub id (default: the embedded teacher)")
+    parser.add_argument("--output-dir", "-o", required=True, help=f"folder for the {what} checkpoint (replaced atomically)")
+
+
+def _add_eval_and_loading(parser):
+    """The before/after evaluation and loading options every command that writes a checkpoint takes."""
+    parser.add_argument("--images-per-number", type=int, default=None,
+                        help="embedded test images per number for evaluation")
+    parser.add_argument("--latency-batch-size", type=int, default=32)
+    parser.add_argument("--no-eval", action="store_true", help="skip the before/after evaluation")
+    parser.add_argument("--trust-remote-code", action="store_true")
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks on errors")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -289,8 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
         "  vlmcompress prune --layer-strategy block_influence --remove-layers vision:1 text:1 --mlp-ratio 0.25 -o out",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    pr.add_argument("model", nargs="?", default=None, help="save_pretrained folder or Hub id (default: the embedded teacher)")
-    pr.add_argument("--output-dir", "-o", required=True, help="folder for the pruned checkpoint (replaced atomically)")
+    _add_model_and_output(pr, "pruned")
     pr.add_argument("--towers", default="vision,text", help="towers to prune (default: vision,text)")
     pr.add_argument("--importance", default="taylor", choices=["taylor", "magnitude", "random"],
                     help="how heads and neurons are ranked (default: taylor, on calibration data)")
@@ -311,11 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--calibration-samples", type=int, default=256, help="samples for scoring (default 256)")
     _add_dataset_args(pr, "calibration", "train")
     pr.add_argument("--seed", type=int, default=0)
-    pr.add_argument("--images-per-number", type=int, default=None, help="embedded test images per number for evaluation")
-    pr.add_argument("--latency-batch-size", type=int, default=32)
-    pr.add_argument("--no-eval", action="store_true", help="skip the before/after evaluation")
-    pr.add_argument("--trust-remote-code", action="store_true")
-    pr.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks on errors")
+    _add_eval_and_loading(pr)
     pr.set_defaults(func=cmd_prune)
 
     qu = sub.add_parser(
@@ -330,8 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
         "  vlmcompress quantize outputs/heads25 --bits 4 --towers vision --skip fc2 -o outputs/heads25-nf4",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    qu.add_argument("model", nargs="?", default=None, help="save_pretrained folder or Hub id (default: the embedded teacher)")
-    qu.add_argument("--output-dir", "-o", required=True, help="folder for the quantized checkpoint (replaced atomically)")
+    _add_model_and_output(qu, "quantized")
     qu.add_argument("--bits", type=int, required=True, help="8 (LLM.int8) or 4 (nf4/fp4)")
     qu.add_argument("--quant-type", help="4-bit data type: nf4 (default) or fp4")
     qu.add_argument("--double-quant", action="store_true", help="4-bit: quantize the block scales too")
@@ -341,11 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="more Linears to keep in full precision: name prefix, regex or suffix (e.g. fc2, "
                     "vision_model.encoder.layers.0); each must match a Linear")
     qu.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
-    qu.add_argument("--images-per-number", type=int, default=None, help="embedded test images per number for evaluation")
-    qu.add_argument("--latency-batch-size", type=int, default=32)
-    qu.add_argument("--no-eval", action="store_true", help="skip the before/after evaluation")
-    qu.add_argument("--trust-remote-code", action="store_true")
-    qu.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks on errors")
+    _add_eval_and_loading(qu)
     qu.set_defaults(func=cmd_quantize)
 
     cd = sub.add_parser(

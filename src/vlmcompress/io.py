@@ -56,3 +56,47 @@ def atomic_write_text(path, text: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+class JsonConfig:
+    """to_dict / from_dict / save / load for a method's config dataclass, kept as ``folder/<filename>``.
+
+    Subclasses set ``filename``, ``kind`` (the word in "unknown <kind> option(s)") and ``command`` (the vlmcompress
+    command that writes the file).
+    """
+
+    filename: str = ""
+    kind: str = ""
+    command: str = ""
+
+    def to_dict(self) -> dict:
+        import dataclasses
+
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        import dataclasses
+
+        from .errors import VlmcompressError
+
+        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise VlmcompressError(f"unknown {cls.kind} option(s) {', '.join(sorted(unknown))}")
+        return cls(**data)
+
+    @classmethod
+    def load(cls, folder):
+        import json
+
+        from .errors import VlmcompressError
+
+        path = Path(folder) / cls.filename
+        if not path.is_file():
+            raise VlmcompressError(f"{folder} has no {cls.filename}: expected a folder written by vlmcompress {cls.command}")
+        return cls.from_dict(json.loads(path.read_text()))
+
+    def save(self, folder) -> None:
+        import json
+
+        atomic_write_text(Path(folder) / self.filename, json.dumps(self.to_dict(), indent=2) + "\n")

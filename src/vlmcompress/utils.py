@@ -14,3 +14,13 @@ def progress(iterable=None, **kwargs):
     kwargs.setdefault("file", sys.stderr)
     kwargs.setdefault("dynamic_ncols", True)
     return tqdm(iterable, disable=disable, **kwargs)
+
+
+def unwrap_model(model):
+    """The transformers model inside DDP / accelerate wrappers (``.module``) and a peft model (``get_base_model``)."""
+    from torch import nn
+
+    while isinstance(getattr(model, "module", None), nn.Module):
+        model = model.module
+    get_base = getattr(model, "get_base_model", None)
+    return get_base() if callable(get_base) else model

@@ -28,14 +28,18 @@ class ImageTextCollator:
         dx, dy = (int(v) for v in self.rng.integers(-self.shift, self.shift + 1, size=2))
         return ImageChops.offset(image, dx, dy)
 
+    def encode(self, images, texts) -> dict:
+        """``pixel_values``, ``input_ids`` and ``attention_mask`` for images and captions, as the model takes them."""
+        batch = dict(self.processor.image_processor(images=images, return_tensors="pt"))
+        batch.update(self.processor.tokenizer(texts, truncation=True, return_tensors="pt", **self.padding))
+        batch.pop("token_type_ids", None)
+        return batch
+
     def __call__(self, rows):
         images = [r[self.image_column] for r in rows]
         if self.shift:
             images = [self._shifted(im) for im in images]
-        texts = [r[self.text_column] for r in rows]
-        batch = dict(self.processor.image_processor(images=images, return_tensors="pt"))
-        batch.update(self.processor.tokenizer(texts, truncation=True, return_tensors="pt", **self.padding))
-        batch.pop("token_type_ids", None)
+        batch = self.encode(images, [r[self.text_column] for r in rows])
         if self.label_column in rows[0]:
             batch["labels"] = torch.tensor([int(r[self.label_column]) for r in rows])
         for key in rows[0]:

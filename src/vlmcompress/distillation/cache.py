@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from ..adapters import get_adapter
+from ..data.collate import ImageTextCollator
 from ..errors import VlmcompressError
 
 
@@ -61,13 +62,14 @@ def cache_teacher_outputs(teacher, processor, dataset, *, image_column="image", 
     folder.mkdir(parents=True, exist_ok=True)
     dev = adapter.device()
 
+    collator = ImageTextCollator(processor, padding=padding)  # the inputs training batches get
+
     @torch.no_grad()
     def encode(batch):
-        images = processor.image_processor(images=batch[image_column], return_tensors="pt")["pixel_values"]
-        text = processor.tokenizer(batch[text_column], truncation=True, return_tensors="pt", **padding)
-        mask = text.get("attention_mask")
-        img = adapter.image_embeddings(images.to(device=dev, dtype=adapter.input_dtype()))
-        txt = adapter.text_embeddings(text["input_ids"].to(dev), None if mask is None else mask.to(dev))
+        inputs = collator.encode(batch[image_column], batch[text_column])
+        mask = inputs.get("attention_mask")
+        img = adapter.image_embeddings(inputs["pixel_values"].to(device=dev, dtype=adapter.input_dtype()))
+        txt = adapter.text_embeddings(inputs["input_ids"].to(dev), None if mask is None else mask.to(dev))
         return {"teacher_image_embeds": img.float().cpu().numpy(), "teacher_text_embeds": txt.float().cpu().numpy()}
 
     was_training = teacher.training

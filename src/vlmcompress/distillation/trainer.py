@@ -18,21 +18,13 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from ..adapters import get_adapter
 from ..errors import VlmcompressError
-from ..modeling import structure
+from ..utils import unwrap_model
 from .config import DistillationConfig
 from .losses import embedding_loss, hidden_state_loss, similarity_kl_loss, similarity_logits, uniform_layer_map
 
 PROJECTIONS_FILE = "distill_projections.pt"
 #: batch keys a collator may add with precomputed teacher outputs (see ``cache_teacher_outputs``)
 CACHED_KEYS = ("teacher_image_embeds", "teacher_text_embeds")
-
-
-def base_model(model):
-    """The transformers model inside DDP / accelerate / peft wrappers."""
-    while hasattr(model, "module") and isinstance(model.module, nn.Module):
-        model = model.module
-    get_base = getattr(model, "get_base_model", None)
-    return get_base() if callable(get_base) else model
 
 
 def default_layer_map(teacher_adapter, student_adapter, tower) -> dict:
@@ -89,7 +81,7 @@ class DistillationTrainer(Trainer):
         cfg.validate()
         # our loss is a mean over the batch: let Trainer divide it by the gradient-accumulation steps
         self.model_accepts_loss_kwargs = False
-        self.student_adapter = get_adapter(base_model(self.model))
+        self.student_adapter = get_adapter(unwrap_model(self.model))
         if getattr(getattr(teacher, "config", None), "quantization_config", None) is None:
             dtype = getattr(torch, cfg.teacher_dtype) if cfg.teacher_dtype else None
             teacher = teacher.to(device=self.args.device, dtype=dtype)
@@ -133,7 +125,7 @@ class DistillationTrainer(Trainer):
             if s_w != t_w:
                 mods[f"hidden_{tower}"] = nn.Linear(s_w, t_w)
         if self.distillation_config.embedding_weight:
-            s_p = getattr(base_model(self.model).config, "projection_dim", None)
+            s_p = getattr(unwrap_model(self.model).config, "projection_dim", None)
             t_p = getattr(self.teacher.config, "projection_dim", None)
             if s_p is not None and t_p is not None and s_p != t_p:
                 mods["embed_image"] = nn.Linear(s_p, t_p)

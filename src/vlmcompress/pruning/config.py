@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from dataclasses import dataclass, field
 
 from ..adapters import get_adapter
 from ..errors import VlmcompressError
+from ..io import JsonConfig
 from . import importance as imp
 from .structural import prune_heads, prune_layers, prune_mlp
 
@@ -15,7 +14,7 @@ CONFIG_FILENAME = "pruning_config.json"
 
 
 @dataclass
-class PruningConfig:
+class PruningConfig(JsonConfig):
     """What to remove. Ratios are fractions of units; plans name units in the model's current numbering.
 
     Order of application: layers, then heads, then MLP neurons (importance is scored after layers are dropped).
@@ -37,21 +36,9 @@ class PruningConfig:
     calibration_batch_size: int = 32
     seed: int = 0
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "PruningConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise VlmcompressError(f"unknown pruning option(s) {', '.join(sorted(unknown))}")
-        return cls(**data)
-
-    def save(self, folder) -> None:
-        from ..io import atomic_write_text
-
-        atomic_write_text(f"{folder}/{CONFIG_FILENAME}", json.dumps(self.to_dict(), indent=2) + "\n")
+    filename = CONFIG_FILENAME
+    kind = "pruning"
+    command = "prune"
 
     def validate(self) -> None:
         for name in ("head_ratio", "mlp_ratio"):

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from dataclasses import dataclass, field
 
 from ..errors import VlmcompressError
+from ..io import JsonConfig
 
 CONFIG_FILENAME = "quantization_config.json"
 QUANT_TYPES = ("nf4", "fp4")
@@ -16,7 +15,7 @@ TOWER_NAMES = ("vision", "text")
 
 
 @dataclass
-class QuantizationConfig:
+class QuantizationConfig(JsonConfig):
     """bitsandbytes LLM.int8 (``bits=8``) or 4-bit (``bits=4``: nf4/fp4, optional double quantization).
 
     ``skip`` adds module-name patterns (read like transformers' ``llm_int8_skip_modules``: a name prefix up to a module
@@ -33,31 +32,9 @@ class QuantizationConfig:
     skip: list = field(default_factory=list)
     device: str = "cpu"
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "QuantizationConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise VlmcompressError(f"unknown quantization option(s) {', '.join(sorted(unknown))}")
-        return cls(**data)
-
-    @classmethod
-    def load(cls, folder) -> "QuantizationConfig":
-        from pathlib import Path
-
-        path = Path(folder) / CONFIG_FILENAME
-        if not path.is_file():
-            raise VlmcompressError(
-                f"{folder} has no {CONFIG_FILENAME}: expected a folder written by vlmcompress quantize")
-        return cls.from_dict(json.loads(path.read_text()))
-
-    def save(self, folder) -> None:
-        from ..io import atomic_write_text
-
-        atomic_write_text(f"{folder}/{CONFIG_FILENAME}", json.dumps(self.to_dict(), indent=2) + "\n")
+    filename = CONFIG_FILENAME
+    kind = "quantization"
+    command = "quantize"
 
     def validate(self) -> None:
         if self.bits not in (4, 8) or isinstance(self.bits, bool):

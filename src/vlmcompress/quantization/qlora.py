@@ -23,6 +23,7 @@ from transformers import Trainer
 from ..adapters import get_adapter
 from ..data.collate import ImageTextCollator
 from ..errors import VlmcompressError
+from ..utils import unwrap_model
 from .config import QuantizationConfig
 from .core import is_quantized, quantize
 
@@ -69,14 +70,9 @@ def check_trainable(model) -> None:
         )
 
 
-def _base_model(model):
-    model = getattr(model, "module", model)  # DDP
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
-
-
 def contrastive_loss_fn(model, inputs):
     """The model family's own objective (CLIP InfoNCE, SigLIP sigmoid), multi-positive when labels are given."""
-    adapter = get_adapter(_base_model(model))
+    adapter = get_adapter(unwrap_model(model))
     return adapter.training_loss(inputs["pixel_values"], inputs["input_ids"], inputs.get("attention_mask"),
                                  inputs.get("labels"))
 
