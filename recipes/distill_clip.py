@@ -37,6 +37,7 @@ from vlmcompress import report as report_lib  # noqa: E402
 from vlmcompress.adapters import get_adapter  # noqa: E402
 from vlmcompress.cards import ModelCardCallback, write_card  # noqa: E402
 from vlmcompress.data.collate import ImageTextCollator  # noqa: E402
+from vlmcompress.data.sources import open_dataset, standard_columns  # noqa: E402
 from vlmcompress.distillation import DistillationConfig, DistillationTrainer  # noqa: E402
 from vlmcompress.distillation.cache import cache_teacher_outputs, check_no_augmentation  # noqa: E402
 from vlmcompress.errors import VlmcompressError  # noqa: E402
@@ -157,13 +158,7 @@ def load_data(data: DataArguments, seed: int):
         return train, None  # evaluation on the embedded test split is evaluate_model's default
     import datasets
 
-    try:
-        if os.path.isdir(data.dataset_name):
-            ds = datasets.load_from_disk(data.dataset_name)
-        else:
-            ds = datasets.load_dataset(data.dataset_name, data.dataset_config_name)
-    except Exception as exc:  # noqa: BLE001 - any loader failure becomes one line
-        raise VlmcompressError(f"cannot load data set {data.dataset_name!r}: {str(exc).splitlines()[0]}") from exc
+    ds = open_dataset(data.dataset_name, config=data.dataset_config_name)
     if not isinstance(ds, datasets.DatasetDict) or data.train_split not in ds:
         raise VlmcompressError(f"data set {data.dataset_name!r} has no split {data.train_split!r}")
     train = ds[data.train_split]
@@ -175,8 +170,7 @@ def load_data(data: DataArguments, seed: int):
         train = train.shuffle(seed=seed).select(range(min(data.max_train_samples, len(train))))
     test = ds.get(data.eval_split)
     if test is not None and data.label_column in test.column_names:
-        test = test.rename_columns({k: v for k, v in ((data.image_column, "image"), (data.caption_column, "text"),
-                                                      (data.label_column, "label")) if k != v})
+        test = standard_columns(test, data.image_column, data.caption_column, data.label_column)
     else:
         print(f"note: no {data.eval_split!r} split with a {data.label_column!r} column: accuracy is not measured")
         test = "skip"
@@ -198,8 +192,7 @@ def main(argv=None):
 
     teacher, processor, teacher_path = load_model(student_args.teacher)
     train, test = load_data(data_args, training_args.seed)
-    rename = {k: v for k, v in ((data_args.image_column, "image"), (data_args.caption_column, "text")) if k != v}
-    calibration = train.rename_columns(rename) if rename else train
+    calibration = standard_columns(train, data_args.image_column, data_args.caption_column)
     student, steps = build_student(teacher, processor, student_args, calibration)
     t_params, s_params = count_parameters(teacher), count_parameters(student)
     print(f"teacher {t_params:,} parameters; student {s_params:,} ({s_params / t_params:.1%})", flush=True)

@@ -26,15 +26,10 @@ def _load_dataset(args):
         return None
     import datasets
 
+    from .data.sources import open_dataset
     from .errors import VlmcompressError
 
-    try:
-        if os.path.isdir(args.dataset):
-            ds = datasets.load_from_disk(args.dataset)
-        else:
-            ds = datasets.load_dataset(args.dataset, split=args.split)
-    except Exception as exc:  # noqa: BLE001 - any loader failure becomes one line
-        raise VlmcompressError(f"cannot load data set {args.dataset!r}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
+    ds = open_dataset(args.dataset, split=args.split)
     if isinstance(ds, datasets.DatasetDict):
         if args.split not in ds:
             raise VlmcompressError(f"data set {args.dataset!r} has no split {args.split!r} (it has {', '.join(ds)})")
@@ -107,6 +102,7 @@ def _json_arg(value, what):
 
 
 def cmd_prune(args):
+    from .data.sources import standard_columns
     from .evaluation import check_dataset, evaluate_model
     from .io import atomic_output_dir
     from .loading import load_model
@@ -135,9 +131,7 @@ def cmd_prune(args):
     calibration = _load_dataset(args)
     if calibration is not None:
         check_dataset(calibration, args.image_column, args.text_column, args.text_column)
-        calibration = calibration.rename_columns(
-            {k: v for k, v in ((args.image_column, "image"), (args.text_column, "text"), (args.label_column, "label"))
-             if k in calibration.column_names and k != v})
+        calibration = standard_columns(calibration, args.image_column, args.text_column, args.label_column)
     model, processor, path = load_model(args.model, trust_remote_code=args.trust_remote_code)
     eval_kw = dict(images_per_number=args.images_per_number, latency_batch_size=args.latency_batch_size)
     before = None if args.no_eval else evaluate_model(model, processor, model_path=path, **eval_kw)

@@ -1,0 +1,28 @@
+"""Opening a user's image-caption data set, with errors that fit on one line."""
+
+from __future__ import annotations
+
+import os
+
+from ..errors import VlmcompressError
+
+
+def open_dataset(name: str, *, config: str | None = None, split: str | None = None):
+    """A ``datasets.save_to_disk`` folder or a Hub data set (a ``Dataset`` or ``DatasetDict``); any loader failure
+    becomes one ``VlmcompressError`` line."""
+    import datasets
+
+    try:
+        if os.path.isdir(name):
+            return datasets.load_from_disk(name)
+        return datasets.load_dataset(name, config, split=split)
+    except Exception as exc:  # noqa: BLE001 - any loader failure becomes one line
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise VlmcompressError(f"cannot load data set {name!r}: {first}") from exc
+
+
+def standard_columns(dataset, image_column: str, text_column: str, label_column: str | None = None):
+    """``dataset`` with its image, caption and label columns renamed to ``image``, ``text`` and ``label``."""
+    pairs = ((image_column, "image"), (text_column, "text"), (label_column, "label"))
+    rename = {k: v for k, v in pairs if k and k in dataset.column_names and k != v}
+    return dataset.rename_columns(rename) if rename else dataset
