@@ -50,7 +50,7 @@ def test_magnitude_scores_rank_a_zeroed_head_lowest(processor):
     model = tiny_clip(processor)
     attn = get_adapter(model).attention(get_adapter(model).layers("vision")[1])
     with torch.no_grad():
-        for lin in (attn.q, attn.k, attn.v):
+        for lin in (attn.linear("q"), attn.linear("k"), attn.linear("v")):
             lin.weight[2 * attn.head_dim:3 * attn.head_dim] = 0
     _silence_head(model, "vision", 1, 2)
     scores = MagnitudeImportance()(model)

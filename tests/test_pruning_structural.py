@@ -92,7 +92,7 @@ def test_head_pruning_equals_zeroed_heads(family_model):
     assert step == {"method": "head_pruning",
                     "removed_heads": {"vision": {"0": [1, 3], "1": [0]}, "text": {"1": [0, 2, 3]}}}
     attn = get_adapter(family_model).attention(get_adapter(family_model).layers("text")[1])
-    assert attn.q.out_features == attn.head_dim and attn.out.in_features == attn.head_dim
+    assert attn.linear("q").out_features == attn.head_dim and attn.out.in_features == attn.head_dim
     assert family_model.config.vision_config.layer_num_heads == [2, 3]
 
 

@@ -3,42 +3,97 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
 
 
+def get_path(module: nn.Module, path: str):
+    """``module.a.b`` for ``path = "a.b"``."""
+    for part in path.split("."):
+        module = getattr(module, part)
+    return module
+
+
+def set_path(module: nn.Module, path: str, value) -> None:
+    parent, _, last = path.rpartition(".")
+    setattr(get_path(module, parent) if parent else module, last, value)
+
+
 @dataclass
 class AttentionParts:
-    """One self-attention block: per-head slices are rows of q/k/v and columns of out."""
+    """One attention block. Head ``h`` owns, in every input Linear, ``blocks`` runs of ``head_dim`` rows (one run
+    for separate q/k/v Linears; three for a fused qkv Linear, whose rows are all q heads, then all k, then all v),
+    and columns ``h*head_dim:(h+1)*head_dim`` of the output Linear."""
 
     module: nn.Module
-    q: nn.Linear
-    k: nn.Linear
-    v: nn.Linear
-    out: nn.Linear
     head_dim: int
-    #: attribute name of each role on ``module`` (the adapter knows them; pruning only knows roles)
+    #: role -> dotted attribute path from ``module``; every role but "out" is an input Linear
     names: dict
+    #: input role -> head blocks stacked in its rows (1 for q/k/v, 3 for a fused qkv)
+    blocks: dict
+    #: called with the new head count after slicing, to update whatever the forward reads it from
+    set_num_heads: Callable | None = None
+
+    def linear(self, role: str) -> nn.Linear:
+        return get_path(self.module, self.names[role])
+
+    @property
+    def out(self) -> nn.Linear:
+        return self.linear("out")
 
     @property
     def num_heads(self) -> int:
-        return self.q.out_features // self.head_dim
+        return self.out.in_features // self.head_dim
+
+    def inputs(self) -> list:
+        """(role, Linear) of every input projection."""
+        return [(role, self.linear(role)) for role in self.blocks]
+
+    def linears(self) -> list:
+        return [lin for _, lin in self.inputs()] + [self.out]
+
+    def head_rows(self, role: str, heads) -> torch.Tensor:
+        """Rows of input Linear ``role`` that belong to ``heads``, in the order the forward reads them."""
+        n, d = self.num_heads, self.head_dim
+        index = torch.arange(self.blocks[role] * n * d).view(self.blocks[role], n, d)
+        return index[:, list(heads)].reshape(-1)
+
+    def head_columns(self, heads) -> torch.Tensor:
+        return torch.arange(self.num_heads * self.head_dim).view(self.num_heads, self.head_dim)[list(heads)].reshape(-1)
+
+    def per_head(self, role: str, tensor: torch.Tensor) -> torch.Tensor:
+        """Sum ``tensor`` (shaped like ``role``'s weight) over everything but the head it belongs to."""
+        n, d = self.num_heads, self.head_dim
+        if role == "out":
+            return tensor.reshape(tensor.shape[0], n, d).sum(dim=(0, 2))
+        return tensor.reshape(self.blocks[role], n, d, -1).sum(dim=(0, 2, 3))
+
+    def row_mask(self, role: str, head_mask: torch.Tensor) -> torch.Tensor:
+        """A per-head vector expanded to ``role``'s rows (input Linears) or columns ("out")."""
+        expanded = head_mask.repeat_interleave(self.head_dim)
+        return expanded if role == "out" else expanded.repeat(self.blocks[role])
 
     def replace(self, role: str, linear: nn.Linear) -> None:
-        setattr(self.module, self.names[role], linear)
-        setattr(self, role, linear)
+        set_path(self.module, self.names[role], linear)
 
 
 @dataclass
 class MlpParts:
-    """One MLP: neurons are rows of every ``up`` Linear and columns of ``down``."""
+    """One MLP: neurons are rows of every ``up`` Linear and columns of ``down`` (paths are dotted from ``module``)."""
 
     module: nn.Module
-    up: list
-    down: nn.Linear
     up_names: list
     down_name: str
+
+    @property
+    def up(self) -> list:
+        return [get_path(self.module, name) for name in self.up_names]
+
+    @property
+    def down(self) -> nn.Linear:
+        return get_path(self.module, self.down_name)
 
     @property
     def num_neurons(self) -> int:
@@ -46,12 +101,10 @@ class MlpParts:
 
     def replace_up(self, linears) -> None:
         for name, linear in zip(self.up_names, linears):
-            setattr(self.module, name, linear)
-        self.up = list(linears)
+            set_path(self.module, name, linear)
 
     def replace_down(self, linear: nn.Linear) -> None:
-        setattr(self.module, self.down_name, linear)
-        self.down = linear
+        set_path(self.module, self.down_name, linear)
 
 
 @dataclass

@@ -76,13 +76,17 @@ class ClipAdapter(ModelAdapter):
 
     def attention(self, layer) -> AttentionParts:
         attn = layer.self_attn
+
+        def set_num_heads(n):
+            attn.num_heads = n
+
         return AttentionParts(
-            module=attn, q=attn.q_proj, k=attn.k_proj, v=attn.v_proj, out=attn.out_proj, head_dim=attn.head_dim,
-            names={"q": "q_proj", "k": "k_proj", "v": "v_proj", "out": "out_proj"},
+            module=attn, head_dim=attn.head_dim, names={"q": "q_proj", "k": "k_proj", "v": "v_proj", "out": "out_proj"},
+            blocks={"q": 1, "k": 1, "v": 1}, set_num_heads=set_num_heads,
         )
 
     def mlp(self, layer) -> MlpParts:
-        return MlpParts(module=layer.mlp, up=[layer.mlp.fc1], down=layer.mlp.fc2, up_names=["fc1"], down_name="fc2")
+        return MlpParts(module=layer.mlp, up_names=["fc1"], down_name="fc2")
 
 
 class SiglipAdapter(ClipAdapter):

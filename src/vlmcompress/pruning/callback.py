@@ -65,12 +65,13 @@ class PruningCallback(TrainerCallback):
         for tower, i, attn, mlp in self._units(model):
             hm = self.head_masks.get((tower, i))
             if hm is not None and not hm.all():
-                rows = hm.repeat_interleave(attn.head_dim).to(attn.q.weight.device)
-                for lin in (attn.q, attn.k, attn.v):
+                for role, lin in attn.inputs():
+                    rows = attn.row_mask(role, hm).to(lin.weight.device)
                     lin.weight.mul_(rows[:, None].to(lin.weight.dtype))
                     if lin.bias is not None:
                         lin.bias.mul_(rows.to(lin.bias.dtype))
-                attn.out.weight.mul_(rows[None, :].to(attn.out.weight.dtype))
+                cols = attn.row_mask("out", hm).to(attn.out.weight.device)
+                attn.out.weight.mul_(cols[None, :].to(attn.out.weight.dtype))
             nm = self.neuron_masks.get((tower, i))
             if nm is not None and not nm.all():
                 nm = nm.to(mlp.down.weight.device)
@@ -106,10 +107,9 @@ class PruningCallback(TrainerCallback):
     @torch.no_grad()
     def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
         for tower, i, attn, mlp in self._units(model):
-            if self.head_ratio and attn.q.weight.grad is not None:
-                n, d = attn.num_heads, attn.head_dim
-                wg = sum((lin.weight * lin.weight.grad).view(n, d, -1).sum(dim=(1, 2)) for lin in (attn.q, attn.k, attn.v))
-                wg = wg + (attn.out.weight * attn.out.weight.grad).view(-1, n, d).sum(dim=(0, 2))
+            if self.head_ratio and attn.out.weight.grad is not None:
+                wg = sum(attn.per_head(role, lin.weight * lin.weight.grad) for role, lin in attn.inputs())
+                wg = wg + attn.per_head("out", attn.out.weight * attn.out.weight.grad)
                 self._accumulate(self.head_scores, (tower, i), wg.abs().float().cpu(), self.score_decay)
             if self.mlp_ratio and mlp.down.weight.grad is not None:
                 wg = (mlp.down.weight * mlp.down.weight.grad).sum(dim=0)

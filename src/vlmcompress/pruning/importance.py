@@ -43,9 +43,8 @@ class MagnitudeImportance:
         heads, neurons = {}, {}
         for tower, i, layer in _structure(adapter):
             attn = adapter.attention(layer)
-            d, n = attn.head_dim, attn.num_heads
-            sq = sum(lin.weight.float().pow(2).view(n, d, -1).sum(dim=(1, 2)) for lin in (attn.q, attn.k, attn.v))
-            sq = sq + attn.out.weight.float().pow(2).view(attn.out.out_features, n, d).sum(dim=(0, 2))
+            sq = sum(attn.per_head(role, lin.weight.float().pow(2)) for role, lin in attn.inputs())
+            sq = sq + attn.per_head("out", attn.out.weight.float().pow(2))
             heads.setdefault(tower, {})[i] = sq.sqrt().tolist()
             mlp = adapter.mlp(layer)
             nsq = sum(up.weight.float().pow(2).sum(dim=1) for up in mlp.up) + mlp.down.weight.float().pow(2).sum(dim=0)

@@ -53,13 +53,13 @@ def _layer_index(tower, layer, n_layers):
 
 
 def _slice_heads(attn, keep):
-    d = attn.head_dim
-    index = torch.cat([torch.arange(h * d, (h + 1) * d) for h in keep])
-    for role in ("q", "k", "v"):
-        attn.replace(role, _slice_linear(getattr(attn, role), index, 0))
-    attn.replace("out", _slice_linear(attn.out, index, 1))
-    if hasattr(attn.module, "num_heads"):
-        attn.module.num_heads = len(keep)
+    columns = attn.head_columns(keep)
+    sliced = {role: _slice_linear(linear, attn.head_rows(role, keep), 0) for role, linear in attn.inputs()}
+    sliced["out"] = _slice_linear(attn.out, columns, 1)
+    for role, linear in sliced.items():
+        attn.replace(role, linear)
+    if attn.set_num_heads is not None:
+        attn.set_num_heads(len(keep))
 
 
 def _slice_neurons(mlp, keep):

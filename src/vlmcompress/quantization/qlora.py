@@ -38,7 +38,7 @@ def lora_target_modules(model) -> list[str]:
     for tower in adapter.towers():
         for layer in adapter.layers(tower):
             attn, mlp = adapter.attention(layer), adapter.mlp(layer)
-            targets += [names[id(linear)] for linear in (attn.q, attn.k, attn.v, attn.out, *mlp.up, mlp.down)]
+            targets += [names[id(linear)] for linear in (*attn.linears(), *mlp.up, mlp.down)]
     return targets
 
 
