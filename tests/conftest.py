@@ -35,3 +35,21 @@ def tiny_clip_dir(tmp_path_factory, processor):
     tiny_clip(processor).save_pretrained(path)
     processor.save_pretrained(path)
     return path
+
+
+def tiny_blip(cls_name="BlipForImageTextRetrieval", layers=2, hidden=32, heads=4, seed=0):
+    """A random tiny BLIP model of class ``cls_name`` (fresh config each call: pruning edits the config)."""
+    import transformers
+
+    from vlmcompress.teacher_blip import blip_config, build_blip_tokenizer
+
+    torch.manual_seed(seed)
+    config = blip_config(build_blip_tokenizer(), layers=layers, hidden=hidden, heads=heads, projection=16)
+    return getattr(transformers, cls_name)(config).eval()
+
+
+@pytest.fixture(scope="session")
+def blip_processor():
+    from vlmcompress.teacher_blip import build_blip_processor
+
+    return build_blip_processor()

@@ -61,7 +61,7 @@ def keep_bnb_layout_portable(model) -> None:
 
 
 def load_model(name_or_path: str | None = None, *, trust_remote_code: bool = False, device_map: str | None = None, **kwargs):
-    """Load a CLIP-like model (full precision, pruned or bitsandbytes-quantized) and its processor."""
+    """Load a CLIP/SigLIP/BLIP model (full precision, pruned or bitsandbytes-quantized), its processor and path."""
     from transformers import AutoConfig, AutoModel, AutoProcessor
 
     from .adapters import adapter_for_config
@@ -77,8 +77,8 @@ def load_model(name_or_path: str | None = None, *, trust_remote_code: bool = Fal
         raise VlmcompressError(f"{path}: {str(exc).splitlines()[0]}") from exc
     if adapter_for_config(config) is None:
         raise VlmcompressError(
-            f"{path} is a {type(config).__name__.removesuffix('Config')} model ({config.model_type!r}), not a CLIP-like "
-            "image-text model: expected CLIP or SigLIP"
+            f"{path} is a {type(config).__name__.removesuffix('Config')} model ({config.model_type!r}), not a supported "
+            "image-text model: expected CLIP, SigLIP or BLIP"
         )
     if getattr(config, "quantization_config", None) is not None and device_map is None:
         device_map = "cpu"
@@ -91,7 +91,13 @@ def load_model(name_or_path: str | None = None, *, trust_remote_code: bool = Fal
     if own_class is not None:
         model = own_class.from_pretrained(path, device_map=device_map, **kwargs)
     else:
-        model = AutoModel.from_pretrained(path, trust_remote_code=trust_remote_code, device_map=device_map, **kwargs)
+        # the saved class (e.g. BlipForConditionalGeneration), not AutoModel's base class for the model type
+        import transformers
+
+        names = list(getattr(config, "architectures", None) or [])
+        stock = getattr(transformers, names[0], None) if names and "auto_map" not in config.__dict__ else None
+        loader = stock if stock is not None else AutoModel
+        model = loader.from_pretrained(path, trust_remote_code=trust_remote_code, device_map=device_map, **kwargs)
     try:
         processor = AutoProcessor.from_pretrained(path)
     except OSError as exc:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from ..errors import VlmcompressError
 from .base import ModelAdapter
+from .blip import BlipAdapter
 from .clip import ClipAdapter, SiglipAdapter
 
-ADAPTERS: list[type[ModelAdapter]] = [ClipAdapter, SiglipAdapter]
+ADAPTERS: list[type[ModelAdapter]] = [ClipAdapter, SiglipAdapter, BlipAdapter]
 
 
 def adapter_for_config(config) -> type[ModelAdapter] | None:
@@ -27,7 +28,7 @@ def get_adapter(model) -> ModelAdapter:
         supported = ", ".join(sorted({f for a in ADAPTERS for f in a.model_types}))
         found = type(model).__name__
         raise VlmcompressError(
-            f"{found} is not a CLIP-like model: expected a two-tower image-text model of type {supported}"
+            f"{found} is not a supported image-text model: expected a model of type {supported}"
         )
     return adapter(model)
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from transformers import PreTrainedModel
+
 from . import modeling_vlmcompress, structure
-from .modeling_vlmcompress import VlmcompressCLIPModel, VlmcompressSiglipModel
+from .modeling_vlmcompress import VlmcompressBlipForImageTextRetrieval, VlmcompressCLIPModel, VlmcompressSiglipModel
 
 def stock_class(cls):
     """The transformers class a vlmcompress class extends (its last base, after the mixin)."""
@@ -22,10 +24,10 @@ def stock_class(cls):
 REMOTE_CLASSES = {
     stock_class(cls).__name__: cls
     for name, cls in vars(modeling_vlmcompress).items()
-    if name.startswith("Vlmcompress") and isinstance(cls, type)
+    if name.startswith("Vlmcompress") and isinstance(cls, type) and issubclass(cls, PreTrainedModel)
 }
 _BY_OWN_NAME = {cls.__name__: cls for cls in REMOTE_CLASSES.values()}
-_TWO_TOWER = {"clip": VlmcompressCLIPModel, "siglip": VlmcompressSiglipModel}
+_TWO_TOWER = {"clip": VlmcompressCLIPModel, "siglip": VlmcompressSiglipModel, "blip": VlmcompressBlipForImageTextRetrieval}
 
 
 def tower_configs(config) -> list:
@@ -52,7 +54,7 @@ def remote_class_for(config, model_class_name: str | None = None):
             return cls
     cls = _TWO_TOWER.get(config.model_type)
     if cls is None:
-        raise ValueError(f"per-layer shapes are supported for CLIP and SigLIP classes, not {names or config.model_type}")
+        raise ValueError(f"per-layer shapes are supported for CLIP, SigLIP and BLIP classes, not {names or config.model_type}")
     return cls
 
 

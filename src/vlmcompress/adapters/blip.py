@@ -1,0 +1,190 @@
+"""BLIP: a ViT vision tower with a fused ``qkv`` Linear, and BERT-style text towers.
+
+Where things live (transformers v5):
+
+- vision (``vision_model.encoder.layers``): ``self_attn.qkv`` (rows: all q heads, then all k, then all v) and
+  ``self_attn.projection``; the stock forward reshapes with ``embed_dim // num_heads``, so a layer with fewer heads
+  gets ``VlmcompressBlipAttention`` (same weights, a forward that reads ``head_dim``). MLP: ``mlp.fc1``/``fc2``.
+- text encoder (``text_encoder`` in retrieval/VQA, ``text_model`` in ``BlipModel``) and text decoder
+  (``text_decoder.bert``): ``encoder.layer[i].attention.self.{query,key,value}`` + ``attention.output.dense``;
+  cross-attention to the image in ``crossattention`` (kept whole: only self-attention heads are pruned);
+  MLP ``intermediate.dense``/``output.dense``. Each layer and its attentions carry ``layer_idx`` for the KV cache,
+  renumbered when layers are dropped so ``generate`` still works.
+
+Tower names: ``vision``, ``text`` (encoder) and ``text_decoder``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..errors import VlmcompressError
+from .base import AttentionParts, ModelAdapter, MlpParts, TowerFeatures, _pooled, get_path
+
+#: original BLIP's ITC temperature (0.07); transformers' retrieval model does not carry it
+BLIP_ITC_LOGIT_SCALE = math.log(1 / 0.07)
+
+
+class BlipAdapter(ModelAdapter):
+    family = "blip"
+    model_types = ("blip", "blip_vision_model", "blip_text_model")
+    #: tower name -> attribute paths, first present wins
+    tower_paths = {"vision": ("vision_model",), "text": ("text_encoder", "text_model"), "text_decoder": ("text_decoder.bert",)}
+    # the heads every embedding or token passes through: ITC projections, the ITM head, the LM head (tied to the
+    # word embeddings, which bitsandbytes cannot share)
+    quantization_keep = ("vision_proj", "text_proj", "itm_head", "visual_projection", "text_projection",
+                         "text_decoder.cls.predictions.decoder")
+
+    # --- structure -------------------------------------------------------------------------------------------
+    def towers(self) -> dict:
+        out = {}
+        for name, paths in self.tower_paths.items():
+            for path in paths:
+                try:
+                    out[name] = get_path(self.model, path)
+                    break
+                except AttributeError:
+                    continue
+        if not out:  # BlipVisionModel / BlipTextModel on their own
+            kind = "vision" if "vision" in self.model.config.model_type else "text"
+            out[kind] = self.model
+        return out
+
+    def tower_config(self, tower: str):
+        towers = self.towers()
+        config = towers[tower].config
+        sharing = [name for name, module in towers.items() if name != tower and module.config is config]
+        if sharing:
+            raise VlmcompressError(
+                f"{type(self.model).__name__} builds its {tower} and {sharing[0]} towers from one config, so their "
+                f"shapes cannot differ: prune the vision tower only (or use BlipForImageTextRetrieval / "
+                "BlipForConditionalGeneration)"
+            )
+        return config
+
+    def layers(self, tower: str):
+        encoder = self.towers()[tower].encoder
+        return encoder.layers if hasattr(encoder, "layers") else encoder.layer
+
+    def set_layers(self, tower: str, layers) -> None:
+        encoder = self.towers()[tower].encoder
+        if hasattr(encoder, "layers"):
+            encoder.layers = layers
+            return
+        encoder.layer = layers
+        for i, layer in enumerate(layers):  # the KV cache is indexed by layer_idx
+            layer.layer_num = i
+            for attention in (getattr(layer, "attention", None), getattr(layer, "crossattention", None)):
+                if attention is not None:
+                    attention.self.layer_idx = i
+
+    def attention(self, layer) -> AttentionParts:
+        if hasattr(layer, "self_attn"):  # vision: fused qkv
+            attn = layer.self_attn
+
+            def set_vision_heads(n):
+                from ..modeling.modeling_vlmcompress import VlmcompressBlipAttention
+
+                attn.__class__ = VlmcompressBlipAttention
+                attn.num_heads = n
+
+            return AttentionParts(module=attn, head_dim=attn.head_dim, names={"qkv": "qkv", "out": "projection"},
+                                  blocks={"qkv": 3}, set_num_heads=set_vision_heads)
+        self_attn = layer.attention.self
+
+        def set_text_heads(n):
+            self_attn.num_attention_heads = n
+            self_attn.all_head_size = n * self_attn.attention_head_size
+
+        return AttentionParts(
+            module=layer.attention, head_dim=self_attn.attention_head_size,
+            names={"q": "self.query", "k": "self.key", "v": "self.value", "out": "output.dense"},
+            blocks={"q": 1, "k": 1, "v": 1}, set_num_heads=set_text_heads,
+        )
+
+    def mlp(self, layer) -> MlpParts:
+        if hasattr(layer, "mlp"):
+            return MlpParts(module=layer.mlp, up_names=["fc1"], down_name="fc2")
+        return MlpParts(module=layer, up_names=["intermediate.dense"], down_name="output.dense")
+
+    # --- embeddings and losses -------------------------------------------------------------------------------
+    def _require(self, *attributes):
+        missing = [a for a in attributes if not hasattr(self.model, a)]
+        if missing:
+            raise VlmcompressError(
+                f"{type(self.model).__name__} has no image-text embedding heads ({', '.join(missing)}): retrieval "
+                "and zero-shot need BlipForImageTextRetrieval or BlipModel; a captioning model is measured by "
+                "its captions"
+            )
+
+    @property
+    def is_captioner(self) -> bool:
+        return hasattr(self.model, "text_decoder") and not hasattr(self.model, "text_encoder")
+
+    def image_embeddings(self, pixel_values):
+        if hasattr(self.model, "get_image_features"):
+            return _pooled(self.model.get_image_features(pixel_values=pixel_values))
+        self._require("vision_proj")
+        return self.model.vision_proj(self.model.vision_model(pixel_values=pixel_values).last_hidden_state[:, 0])
+
+    def text_embeddings(self, input_ids, attention_mask=None):
+        if hasattr(self.model, "get_text_features"):
+            return _pooled(self.model.get_text_features(input_ids=input_ids, attention_mask=attention_mask))
+        self._require("text_proj")
+        hidden = self.model.text_encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return self.model.text_proj(hidden[:, 0])
+
+    def logit_scale(self) -> torch.Tensor:
+        scale = getattr(self.model, "logit_scale", None)
+        if scale is not None:
+            return scale
+        return torch.tensor(BLIP_ITC_LOGIT_SCALE, device=self.device())
+
+    def caption_inputs(self, input_ids, attention_mask=None):
+        """Decoder inputs and labels for captioning: the first token becomes the decoder's BOS (as ``generate``
+        starts), padding is ignored by the loss."""
+        config = self.model.config.text_config
+        input_ids = input_ids.clone()
+        input_ids[:, 0] = config.bos_token_id
+        labels = input_ids.masked_fill(input_ids == config.pad_token_id, -100)
+        if attention_mask is not None:
+            labels = labels.masked_fill(attention_mask == 0, -100)
+        return input_ids, labels
+
+    def training_loss(self, pixel_values, input_ids, attention_mask=None, labels=None):
+        """Captioners: the decoder's language-model loss; two-tower models: image-text contrastive (ITC)."""
+        dev = self.device()
+        pixel_values = pixel_values.to(device=dev, dtype=self.input_dtype())
+        input_ids = input_ids.to(dev)
+        attention_mask = None if attention_mask is None else attention_mask.to(dev)
+        if self.is_captioner:
+            ids, lm_labels = self.caption_inputs(input_ids, attention_mask)
+            return self.model(pixel_values=pixel_values, input_ids=ids, attention_mask=attention_mask, labels=lm_labels).loss
+        from ..losses import contrastive_loss
+
+        img = self.image_embeddings(pixel_values)
+        txt = self.text_embeddings(input_ids, attention_mask)
+        return contrastive_loss(img.float(), txt.float(), self.logit_scale().float(),
+                                None if labels is None else labels.to(dev))
+
+    def features(self, model, pixel_values, input_ids, attention_mask=None, output_hidden_states=False):
+        self._require("vision_proj", "text_proj")
+        dev = self.device()
+        mask = None if attention_mask is None else attention_mask.to(dev)
+        out = model(input_ids=input_ids.to(dev), pixel_values=pixel_values.to(device=dev, dtype=self.input_dtype()),
+                    attention_mask=mask, use_itm_head=False, output_hidden_states=output_hidden_states)
+        image = self.model.vision_proj(out.last_hidden_state[:, 0])
+        text = self.model.text_proj(out.question_embeds[:, 0])
+        hidden = {"vision": out.hidden_states} if output_hidden_states else {}
+        return TowerFeatures(image_embeds=image, text_embeds=text, logit_scale=self.logit_scale(), hidden_states=hidden,
+                             text_mask=mask)
+
+    @torch.no_grad()
+    def generate_captions(self, pixel_values, max_new_tokens: int = 12):
+        """Greedy captions (token ids) for a batch of images."""
+        if not self.is_captioner:
+            raise VlmcompressError(f"{type(self.model).__name__} does not caption: expected BlipForConditionalGeneration")
+        pixel_values = pixel_values.to(device=self.device(), dtype=self.input_dtype())
+        return self.model.generate(pixel_values=pixel_values, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1)
