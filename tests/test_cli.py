@@ -39,7 +39,7 @@ def test_not_clip_like(tmp_path):
     from transformers import BertConfig, BertModel
 
     BertModel(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)).save_pretrained(tmp_path)
-    _assert_one_line_error(run_cli("evaluate", str(tmp_path)), "not a CLIP-like")
+    _assert_one_line_error(run_cli("evaluate", str(tmp_path)), "not a supported image-text model: expected CLIP, SigLIP or BLIP")
 
 
 def test_dataset_without_named_columns(tiny_clip_dir, tmp_path):

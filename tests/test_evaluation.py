@@ -98,7 +98,7 @@ def test_not_clip_like_model_is_rejected(processor):
     from transformers import BertConfig, BertModel
 
     model = BertModel(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64))
-    with pytest.raises(VlmcompressError, match="not a CLIP-like model"):
+    with pytest.raises(VlmcompressError, match="not a supported image-text model"):
         evaluate_model(model, processor, latency_repeats=0)
 
 
@@ -131,3 +131,20 @@ def test_load_model_reloads_a_saved_4bit_checkpoint(tiny_clip_dir, tmp_path):
     assert type(model.vision_model.encoder.layers[0].self_attn.q_proj).__name__ == "Linear4bit"
     m = evaluate_model(model, processor, images_per_number=1, latency_repeats=5, latency_batch_size=4, model_path=path)
     assert m["latency_ms"] > 0 and m["size_bytes"] > 0
+
+
+def test_captioner_is_measured_by_its_captions(blip_processor):
+    from conftest import tiny_blip
+    from vlmcompress.data.digits import number_in_caption
+    from vlmcompress.report import format_metrics_table
+
+    assert [number_in_caption(c) for c in ("a photo of the number 47", "the digits four and seven",
+                                           "a four followed by a seven", "handwritten 07", "a picture", "47 48")] == [
+        47, 47, 47, 7, None, None]
+    metrics = evaluate_model(tiny_blip("BlipForConditionalGeneration"), blip_processor, images_per_number=1,
+                             latency_repeats=1, measure_size=False)
+    assert 0 <= metrics["caption_accuracy"] <= 1 and 0 <= metrics["caption_accuracy_heldout"] <= 1
+    assert metrics["zero_shot_accuracy"] is None and metrics["latency_ms"] > 0
+    assert len(metrics["caption_examples"]) == 5 and all(isinstance(c, str) for c in metrics["caption_examples"])
+    table = format_metrics_table({"captioner": metrics})
+    assert "caption accuracy (held-out)" in table and "zero-shot" not in table

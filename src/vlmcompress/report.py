@@ -11,7 +11,7 @@ Model cards, plots and benchmarks read it. Schema (format_version 1)::
     METRICS = {"params": int, "size_bytes": int, "memory_bytes": int, "latency_ms": float,
                "latency_batch_size": int, "zero_shot_accuracy": float, "zero_shot_accuracy_heldout": float,
                "recall_at_1_i2t": float, "recall_at_1_t2i": float, "recall_at_5_i2t": float,
-               "recall_at_5_t2i": float}
+               "recall_at_5_t2i": float, "caption_accuracy": float, "caption_accuracy_heldout": float}
 
 Every METRICS key is present; a metric that was not measured is ``null``, never guessed. Extra keys are
 allowed (the harness adds ``latency_threads``, ``latency_dtype``, ``latency_device``, ``eval_dataset`` ...).
@@ -68,8 +68,10 @@ METRIC_TYPES = {
     "recall_at_1_t2i": float,
     "recall_at_5_i2t": float,
     "recall_at_5_t2i": float,
+    "caption_accuracy": float,
+    "caption_accuracy_heldout": float,
 }
-FRACTION_KEYS = {k for k in METRIC_TYPES if k.startswith(("zero_shot", "recall"))}
+FRACTION_KEYS = {k for k in METRIC_TYPES if k.startswith(("zero_shot", "recall", "caption"))}
 TOWERS = ("vision", "text", "text_decoder")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 
@@ -298,14 +300,30 @@ TABLE_ROWS = (
     ("recall_at_5_i2t", "recall@5 image->text"),
     ("recall_at_1_t2i", "recall@1 text->image"),
     ("recall_at_5_t2i", "recall@5 text->image"),
+    ("caption_accuracy", "caption accuracy (seen/all)"),
+    ("caption_accuracy_heldout", "caption accuracy (held-out)"),
 )
+
+
+CAPTION_KEYS = ("caption_accuracy", "caption_accuracy_heldout")
+
+
+def table_rows(metrics_dicts) -> list:
+    """TABLE_ROWS for the task measured: caption rows for a captioner, zero-shot/recall rows otherwise (unmeasured
+    rows of the task stay, shown as not measured)."""
+    metrics_dicts = [m or {} for m in metrics_dicts]
+    captions = any(m.get(k) is not None for m in metrics_dicts for k in CAPTION_KEYS)
+    retrieval = any(m.get(k) is not None for m in metrics_dicts for k in FRACTION_KEYS if k not in CAPTION_KEYS)
+    return [(key, label) for key, label in TABLE_ROWS
+            if (key in CAPTION_KEYS and captions) or (key in FRACTION_KEYS and key not in CAPTION_KEYS and (retrieval or not captions))
+            or key not in FRACTION_KEYS]
 
 
 def format_metrics_table(columns: dict) -> str:
     """A plain-text table: one row per metric, one column per named METRICS dict."""
     names = list(columns)
     rows = [["metric", *names]]
-    for key, label in TABLE_ROWS:
+    for key, label in table_rows(columns.values()):
         rows.append([label, *(format_metric(key, (columns[n] or {}).get(key)) for n in names)])
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = []

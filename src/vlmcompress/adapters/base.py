@@ -8,6 +8,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ..errors import VlmcompressError
+
 
 def get_path(module: nn.Module, path: str):
     """``module.a.b`` for ``path = "a.b"``."""
@@ -155,6 +157,17 @@ class ModelAdapter:
 
     def text_embeddings(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError
+
+    #: whether the model is measured by its captions (``generate_captions``) instead of image-text embeddings
+    is_captioner: bool = False
+
+    def latency_forward(self, pixel_values, input_ids, attention_mask=None) -> None:
+        """The forward that latency figures time: both towers' embeddings (captioners: image + teacher-forced text)."""
+        self.image_embeddings(pixel_values)
+        self.text_embeddings(input_ids, attention_mask)
+
+    def generate_captions(self, pixel_values, max_new_tokens: int = 12):
+        raise VlmcompressError(f"{type(self.model).__name__} does not generate captions")
 
     def towers(self) -> dict:
         raise NotImplementedError

@@ -123,6 +123,12 @@ class BlipAdapter(ModelAdapter):
     def is_captioner(self) -> bool:
         return hasattr(self.model, "text_decoder") and not hasattr(self.model, "text_encoder")
 
+    def latency_forward(self, pixel_values, input_ids, attention_mask=None) -> None:
+        if not self.is_captioner:
+            return super().latency_forward(pixel_values, input_ids, attention_mask)
+        ids, _ = self.caption_inputs(input_ids, attention_mask)
+        self.model(pixel_values=pixel_values, input_ids=ids, attention_mask=attention_mask)
+
     def image_embeddings(self, pixel_values):
         if hasattr(self.model, "get_image_features"):
             return _pooled(self.model.get_image_features(pixel_values=pixel_values))

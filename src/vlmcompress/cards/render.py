@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 from .. import report as report_mod
-from ..report import FRACTION_KEYS, REPORT_FILENAME, TABLE_ROWS
+from ..report import FRACTION_KEYS, REPORT_FILENAME, table_rows
 from . import plot
 from .citations import citations_for
 
@@ -357,6 +357,10 @@ def _eval_results(after, model_label):
         ("recall_at_5_i2t", "image-text-retrieval", "Image-text retrieval", "recall", "recall@5 image->text"),
         ("recall_at_1_t2i", "image-text-retrieval", "Image-text retrieval", "recall", "recall@1 text->image"),
         ("recall_at_5_t2i", "image-text-retrieval", "Image-text retrieval", "recall", "recall@5 text->image"),
+        ("caption_accuracy", "image-to-text", "Image captioning", "accuracy",
+         "caption names the right number (seen)" if after.get("caption_accuracy_heldout") is not None else "caption accuracy"),
+        ("caption_accuracy_heldout", "image-to-text", "Image captioning", "accuracy",
+         "caption names the right number (held-out)"),
     ]
     out = []
     for key, task, task_name, mtype, mname in specs:
@@ -373,7 +377,7 @@ def _metrics_table(points, before, after) -> dict:
     metrics = [p["metrics"] for p in points] or [after or {}]
     has_change = bool(before) and bool(after)
     rows = []
-    for key, label in TABLE_ROWS:
+    for key, label in table_rows(metrics + [before]):
         cells = [fmt_metric(key, (m or {}).get(key)) for m in metrics]
         if has_change:
             cells.append(fmt_change(key, before.get(key), after.get(key)))
@@ -496,7 +500,7 @@ def build_card(folder, report=None, *, repo_id=None, template=None):
     if trainings:
         plots[plot.LOSS_PLOT] = ("loss", [{"label": f"{s['number']}. {s['method']}", "loss_log": s["training"]["loss_log"]}
                                           for s in trainings])
-    measured_missing = [label for key, label in TABLE_ROWS if after is not None and after.get(key) is None]
+    measured_missing = [label for key, label in table_rows([after, before]) if after is not None and after.get(key) is None]
     context = dict(
         generated_marker=GENERATED_MARKER,
         model_id=model_id,

@@ -70,6 +70,19 @@ def caption(n: int, template: str) -> str:
     return template.format(n=number_text(n), a=NUMBER_WORDS[tens], b=NUMBER_WORDS[units])
 
 
+def number_in_caption(text: str) -> int | None:
+    """The number a caption names: a two-digit token ("47"), else exactly two number words ("four ... seven");
+    None when it names none (or several)."""
+    words = text.lower().replace(".", " ").split()
+    numbers = [w for w in words if len(w) == 2 and w.isdigit()]
+    if len(numbers) == 1:
+        return int(numbers[0])
+    if numbers:
+        return None
+    named = [NUMBER_WORDS.index(w) for w in words if w in NUMBER_WORDS]
+    return 10 * named[0] + named[1] if len(named) == 2 else None
+
+
 def class_names() -> list[str]:
     return [number_text(n) for n in range(NUM_CLASSES)]
 

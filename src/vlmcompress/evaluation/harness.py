@@ -90,7 +90,8 @@ def _tokenizer_of(processor):
 
 @torch.inference_mode()
 def measure_latency(adapter, image_processor, tokenizer, images, texts, batch_size=32, warmup=2, repeats=7):
-    """Median wall time of a full image+text forward at ``batch_size``, after warm-up batches."""
+    """Median wall time of a full image+text forward at ``batch_size``, after warm-up batches (captioners: the image
+    and a teacher-forced caption through the decoder)."""
     n = len(images)
     idx = [i % n for i in range(batch_size)]
     pixel_values = image_processor(images=[images[i] for i in idx], return_tensors="pt")["pixel_values"]
@@ -104,13 +105,45 @@ def measure_latency(adapter, image_processor, tokenizer, images, texts, batch_si
         if cuda:
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        adapter.image_embeddings(pixel_values)
-        adapter.text_embeddings(input_ids, mask)
+        adapter.latency_forward(pixel_values, input_ids, mask)
         if cuda:
             torch.cuda.synchronize()
         if i >= warmup:
             times.append((time.perf_counter() - t0) * 1000)
     return statistics.median(times)
+
+
+@torch.inference_mode()
+def caption_images(adapter, processor, images, batch_size=128, max_new_tokens=12) -> list[str]:
+    """Greedy captions, decoded without special tokens."""
+    image_processor = getattr(processor, "image_processor", processor)
+    tokenizer = _tokenizer_of(processor)
+    captions = []
+    for sl in progress(list(_batches(len(images), batch_size)), desc="captions", leave=False):
+        pixel_values = image_processor(images=images[sl], return_tensors="pt")["pixel_values"]
+        ids = adapter.generate_captions(pixel_values, max_new_tokens=max_new_tokens)
+        captions += tokenizer.batch_decode(ids, skip_special_tokens=True)
+    return captions
+
+
+def _caption_metrics(metrics, adapter, processor, images, labels, texts, heldout_labels, embedded, batch_size):
+    """Embedded data: a caption is right when it names the image's number; a user's data: when it equals the row's
+    caption (lower case, whitespace collapsed)."""
+    captions = caption_images(adapter, processor, images, batch_size=batch_size)
+    if embedded:
+        correct = np.asarray([digits.number_in_caption(c) == int(lab) for c, lab in zip(captions, labels)])
+    else:
+        def norm(text):
+            return " ".join(str(text).lower().split())
+
+        correct = np.asarray([norm(c) == norm(t) for c, t in zip(captions, texts)])
+    heldout = np.isin(labels, np.asarray(list(heldout_labels or []), dtype=labels.dtype))
+    if heldout_labels:
+        metrics["caption_accuracy"] = float(correct[~heldout].mean()) if (~heldout).any() else None
+        metrics["caption_accuracy_heldout"] = float(correct[heldout].mean()) if heldout.any() else None
+    else:
+        metrics["caption_accuracy"] = float(correct.mean())
+    metrics["caption_examples"] = captions[:5]
 
 
 def size_on_disk(model, model_path=None) -> int:
@@ -130,6 +163,44 @@ def count_parameters(model) -> int:
     if hasattr(model, "num_parameters"):
         return int(model.num_parameters())
     return sum(p.numel() for p in model.parameters())
+
+
+def _retrieval_metrics(metrics, adapter, image_processor, tokenizer, images, labels, texts, class_prompts,
+                       heldout_labels, batch_size):
+    """Zero-shot accuracy (seen/held-out) and recall@k into ``metrics``."""
+    if labels.max() >= len(class_prompts) or labels.min() < 0:
+        raise VlmcompressError(f"labels run from {labels.min()} to {labels.max()} but there are {len(class_prompts)} classes")
+
+    image_emb = encode_images(adapter, image_processor, images, batch_size=batch_size)
+    class_emb = class_embeddings(adapter, tokenizer, class_prompts)
+    pred = (image_emb @ class_emb.t()).argmax(dim=1).numpy()
+    correct = pred == labels
+
+    heldout = np.isin(labels, np.asarray(list(heldout_labels or []), dtype=labels.dtype))
+    if heldout_labels:
+        metrics["zero_shot_accuracy"] = float(correct[~heldout].mean()) if (~heldout).any() else None
+        metrics["zero_shot_accuracy_heldout"] = float(correct[heldout].mean()) if heldout.any() else None
+    else:
+        metrics["zero_shot_accuracy"] = float(correct.mean())
+    metrics["zero_shot_accuracy_all"] = float(correct.mean())
+    metrics["zero_shot_classes"] = len(class_prompts)
+
+    # retrieval on a class-balanced subset: up to RETRIEVAL_PER_CLASS images per label, each with its own caption;
+    # a hit is a retrieved item of the same label (captions of one number are interchangeable)
+    seen_count: dict = {}
+    subset = []
+    for i, lab in enumerate(labels.tolist()):
+        if seen_count.get(lab, 0) < RETRIEVAL_PER_CLASS:
+            seen_count[lab] = seen_count.get(lab, 0) + 1
+            subset.append(i)
+    subset_t = torch.as_tensor(subset)
+    text_emb = encode_texts(adapter, tokenizer, [texts[i] for i in subset])
+    sim = image_emb[subset_t] @ text_emb.t()
+    sub_labels = labels[subset]
+    for k in (1, 5):
+        metrics[f"recall_at_{k}_i2t"] = recall_at_k(sim, sub_labels, sub_labels, k)
+        metrics[f"recall_at_{k}_t2i"] = recall_at_k(sim.t(), sub_labels, sub_labels, k)
+    metrics["retrieval_pairs"] = len(subset)
 
 
 def evaluate_model(
@@ -165,7 +236,7 @@ def evaluate_model(
         class_prompts = digits.class_prompts()
         heldout_labels = digits.HELDOUT_NUMBERS
     check_dataset(dataset, image_column, text_column, label_column)
-    if class_prompts is None:
+    if class_prompts is None and not adapter.is_captioner:
         names = getattr(dataset.features[label_column], "names", None)
         if not names:
             raise VlmcompressError(
@@ -178,42 +249,13 @@ def evaluate_model(
     images = dataset[image_column]
     labels = np.asarray(dataset[label_column])
     texts = dataset[text_column]
-    if labels.max() >= len(class_prompts) or labels.min() < 0:
-        raise VlmcompressError(f"labels run from {labels.min()} to {labels.max()} but there are {len(class_prompts)} classes")
-
-    image_emb = encode_images(adapter, image_processor, images, batch_size=batch_size)
-    class_emb = class_embeddings(adapter, tokenizer, class_prompts)
-    pred = (image_emb @ class_emb.t()).argmax(dim=1).numpy()
-    correct = pred == labels
-
     metrics = empty_metrics()
-    heldout = np.isin(labels, np.asarray(list(heldout_labels or []), dtype=labels.dtype))
-    if heldout_labels:
-        metrics["zero_shot_accuracy"] = float(correct[~heldout].mean()) if (~heldout).any() else None
-        metrics["zero_shot_accuracy_heldout"] = float(correct[heldout].mean()) if heldout.any() else None
+    if adapter.is_captioner:
+        _caption_metrics(metrics, adapter, processor, images, labels, texts, heldout_labels, embedded, batch_size)
     else:
-        metrics["zero_shot_accuracy"] = float(correct.mean())
-    metrics["zero_shot_accuracy_all"] = float(correct.mean())
-    metrics["zero_shot_classes"] = len(class_prompts)
+        _retrieval_metrics(metrics, adapter, image_processor, tokenizer, images, labels, texts, class_prompts,
+                           heldout_labels, batch_size)
     metrics["eval_images"] = int(len(labels))
-
-    # retrieval on a class-balanced subset: up to RETRIEVAL_PER_CLASS images per label, each with its own caption;
-    # a hit is a retrieved item of the same label (captions of one number are interchangeable)
-    seen_count: dict = {}
-    subset = []
-    for i, lab in enumerate(labels.tolist()):
-        if seen_count.get(lab, 0) < RETRIEVAL_PER_CLASS:
-            seen_count[lab] = seen_count.get(lab, 0) + 1
-            subset.append(i)
-    subset_t = torch.as_tensor(subset)
-    text_emb = encode_texts(adapter, tokenizer, [texts[i] for i in subset])
-    sim = image_emb[subset_t] @ text_emb.t()
-    sub_labels = labels[subset]
-    for k in (1, 5):
-        metrics[f"recall_at_{k}_i2t"] = recall_at_k(sim, sub_labels, sub_labels, k)
-        metrics[f"recall_at_{k}_t2i"] = recall_at_k(sim.t(), sub_labels, sub_labels, k)
-    metrics["retrieval_pairs"] = len(subset)
-
     metrics["params"] = count_parameters(model)
     metrics["memory_bytes"] = int(model.get_memory_footprint()) if hasattr(model, "get_memory_footprint") else None
     if measure_size:
