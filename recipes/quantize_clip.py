@@ -44,7 +44,7 @@ class QuantizeArguments:
     quant_type: str = field(default="nf4", metadata={"help": "4-bit data type: nf4 or fp4."})
     double_quant: bool = field(default=False, metadata={"help": "4-bit: quantize the block scales too."})
     compute_dtype: str = field(default="float32", metadata={"help": "4-bit matmul dtype: float32, bfloat16 or float16."})
-    towers: str = field(default="vision,text", metadata={"help": "Towers to quantize."})
+    towers: str = field(default="", metadata={"help": "Comma-separated towers to quantize (vision, text, text_decoder); default: every tower."})
     skip: list[str] = field(default_factory=list, metadata={"help": "More Linears to keep in full precision (name prefix, regex or suffix); each must match."})
     qlora: bool = field(default=False, metadata={"help": "Train LoRA adapters on the quantized model (QLoRA)."})
     lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
@@ -77,7 +77,7 @@ def main(args: QuantizeArguments | None = None, training_args: TrainingArguments
     if args is None:
         args, training_args = HfArgumentParser((QuantizeArguments, TrainingArguments)).parse_args_into_dataclasses()
     config = QuantizationConfig(bits=args.bits, quant_type=args.quant_type, double_quant=args.double_quant,
-                                compute_dtype=args.compute_dtype, towers=args.towers.split(","), skip=list(args.skip))
+                                compute_dtype=args.compute_dtype, towers=[t for t in args.towers.split(",") if t] or None, skip=list(args.skip))
     config.validate()
     model, processor, path = load_model(args.model_name_or_path)
     eval_kw = dict(images_per_number=args.eval_images_per_number, latency_batch_size=args.latency_batch_size)

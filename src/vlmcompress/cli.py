@@ -113,7 +113,7 @@ def cmd_prune(args):
 
     _quiet_transformers()
     config = PruningConfig(
-        towers=args.towers.split(","),
+        towers=args.towers.split(",") if args.towers else None,
         importance=args.importance,
         head_ratio=args.head_ratio,
         head_scope=args.head_scope,
@@ -201,7 +201,7 @@ def cmd_quantize(args):
 
     _quiet_transformers()
     config = QuantizationConfig(bits=args.bits, quant_type=args.quant_type or "nf4", double_quant=args.double_quant,
-                                compute_dtype=args.compute_dtype, towers=[t for t in args.towers.split(",") if t],
+                                compute_dtype=args.compute_dtype, towers=None if args.towers is None else [t for t in args.towers.split(",") if t],
                                 skip=list(args.skip or []), device=args.device)
     if args.bits == 8 and args.quant_type:
         config.quant_type = args.quant_type  # let validate() name the mistake
@@ -262,7 +262,7 @@ def _add_eval_and_loading(parser):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vlmcompress",
-        description="Prune, quantize and distill CLIP-like models; every command defaults to the embedded teacher "
+        description="Prune, quantize and distill CLIP, SigLIP and BLIP models; every command defaults to the embedded teacher "
         "and the embedded digits benchmark, so it runs offline.",
     )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
@@ -271,9 +271,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser(
         "evaluate",
         help="measure zero-shot accuracy, recall@k, size, memory and latency of a model",
-        description="Measure a CLIP-like model: 100-way zero-shot accuracy with prompt ensembling (seen and held-out "
-        "numbers separately), image->text and text->image recall@1/@5, parameters, bytes on disk, memory "
-        "footprint and latency (median of timed batches after warm-up). Prints a table; --output writes JSON.",
+        description="Measure a CLIP, SigLIP or BLIP model: 100-way zero-shot accuracy with prompt ensembling (seen and "
+        "held-out numbers separately) and image->text and text->image recall@1/@5, or for a captioner (BLIP) how often "
+        "its greedy caption names the right number; parameters, bytes on disk, memory footprint and latency (median "
+        "of timed batches after warm-up). Prints a table; --output writes JSON.",
     )
     ev.add_argument("model", nargs="?", default=None,
                     help="save_pretrained folder or Hub id (default: the embedded teacher)")
@@ -292,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser(
         "prune",
         help="remove attention heads, MLP neurons and whole layers; save a checkpoint that reloads",
-        description="Structurally prune a CLIP-like model and save it with its processor, compression_report.json "
+        description="Structurally prune a CLIP, SigLIP or BLIP model and save it with its processor, compression_report.json "
         "(metrics before and after, what was removed in the original numbering) and pruning_config.json. "
         "Uniform shapes reload with the stock class; per-layer shapes carry modeling_vlmcompress.py and load with "
         "AutoModel.from_pretrained(path, trust_remote_code=True) or vlmcompress.",
@@ -302,7 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_model_and_output(pr, "pruned")
-    pr.add_argument("--towers", default="vision,text", help="towers to prune (default: vision,text)")
+    pr.add_argument("--towers", default=None, help="comma-separated towers to prune: vision, text, text_decoder "
+                    "(default: every tower the model has)")
     pr.add_argument("--importance", default="taylor", choices=["taylor", "magnitude", "random"],
                     help="how heads and neurons are ranked (default: taylor, on calibration data)")
     pr.add_argument("--head-ratio", type=float, default=0.0, help="fraction of attention heads to remove")
@@ -328,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     qu = sub.add_parser(
         "quantize",
         help="bitsandbytes 8-bit (LLM.int8) or 4-bit (nf4/fp4) quantization; save a checkpoint that reloads",
-        description="Quantize a CLIP-like model's Linear layers with bitsandbytes through transformers' "
+        description="Quantize a CLIP, SigLIP or BLIP model's Linear layers with bitsandbytes through transformers' "
         "BitsAndBytesConfig and save it with its processor, compression_report.json (metrics before and after) and "
         "quantization_config.json. config.json names every Linear kept in full precision (the family's projection "
         "heads, towers not asked for, --skip), so CLIPModel.from_pretrained(path) reloads it as it was.",
@@ -342,7 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
     qu.add_argument("--quant-type", help="4-bit data type: nf4 (default) or fp4")
     qu.add_argument("--double-quant", action="store_true", help="4-bit: quantize the block scales too")
     qu.add_argument("--compute-dtype", default="float32", help="4-bit matmul dtype: float32 (default), bfloat16, float16")
-    qu.add_argument("--towers", default="vision,text", help="towers to quantize (default: vision,text)")
+    qu.add_argument("--towers", default=None, help="comma-separated towers to quantize: vision, text, text_decoder "
+                    "(default: every tower the model has)")
     qu.add_argument("--skip", nargs="*", metavar="MODULE",
                     help="more Linears to keep in full precision: name prefix, regex or suffix (e.g. fc2, "
                     "vision_model.encoder.layers.0); each must match a Linear")

@@ -169,6 +169,11 @@ class ModelAdapter:
     def generate_captions(self, pixel_values, max_new_tokens: int = 12):
         raise VlmcompressError(f"{type(self.model).__name__} does not generate captions")
 
+    @staticmethod
+    def usage(class_name: str) -> str:
+        """What a model card's snippet shows for this class: "zero_shot", "itc" (image-text scores) or "caption"."""
+        return "zero_shot"
+
     def towers(self) -> dict:
         raise NotImplementedError
 

@@ -119,6 +119,12 @@ class BlipAdapter(ModelAdapter):
                 "its captions"
             )
 
+    @staticmethod
+    def usage(class_name: str) -> str:
+        if "ConditionalGeneration" in class_name:
+            return "caption"
+        return "itc" if "ImageTextRetrieval" in class_name else "zero_shot"
+
     @property
     def is_captioner(self) -> bool:
         return hasattr(self.model, "text_decoder") and not hasattr(self.model, "text_encoder")

@@ -307,6 +307,7 @@ def loading_info(report, folder) -> dict:
     if remote and cls.startswith("Vlmcompress"):
         cls = cls[len("Vlmcompress"):]
     padding = {"padding": True}
+    usage = "zero_shot"
     try:
         from types import SimpleNamespace
 
@@ -314,10 +315,12 @@ def loading_info(report, folder) -> dict:
 
         adapter = adapter_for_config(SimpleNamespace(model_type=config.get("model_type") or report.get("model_family")))
         padding = dict(adapter.text_padding) if adapter is not None else padding
+        usage = adapter.usage(cls) if adapter is not None else usage
     except Exception:  # noqa: BLE001 - the snippet falls back to plain padding
         pass
     two_tower = ("vision_config" in config and "text_config" in config) if config else cls.endswith("Model") and "Vision" not in cls and "Text" not in cls
     return {"loading": kind, "class": cls, "remote_code": remote, "bitsandbytes": bnb, "two_tower": two_tower,
+            "usage": usage if two_tower else None,
             "padding": ", ".join(f"{k}={v!r}" for k, v in padding.items())}
 
 

@@ -1,4 +1,4 @@
-"""Evaluation harness for any CLIP-like model: zero-shot accuracy, recall@k, size, memory and latency.
+"""Evaluation harness for CLIP, SigLIP and BLIP: zero-shot accuracy, recall@k or caption accuracy, size, memory, latency.
 
 Works on full-precision, pruned and bitsandbytes-quantized models alike: it only talks to the model
 through its adapter and measures what the loaded model really is.
@@ -220,7 +220,7 @@ def evaluate_model(
     latency_repeats: int = 7,
     measure_size: bool = True,
 ) -> dict:
-    """Measure a CLIP-like model; returns a METRICS dict (see ``vlmcompress.report``).
+    """Measure a model; returns a METRICS dict (see ``vlmcompress.report``). Captioners get ``caption_accuracy``.
 
     With no ``dataset`` the embedded digits test split is used: ``zero_shot_accuracy`` is 100-way accuracy on
     images of numbers seen in training, ``zero_shot_accuracy_heldout`` on the ten held-out numbers. For a user's

@@ -35,13 +35,14 @@ def cubic_sparsity(step: int, final: float, start_step: int, end_step: int) -> f
 
 class PruningCallback(TrainerCallback):
     def __init__(self, head_ratio: float = 0.0, mlp_ratio: float = 0.0, start_step: int = 0, end_step: int | None = None,
-                 update_every: int = 10, towers=("vision", "text"), head_scope: str = "global",
+                 update_every: int = 10, towers=None, head_scope: str = "global",
                  mlp_scope: str = "per_layer", score_decay: float = 0.9):
         if not (0 <= head_ratio < 1 and 0 <= mlp_ratio < 1) or not (head_ratio or mlp_ratio):
             raise ValueError("PruningCallback needs head_ratio and/or mlp_ratio in (0, 1)")
         self.head_ratio, self.mlp_ratio = head_ratio, mlp_ratio
         self.start_step, self.end_step, self.update_every = start_step, end_step, max(1, update_every)
-        self.towers, self.head_scope, self.mlp_scope = tuple(towers), head_scope, mlp_scope
+        self.towers = None if towers is None else tuple(towers)  # None: every tower
+        self.head_scope, self.mlp_scope = head_scope, mlp_scope
         self.score_decay = score_decay
         self.head_scores: dict = {}
         self.neuron_scores: dict = {}
@@ -95,7 +96,7 @@ class PruningCallback(TrainerCallback):
 
     # --- Trainer hooks ---------------------------------------------------------------------------------------
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-        unknown = set(self.towers) - set(get_adapter(model).towers())
+        unknown = set(self.towers or ()) - set(get_adapter(model).towers())
         if unknown:
             raise ValueError(f"PruningCallback: unknown tower(s) {', '.join(sorted(unknown))}")
         if self.end_step is None:

@@ -20,7 +20,7 @@ class PruningConfig(JsonConfig):
     Order of application: layers, then heads, then MLP neurons (importance is scored after layers are dropped).
     """
 
-    towers: list = field(default_factory=lambda: ["vision", "text"])
+    towers: list | None = None  # None: every tower the model has
     importance: str = "taylor"
     head_ratio: float = 0.0
     head_scope: str = "global"
@@ -85,8 +85,9 @@ def prune_model(model, config: PruningConfig, processor=None, *, dataset=None, s
     """
     config.validate()
     adapter = get_adapter(model)
-    towers = [t for t in config.towers if t in adapter.towers()]
-    missing = set(config.towers) - set(towers)
+    asked = list(adapter.towers()) if config.towers is None else config.towers
+    towers = [t for t in asked if t in adapter.towers()]
+    missing = set(asked) - set(towers)
     if missing:
         raise VlmcompressError(f"unknown tower(s) {', '.join(sorted(missing))}: this model has {', '.join(adapter.towers())}")
     batches = None

@@ -11,7 +11,7 @@ CONFIG_FILENAME = "quantization_config.json"
 QUANT_TYPES = ("nf4", "fp4")
 COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
 DEVICES = ("auto", "cpu", "cuda")
-TOWER_NAMES = ("vision", "text")
+TOWER_NAMES = ("vision", "text", "text_decoder")
 
 
 @dataclass
@@ -20,7 +20,7 @@ class QuantizationConfig(JsonConfig):
 
     ``skip`` adds module-name patterns (read like transformers' ``llm_int8_skip_modules``: a name prefix up to a module
     boundary, a regex with that boundary, or a suffix) to the family defaults the adapter keeps in full precision;
-    each pattern must match at least one Linear. ``towers`` not listed stay in full precision.
+    each pattern must match at least one Linear. ``towers`` not listed stay in full precision (None: every tower).
     ``compute_dtype`` is the 4-bit matmul dtype (float32 on CPU unless the CPU has fast bf16).
     """
 
@@ -28,7 +28,7 @@ class QuantizationConfig(JsonConfig):
     quant_type: str = "nf4"
     double_quant: bool = False
     compute_dtype: str = "float32"
-    towers: list = field(default_factory=lambda: list(TOWER_NAMES))
+    towers: list | None = None
     skip: list = field(default_factory=list)
     device: str = "cpu"
 
@@ -46,8 +46,8 @@ class QuantizationConfig(JsonConfig):
                 f"--compute-dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {self.compute_dtype!r}")
         if self.bits == 8 and (self.double_quant or self.quant_type != "nf4"):
             raise VlmcompressError("--quant-type and --double-quant apply to 4-bit only: pass --bits 4")
-        unknown = [t for t in self.towers if t not in TOWER_NAMES]
-        if unknown or not self.towers:
+        unknown = [t for t in self.towers or () if t not in TOWER_NAMES]
+        if unknown or self.towers == []:
             raise VlmcompressError(f"--towers takes a comma-separated subset of {','.join(TOWER_NAMES)}, "
                                    f"got {','.join(self.towers) or 'nothing'}")
         if self.device not in DEVICES:
