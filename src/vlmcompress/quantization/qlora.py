@@ -71,7 +71,7 @@ def check_trainable(model) -> None:
 
 
 def contrastive_loss_fn(model, inputs):
-    """The model family's own objective (CLIP InfoNCE, SigLIP sigmoid), multi-positive when labels are given."""
+    """The model family's own objective (CLIP InfoNCE, SigLIP sigmoid, BLIP ITC or captioning LM loss)."""
     adapter = get_adapter(unwrap_model(model))
     return adapter.training_loss(inputs["pixel_values"], inputs["input_ids"], inputs.get("attention_mask"),
                                  inputs.get("labels"))
