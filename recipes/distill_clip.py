@@ -121,13 +121,17 @@ def _merge(base: dict, overrides: dict) -> dict:
 def _use_cache(data: DataArguments, distill: DistillationConfig) -> bool:
     if data.cache_teacher == "false":
         return False
+    token_terms = bool(distill.token_weight or distill.caption_weight)
     if data.cache_teacher == "true":
         check_no_augmentation(data.augment_shift > 0)
+        if token_terms:
+            raise VlmcompressError("--cache_teacher stores image/text embeddings: a captioner distills from the "
+                                   "teacher's decoder logits every step (use --cache_teacher false)")
         if distill.hidden_weight:
             raise VlmcompressError("--cache_teacher stores embeddings only: the hidden-state loss needs the teacher's "
                                    "forward pass (use --cache_teacher false or --hidden_weight 0)")
         return True
-    return not data.augment_shift and not distill.hidden_weight
+    return not data.augment_shift and not distill.hidden_weight and not token_terms
 
 
 def build_student(teacher, processor, args: StudentArguments, calibration=None):
@@ -177,8 +181,23 @@ def load_data(data: DataArguments, seed: int):
     return train, test
 
 
-def main(argv=None):
-    parser = HfArgumentParser((StudentArguments, DataArguments, DistillationConfig, DistillTrainingArguments))
+def kept_summary(before: dict, after: dict) -> str:
+    """'student keeps X% of the teacher's seen accuracy and Y% of its held-out accuracy' for whichever accuracy
+    (zero-shot or caption) was measured."""
+    for key, what in (("zero_shot_accuracy", "accuracy"), ("caption_accuracy", "caption accuracy")):
+        if before.get(key):
+            text = f"student keeps {after[key] / before[key]:.1%} of the teacher's seen {what}"
+            if before.get(f"{key}_heldout"):
+                text += f" and {after[f'{key}_heldout'] / before[f'{key}_heldout']:.1%} of its held-out {what}"
+            return text
+    return ""
+
+
+def main(argv=None, arguments=(StudentArguments, DataArguments, DistillationConfig, DistillTrainingArguments),
+         prog="distill_clip"):
+    """Parse ``arguments`` (four dataclasses: student, data, distillation, training) and run; recipes for other
+    families pass their own subclasses with other defaults."""
+    parser = HfArgumentParser(arguments)
     if argv is None and len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
         student_args, data_args, distill_cfg, training_args = parser.parse_json_file(os.path.abspath(sys.argv[1]))
     else:
@@ -253,9 +272,7 @@ def main(argv=None):
             shutil.move(str(checkpoint), str(Path(tmp) / checkpoint.name))  # keep resumable checkpoints
     if before is not None:
         print(report_lib.format_metrics_table({"teacher": before, "student": after}))
-        print(f"student keeps {after['zero_shot_accuracy'] / before['zero_shot_accuracy']:.1%} of the teacher's "
-              f"seen accuracy and {after['zero_shot_accuracy_heldout'] / before['zero_shot_accuracy_heldout']:.1%} "
-              "of its held-out accuracy" if before.get("zero_shot_accuracy_heldout") else "")
+        print(kept_summary(before, after))
     print(f"student: {s_params:,} parameters ({s_params / t_params:.1%} of the teacher); "
           f"trained {trainer.state.global_step} steps in {result.metrics.get('train_runtime', 0):.0f} s; "
           f"whole run {time.time() - started:.0f} s; saved to {out_dir}")
@@ -265,9 +282,14 @@ def main(argv=None):
     return report
 
 
-if __name__ == "__main__":
+def run(**kwargs):
+    """``main`` as a command: a VlmcompressError is one line on stderr and exit status 1."""
     try:
-        main()
+        main(**kwargs)
     except VlmcompressError as exc:
-        print(f"distill_clip: error: {exc}", file=sys.stderr)
+        print(f"{kwargs.get('prog', 'distill_clip')}: error: {exc}", file=sys.stderr)
         sys.exit(1)
+
+
+if __name__ == "__main__":
+    run()

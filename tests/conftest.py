@@ -37,14 +37,17 @@ def tiny_clip_dir(tmp_path_factory, processor):
     return path
 
 
-def tiny_blip(cls_name="BlipForImageTextRetrieval", layers=2, hidden=32, heads=4, seed=0):
-    """A random tiny BLIP model of class ``cls_name`` (fresh config each call: pruning edits the config)."""
+def tiny_blip(cls_name="BlipForImageTextRetrieval", layers=2, hidden=32, heads=4, seed=0, text_init=None):
+    """A random tiny BLIP model of class ``cls_name`` (fresh config each call: pruning edits the config).
+    ``text_init`` widens the text weights' init (peaked next-token distributions instead of near-uniform ones)."""
     import transformers
 
     from vlmcompress.teacher_blip import blip_config, build_blip_tokenizer
 
     torch.manual_seed(seed)
     config = blip_config(build_blip_tokenizer(), layers=layers, hidden=hidden, heads=heads, projection=16)
+    if text_init is not None:
+        config.text_config.initializer_range = text_init
     return getattr(transformers, cls_name)(config).eval()
 
 

@@ -185,3 +185,46 @@ def test_teacher_in_bfloat16(processor, train_rows, tmp_path):
     assert set(terms) == {"logit", "embedding", "hidden"} and all(torch.isfinite(v) for v in terms.values())
     with pytest.raises(VlmcompressError, match="teacher_dtype"):
         DistillationConfig(teacher_dtype="int8").validate()
+
+
+def test_captioner_distills_token_kl_hidden_states_and_its_own_loss(blip_processor, train_rows, tmp_path):
+    import copy
+
+    from conftest import tiny_blip
+    from vlmcompress.pruning import prune_layers
+
+    teacher = tiny_blip("BlipForConditionalGeneration", text_init=0.3)
+    student = copy.deepcopy(teacher)
+    prune_layers(student, {"vision": [1], "text_decoder": [1]})
+    cfg = DistillationConfig(logit_weight=0, embedding_weight=0, token_weight=1.0, token_temperature=2.0,
+                             hidden_weight=1.0, caption_weight=0.5)
+    trainer = DistillationTrainer(model=student, args=_args(tmp_path, max_steps=6, logging_steps=2),
+                                  train_dataset=train_rows, data_collator=ImageTextCollator(blip_processor),
+                                  teacher=teacher, distillation_config=cfg)
+    # the inherited layers learn from the teacher layers they came from; the decoder is a tower of its own
+    assert trainer.layer_maps == {"vision": {1: 1}, "text_decoder": {1: 1}}
+    trainer.train()
+    logged = [e for e in trainer.state.log_history if "loss" in e]
+    assert len(logged) == 3
+    for entry in logged:
+        assert entry["loss_token"] > 0 and entry["loss_hidden"] > 0 and entry["loss_caption"] > 0
+        total = entry["loss_token"] + entry["loss_hidden"] + 0.5 * entry["loss_caption"]
+        assert entry["loss"] == pytest.approx(total, rel=0.02)
+    trainer.save_model(str(tmp_path / "student"))
+    saved = load_file(str(tmp_path / "student" / "model.safetensors"))
+    assert set(saved) <= set(student.state_dict()) and len(saved) > 0
+
+
+def test_terms_that_do_not_fit_the_task_or_family_are_one_error(processor, blip_processor, train_rows, tmp_path):
+    from conftest import tiny_blip
+
+    captioner = tiny_blip("BlipForConditionalGeneration")
+    with pytest.raises(VlmcompressError, match="logit_weight, embedding_weight do not apply to a captioner"):
+        DistillationTrainer(model=captioner, args=_args(tmp_path), train_dataset=train_rows, teacher=captioner,
+                            distillation_config=DistillationConfig())
+    with pytest.raises(VlmcompressError, match="token_weight do not apply to a two-tower"):
+        DistillationTrainer(model=tiny_clip(processor), args=_args(tmp_path), train_dataset=train_rows,
+                            teacher=tiny_clip(processor), distillation_config=DistillationConfig(token_weight=1.0))
+    with pytest.raises(VlmcompressError, match="same model family and task"):
+        DistillationTrainer(model=tiny_clip(processor), args=_args(tmp_path), train_dataset=train_rows,
+                            teacher=tiny_blip("BlipForImageTextRetrieval"), distillation_config=DistillationConfig())

@@ -64,3 +64,13 @@ def blip_config(tokenizer, layers: int = 4, hidden: int = 128, heads: int = 4, t
     vision = dict(hidden_size=hidden, intermediate_size=4 * hidden, num_hidden_layers=layers, num_attention_heads=heads,
                   image_size=digits.CANVAS_SIZE, patch_size=8, initializer_range=0.02)  # the default 1e-10 starts dead
     return BlipConfig(text_config=text, vision_config=vision, projection_dim=projection, image_text_hidden_size=projection)
+
+
+def blip_teacher_path() -> str:
+    """Where the shipped BLIP captioner lives; a clear error if the package was installed without it."""
+    if not (BLIP_TEACHER_PATH / "config.json").is_file():
+        raise FileNotFoundError(
+            f"the embedded BLIP teacher is missing from {BLIP_TEACHER_PATH}; reinstall vlmcompress or rebuild it with "
+            "`python recipes/train_blip_teacher.py --output_dir src/vlmcompress/assets/blip-digits-captioner`"
+        )
+    return str(BLIP_TEACHER_PATH)

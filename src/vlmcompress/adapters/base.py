@@ -111,14 +111,20 @@ class MlpParts:
 
 @dataclass
 class TowerFeatures:
-    """What one forward of a two-tower model gives distillation: projected embeddings, the learned temperature,
-    and (when asked) every tower's hidden states (index 0 is the embedding output, i is layer i's output)."""
+    """What one forward gives distillation: projected embeddings and the learned temperature (two-tower models),
+    next-token logits, their mask and the model's own loss (captioners), and (when asked) every tower's hidden
+    states (index 0 is the embedding output, i is layer i's output)."""
 
-    image_embeds: torch.Tensor
-    text_embeds: torch.Tensor
-    logit_scale: torch.Tensor
+    image_embeds: torch.Tensor | None
+    text_embeds: torch.Tensor | None
+    logit_scale: torch.Tensor | None
     hidden_states: dict
     text_mask: torch.Tensor | None = None
+    #: (B, T-1, V) logits that predict tokens 1..T-1, and the (B, T-1) mask of real (non-padding) targets
+    token_logits: torch.Tensor | None = None
+    token_mask: torch.Tensor | None = None
+    #: the model's own training loss on this batch (a captioner's next-token cross-entropy)
+    own_loss: torch.Tensor | None = None
 
 
 def _pooled(output):

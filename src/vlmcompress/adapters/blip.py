@@ -181,10 +181,32 @@ class BlipAdapter(ModelAdapter):
         return contrastive_loss(img.float(), txt.float(), self.logit_scale().float(),
                                 None if labels is None else labels.to(dev))
 
+    def _caption_features(self, model, pixel_values, input_ids, mask, output_hidden_states):
+        ids, labels = self.caption_inputs(input_ids, mask)
+        recorded, handles = [], []
+        if output_hidden_states:  # the decoder's hidden states are not returned by the model: record them
+            layers = self.layers("text_decoder")
+            handles.append(layers[0].register_forward_pre_hook(lambda m, args: recorded.append(args[0])))
+            for layer in layers:
+                handles.append(layer.register_forward_hook(
+                    lambda m, args, out: recorded.append(out[0] if isinstance(out, tuple) else out)))
+        try:
+            out = model(pixel_values=pixel_values, input_ids=ids, attention_mask=mask, labels=labels,
+                        output_hidden_states=output_hidden_states)
+        finally:
+            for h in handles:
+                h.remove()
+        hidden = {"vision": out.hidden_states, "text_decoder": tuple(recorded)} if output_hidden_states else {}
+        return TowerFeatures(image_embeds=None, text_embeds=None, logit_scale=None, hidden_states=hidden, text_mask=mask,
+                             token_logits=out.logits[:, :-1], token_mask=labels[:, 1:] != -100, own_loss=out.loss)
+
     def features(self, model, pixel_values, input_ids, attention_mask=None, output_hidden_states=False):
-        self._require("vision_proj", "text_proj")
         dev = self.device()
         mask = None if attention_mask is None else attention_mask.to(dev)
+        if self.is_captioner:
+            return self._caption_features(model, pixel_values.to(device=dev, dtype=self.input_dtype()),
+                                          input_ids.to(dev), mask, output_hidden_states)
+        self._require("vision_proj", "text_proj")
         out = model(input_ids=input_ids.to(dev), pixel_values=pixel_values.to(device=dev, dtype=self.input_dtype()),
                     attention_mask=mask, use_itm_head=False, output_hidden_states=output_hidden_states)
         image = self.model.vision_proj(out.last_hidden_state[:, 0])

@@ -90,15 +90,20 @@ def checkpoint_name(folder) -> str:
 
 
 # -- what a report refers to --------------------------------------------------------------------------------------
-def _is_teacher(ref: str) -> bool:
-    from ..teacher import TEACHER_PATH
+def _embedded_name(ref: str) -> str | None:
+    """The public name of an embedded teacher (CLIP or BLIP) that ``ref`` points at, else None."""
+    from ..teacher import TEACHER_NAME, TEACHER_PATH
+    from ..teacher_blip import BLIP_TEACHER_NAME, BLIP_TEACHER_PATH
 
-    try:
-        if Path(ref).resolve() == TEACHER_PATH:
-            return True
-    except (OSError, ValueError):
-        pass
-    return Path(ref).parts[-2:] == ("assets", "clip-digits-teacher")
+    for path, name in ((TEACHER_PATH, TEACHER_NAME), (BLIP_TEACHER_PATH, BLIP_TEACHER_NAME)):
+        try:
+            if Path(ref).resolve() == path:
+                return name
+        except (OSError, ValueError):
+            pass
+        if Path(ref).parts[-2:] == ("assets", path.name):
+            return name
+    return None
 
 
 def _local_report(ref):
@@ -119,10 +124,9 @@ def model_names(ref) -> tuple[str | None, str | None]:
     if not ref:
         return None, None
     ref = str(ref)
-    if _is_teacher(ref):
-        from ..teacher import TEACHER_NAME
-
-        return TEACHER_NAME, TEACHER_NAME
+    embedded = _embedded_name(ref)
+    if embedded:
+        return embedded, embedded
     base = _local_report(ref)
     if base is not None and base.get("model_name"):
         name = base["model_name"]
@@ -139,7 +143,7 @@ def lineage(report: dict) -> list[dict]:
     seen = set()
     while len(chain) < MAX_CHAIN:
         ref = chain[0].get("base_model")
-        if not ref or ref in seen or _is_teacher(str(ref)):
+        if not ref or ref in seen or _embedded_name(str(ref)):
             break
         seen.add(ref)
         parent = _local_report(ref)
@@ -159,7 +163,7 @@ def _license(report, chain) -> str | None:
     ref = chain[0].get("base_model")
     if not ref:
         return None
-    if _is_teacher(str(ref)):
+    if _embedded_name(str(ref)):
         from importlib import metadata
 
         try:

@@ -10,6 +10,9 @@ from ..errors import VlmcompressError
 
 LOSS_KINDS = ("mse", "cosine")
 TEACHER_DTYPES = (None, "float32", "float16", "bfloat16")
+ALL_TERMS = ("logit", "embedding", "hidden", "contrastive", "token", "caption")
+#: the terms a captioner (decoder, no image-text embeddings) has
+CAPTION_TERMS = ("token", "hidden", "caption")
 
 
 @dataclass
@@ -17,7 +20,9 @@ class DistillationConfig:
     """Weights of the loss terms (0 turns a term off) and their settings.
 
     The total loss is ``logit_weight * KL(similarity) + embedding_weight * feature loss + hidden_weight * hidden-state
-    loss + contrastive_weight * the student's own contrastive loss``; every term is logged as ``loss_<name>``.
+    loss + contrastive_weight * the student's own contrastive loss`` for two-tower models (CLIP, SigLIP, BLIP
+    retrieval), and ``token_weight * token-level KL + hidden_weight * hidden-state loss + caption_weight * the
+    student's own captioning loss`` for captioners (BLIP); every term is logged as ``loss_<name>``.
     """
 
     logit_weight: float = field(default=1.0, metadata={"help": "Weight of the similarity-matrix KL (both directions, x T^2)."})
@@ -28,16 +33,19 @@ class DistillationConfig:
     hidden_loss: str = field(default="mse", metadata={"help": "mse or cosine, per token (text padding excluded)."})
     layer_map: str | None = field(default=None, metadata={"help": 'Teacher layer -> student layer per tower (a dict, or its JSON), 1-based layer outputs, e.g. {"vision": {"2": 1, "4": 2}} (default: the layers a student inherited, else uniform).'})
     contrastive_weight: float = field(default=0.0, metadata={"help": "Weight of the student's own contrastive (or sigmoid) loss."})
+    token_weight: float = field(default=0.0, metadata={"help": "Captioners: weight of the token-level KL on the decoder's next-token logits."})
+    token_temperature: float = field(default=1.0, metadata={"help": "Captioners: softmax temperature of the token-level KL (x T^2)."})
+    caption_weight: float = field(default=0.0, metadata={"help": "Captioners: weight of the student's own next-token cross-entropy on the captions."})
     teacher_dtype: str | None = field(default=None, metadata={"help": "Run the teacher in float16/bfloat16 (default: as loaded)."})
 
     def validate(self) -> None:
-        weights = {k: getattr(self, k) for k in ("logit_weight", "embedding_weight", "hidden_weight", "contrastive_weight")}
+        weights = {f"{k}_weight": getattr(self, f"{k}_weight") for k in ALL_TERMS}
         if any(w < 0 for w in weights.values()):
             raise VlmcompressError(f"loss weights must be >= 0, got {weights}")
         if not any(weights.values()):
             raise VlmcompressError("every loss weight is 0: set at least one of " + ", ".join(weights))
-        if self.temperature <= 0:
-            raise VlmcompressError(f"temperature must be > 0, got {self.temperature}")
+        if self.temperature <= 0 or self.token_temperature <= 0:
+            raise VlmcompressError(f"temperatures must be > 0, got {self.temperature} and {self.token_temperature}")
         for name in ("embedding_loss", "hidden_loss"):
             if getattr(self, name) not in LOSS_KINDS:
                 raise VlmcompressError(f"{name} must be one of {', '.join(LOSS_KINDS)}, got {getattr(self, name)!r}")
@@ -52,8 +60,17 @@ class DistillationConfig:
             raise VlmcompressError(f"teacher_dtype must be float32, float16 or bfloat16, got {self.teacher_dtype!r}")
 
     def active_losses(self) -> dict:
-        return {name: getattr(self, f"{name}_weight") for name in ("logit", "embedding", "hidden", "contrastive")
-                if getattr(self, f"{name}_weight")}
+        return {name: getattr(self, f"{name}_weight") for name in ALL_TERMS if getattr(self, f"{name}_weight")}
+
+    def check_task(self, captioner: bool) -> None:
+        """One clear error when a term does not exist for the student's task."""
+        wrong = CAPTION_TERMS if not captioner else tuple(t for t in ALL_TERMS if t not in CAPTION_TERMS)
+        wrong = [f"{t}_weight" for t in wrong if getattr(self, f"{t}_weight")]
+        if wrong:
+            kind = "a captioner" if captioner else "a two-tower (image-text embedding) model"
+            allowed = ", ".join(f"{t}_weight" for t in (CAPTION_TERMS if captioner else ALL_TERMS) if t not in
+                                (() if captioner else CAPTION_TERMS))
+            raise VlmcompressError(f"{', '.join(wrong)} do not apply to {kind}: set them to 0 and use {allowed}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -20,7 +20,14 @@ from ..adapters import get_adapter
 from ..errors import VlmcompressError
 from ..utils import unwrap_model
 from .config import DistillationConfig
-from .losses import embedding_loss, hidden_state_loss, similarity_kl_loss, similarity_logits, uniform_layer_map
+from .losses import (
+    embedding_loss,
+    hidden_state_loss,
+    similarity_kl_loss,
+    similarity_logits,
+    token_kl_loss,
+    uniform_layer_map,
+)
 
 PROJECTIONS_FILE = "distill_projections.pt"
 #: batch keys a collator may add with precomputed teacher outputs (see ``cache_teacher_outputs``)
@@ -82,6 +89,7 @@ class DistillationTrainer(Trainer):
         # our loss is a mean over the batch: let Trainer divide it by the gradient-accumulation steps
         self.model_accepts_loss_kwargs = False
         self.student_adapter = get_adapter(unwrap_model(self.model))
+        cfg.check_task(self.student_adapter.is_captioner)
         if getattr(getattr(teacher, "config", None), "quantization_config", None) is None:
             dtype = getattr(torch, cfg.teacher_dtype) if cfg.teacher_dtype else None
             teacher = teacher.to(device=self.args.device, dtype=dtype)
@@ -89,6 +97,10 @@ class DistillationTrainer(Trainer):
         teacher.requires_grad_(False)
         self.teacher = teacher
         self.teacher_adapter = get_adapter(teacher)
+        if (self.teacher_adapter.family, self.teacher_adapter.is_captioner) != (self.student_adapter.family,
+                                                                                 self.student_adapter.is_captioner):
+            raise VlmcompressError(f"teacher ({type(teacher).__name__}) and student ({type(unwrap_model(self.model)).__name__}) "
+                                   "must be the same model family and task")
         self.layer_maps = self._layer_maps(cfg.layer_map) if cfg.hidden_weight else {}
         self.distill_projections = self._projections().to(self.args.device)
         self._terms: dict = {}
@@ -193,11 +205,16 @@ class DistillationTrainer(Trainer):
             parts = []
             for tower, mapping in self.layer_maps.items():
                 p = proj[f"hidden_{tower}"] if f"hidden_{tower}" in proj else None
-                mask = student.text_mask if tower == "text" else None
+                mask = None if tower == "vision" else student.text_mask
                 for t_layer, s_layer in mapping.items():
                     parts.append(hidden_state_loss(student.hidden_states[tower][s_layer],
                                                    teacher.hidden_states[tower][t_layer], p, cfg.hidden_loss, mask))
             terms["hidden"] = torch.stack(parts).mean()
+        if cfg.token_weight:
+            terms["token"] = token_kl_loss(student.token_logits, teacher.token_logits, cfg.token_temperature,
+                                           student.token_mask)
+        if cfg.caption_weight:
+            terms["caption"] = student.own_loss
         if cfg.contrastive_weight:
             dev = student.image_embeds.device
             terms["contrastive"] = self.student_adapter.pair_loss(student.image_embeds.float(), student.text_embeds.float(),
@@ -213,6 +230,8 @@ class DistillationTrainer(Trainer):
                 self._terms[name] = self._terms.get(name, 0.0) + value.detach().float()
             self._term_batches += 1
         if return_outputs:
+            if student.token_logits is not None:
+                return loss, {"logits": student.token_logits}
             return loss, {"image_embeds": student.image_embeds, "text_embeds": student.text_embeds}
         return loss
 

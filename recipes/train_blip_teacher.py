@@ -1,0 +1,143 @@
+#!/usr/bin/env python
+"""Train the embedded BLIP teacher: a BlipForConditionalGeneration captioner from scratch on two-digit MNIST numbers.
+
+    python recipes/train_blip_teacher.py --output_dir outputs/blip-teacher
+    python recipes/train_blip_teacher.py --output_dir src/vlmcompress/assets/blip-digits-captioner   # the shipped one
+
+Every step draws fresh images (random training digit images, shifts of at most 2 px) of numbers seen in training,
+each with a caption from a random template; the loss is the decoder's next-token cross-entropy. As for the CLIP
+teacher, an auxiliary linear probe must read the tens and units digit off the vision tower's pooled output (thrown
+away afterwards): a captioner from scratch otherwise spends its first hundreds of steps learning the templates
+before it looks at the image. At the end the model is evaluated on the test split (how often its greedy caption names
+the right number, seen and held-out numbers separately) and saved with its processor and ``compression_report.json``.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "ACTIVE")
+
+import math  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from transformers import BlipForConditionalGeneration, HfArgumentParser  # noqa: E402
+
+from vlmcompress import report as report_lib  # noqa: E402
+from vlmcompress.adapters import get_adapter  # noqa: E402
+from vlmcompress.data import digits  # noqa: E402
+from vlmcompress.evaluation import evaluate_model  # noqa: E402
+from vlmcompress.io import atomic_output_dir  # noqa: E402
+from vlmcompress.teacher import pixel_values_from_uint8  # noqa: E402
+from vlmcompress.teacher_blip import BLIP_TEACHER_NAME, TEXT_MAX_LENGTH, blip_config, build_blip_processor  # noqa: E402
+from vlmcompress.utils import progress  # noqa: E402
+
+
+@dataclass
+class BlipTeacherArguments:
+    output_dir: str = field(default="outputs/blip-teacher", metadata={"help": "Where the captioner, its processor and report go."})
+    seed: int = field(default=0, metadata={"help": "Seed for weights, sampling and augmentation."})
+    max_steps: int = field(default=1200, metadata={"help": "Optimizer steps."})
+    batch_size: int = field(default=96, metadata={"help": "Image-caption pairs per step."})
+    learning_rate: float = field(default=1e-3, metadata={"help": "Peak learning rate (AdamW), linear warm-up then cosine."})
+    warmup_ratio: float = field(default=0.04, metadata={"help": "Warm-up share of steps."})
+    weight_decay: float = field(default=0.05, metadata={"help": "AdamW weight decay on matrices."})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping."})
+    max_shift: int = field(default=2, metadata={"help": "Random shift of each digit in pixels."})
+    layers: int = field(default=4, metadata={"help": "Vision layers."})
+    text_layers: int = field(default=3, metadata={"help": "Decoder layers (each has self-attention, cross-attention, MLP)."})
+    hidden_size: int = field(default=128, metadata={"help": "Width of both towers (MLP is 4x)."})
+    heads: int = field(default=4, metadata={"help": "Attention heads per layer."})
+    digit_loss_weight: float = field(default=1.0, metadata={"help": "Weight of the auxiliary digit probe on the vision tower (0: off)."})
+    eval_images_per_number: int = field(default=50, metadata={"help": "Test images per number for the final evaluation."})
+    threads: int = field(default=0, metadata={"help": "torch threads (0: leave torch's default)."})
+
+
+def main(args: BlipTeacherArguments | None = None):
+    if args is None:
+        (args,) = HfArgumentParser(BlipTeacherArguments).parse_args_into_dataclasses()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+
+    processor = build_blip_processor()
+    tokenizer, image_processor = processor.tokenizer, processor.image_processor
+    config = blip_config(tokenizer, layers=args.layers, text_layers=args.text_layers, hidden=args.hidden_size,
+                         heads=args.heads)
+    model = BlipForConditionalGeneration(config)
+    adapter = get_adapter(model)
+    model.train()
+
+    seen = np.asarray(digits.SEEN_NUMBERS)
+    n_templates = len(digits.TEMPLATES)
+    texts = [digits.caption(n, t) for n in range(digits.NUM_CLASSES) for t in digits.TEMPLATES]
+    enc = tokenizer(texts, padding="max_length", max_length=TEXT_MAX_LENGTH, truncation=True, return_tensors="pt")
+    ids_table = enc["input_ids"].view(digits.NUM_CLASSES, n_templates, -1)
+    mask_table = enc["attention_mask"].view(digits.NUM_CLASSES, n_templates, -1)
+
+    probe = torch.nn.Linear(config.vision_config.hidden_size, 20)
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "norm" not in n.lower() and "embedding" not in n]
+    rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "norm" not in n.lower() and "embedding" not in n)]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
+                                   {"params": rest + list(probe.parameters()), "weight_decay": 0.0}],
+                                  lr=args.learning_rate, betas=(0.9, 0.98), eps=1e-6)
+    warmup = max(1, int(args.warmup_ratio * args.max_steps))
+
+    def lr_at(step):
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, args.max_steps - warmup)))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
+    log, start = [], time.time()
+    bar = progress(range(args.max_steps), desc="training BLIP teacher", unit="step")
+    for step in bar:
+        labels = rng.choice(seen, size=args.batch_size)
+        images = digits.sample_images(labels, rng, split="train", max_shift=args.max_shift)
+        template = torch.from_numpy(rng.integers(n_templates, size=args.batch_size))
+        labels_t = torch.from_numpy(labels)
+        input_ids, lm_labels = adapter.caption_inputs(ids_table[labels_t, template], mask_table[labels_t, template])
+        out = model(pixel_values=pixel_values_from_uint8(images, image_processor), input_ids=input_ids,
+                    attention_mask=mask_table[labels_t, template], labels=lm_labels, output_hidden_states=False)
+        lm_loss = out.loss
+        digit_loss = torch.zeros(())
+        if args.digit_loss_weight:
+            logits = probe(out.last_hidden_state[:, 0])
+            digit_loss = (torch.nn.functional.cross_entropy(logits[:, :10], labels_t // 10)
+                          + torch.nn.functional.cross_entropy(logits[:, 10:], labels_t % 10))
+        loss = lm_loss + args.digit_loss_weight * digit_loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        if step % 25 == 0 or step == args.max_steps - 1:
+            log.append({"step": step, "loss": round(loss.item(), 4), "lm_loss": round(lm_loss.item(), 4),
+                        "digit_loss": round(digit_loss.item(), 4), "lr": scheduler.get_last_lr()[0],
+                        "elapsed_s": round(time.time() - start, 1)})
+            bar.set_postfix(lm=f"{lm_loss.item():.3f}", digits=f"{digit_loss.item():.3f}")
+    train_seconds = time.time() - start
+
+    model.eval()
+    print(f"trained {args.max_steps} steps in {train_seconds:.0f} s; evaluating", flush=True)
+    with atomic_output_dir(args.output_dir) as tmp:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        metrics = evaluate_model(model, processor, images_per_number=args.eval_images_per_number, model_path=tmp)
+        step_record = {"method": "train_from_scratch", "train_seconds": round(train_seconds, 1), "loss_log": log}
+        step_record.update({k: v for k, v in vars(args).items() if k not in ("output_dir", "threads")})
+        report = report_lib.new_report(base_model=None, model_family="blip", steps=[step_record], before=None,
+                                       after=metrics, model_name=BLIP_TEACHER_NAME)
+        report_lib.write_report(report, tmp)
+    print(report_lib.format_metrics_table({"teacher": metrics}))
+    print("captions:", metrics.get("caption_examples"))
+    print(f"trained {args.max_steps} steps in {train_seconds:.0f} s; saved to {args.output_dir}")
+    return metrics
+
+
+if __name__ == "__main__":
+    main()
