@@ -11,8 +11,9 @@ from ..errors import VlmcompressError
 LOSS_KINDS = ("mse", "cosine")
 TEACHER_DTYPES = (None, "float32", "float16", "bfloat16")
 ALL_TERMS = ("logit", "embedding", "hidden", "contrastive", "token", "caption")
-#: the terms a captioner (decoder, no image-text embeddings) has
-CAPTION_TERMS = ("token", "hidden", "caption")
+#: terms only a captioner (decoder, no image-text embeddings) has, and terms only two-tower models have
+CAPTION_ONLY_TERMS = ("token", "caption")
+TWO_TOWER_TERMS = ("logit", "embedding", "contrastive")
 
 
 @dataclass
@@ -64,13 +65,12 @@ class DistillationConfig:
 
     def check_task(self, captioner: bool) -> None:
         """One clear error when a term does not exist for the student's task."""
-        wrong = CAPTION_TERMS if not captioner else tuple(t for t in ALL_TERMS if t not in CAPTION_TERMS)
-        wrong = [f"{t}_weight" for t in wrong if getattr(self, f"{t}_weight")]
+        wrong = [f"{t}_weight" for t in (TWO_TOWER_TERMS if captioner else CAPTION_ONLY_TERMS) if getattr(self, f"{t}_weight")]
         if wrong:
             kind = "a captioner" if captioner else "a two-tower (image-text embedding) model"
-            allowed = ", ".join(f"{t}_weight" for t in (CAPTION_TERMS if captioner else ALL_TERMS) if t not in
-                                (() if captioner else CAPTION_TERMS))
-            raise VlmcompressError(f"{', '.join(wrong)} do not apply to {kind}: set them to 0 and use {allowed}")
+            allowed = [t for t in ALL_TERMS if t not in (TWO_TOWER_TERMS if captioner else CAPTION_ONLY_TERMS)]
+            raise VlmcompressError(f"{', '.join(wrong)} do not apply to {kind}: set them to 0 and use "
+                                   + ", ".join(f"{t}_weight" for t in allowed))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
