@@ -228,3 +228,28 @@ def test_terms_that_do_not_fit_the_task_or_family_are_one_error(processor, blip_
     with pytest.raises(VlmcompressError, match="same model family and task"):
         DistillationTrainer(model=tiny_clip(processor), args=_args(tmp_path), train_dataset=train_rows,
                             teacher=tiny_blip("BlipForImageTextRetrieval"), distillation_config=DistillationConfig())
+
+
+def test_blip_retrieval_distills_itc_itm_and_hidden_states(blip_processor, train_rows, tmp_path):
+    import copy
+
+    from conftest import tiny_blip
+    from vlmcompress.pruning import prune_layers
+
+    teacher = tiny_blip("BlipForImageTextRetrieval", text_init=0.3)
+    student = copy.deepcopy(teacher)
+    prune_layers(student, {"vision": [0], "text": [0]})
+    cfg = DistillationConfig(logit_weight=1.0, embedding_weight=1.0, hidden_weight=1.0, itm_weight=1.0)
+    trainer = DistillationTrainer(model=student, args=_args(tmp_path, max_steps=4, logging_steps=2),
+                                  train_dataset=train_rows, data_collator=ImageTextCollator(blip_processor),
+                                  teacher=teacher, distillation_config=cfg)
+    assert trainer.layer_maps == {"vision": {2: 1}, "text": {2: 1}}
+    trainer.train()
+    logged = [e for e in trainer.state.log_history if "loss" in e]
+    for entry in logged:
+        assert all(entry[f"loss_{t}"] > 0 for t in ("logit", "embedding", "hidden", "itm"))
+        total = sum(entry[f"loss_{t}"] for t in ("logit", "embedding", "hidden", "itm"))
+        assert entry["loss"] == pytest.approx(total, rel=0.02)
+    with pytest.raises(VlmcompressError, match="needs an image-text matching head"):
+        DistillationTrainer(model=tiny_blip("BlipModel"), args=_args(tmp_path), train_dataset=train_rows,
+                            teacher=tiny_blip("BlipModel"), distillation_config=DistillationConfig(itm_weight=1.0))

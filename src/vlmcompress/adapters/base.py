@@ -125,6 +125,8 @@ class TowerFeatures:
     token_mask: torch.Tensor | None = None
     #: the model's own training loss on this batch (a captioner's next-token cross-entropy)
     own_loss: torch.Tensor | None = None
+    #: (B, pairs, 2) image-text matching logits (BLIP retrieval), when asked for
+    itm_logits: torch.Tensor | None = None
 
 
 def _pooled(output):
@@ -166,6 +168,8 @@ class ModelAdapter:
 
     #: whether the model is measured by its captions (``generate_captions``) instead of image-text embeddings
     is_captioner: bool = False
+    #: whether ``features(..., with_itm=True)`` gives image-text matching logits
+    has_itm: bool = False
 
     def latency_forward(self, pixel_values, input_ids, attention_mask=None) -> None:
         """The forward that latency figures time: both towers' embeddings (captioners: image + teacher-forced text)."""

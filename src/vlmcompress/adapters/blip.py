@@ -16,6 +16,7 @@ Tower names: ``vision``, ``text`` (encoder) and ``text_decoder``.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -115,8 +116,8 @@ class BlipAdapter(ModelAdapter):
         if missing:
             raise VlmcompressError(
                 f"{type(self.model).__name__} has no image-text embedding heads ({', '.join(missing)}): retrieval "
-                "and zero-shot need BlipForImageTextRetrieval or BlipModel; a captioning model is measured by "
-                "its captions"
+                "and zero-shot need BlipForImageTextRetrieval or BlipModel; a captioner is measured by its captions "
+                "and distilled through its decoder"
             )
 
     @staticmethod
@@ -181,39 +182,72 @@ class BlipAdapter(ModelAdapter):
         return contrastive_loss(img.float(), txt.float(), self.logit_scale().float(),
                                 None if labels is None else labels.to(dev))
 
-    def _caption_features(self, model, pixel_values, input_ids, mask, output_hidden_states):
-        ids, labels = self.caption_inputs(input_ids, mask)
+    @contextlib.contextmanager
+    def _recording(self, tower, active):
+        """Collects a text tower's hidden states during a forward (the model does not return them): index 0 is the
+        embedding output, i the output of layer i."""
         recorded, handles = [], []
-        if output_hidden_states:  # the decoder's hidden states are not returned by the model: record them
-            layers = self.layers("text_decoder")
+        if active:
+            layers = self.layers(tower)
             handles.append(layers[0].register_forward_pre_hook(lambda m, args: recorded.append(args[0])))
             for layer in layers:
                 handles.append(layer.register_forward_hook(
                     lambda m, args, out: recorded.append(out[0] if isinstance(out, tuple) else out)))
         try:
-            out = model(pixel_values=pixel_values, input_ids=ids, attention_mask=mask, labels=labels,
-                        output_hidden_states=output_hidden_states)
+            yield recorded
         finally:
             for h in handles:
                 h.remove()
+
+    @property
+    def has_itm(self) -> bool:
+        return hasattr(self.model, "itm_head")
+
+    def _caption_features(self, model, pixel_values, input_ids, mask, output_hidden_states):
+        ids, labels = self.caption_inputs(input_ids, mask)
+        with self._recording("text_decoder", output_hidden_states) as recorded:
+            out = model(pixel_values=pixel_values, input_ids=ids, attention_mask=mask, labels=labels,
+                        output_hidden_states=output_hidden_states)
         hidden = {"vision": out.hidden_states, "text_decoder": tuple(recorded)} if output_hidden_states else {}
         return TowerFeatures(image_embeds=None, text_embeds=None, logit_scale=None, hidden_states=hidden, text_mask=mask,
                              token_logits=out.logits[:, :-1], token_mask=labels[:, 1:] != -100, own_loss=out.loss)
 
-    def features(self, model, pixel_values, input_ids, attention_mask=None, output_hidden_states=False):
+    def features(self, model, pixel_values, input_ids, attention_mask=None, output_hidden_states=False,
+                 with_itm=False):
         dev = self.device()
         mask = None if attention_mask is None else attention_mask.to(dev)
+        pixel_values, input_ids = pixel_values.to(device=dev, dtype=self.input_dtype()), input_ids.to(dev)
         if self.is_captioner:
-            return self._caption_features(model, pixel_values.to(device=dev, dtype=self.input_dtype()),
-                                          input_ids.to(dev), mask, output_hidden_states)
+            return self._caption_features(model, pixel_values, input_ids, mask, output_hidden_states)
+        if hasattr(self.model, "logit_scale"):  # BlipModel: CLIP-style outputs
+            with self._recording("text", output_hidden_states) as recorded:
+                out = model(input_ids=input_ids, pixel_values=pixel_values, attention_mask=mask,
+                            output_hidden_states=output_hidden_states)
+            hidden = {"vision": out.vision_model_output.hidden_states, "text": tuple(recorded)} if output_hidden_states else {}
+            return TowerFeatures(image_embeds=out.image_embeds, text_embeds=out.text_embeds, logit_scale=self.logit_scale(),
+                                 hidden_states=hidden, text_mask=mask)
         self._require("vision_proj", "text_proj")
-        out = model(input_ids=input_ids.to(dev), pixel_values=pixel_values.to(device=dev, dtype=self.input_dtype()),
-                    attention_mask=mask, use_itm_head=False, output_hidden_states=output_hidden_states)
+        with self._recording("text", output_hidden_states) as recorded:
+            out = model(input_ids=input_ids, pixel_values=pixel_values, attention_mask=mask, use_itm_head=False,
+                        output_hidden_states=output_hidden_states)
         image = self.model.vision_proj(out.last_hidden_state[:, 0])
         text = self.model.text_proj(out.question_embeds[:, 0])
-        hidden = {"vision": out.hidden_states} if output_hidden_states else {}
+        hidden = {"vision": out.hidden_states, "text": tuple(recorded)} if output_hidden_states else {}
+        itm = self._itm_logits(out.last_hidden_state, input_ids, mask) if with_itm else None
         return TowerFeatures(image_embeds=image, text_embeds=text, logit_scale=self.logit_scale(), hidden_states=hidden,
-                             text_mask=mask)
+                             text_mask=mask, itm_logits=itm)
+
+    def _itm_logits(self, image_states, input_ids, mask):
+        """(B, 2, 2) image-text matching logits of each image with its own caption and with the next row's caption
+        (a negative, unless it names the same thing): the text encoder attends to the image's tokens."""
+        b = input_ids.shape[0]
+        ids = torch.cat([input_ids, input_ids.roll(1, dims=0)])
+        att = None if mask is None else torch.cat([mask, mask.roll(1, dims=0)])
+        states = torch.cat([image_states, image_states])
+        image_mask = torch.ones(states.shape[:-1], dtype=torch.long, device=states.device)
+        q = self.model.text_encoder(input_ids=ids, attention_mask=att, encoder_hidden_states=states,
+                                    encoder_attention_mask=image_mask).last_hidden_state
+        return self.model.itm_head(q[:, 0]).view(2, b, 2).transpose(0, 1)
 
     @torch.no_grad()
     def generate_captions(self, pixel_values, max_new_tokens: int = 12):

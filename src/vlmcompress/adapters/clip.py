@@ -36,7 +36,8 @@ class ClipAdapter(ModelAdapter):
 
         return contrastive_loss(image_embeds, text_embeds, self.model.logit_scale.float(), labels)
 
-    def features(self, model, pixel_values, input_ids, attention_mask=None, output_hidden_states=False):
+    def features(self, model, pixel_values, input_ids, attention_mask=None, output_hidden_states=False,
+                 with_itm=False):
         if not hasattr(self.model, "logit_scale"):
             raise VlmcompressError(f"{type(self.model).__name__} is one tower: image-text distillation needs the "
                                    "two-tower model (e.g. CLIPModel, SiglipModel)")

@@ -10,10 +10,10 @@ from ..errors import VlmcompressError
 
 LOSS_KINDS = ("mse", "cosine")
 TEACHER_DTYPES = (None, "float32", "float16", "bfloat16")
-ALL_TERMS = ("logit", "embedding", "hidden", "contrastive", "token", "caption")
+ALL_TERMS = ("logit", "embedding", "hidden", "contrastive", "itm", "token", "caption")
 #: terms only a captioner (decoder, no image-text embeddings) has, and terms only two-tower models have
 CAPTION_ONLY_TERMS = ("token", "caption")
-TWO_TOWER_TERMS = ("logit", "embedding", "contrastive")
+TWO_TOWER_TERMS = ("logit", "embedding", "contrastive", "itm")
 
 
 @dataclass
@@ -21,8 +21,8 @@ class DistillationConfig:
     """Weights of the loss terms (0 turns a term off) and their settings.
 
     The total loss is ``logit_weight * KL(similarity) + embedding_weight * feature loss + hidden_weight * hidden-state
-    loss + contrastive_weight * the student's own contrastive loss`` for two-tower models (CLIP, SigLIP, BLIP
-    retrieval), and ``token_weight * token-level KL + hidden_weight * hidden-state loss + caption_weight * the
+    loss + contrastive_weight * the student's own contrastive loss (+ itm_weight * KL of the image-text matching
+    logits, BLIP retrieval)`` for two-tower models (CLIP, SigLIP, BLIP retrieval), and ``token_weight * token-level KL + hidden_weight * hidden-state loss + caption_weight * the
     student's own captioning loss`` for captioners (BLIP); every term is logged as ``loss_<name>``.
     """
 
@@ -34,6 +34,7 @@ class DistillationConfig:
     hidden_loss: str = field(default="mse", metadata={"help": "mse or cosine, per token (text padding excluded)."})
     layer_map: str | None = field(default=None, metadata={"help": 'Teacher layer -> student layer per tower (a dict, or its JSON), 1-based layer outputs, e.g. {"vision": {"2": 1, "4": 2}} (default: the layers a student inherited, else uniform).'})
     contrastive_weight: float = field(default=0.0, metadata={"help": "Weight of the student's own contrastive (or sigmoid) loss."})
+    itm_weight: float = field(default=0.0, metadata={"help": "BLIP retrieval: weight of the KL on the image-text matching head's logits (own and a shifted caption per image)."})
     token_weight: float = field(default=0.0, metadata={"help": "Captioners: weight of the token-level KL on the decoder's next-token logits."})
     token_temperature: float = field(default=1.0, metadata={"help": "Captioners: softmax temperature of the token-level KL (x T^2)."})
     caption_weight: float = field(default=0.0, metadata={"help": "Captioners: weight of the student's own next-token cross-entropy on the captions."})

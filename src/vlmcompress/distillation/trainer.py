@@ -90,6 +90,9 @@ class DistillationTrainer(Trainer):
         self.model_accepts_loss_kwargs = False
         self.student_adapter = get_adapter(unwrap_model(self.model))
         cfg.check_task(self.student_adapter.is_captioner)
+        if cfg.itm_weight and not self.student_adapter.has_itm:
+            raise VlmcompressError(f"itm_weight needs an image-text matching head (BlipForImageTextRetrieval), not "
+                                   f"{type(unwrap_model(self.model)).__name__}: set it to 0")
         if getattr(getattr(teacher, "config", None), "quantization_config", None) is None:
             dtype = getattr(torch, cfg.teacher_dtype) if cfg.teacher_dtype else None
             teacher = teacher.to(device=self.args.device, dtype=dtype)
@@ -164,7 +167,7 @@ class DistillationTrainer(Trainer):
         return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
 
     # --- the loss --------------------------------------------------------------------------------------------
-    def _teacher_features(self, inputs, cached, need_hidden):
+    def _teacher_features(self, inputs, cached, need_hidden, **extra):
         if cached:
             if need_hidden:
                 raise VlmcompressError("cached teacher outputs hold embeddings only: the hidden-state loss needs the "
@@ -176,7 +179,7 @@ class DistillationTrainer(Trainer):
                                  text_embeds=cached["teacher_text_embeds"].to(dev),
                                  logit_scale=self.teacher_adapter.model.logit_scale, hidden_states={})
         with torch.no_grad():
-            return self.teacher_adapter.features(self.teacher, output_hidden_states=need_hidden, **inputs)
+            return self.teacher_adapter.features(self.teacher, output_hidden_states=need_hidden, **extra, **inputs)
 
     def distillation_terms(self, model, inputs) -> tuple[dict, object]:
         """Unweighted loss terms for one batch, and the student's features."""
@@ -188,8 +191,12 @@ class DistillationTrainer(Trainer):
         if cached and len(cached) != len(CACHED_KEYS):
             raise VlmcompressError(f"a batch with cached teacher outputs needs all of {', '.join(CACHED_KEYS)}")
         need_hidden = bool(cfg.hidden_weight)
-        student = self.student_adapter.features(model, output_hidden_states=need_hidden, **inputs)
-        teacher = self._teacher_features(inputs, cached, need_hidden)
+        extra = {"with_itm": True} if cfg.itm_weight else {}
+        student = self.student_adapter.features(model, output_hidden_states=need_hidden, **extra, **inputs)
+        if cached and cfg.itm_weight:
+            raise VlmcompressError("cached teacher outputs hold embeddings only: the ITM term needs the teacher's "
+                                   "forward pass (turn the cache off or set itm_weight=0)")
+        teacher = self._teacher_features(inputs, cached, need_hidden, **extra)
         proj = self.distill_projections
         terms = {}
         if cfg.logit_weight:
@@ -210,6 +217,8 @@ class DistillationTrainer(Trainer):
                     parts.append(hidden_state_loss(student.hidden_states[tower][s_layer],
                                                    teacher.hidden_states[tower][t_layer], p, cfg.hidden_loss, mask))
             terms["hidden"] = torch.stack(parts).mean()
+        if cfg.itm_weight:
+            terms["itm"] = token_kl_loss(student.itm_logits, teacher.itm_logits, 1.0)
         if cfg.token_weight:
             terms["token"] = token_kl_loss(student.token_logits, teacher.token_logits, cfg.token_temperature,
                                            student.token_mask)
