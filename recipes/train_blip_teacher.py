@@ -18,7 +18,7 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "ACTIVE")
 
-import math  # noqa: E402
+import sys  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 
@@ -34,6 +34,9 @@ from vlmcompress.io import atomic_output_dir  # noqa: E402
 from vlmcompress.teacher import pixel_values_from_uint8  # noqa: E402
 from vlmcompress.teacher_blip import BLIP_TEACHER_NAME, TEXT_MAX_LENGTH, blip_config, build_blip_processor  # noqa: E402
 from vlmcompress.utils import progress  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from train_teacher import digit_probe_loss, optimizer_step, warmup_cosine  # noqa: E402  (the sibling recipe)
 
 
 @dataclass
@@ -85,14 +88,7 @@ def main(args: BlipTeacherArguments | None = None):
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
                                    {"params": rest + list(probe.parameters()), "weight_decay": 0.0}],
                                   lr=args.learning_rate, betas=(0.9, 0.98), eps=1e-6)
-    warmup = max(1, int(args.warmup_ratio * args.max_steps))
-
-    def lr_at(step):
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, args.max_steps - warmup)))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
+    scheduler = warmup_cosine(optimizer, args.warmup_ratio, args.max_steps)
     log, start = [], time.time()
     bar = progress(range(args.max_steps), desc="training BLIP teacher", unit="step")
     for step in bar:
@@ -106,15 +102,9 @@ def main(args: BlipTeacherArguments | None = None):
         lm_loss = out.loss
         digit_loss = torch.zeros(())
         if args.digit_loss_weight:
-            logits = probe(out.last_hidden_state[:, 0])
-            digit_loss = (torch.nn.functional.cross_entropy(logits[:, :10], labels_t // 10)
-                          + torch.nn.functional.cross_entropy(logits[:, 10:], labels_t % 10))
+            digit_loss = digit_probe_loss(probe, out.last_hidden_state[:, 0], labels_t)
         loss = lm_loss + args.digit_loss_weight * digit_loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
+        optimizer_step(loss, model, optimizer, scheduler, args.max_grad_norm)
         if step % 25 == 0 or step == args.max_steps - 1:
             log.append({"step": step, "loss": round(loss.item(), 4), "lm_loss": round(lm_loss.item(), 4),
                         "digit_loss": round(digit_loss.item(), 4), "lr": scheduler.get_last_lr()[0],

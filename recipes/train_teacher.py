@@ -67,6 +67,26 @@ def digit_probe_loss(probe, embeds, labels):
     return F.cross_entropy(logits[:, :10], labels // 10) + F.cross_entropy(logits[:, 10:], labels % 10)
 
 
+def warmup_cosine(optimizer, warmup_ratio: float, max_steps: int):
+    """Linear warm-up over ``warmup_ratio`` of the steps, then cosine decay to 0."""
+    warmup = max(1, int(warmup_ratio * max_steps))
+
+    def lr_at(step):
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, max_steps - warmup)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
+
+
+def optimizer_step(loss, model, optimizer, scheduler, max_grad_norm):
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+
+
 def param_groups(model, weight_decay, lr, logit_scale_lr_multiplier=1.0):
     decay, no_decay = [], []
     for name, p in model.named_parameters():
@@ -113,15 +133,7 @@ def main(args: TeacherArguments | None = None):
     groups = param_groups(model, args.weight_decay, args.learning_rate, args.logit_scale_lr_multiplier)
     groups.append({"params": list(probes.parameters()), "weight_decay": 0.0, "lr": args.learning_rate})
     optimizer = torch.optim.AdamW(groups, lr=args.learning_rate, betas=(0.9, 0.98), eps=1e-6)
-    warmup = max(1, int(args.warmup_ratio * args.max_steps))
-
-    def lr_at(step):
-        if step < warmup:
-            return (step + 1) / warmup
-        progress_ = (step - warmup) / max(1, args.max_steps - warmup)
-        return 0.5 * (1 + math.cos(math.pi * progress_))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
+    scheduler = warmup_cosine(optimizer, args.warmup_ratio, args.max_steps)
     log = []
     start = time.time()
     bar = progress(range(args.max_steps), desc="training teacher", unit="step")
@@ -142,11 +154,7 @@ def main(args: TeacherArguments | None = None):
             digit_loss = sum(digit_probe_loss(probes[k], emb, labels_t)
                              for k, emb in (("image", out.image_embeds), ("text", out.text_embeds)))
         loss = clip_loss + args.digit_loss_weight * digit_loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
+        optimizer_step(loss, model, optimizer, scheduler, args.max_grad_norm)
         if step % 25 == 0 or step == args.max_steps - 1:
             log.append({"step": step, "loss": round(loss.item(), 4), "contrastive_loss": round(clip_loss.item(), 4),
                         "digit_loss": round(digit_loss.item(), 4), "lr": scheduler.get_last_lr()[0],

@@ -37,6 +37,17 @@ def tiny_clip_dir(tmp_path_factory, processor):
     return path
 
 
+def run_fresh_python(script: str, *args, cwd) -> None:
+    """Run ``script`` in a fresh interpreter that cannot import vlmcompress from the source tree; assert success."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    r = subprocess.run([sys.executable, "-c", script, *map(str, args)], capture_output=True, text=True, env=env,
+                       cwd=cwd, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+
+
 def tiny_blip(cls_name="BlipForImageTextRetrieval", layers=2, hidden=32, heads=4, seed=0, text_init=None):
     """A random tiny BLIP model of class ``cls_name`` (fresh config each call: pruning edits the config).
     ``text_init`` widens the text weights' init (peaked next-token distributions instead of near-uniform ones)."""

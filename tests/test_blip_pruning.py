@@ -3,15 +3,12 @@ decoder still generates, and checkpoints reload three ways."""
 
 import copy
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
 from transformers import BlipForConditionalGeneration
 
-from conftest import tiny_blip
+from conftest import run_fresh_python, tiny_blip
 from vlmcompress.adapters import get_adapter
 from vlmcompress.errors import VlmcompressError
 from vlmcompress.loading import load_model
@@ -35,10 +32,11 @@ def blip_forward(model):
     main = out.itm_score if hasattr(out, "itm_score") else out.logits
     return out.last_hidden_state, main
 """
-exec(FORWARD)
+_namespace: dict = {}
+exec(FORWARD, _namespace)
+blip_forward = _namespace["blip_forward"]
 
 REMOTE_LOAD = FORWARD + r"""
-import sys
 from transformers import AutoModel
 model = AutoModel.from_pretrained(sys.argv[1], trust_remote_code=True).eval()
 outputs = blip_forward(model)
@@ -95,12 +93,8 @@ def test_head_and_mlp_pruning_equal_zeroed_units(cls_name):
 
 
 def _fresh_process_outputs(path, tmp_path):
-    out = tmp_path / "remote.pt"
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    r = subprocess.run([sys.executable, "-c", REMOTE_LOAD, str(path), str(out)], capture_output=True, text=True,
-                       env=env, cwd=tmp_path, timeout=300)
-    assert r.returncode == 0, r.stderr[-2000:]
-    return torch.load(out)
+    run_fresh_python(REMOTE_LOAD, path, tmp_path / "remote.pt", cwd=tmp_path)
+    return torch.load(tmp_path / "remote.pt")
 
 
 @pytest.mark.parametrize("cls_name", CLASSES)

@@ -142,3 +142,41 @@ def test_user_data_set_with_other_column_names(processor, tiny_clip_dir, tmp_pat
     assert report["after"]["eval_dataset"] != "vlmcompress/digits-test"  # scored on the user's validation split
     assert report["after"]["zero_shot_accuracy"] is not None
     assert read_report(out)["steps"][-1]["training"]["global_step"] == 2
+
+
+BLIP_RECIPE = RECIPE.parent / "distill_blip.py"
+BLIP_SMALL = ["--max_steps", "3", "--per_device_train_batch_size", "16", "--train_images_per_number", "2",
+              "--eval_images_per_number", "1", "--importance", "magnitude", "--logging_steps", "1", "--disable_tqdm", "true"]
+
+
+def test_distill_blip_captioner_from_the_embedded_teacher(tmp_path):
+    from transformers import BlipForConditionalGeneration
+
+    out = tmp_path / "blip-student"
+    r = subprocess.run([sys.executable, str(BLIP_RECIPE), *BLIP_SMALL, "--output_dir", str(out)], capture_output=True,
+                       text=True, env=ENV, timeout=500)
+    assert r.returncode == 0, r.stderr[-3000:]
+    report = read_report(out)
+    assert report["model_family"] == "blip"
+    assert [s["method"] for s in report["steps"]] == ["student_from_teacher", "layer_pruning", "mlp_pruning", "distillation"]
+    assert set(report["steps"][1]["removed_layers"]) == {"vision", "text_decoder"}
+    distill = report["steps"][-1]
+    assert distill["losses"] == {"hidden": 1.0, "token": 1.0, "caption": 0.5} and distill["cache_teacher"] is False
+    assert {"loss_token", "loss_hidden", "loss_caption"} <= set(distill["training"]["loss_log"][0])
+    assert report["before"]["caption_accuracy"] is not None and report["after"]["caption_accuracy"] is not None
+    assert report["after"]["params"] < 0.55 * report["before"]["params"]
+    assert report["loading"] == {"loading": "stock", "class": "BlipForConditionalGeneration"}
+    model = BlipForConditionalGeneration.from_pretrained(out).eval()
+    assert model.config.text_config.num_hidden_layers == 2 and model.text_decoder.bert.encoder.layer[1].attention.self.layer_idx == 1
+    assert model.generate(pixel_values=torch.zeros(1, 3, 56, 56), max_new_tokens=4).shape[0] == 1
+    card = (out / "README.md").read_text()
+    assert "blip-digits-captioner" in card and "caption accuracy" in card and "model.generate" in card
+    assert "student keeps" in r.stdout and "caption accuracy" in r.stdout
+
+
+def test_distill_blip_refuses_the_embedding_cache(tmp_path):
+    out = tmp_path / "never"
+    r = subprocess.run([sys.executable, str(BLIP_RECIPE), "--cache_teacher", "true", "--output_dir", str(out)],
+                       capture_output=True, text=True, env=ENV, timeout=300)
+    assert r.returncode == 1 and "Traceback" not in r.stderr and not out.exists()
+    assert r.stderr.strip().splitlines()[-1].startswith("distill_blip: error: --cache_teacher stores image/text embeddings")

@@ -2,15 +2,12 @@
 
 import copy
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
 from transformers import CLIPModel, SiglipConfig, SiglipModel
 
-from conftest import tiny_clip
+from conftest import run_fresh_python, tiny_clip
 from vlmcompress.errors import VlmcompressError
 from vlmcompress.loading import load_model
 from vlmcompress.modeling import save_compressed
@@ -160,12 +157,8 @@ torch.save({"img": img, "txt": txt, "class": type(model).__name__}, sys.argv[2])
 
 
 def _fresh_process_outputs(path, tmp_path):
-    out = tmp_path / "remote.pt"
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    r = subprocess.run([sys.executable, "-c", REMOTE_LOAD, str(path), str(out)], capture_output=True, text=True,
-                       env=env, cwd=tmp_path, timeout=300)
-    assert r.returncode == 0, r.stderr[-2000:]
-    return torch.load(out)
+    run_fresh_python(REMOTE_LOAD, path, tmp_path / "remote.pt", cwd=tmp_path)
+    return torch.load(tmp_path / "remote.pt")
 
 
 def test_head_pruned_checkpoint_reloads_three_ways(family_model, processor, tmp_path):

@@ -145,11 +145,14 @@ def pixel_values_from_uint8(images: np.ndarray, image_processor):
     return ((x - mean) / std).contiguous()
 
 
+def shipped_model_path(path: Path, what: str, recipe: str) -> str:
+    """``path`` of a model that ships inside the package; a clear error if it was installed without it."""
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"the embedded {what} is missing from {path}; reinstall vlmcompress or rebuild it with "
+                                f"`python recipes/{recipe} --output_dir src/vlmcompress/assets/{path.name}`")
+    return str(path)
+
+
 def teacher_path() -> str:
     """Where the shipped teacher lives; a clear error if the package was installed without it."""
-    if not (TEACHER_PATH / "config.json").is_file():
-        raise FileNotFoundError(
-            f"the embedded teacher is missing from {TEACHER_PATH}; reinstall vlmcompress or rebuild it with "
-            "`python recipes/train_teacher.py --output_dir src/vlmcompress/assets/clip-digits-teacher`"
-        )
-    return str(TEACHER_PATH)
+    return shipped_model_path(TEACHER_PATH, "teacher", "train_teacher.py")

@@ -68,9 +68,6 @@ def blip_config(tokenizer, layers: int = 4, hidden: int = 128, heads: int = 4, t
 
 def blip_teacher_path() -> str:
     """Where the shipped BLIP captioner lives; a clear error if the package was installed without it."""
-    if not (BLIP_TEACHER_PATH / "config.json").is_file():
-        raise FileNotFoundError(
-            f"the embedded BLIP teacher is missing from {BLIP_TEACHER_PATH}; reinstall vlmcompress or rebuild it with "
-            "`python recipes/train_blip_teacher.py --output_dir src/vlmcompress/assets/blip-digits-captioner`"
-        )
-    return str(BLIP_TEACHER_PATH)
+    from .teacher import shipped_model_path
+
+    return shipped_model_path(BLIP_TEACHER_PATH, "BLIP teacher", "train_blip_teacher.py")

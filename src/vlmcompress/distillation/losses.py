@@ -10,7 +10,6 @@ The student's own contrastive loss lives in ``vlmcompress.losses`` and is reache
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 
 

@@ -126,6 +126,16 @@ def caption_images(adapter, processor, images, batch_size=128, max_new_tokens=12
     return captions
 
 
+def _split_accuracy(metrics, key, correct, labels, heldout_labels):
+    """``key`` over labels seen in training and ``key_heldout`` over ``heldout_labels`` (or ``key`` over all)."""
+    heldout = np.isin(labels, np.asarray(list(heldout_labels or []), dtype=labels.dtype))
+    if heldout_labels:
+        metrics[key] = float(correct[~heldout].mean()) if (~heldout).any() else None
+        metrics[f"{key}_heldout"] = float(correct[heldout].mean()) if heldout.any() else None
+    else:
+        metrics[key] = float(correct.mean())
+
+
 def _caption_metrics(metrics, adapter, processor, images, labels, texts, heldout_labels, embedded, batch_size):
     """Embedded data: a caption is right when it names the image's number; a user's data: when it equals the row's
     caption (lower case, whitespace collapsed)."""
@@ -137,12 +147,7 @@ def _caption_metrics(metrics, adapter, processor, images, labels, texts, heldout
             return " ".join(str(text).lower().split())
 
         correct = np.asarray([norm(c) == norm(t) for c, t in zip(captions, texts)])
-    heldout = np.isin(labels, np.asarray(list(heldout_labels or []), dtype=labels.dtype))
-    if heldout_labels:
-        metrics["caption_accuracy"] = float(correct[~heldout].mean()) if (~heldout).any() else None
-        metrics["caption_accuracy_heldout"] = float(correct[heldout].mean()) if heldout.any() else None
-    else:
-        metrics["caption_accuracy"] = float(correct.mean())
+    _split_accuracy(metrics, "caption_accuracy", correct, labels, heldout_labels)
     metrics["caption_examples"] = captions[:5]
 
 
@@ -176,12 +181,7 @@ def _retrieval_metrics(metrics, adapter, image_processor, tokenizer, images, lab
     pred = (image_emb @ class_emb.t()).argmax(dim=1).numpy()
     correct = pred == labels
 
-    heldout = np.isin(labels, np.asarray(list(heldout_labels or []), dtype=labels.dtype))
-    if heldout_labels:
-        metrics["zero_shot_accuracy"] = float(correct[~heldout].mean()) if (~heldout).any() else None
-        metrics["zero_shot_accuracy_heldout"] = float(correct[heldout].mean()) if heldout.any() else None
-    else:
-        metrics["zero_shot_accuracy"] = float(correct.mean())
+    _split_accuracy(metrics, "zero_shot_accuracy", correct, labels, heldout_labels)
     metrics["zero_shot_accuracy_all"] = float(correct.mean())
     metrics["zero_shot_classes"] = len(class_prompts)
 
