@@ -34,7 +34,7 @@ from vlmcompress.evaluation import evaluate_model  # noqa: E402
 from vlmcompress.io import atomic_output_dir  # noqa: E402
 from vlmcompress.loading import load_model  # noqa: E402
 from vlmcompress.quantization import QuantizationConfig, quantize, save_quantized  # noqa: E402
-from vlmcompress.report import new_report, write_report  # noqa: E402
+from vlmcompress.report import format_metrics_table, new_report, write_report  # noqa: E402
 
 
 @dataclass
@@ -50,7 +50,7 @@ class QuantizeArguments:
     lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling numerator (scale = alpha / r)."})
     lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the LoRA input."})
-    qlora_loss: str = field(default="distillation", metadata={"choices": ["distillation", "contrastive"], "help": "QLoRA objective: distill the full-precision model into the 4-bit one (similarity KL + embedding loss, vlmcompress.distillation) or the model's own contrastive loss."})
+    qlora_loss: str = field(default="distillation", metadata={"choices": ["distillation", "contrastive"], "help": "QLoRA objective: distill the full-precision model into the 4-bit one (similarity KL + embedding loss; token-level KL for a captioner) or the model's own loss (contrastive; captioning for a captioner)."})
     merge_lora: bool = field(default=False, metadata={"help": "Merge the adapter into the weights (dequantize, add, requantize) instead of keeping it."})
     train_images_per_number: int = field(default=100, metadata={"help": "Embedded training images per seen number for QLoRA."})
     eval_images_per_number: int | None = field(default=None, metadata={"help": "Embedded test images per number (default: all 100)."})
@@ -67,7 +67,8 @@ def distill_qlora(quantized, teacher, processor, train, training_args, args):
     peft_model = prepare_qlora(quantized, r=args.lora_r, alpha=args.lora_alpha, dropout=args.lora_dropout)
     collator = ImageTextCollator(processor, padding=get_adapter(quantized).text_padding)
     trainer = DistillationTrainer(model=peft_model, args=training_args, train_dataset=train, data_collator=collator,
-                                  teacher=teacher, distillation_config=DistillationConfig())
+                                  teacher=teacher,
+                                  distillation_config=DistillationConfig.default_for(get_adapter(quantized).is_captioner))
     trainer.train()
     peft_model.eval()
     return peft_model, trainer
@@ -123,9 +124,8 @@ def main(args: QuantizeArguments | None = None, training_args: TrainingArguments
         report["loading"] = loading
         write_report(report, tmp)
         write_card(tmp, report)
-    print(f"zero-shot seen {before['zero_shot_accuracy']:.4f} -> {after['zero_shot_accuracy']:.4f}, held-out "
-          f"{before['zero_shot_accuracy_heldout']:.4f} -> {after['zero_shot_accuracy_heldout']:.4f}; "
-          f"{before['size_bytes']:,} -> {after['size_bytes']:,} bytes on disk; wrote {output_dir}")
+    print(format_metrics_table({"before": before, "after": after}))
+    print(f"wrote {output_dir}")
     return report
 
 

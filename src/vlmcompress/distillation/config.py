@@ -61,6 +61,13 @@ class DistillationConfig:
         if self.teacher_dtype not in TEACHER_DTYPES:
             raise VlmcompressError(f"teacher_dtype must be float32, float16 or bfloat16, got {self.teacher_dtype!r}")
 
+    @classmethod
+    def default_for(cls, captioner: bool) -> "DistillationConfig":
+        """The defaults for a student's task: similarity KL + embeddings (two towers) or token-level KL (captioner)."""
+        if captioner:
+            return cls(logit_weight=0.0, embedding_weight=0.0, token_weight=1.0)
+        return cls()
+
     def active_losses(self) -> dict:
         return {name: getattr(self, f"{name}_weight") for name in ALL_TERMS if getattr(self, f"{name}_weight")}
 
