@@ -37,6 +37,7 @@ exec(FORWARD, _namespace)
 blip_forward = _namespace["blip_forward"]
 
 REMOTE_LOAD = FORWARD + r"""
+import sys
 from transformers import AutoModel
 model = AutoModel.from_pretrained(sys.argv[1], trust_remote_code=True).eval()
 outputs = blip_forward(model)
