@@ -43,7 +43,7 @@ from train_teacher import digit_probe_loss, optimizer_step, warmup_cosine  # noq
 class BlipTeacherArguments:
     output_dir: str = field(default="outputs/blip-teacher", metadata={"help": "Where the captioner, its processor and report go."})
     seed: int = field(default=0, metadata={"help": "Seed for weights, sampling and augmentation."})
-    max_steps: int = field(default=1200, metadata={"help": "Optimizer steps."})
+    max_steps: int = field(default=2400, metadata={"help": "Optimizer steps."})
     batch_size: int = field(default=96, metadata={"help": "Image-caption pairs per step."})
     learning_rate: float = field(default=1e-3, metadata={"help": "Peak learning rate (AdamW), linear warm-up then cosine."})
     warmup_ratio: float = field(default=0.04, metadata={"help": "Warm-up share of steps."})
