@@ -164,7 +164,7 @@ def test_distill_blip_captioner_from_the_embedded_teacher(tmp_path):
     assert distill["losses"] == {"hidden": 1.0, "token": 1.0, "caption": 0.5} and distill["cache_teacher"] is False
     assert {"loss_token", "loss_hidden", "loss_caption"} <= set(distill["training"]["loss_log"][0])
     assert report["before"]["caption_accuracy"] is not None and report["after"]["caption_accuracy"] is not None
-    assert report["after"]["params"] < 0.55 * report["before"]["params"]
+    assert report["after"]["params"] <= 0.5 * report["before"]["params"]
     assert report["loading"] == {"loading": "stock", "class": "BlipForConditionalGeneration"}
     model = BlipForConditionalGeneration.from_pretrained(out).eval()
     assert model.config.text_config.num_hidden_layers == 2 and model.text_decoder.bert.encoder.layer[1].attention.self.layer_idx == 1

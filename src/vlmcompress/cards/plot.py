@@ -51,10 +51,24 @@ def size_axis(points):
     return None
 
 
+#: the accuracy a plot shows: zero-shot (two-tower models) or caption accuracy (captioners), with their axis names
+ACCURACIES = (("zero_shot_accuracy", "zero-shot accuracy"), ("caption_accuracy", "caption accuracy"))
+
+
+def accuracy_key(points):
+    """(metric key, its name) of the first accuracy some point measured, or (None, None)."""
+    for key, name in ACCURACIES:
+        if any(p["metrics"] and (p["metrics"].get(key) is not None or p["metrics"].get(f"{key}_heldout") is not None)
+               for p in points):
+            return key, name
+    return None, None
+
+
 def plottable(points) -> list:
-    """The points that have a size and at least one zero-shot accuracy."""
-    points = [p for p in points if p["metrics"] and (p["metrics"].get("zero_shot_accuracy") is not None
-                                                     or p["metrics"].get("zero_shot_accuracy_heldout") is not None)]
+    """The points that have a size and at least one accuracy (zero-shot, or caption accuracy for captioners)."""
+    key, _ = accuracy_key(points)
+    points = [p for p in points if key and p["metrics"] and (p["metrics"].get(key) is not None
+                                                             or p["metrics"].get(f"{key}_heldout") is not None)]
     return points if size_axis(points) else []
 
 
@@ -67,21 +81,22 @@ def accuracy_vs_size(points, path, title: str):
     if not points:
         return None
     key, xlabel, scale = size_axis(points)
+    acc_key, acc_name = accuracy_key(points)
     fig = _figure()
     ax = fig.add_subplot(1, 1, 1)
     xs = [p["metrics"][key] * scale for p in points]
-    series = (("zero_shot_accuracy", "zero-shot accuracy (seen classes)" if any(
-        p["metrics"].get("zero_shot_accuracy_heldout") is not None for p in points) else "zero-shot accuracy", "o", "-"),
-        ("zero_shot_accuracy_heldout", "zero-shot accuracy (held-out classes)", "s", "--"))
+    series = ((acc_key, f"{acc_name} (seen classes)" if any(
+        p["metrics"].get(f"{acc_key}_heldout") is not None for p in points) else acc_name, "o", "-"),
+        (f"{acc_key}_heldout", f"{acc_name} (held-out classes)", "s", "--"))
     for metric, label, marker, style in series:
         pts = [(x, 100 * p["metrics"][metric]) for x, p in zip(xs, points) if p["metrics"].get(metric) is not None]
         if pts:
             ax.plot([x for x, _ in pts], [y for _, y in pts], marker=marker, linestyle=style, label=label)
     right = max(xs)
     for x, p in zip(xs, points):
-        acc = p["metrics"].get("zero_shot_accuracy")
+        acc = p["metrics"].get(acc_key)
         if acc is None:
-            acc = p["metrics"].get("zero_shot_accuracy_heldout")
+            acc = p["metrics"].get(f"{acc_key}_heldout")
         at_right = x == right and len(set(xs)) > 1
         ax.annotate(f"{p.get('short', p['label'])}\n{100 * acc:.1f}%", (x, 100 * acc), textcoords="offset points",
                     xytext=(-6, 6) if at_right else (6, 6), ha="right" if at_right else "left", fontsize=8)

@@ -524,6 +524,7 @@ def build_card(folder, report=None, *, repo_id=None, template=None):
         accuracy_plot=plot.ACCURACY_PLOT if plot.ACCURACY_PLOT in plots else None,
         loss_plot=plot.LOSS_PLOT if plot.LOSS_PLOT in plots else None,
         plot_size_axis=(plot.size_axis(plot.plottable(points)) or (None, None))[1] if plots else None,
+        plot_accuracy=(plot.accuracy_key(points)[1] or "accuracy").capitalize() if plots else None,
         load=load,
         environment=[(k, fmt_value(v) if v is not None else NOT_MEASURED) for k, v in env.items()],
         vlmcompress_version=report.get("vlmcompress_version"),
@@ -553,7 +554,7 @@ def write_card(folder, report=None, *, repo_id=None, output_dir=None, template=N
     title = card.data.model_name or checkpoint_name(folder)
     for filename, (kind, data) in plots.items():
         if kind == "accuracy":
-            plot.accuracy_vs_size(data, out / filename, f"{title}: zero-shot accuracy vs size")
+            plot.accuracy_vs_size(data, out / filename, f"{title}: {plot.accuracy_key(data)[1]} vs size")
         else:
             plot.training_loss(data, out / filename, f"{title}: training loss")
     path = out / CARD_FILENAME
