@@ -36,11 +36,10 @@ class BlipStudentArguments(distill_clip.StudentArguments):
     towers: str = field(default="vision,text_decoder", metadata={"help": "Towers the inherited student shrinks."})
     mlp_ratio: float = field(default=0.35, metadata={"help": "Inherited student: fraction of MLP neurons removed in every layer."})
 
-    def __post_init__(self):
-        if self.teacher is None:
-            from vlmcompress.teacher_blip import blip_teacher_path
+    def teacher_path(self) -> str:
+        from vlmcompress.teacher_blip import blip_teacher_path
 
-            self.teacher = blip_teacher_path()
+        return self.teacher or blip_teacher_path()
 
 
 @dataclass

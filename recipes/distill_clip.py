@@ -61,6 +61,10 @@ class StudentArguments:
     importance: str = field(default="taylor", metadata={"help": "Inherited student: taylor, magnitude or random ranking of heads/neurons."})
     towers: str = field(default="vision,text", metadata={"help": "Towers the inherited student shrinks."})
 
+    def teacher_path(self) -> str | None:
+        """The teacher to load (None: load_model's default, the embedded CLIP teacher)."""
+        return self.teacher
+
 
 @dataclass
 class DataArguments:
@@ -209,7 +213,7 @@ def main(argv=None, arguments=(StudentArguments, DataArguments, DistillationConf
     torch.set_num_threads(data_args.threads or max(1, (os.cpu_count() or 1) // training_args.world_size))
     started = time.time()
 
-    teacher, processor, teacher_path = load_model(student_args.teacher)
+    teacher, processor, teacher_path = load_model(student_args.teacher_path())
     train, test = load_data(data_args, training_args.seed)
     calibration = standard_columns(train, data_args.image_column, data_args.caption_column)
     student, steps = build_student(teacher, processor, student_args, calibration)
