@@ -180,3 +180,16 @@ def test_distill_blip_refuses_the_embedding_cache(tmp_path):
                        capture_output=True, text=True, env=ENV, timeout=300)
     assert r.returncode == 1 and "Traceback" not in r.stderr and not out.exists()
     assert r.stderr.strip().splitlines()[-1].startswith("distill_blip: error: --cache_teacher stores image/text embeddings")
+
+
+def test_distill_blip_with_two_real_processes(tmp_path):
+    out = tmp_path / "blip-ddp"
+    launcher = ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                "--mixed_precision", "no", "--dynamo_backend", "no"]
+    r = subprocess.run([sys.executable, *launcher, str(BLIP_RECIPE), *BLIP_SMALL, "--skip_eval", "true",
+                        "--output_dir", str(out)], capture_output=True, text=True, env=ENV, timeout=500)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "rank 0/2: trained 3 steps (DistributedDataParallel)" in r.stdout
+    assert "rank 1/2: trained 3 steps (DistributedDataParallel)" in r.stdout
+    distill = read_report(out)["steps"][-1]
+    assert distill["processes"] == 2 and distill["batch_size"] == 32 and distill["losses"] == {"token": 1.0, "caption": 0.5}
