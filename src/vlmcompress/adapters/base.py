@@ -179,6 +179,10 @@ class ModelAdapter:
     def generate_captions(self, pixel_values, max_new_tokens: int = 12):
         raise VlmcompressError(f"{type(self.model).__name__} does not generate captions")
 
+    def logit_scale(self) -> torch.Tensor:
+        """log of the image-text similarity scale (CLIP's learned ``logit_scale``)."""
+        return self.model.logit_scale
+
     @staticmethod
     def usage(class_name: str) -> str:
         """What a model card's snippet shows for this class: "zero_shot", "itc" (image-text scores) or "caption"."""

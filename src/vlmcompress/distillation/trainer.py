@@ -177,7 +177,7 @@ class DistillationTrainer(Trainer):
             dev = self.args.device
             return TowerFeatures(image_embeds=cached["teacher_image_embeds"].to(dev),
                                  text_embeds=cached["teacher_text_embeds"].to(dev),
-                                 logit_scale=self.teacher_adapter.model.logit_scale, hidden_states={})
+                                 logit_scale=self.teacher_adapter.logit_scale(), hidden_states={})
         with torch.no_grad():
             return self.teacher_adapter.features(self.teacher, output_hidden_states=need_hidden, **extra, **inputs)
 
