@@ -26,17 +26,14 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from transformers import BlipForConditionalGeneration, HfArgumentParser  # noqa: E402
 
-from vlmcompress import report as report_lib  # noqa: E402
 from vlmcompress.adapters import get_adapter  # noqa: E402
 from vlmcompress.data import digits  # noqa: E402
-from vlmcompress.evaluation import evaluate_model  # noqa: E402
-from vlmcompress.io import atomic_output_dir  # noqa: E402
 from vlmcompress.teacher import pixel_values_from_uint8  # noqa: E402
 from vlmcompress.teacher_blip import BLIP_TEACHER_NAME, TEXT_MAX_LENGTH, blip_config, build_blip_processor  # noqa: E402
 from vlmcompress.utils import progress  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from train_teacher import digit_probe_loss, optimizer_step, warmup_cosine  # noqa: E402  (the sibling recipe)
+from train_teacher import digit_probe_loss, optimizer_step, save_and_measure, warmup_cosine  # noqa: E402  (sibling recipe)
 
 
 @dataclass
@@ -112,18 +109,10 @@ def main(args: BlipTeacherArguments | None = None):
             bar.set_postfix(lm=f"{lm_loss.item():.3f}", digits=f"{digit_loss.item():.3f}")
     train_seconds = time.time() - start
 
-    model.eval()
-    print(f"trained {args.max_steps} steps in {train_seconds:.0f} s; evaluating", flush=True)
-    with atomic_output_dir(args.output_dir) as tmp:
-        model.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
-        metrics = evaluate_model(model, processor, images_per_number=args.eval_images_per_number, model_path=tmp)
-        step_record = {"method": "train_from_scratch", "train_seconds": round(train_seconds, 1), "loss_log": log}
-        step_record.update({k: v for k, v in vars(args).items() if k not in ("output_dir", "threads")})
-        report = report_lib.new_report(base_model=None, model_family="blip", steps=[step_record], before=None,
-                                       after=metrics, model_name=BLIP_TEACHER_NAME)
-        report_lib.write_report(report, tmp)
-    print(report_lib.format_metrics_table({"teacher": metrics}))
+    step_record = {"method": "train_from_scratch", "train_seconds": round(train_seconds, 1), "loss_log": log}
+    step_record.update({k: v for k, v in vars(args).items() if k not in ("output_dir", "threads")})
+    metrics = save_and_measure(model, processor, args.output_dir, args.eval_images_per_number, step_record, "blip",
+                               BLIP_TEACHER_NAME)
     print("captions:", metrics.get("caption_examples"))
     print(f"trained {args.max_steps} steps in {train_seconds:.0f} s; saved to {args.output_dir}")
     return metrics

@@ -103,6 +103,23 @@ def param_groups(model, weight_decay, lr, logit_scale_lr_multiplier=1.0):
     ]
 
 
+def save_and_measure(model, processor, output_dir, eval_images_per_number, step_record, family, name) -> dict:
+    """Save a trained teacher with its processor, measure it on the test split and write its report; the folder
+    appears whole, report included, or not at all. Returns the metrics (also printed as a table)."""
+    model.eval()
+    print(f"trained {step_record.get('max_steps')} steps in {step_record['train_seconds']:.0f} s; evaluating", flush=True)
+    with atomic_output_dir(output_dir) as tmp:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        # size is read from the folder being written
+        metrics = evaluate_model(model, processor, images_per_number=eval_images_per_number, model_path=tmp)
+        report = report_lib.new_report(base_model=None, model_family=family, steps=[step_record], before=None,
+                                       after=metrics, model_name=name)
+        report_lib.write_report(report, tmp)
+    print(report_lib.format_metrics_table({"teacher": metrics}))
+    return metrics
+
+
 def main(args: TeacherArguments | None = None):
     if args is None:
         (args,) = HfArgumentParser(TeacherArguments).parse_args_into_dataclasses()
@@ -162,32 +179,17 @@ def main(args: TeacherArguments | None = None):
             bar.set_postfix(clip=f"{clip_loss.item():.3f}", digits=f"{digit_loss.item():.3f}")
     train_seconds = time.time() - start
 
-    model.eval()
-    print(f"trained {args.max_steps} steps in {train_seconds:.0f} s; evaluating", flush=True)
-    with atomic_output_dir(args.output_dir) as tmp:
-        model.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
-        # size is read from the folder being written; the folder appears whole, report included, or not at all
-        metrics_on_disk = evaluate_model(model, processor, images_per_number=args.eval_images_per_number,
-                                         model_path=tmp)
-        report = report_lib.new_report(
-            base_model=None,
-            model_family="clip",
-            steps=[{
-                "method": "train_from_scratch",
-                "seed": args.seed, "max_steps": args.max_steps, "batch_size": args.batch_size,
-                "learning_rate": args.learning_rate, "warmup_ratio": args.warmup_ratio,
-                "weight_decay": args.weight_decay, "max_grad_norm": args.max_grad_norm,
-                "max_shift": args.max_shift, "digit_loss_weight": args.digit_loss_weight,
-                "logit_scale_lr_multiplier": args.logit_scale_lr_multiplier, "train_seconds": round(train_seconds, 1),
-                "loss_log": log,
-            }],
-            before=None,
-            after=metrics_on_disk,
-            model_name=TEACHER_NAME,
-        )
-        report_lib.write_report(report, tmp)
-    print(report_lib.format_metrics_table({"teacher": metrics_on_disk}))
+    step_record = {
+        "method": "train_from_scratch",
+        "seed": args.seed, "max_steps": args.max_steps, "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate, "warmup_ratio": args.warmup_ratio,
+        "weight_decay": args.weight_decay, "max_grad_norm": args.max_grad_norm,
+        "max_shift": args.max_shift, "digit_loss_weight": args.digit_loss_weight,
+        "logit_scale_lr_multiplier": args.logit_scale_lr_multiplier, "train_seconds": round(train_seconds, 1),
+        "loss_log": log,
+    }
+    metrics_on_disk = save_and_measure(model, processor, args.output_dir, args.eval_images_per_number, step_record,
+                                       "clip", TEACHER_NAME)
     print(f"trained {args.max_steps} steps in {train_seconds:.0f} s; saved to {args.output_dir}")
     return metrics_on_disk
 

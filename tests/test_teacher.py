@@ -89,3 +89,37 @@ def test_train_teacher_recipe_writes_a_loadable_deterministic_checkpoint(tmp_pat
     model = CLIPModel.from_pretrained(tmp_path / "a")
     assert model.config.vision_config.num_hidden_layers == 1
     assert not list(tmp_path.glob(".a.tmp-*"))
+
+
+def test_shipped_blip_captioner_loads_with_stock_classes_and_captions_numbers():
+    from transformers import BlipForConditionalGeneration, BlipProcessor
+
+    from vlmcompress.data import digits
+    from vlmcompress.teacher_blip import blip_teacher_path
+
+    model = BlipForConditionalGeneration.from_pretrained(blip_teacher_path()).eval()
+    processor = BlipProcessor.from_pretrained(blip_teacher_path())
+    report = read_report(blip_teacher_path())
+    assert report["model_family"] == "blip" and report["after"]["caption_accuracy"] > 0.85
+    test = digits.load_digits_dataset("test", images_per_number=1, numbers=digits.SEEN_NUMBERS[:20])
+    with torch.no_grad():
+        ids = model.generate(**processor(images=list(test["image"]), return_tensors="pt"), max_new_tokens=12)
+    named = [digits.number_in_caption(c) for c in processor.batch_decode(ids, skip_special_tokens=True)]
+    assert sum(n == lab for n, lab in zip(named, test["label"])) >= 14  # the report says ~91% on seen numbers
+
+
+def test_train_blip_teacher_recipe_writes_a_loadable_captioner(tmp_path):
+    from transformers import BlipForConditionalGeneration
+
+    spec = importlib.util.spec_from_file_location("train_blip_teacher", ROOT / "recipes" / "train_blip_teacher.py")
+    recipe = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = recipe
+    spec.loader.exec_module(recipe)
+    metrics = recipe.main(recipe.BlipTeacherArguments(output_dir=str(tmp_path / "c"), max_steps=3, batch_size=16,
+                                                      layers=1, text_layers=1, hidden_size=32, heads=2,
+                                                      eval_images_per_number=1))
+    report = read_report(tmp_path / "c")
+    assert report["model_family"] == "blip" and report["after"]["params"] == metrics["params"]
+    assert report["steps"][0]["max_steps"] == 3 and len(report["steps"][0]["loss_log"]) >= 2
+    model = BlipForConditionalGeneration.from_pretrained(tmp_path / "c")
+    assert model.config.text_config.num_hidden_layers == 1
