@@ -56,13 +56,20 @@ def _plan(model, units):
     return {tower: units for tower in get_adapter(model).towers()}
 
 
+def _head_plan(model, units):
+    """Every head site: each tower's self-attention and the text tower's cross-attention ("<tower>_cross")."""
+    return {site: units for site in get_adapter(model).head_sites()}
+
+
 def _zeroed(model, plan, part, width):
     """The unpruned model with the planned units' input columns of the output Linear zeroed (hooks)."""
     adapter = get_adapter(model)
+    sites = adapter.head_sites()
     handles = []
     for tower, layers in plan.items():
         for layer, units in layers.items():
-            linear, w = part(adapter, adapter.layers(tower)[layer]), width(adapter, adapter.layers(tower)[layer])
+            module = adapter.layers(sites[tower])[layer]
+            linear, w = part(adapter, tower, module), width(adapter, tower, module)
             mask = torch.ones(linear.in_features)
             for u in units:
                 mask[u * w:(u + 1) * w] = 0
@@ -73,11 +80,13 @@ def _zeroed(model, plan, part, width):
 @pytest.mark.parametrize("cls_name", CLASSES)
 def test_head_and_mlp_pruning_equal_zeroed_units(cls_name):
     model = tiny_blip(cls_name)
-    heads = _plan(model, {0: [1, 3], 1: [0]})
+    heads = _head_plan(model, {0: [1, 3], 1: [0]})
+    heads[next(s for s in heads if s.endswith("_cross"))] = {0: [2], 1: [0, 1, 3]}
     neurons = _plan(model, {1: [5, 6, 7, 60], 0: list(range(0, 128, 3))})
     reference = copy.deepcopy(model)
-    handles = _zeroed(reference, heads, lambda a, layer: a.attention(layer).out, lambda a, layer: a.attention(layer).head_dim)
-    handles += _zeroed(reference, neurons, lambda a, layer: a.mlp(layer).down, lambda a, layer: 1)
+    handles = _zeroed(reference, heads, lambda a, site, layer: a.head_parts(site, layer).out,
+                      lambda a, site, layer: a.head_parts(site, layer).head_dim)
+    handles += _zeroed(reference, neurons, lambda a, tower, layer: a.mlp(layer).down, lambda a, tower, layer: 1)
     expected = blip_forward(reference)
     for h in handles:
         h.remove()
@@ -86,7 +95,9 @@ def test_head_and_mlp_pruning_equal_zeroed_units(cls_name):
     assert _max_diff(blip_forward(model), expected) <= 1e-5
     text_tower = "text" if "Retrieval" in cls_name else "text_decoder"
     assert step["removed_heads"][text_tower] == {"0": [1, 3], "1": [0]}
+    assert step["removed_heads"][f"{text_tower}_cross"] == {"0": [2], "1": [0, 1, 3]}
     assert model.config.vision_config.layer_num_heads == [2, 3]
+    assert model.config.text_config.layer_num_heads == [2, 3] and model.config.text_config.layer_num_cross_heads == [3, 1]
     vision_attn = get_adapter(model).attention(get_adapter(model).layers("vision")[0])
     assert vision_attn.linear("qkv").out_features == 3 * 2 * vision_attn.head_dim
     # the pruned model is not the unpruned one: removing heads changed the outputs
@@ -103,7 +114,7 @@ def test_pruned_blip_reloads_three_ways(cls_name, blip_processor, tmp_path):
     import transformers
 
     model = tiny_blip(cls_name)
-    prune_heads(model, _plan(model, {0: [0, 2], 1: [3]}))
+    prune_heads(model, _head_plan(model, {0: [0, 2], 1: [3]}))
     prune_mlp(model, _plan(model, {0: [1, 2, 3]}))
     before = blip_forward(model)
     path = tmp_path / "pruned"
@@ -154,7 +165,9 @@ def test_importance_scores_for_blip(blip_processor):
         taylor = TaylorImportance()(model, batches)
         magnitude = MagnitudeImportance()(model)
         for scores in (taylor, magnitude):
-            assert set(scores["heads"]) == set(get_adapter(model).towers())
+            assert set(scores["heads"]) == set(get_adapter(model).head_sites())
+            assert {s for s in scores["heads"] if s.endswith("_cross")} == {
+                "text_cross" if "Retrieval" in cls_name else "text_decoder_cross"}
             assert all(len(v) == 4 for layers in scores["heads"].values() for v in layers.values())
         assert all(s > 0 for layers in taylor["heads"].values() for v in layers.values() for s in v)
         assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())

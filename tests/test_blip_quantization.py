@@ -81,7 +81,8 @@ def test_qlora_on_a_4bit_blip_captioner(blip_processor, tmp_path):
 
     base = quantize(tiny_blip("BlipForConditionalGeneration", hidden=64), QuantizationConfig(bits=4))
     targets = lora_target_modules(base)
-    assert len(targets) == 2 * 4 + 2 * 6  # vision qkv/projection/fc1/fc2; decoder q/k/v/out + MLP (cross kept)
+    assert len(targets) == 2 * 4 + 2 * 10  # vision qkv/projection/fc1/fc2; decoder self q/k/v/out, cross q/k/v/out, MLP
+    assert any(".crossattention.self.query" in t for t in targets)
     model = prepare_qlora(base, r=4)
     args = TrainingArguments(output_dir=str(tmp_path), max_steps=3, per_device_train_batch_size=8, learning_rate=1e-2,
                              report_to=[], save_strategy="no", use_cpu=True, remove_unused_columns=False,

@@ -72,7 +72,7 @@ METRIC_TYPES = {
     "caption_accuracy_heldout": float,
 }
 FRACTION_KEYS = {k for k in METRIC_TYPES if k.startswith(("zero_shot", "recall", "caption"))}
-TOWERS = ("vision", "text", "text_decoder")
+TOWERS = ("vision", "text", "text_decoder", "text_cross", "text_decoder_cross")  # "_cross": BLIP cross-attention heads
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 
 

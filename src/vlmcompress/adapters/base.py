@@ -211,6 +211,19 @@ class ModelAdapter:
     def mlp(self, layer) -> MlpParts:
         raise NotImplementedError
 
+    # --- attention-head sites: every tower's self-attention, plus any second attention per layer (BLIP's
+    # cross-attention, as "<tower>_cross") that head pruning treats as a tower of its own
+    def head_sites(self) -> dict:
+        """Head site name -> the tower whose layers hold it."""
+        return {tower: tower for tower in self.towers()}
+
+    def head_parts(self, site: str, layer) -> AttentionParts:
+        return self.attention(layer)
+
+    def head_config(self, site: str):
+        """The config object whose per-layer head keys describe ``site``."""
+        return self.tower_config(site)
+
     def module_name(self, module: nn.Module) -> str:
         """Dotted name of ``module`` inside the model ("" for the model itself)."""
         for name, candidate in self.model.named_modules():

@@ -7,7 +7,8 @@ Where things live (transformers v5):
   gets ``VlmcompressBlipAttention`` (same weights, a forward that reads ``head_dim``). MLP: ``mlp.fc1``/``fc2``.
 - text encoder (``text_encoder`` in retrieval/VQA, ``text_model`` in ``BlipModel``) and text decoder
   (``text_decoder.bert``): ``encoder.layer[i].attention.self.{query,key,value}`` + ``attention.output.dense``;
-  cross-attention to the image in ``crossattention`` (kept whole: only self-attention heads are pruned);
+  cross-attention to the image in ``crossattention``, whose heads are a head site of their own named
+  ``<tower>_cross`` (``text_cross``, ``text_decoder_cross``; config keys ``layer_num_cross_heads``);
   MLP ``intermediate.dense``/``output.dense``. Each layer and its attentions carry ``layer_idx`` for the KV cache,
   renumbered when layers are dropped so ``generate`` still works.
 
@@ -26,6 +27,27 @@ from .base import AttentionParts, ModelAdapter, MlpParts, TowerFeatures, _pooled
 
 #: original BLIP's ITC temperature (0.07); transformers' retrieval model does not carry it
 BLIP_ITC_LOGIT_SCALE = math.log(1 / 0.07)
+#: head sites of a text tower's cross-attention (to the image) are named "<tower>_cross"
+CROSS_SUFFIX = "_cross"
+
+
+class CrossHeadsConfig:
+    """A text tower's config seen from its cross-attention: the per-layer head keys are the cross ones
+    (``layer_num_cross_heads``, ``vlmcompress_kept_cross_heads``); everything else is the tower's own."""
+
+    _KEYS = {"layer_num_heads": "layer_num_cross_heads", "vlmcompress_kept_heads": "vlmcompress_kept_cross_heads"}
+
+    def __init__(self, config):
+        object.__setattr__(self, "_config", config)
+
+    def __getattr__(self, name):
+        return getattr(self._config, self._KEYS.get(name, name))
+
+    def __setattr__(self, name, value):
+        setattr(self._config, self._KEYS.get(name, name), value)
+
+    def __delattr__(self, name):
+        delattr(self._config, self._KEYS.get(name, name))
 
 
 class BlipAdapter(ModelAdapter):
@@ -105,6 +127,35 @@ class BlipAdapter(ModelAdapter):
             blocks={"q": 1, "k": 1, "v": 1}, set_num_heads=set_text_heads,
         )
 
+    def _cross_parts(self, layer) -> AttentionParts:
+        cross = layer.crossattention.self
+
+        def set_cross_heads(n):
+            cross.num_attention_heads = n
+            cross.all_head_size = n * cross.attention_head_size
+
+        return AttentionParts(
+            module=layer.crossattention, head_dim=cross.attention_head_size,
+            names={"q": "self.query", "k": "self.key", "v": "self.value", "out": "output.dense"},
+            blocks={"q": 1, "k": 1, "v": 1}, set_num_heads=set_cross_heads,
+        )
+
+    def head_sites(self) -> dict:
+        sites = super().head_sites()
+        for tower in list(sites):
+            layers = self.layers(tower)
+            if len(layers) and getattr(layers[0], "crossattention", None) is not None:
+                sites[f"{tower}{CROSS_SUFFIX}"] = tower
+        return sites
+
+    def head_parts(self, site: str, layer) -> AttentionParts:
+        return self._cross_parts(layer) if site.endswith(CROSS_SUFFIX) else self.attention(layer)
+
+    def head_config(self, site: str):
+        if site.endswith(CROSS_SUFFIX):
+            return CrossHeadsConfig(self.tower_config(site[: -len(CROSS_SUFFIX)]))
+        return self.tower_config(site)
+
     def mlp(self, layer) -> MlpParts:
         if hasattr(layer, "mlp"):
             return MlpParts(module=layer.mlp, up_names=["fc1"], down_name="fc2")
@@ -167,7 +218,7 @@ class BlipAdapter(ModelAdapter):
         return input_ids, labels
 
     def training_loss(self, pixel_values, input_ids, attention_mask=None, labels=None):
-        """Captioners: the decoder's language-model loss; two-tower models: image-text contrastive (ITC)."""
+        """Captioners: the decoder's language-model loss; retrieval: ITC + ITM; BlipModel: ITC."""
         dev = self.device()
         pixel_values = pixel_values.to(device=dev, dtype=self.input_dtype())
         input_ids = input_ids.to(dev)
@@ -177,10 +228,21 @@ class BlipAdapter(ModelAdapter):
             return self.model(pixel_values=pixel_values, input_ids=ids, attention_mask=attention_mask, labels=lm_labels).loss
         from ..losses import contrastive_loss
 
-        img = self.image_embeddings(pixel_values)
+        labels = None if labels is None else labels.to(dev)
+        if not self.has_itm:
+            img = self.image_embeddings(pixel_values)
+            txt = self.text_embeddings(input_ids, attention_mask)
+            return contrastive_loss(img.float(), txt.float(), self.logit_scale().float(), labels)
+        # retrieval: BLIP's own objective, ITC + ITM (each image with its caption and the next row's), so the
+        # cross-attention the ITM head reads gets gradients too
+        states = self.model.vision_model(pixel_values=pixel_values).last_hidden_state
+        img = self.model.vision_proj(states[:, 0])
         txt = self.text_embeddings(input_ids, attention_mask)
-        return contrastive_loss(img.float(), txt.float(), self.logit_scale().float(),
-                                None if labels is None else labels.to(dev))
+        itc = contrastive_loss(img.float(), txt.float(), self.logit_scale().float(), labels)
+        itm = self._itm_logits(states, input_ids, attention_mask).float()
+        matches = torch.ones(itm.shape[:2], dtype=torch.long, device=dev)
+        matches[:, 1] = 0 if labels is None else (labels == labels.roll(1, dims=0)).long()
+        return itc + torch.nn.functional.cross_entropy(itm.reshape(-1, 2), matches.reshape(-1))
 
     @contextlib.contextmanager
     def _recording(self, tower, active):

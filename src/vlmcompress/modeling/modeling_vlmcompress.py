@@ -73,23 +73,29 @@ def shrink_towers(model):
         shrink_tower(tower, tower.config)
 
 
-def _resize_bert_layer(layer, heads, size):
-    """A BLIP text (BERT-style) layer: self-attention heads and MLP width; cross-attention stays whole."""
+def _resize_bert_attention(attention, heads):
+    attn = attention.self
+    width = int(heads) * attn.attention_head_size
+    attn.query = _resize_linear(attn.query, out_features=width)
+    attn.key = _resize_linear(attn.key, out_features=width)
+    attn.value = _resize_linear(attn.value, out_features=width)
+    attention.output.dense = _resize_linear(attention.output.dense, in_features=width)
+    attn.num_attention_heads = int(heads)
+    attn.all_head_size = width
+
+
+def _resize_bert_layer(layer, heads, size, cross_heads=None):
+    """A BLIP text (BERT-style) layer: self-attention heads, cross-attention heads and MLP width."""
     if heads is not None:
-        attn = layer.attention.self
-        width = int(heads) * attn.attention_head_size
-        attn.query = _resize_linear(attn.query, out_features=width)
-        attn.key = _resize_linear(attn.key, out_features=width)
-        attn.value = _resize_linear(attn.value, out_features=width)
-        layer.attention.output.dense = _resize_linear(layer.attention.output.dense, in_features=width)
-        attn.num_attention_heads = int(heads)
-        attn.all_head_size = width
+        _resize_bert_attention(layer.attention, heads)
+    if cross_heads is not None:
+        _resize_bert_attention(layer.crossattention, cross_heads)
     if size is not None:
         layer.intermediate.dense = _resize_linear(layer.intermediate.dense, out_features=int(size))
         layer.output.dense = _resize_linear(layer.output.dense, in_features=int(size))
 
 
-def _resize_blip_vision_layer(layer, heads, size):
+def _resize_blip_vision_layer(layer, heads, size, cross_heads=None):
     if heads is not None:
         attn = layer.self_attn
         width = int(heads) * attn.head_dim
@@ -113,9 +119,11 @@ def shrink_blip(model):
         config = tower.config
         heads = getattr(config, "layer_num_heads", None)
         sizes = getattr(config, "layer_intermediate_sizes", None)
+        cross = getattr(config, "layer_num_cross_heads", None)
         encoder = tower.encoder
         for i, layer in enumerate(encoder.layers if hasattr(encoder, "layers") else encoder.layer):
-            resize(layer, None if heads is None else heads[i], None if sizes is None else sizes[i])
+            resize(layer, None if heads is None else heads[i], None if sizes is None else sizes[i],
+                   None if cross is None else cross[i])
 
 
 class VlmcompressBlipAttention(BlipAttention):

@@ -4,6 +4,8 @@ Every tower sub-config of a pruned model carries the keys below; they are what l
 itself and what lets reports speak in the base model's original numbering after several pruning steps:
 
     layer_num_heads           heads per current layer (only while they differ from num_attention_heads)
+    layer_num_cross_heads     BLIP text towers: cross-attention heads per current layer (likewise)
+    vlmcompress_kept_cross_heads  ... and the original indices of those heads
     layer_intermediate_sizes  MLP neurons per current layer (only while they differ from intermediate_size)
     vlmcompress_kept_layers   original index of each current layer
     vlmcompress_kept_heads    per current layer, the original indices of its heads
@@ -12,7 +14,9 @@ itself and what lets reports speak in the base model's original numbering after 
 
 from __future__ import annotations
 
-SHAPE_KEYS = ("layer_num_heads", "layer_intermediate_sizes")
+SHAPE_KEYS = ("layer_num_heads", "layer_intermediate_sizes", "layer_num_cross_heads")
+#: per-layer lists a layer drop must slice besides the ones with defaults (BLIP cross-attention heads)
+EXTRA_PER_LAYER_KEYS = ("layer_num_cross_heads", "vlmcompress_kept_cross_heads")
 REMOTE_CODE_FILE = "modeling_vlmcompress.py"
 
 
@@ -50,7 +54,7 @@ def needs_remote_code(config) -> bool:
 
 
 def unset(config, key) -> None:
-    if key in config.__dict__:
+    if getattr(config, key, None) is not None:
         delattr(config, key)
 
 

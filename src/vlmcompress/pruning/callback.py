@@ -19,7 +19,7 @@ from transformers import TrainerCallback
 
 from ..adapters import get_adapter
 from ..modeling import make_self_describing
-from .importance import _select, _structure
+from .importance import _head_structure, _select, _structure
 from .structural import prune_heads, prune_mlp
 
 
@@ -52,10 +52,13 @@ class PruningCallback(TrainerCallback):
         self.sparsity_log: list[dict] = []
 
     # --- helpers ---------------------------------------------------------------------------------------------
-    def _units(self, model):
+    def _head_units(self, model):
+        yield from _head_structure(get_adapter(model), self.towers)
+
+    def _mlp_units(self, model):
         adapter = get_adapter(model)
         for tower, i, layer in _structure(adapter, self.towers):
-            yield tower, i, adapter.attention(layer), adapter.mlp(layer)
+            yield tower, i, adapter.mlp(layer)
 
     @staticmethod
     def _accumulate(store, key, value, decay):
@@ -63,8 +66,8 @@ class PruningCallback(TrainerCallback):
 
     @torch.no_grad()
     def _apply_masks(self, model):
-        for tower, i, attn, mlp in self._units(model):
-            hm = self.head_masks.get((tower, i))
+        for site, i, attn in self._head_units(model):
+            hm = self.head_masks.get((site, i))
             if hm is not None and not hm.all():
                 for role, lin in attn.inputs():
                     rows = attn.row_mask(role, hm).to(lin.weight.device)
@@ -73,6 +76,7 @@ class PruningCallback(TrainerCallback):
                         lin.bias.mul_(rows.to(lin.bias.dtype))
                 cols = attn.row_mask("out", hm).to(attn.out.weight.device)
                 attn.out.weight.mul_(cols[None, :].to(attn.out.weight.dtype))
+        for tower, i, mlp in self._mlp_units(model):
             nm = self.neuron_masks.get((tower, i))
             if nm is not None and not nm.all():
                 nm = nm.to(mlp.down.weight.device)
@@ -96,22 +100,24 @@ class PruningCallback(TrainerCallback):
 
     # --- Trainer hooks ---------------------------------------------------------------------------------------
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-        unknown = set(self.towers or ()) - set(get_adapter(model).towers())
+        unknown = set(self.towers or ()) - set(get_adapter(model).head_sites())
         if unknown:
             raise ValueError(f"PruningCallback: unknown tower(s) {', '.join(sorted(unknown))}")
         if self.end_step is None:
             self.end_step = max(self.start_step + 1, int(0.8 * state.max_steps))
-        for tower, i, attn, mlp in self._units(model):
-            self.head_masks[(tower, i)] = torch.ones(attn.num_heads, dtype=torch.bool)
+        for site, i, attn in self._head_units(model):
+            self.head_masks[(site, i)] = torch.ones(attn.num_heads, dtype=torch.bool)
+        for tower, i, mlp in self._mlp_units(model):
             self.neuron_masks[(tower, i)] = torch.ones(mlp.num_neurons, dtype=torch.bool)
 
     @torch.no_grad()
     def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
-        for tower, i, attn, mlp in self._units(model):
+        for site, i, attn in self._head_units(model):
             if self.head_ratio and attn.out.weight.grad is not None:
                 wg = sum(attn.per_head(role, lin.weight * lin.weight.grad) for role, lin in attn.inputs())
                 wg = wg + attn.per_head("out", attn.out.weight * attn.out.weight.grad)
-                self._accumulate(self.head_scores, (tower, i), wg.abs().float().cpu(), self.score_decay)
+                self._accumulate(self.head_scores, (site, i), wg.abs().float().cpu(), self.score_decay)
+        for tower, i, mlp in self._mlp_units(model):
             if self.mlp_ratio and mlp.down.weight.grad is not None:
                 wg = (mlp.down.weight * mlp.down.weight.grad).sum(dim=0)
                 for up in mlp.up:

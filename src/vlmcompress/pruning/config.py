@@ -60,16 +60,17 @@ def _needs_scores(config):
     return bool(config.head_ratio or config.mlp_ratio)
 
 
-def _check_scores(adapter, scores, towers):
-    for kind, count in (("heads", lambda layer: adapter.attention(layer).num_heads),
-                        ("neurons", lambda layer: adapter.mlp(layer).num_neurons)):
-        for tower in towers:
-            layers = adapter.layers(tower)
+def _check_scores(adapter, scores, towers, sites):
+    site_tower = adapter.head_sites()
+    for kind, names, count in (("heads", sites, lambda site, layer: adapter.head_parts(site, layer).num_heads),
+                               ("neurons", towers, lambda tower, layer: adapter.mlp(layer).num_neurons)):
+        for tower in names:
+            layers = adapter.layers(site_tower[tower])
             given = (scores.get(kind) or {}).get(tower)
             if given is None:
                 continue
             shape = [len(given[i]) if i in given else None for i in range(len(layers))]
-            if len(given) != len(layers) or shape != [count(layer) for layer in layers]:
+            if len(given) != len(layers) or shape != [count(tower, layer) for layer in layers]:
                 raise VlmcompressError(
                     f"the {kind} scores do not match this model's {tower} tower ({len(layers)} layers after any "
                     "layers were dropped): score the model in the state it is pruned from"
@@ -85,11 +86,13 @@ def prune_model(model, config: PruningConfig, processor=None, *, dataset=None, s
     """
     config.validate()
     adapter = get_adapter(model)
-    asked = list(adapter.towers()) if config.towers is None else config.towers
-    towers = [t for t in asked if t in adapter.towers()]
-    missing = set(asked) - set(towers)
+    known = adapter.head_sites()  # the towers, plus "<tower>_cross" head sites (BLIP cross-attention)
+    asked = list(known) if config.towers is None else config.towers
+    missing = [t for t in asked if t not in known]
     if missing:
-        raise VlmcompressError(f"unknown tower(s) {', '.join(sorted(missing))}: this model has {', '.join(adapter.towers())}")
+        raise VlmcompressError(f"unknown tower(s) {', '.join(sorted(missing))}: this model has {', '.join(known)}")
+    towers = [t for t in asked if t in adapter.towers()]
+    sites = [t for t in asked if t in known]
     batches = None
 
     def get_batches():
@@ -122,12 +125,12 @@ def prune_model(model, config: PruningConfig, processor=None, *, dataset=None, s
         if on_scores is not None:
             on_scores(scores)
     elif scores is not None:
-        _check_scores(adapter, scores, towers)
-    for plan, ratio, scope, select, prune in (
-        (config.head_plan, config.head_ratio, config.head_scope, imp.select_heads, prune_heads),
-        (config.mlp_plan, config.mlp_ratio, config.mlp_scope, imp.select_neurons, prune_mlp),
+        _check_scores(adapter, scores, towers, sites)
+    for plan, ratio, scope, select, prune, names in (
+        (config.head_plan, config.head_ratio, config.head_scope, imp.select_heads, prune_heads, sites),
+        (config.mlp_plan, config.mlp_ratio, config.mlp_scope, imp.select_neurons, prune_mlp, towers),
     ):
-        plan = plan or (select(scores, ratio, scope, towers) if ratio else None)
+        plan = plan or (select(scores, ratio, scope, names) if ratio else None)
         if plan:
             step = prune(model, plan)
             step.update(importance=config.importance if ratio else "explicit", ratio=ratio or None,

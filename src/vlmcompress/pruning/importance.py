@@ -33,6 +33,15 @@ def _structure(adapter, towers=None):
                 yield tower, i, layer
 
 
+def _head_structure(adapter, sites=None):
+    """(head site, layer index, AttentionParts) for every layer of the given head sites (default: all): each
+    tower's self-attention and, for BLIP text towers, their cross-attention ("<tower>_cross")."""
+    for site, tower in adapter.head_sites().items():
+        if sites is None or site in sites:
+            for i, layer in enumerate(adapter.layers(tower)):
+                yield site, i, adapter.head_parts(site, layer)
+
+
 class MagnitudeImportance:
     name = "magnitude"
     needs_data = False
@@ -41,11 +50,11 @@ class MagnitudeImportance:
     def __call__(self, model, batches=None) -> dict:
         adapter = get_adapter(model)
         heads, neurons = {}, {}
-        for tower, i, layer in _structure(adapter):
-            attn = adapter.attention(layer)
+        for site, i, attn in _head_structure(adapter):
             sq = sum(attn.per_head(role, lin.weight.float().pow(2)) for role, lin in attn.inputs())
             sq = sq + attn.per_head("out", attn.out.weight.float().pow(2))
-            heads.setdefault(tower, {})[i] = sq.sqrt().tolist()
+            heads.setdefault(site, {})[i] = sq.sqrt().tolist()
+        for tower, i, layer in _structure(adapter):
             mlp = adapter.mlp(layer)
             nsq = sum(up.weight.float().pow(2).sum(dim=1) for up in mlp.up) + mlp.down.weight.float().pow(2).sum(dim=0)
             neurons.setdefault(tower, {})[i] = nsq.sqrt().tolist()
@@ -63,8 +72,9 @@ class RandomImportance:
         adapter = get_adapter(model)
         rng = np.random.default_rng(self.seed)
         heads, neurons = {}, {}
+        for site, i, attn in _head_structure(adapter):
+            heads.setdefault(site, {})[i] = rng.random(attn.num_heads).tolist()
         for tower, i, layer in _structure(adapter):
-            heads.setdefault(tower, {})[i] = rng.random(adapter.attention(layer).num_heads).tolist()
             neurons.setdefault(tower, {})[i] = rng.random(adapter.mlp(layer).num_neurons).tolist()
         return {"heads": heads, "neurons": neurons}
 
@@ -76,11 +86,11 @@ class GateHooks:
         self.adapter = get_adapter(model)
         self.head_gates, self.neuron_gates, self._handles = {}, {}, []
         device = self.adapter.device()
-        for tower, i, layer in _structure(self.adapter):
-            attn = self.adapter.attention(layer)
+        for site, i, attn in _head_structure(self.adapter):
             g = torch.ones(attn.num_heads, device=device, requires_grad=True)
-            self.head_gates[(tower, i)] = g
+            self.head_gates[(site, i)] = g
             self._handles.append(attn.out.register_forward_pre_hook(self._hook(g, attn.head_dim)))
+        for tower, i, layer in _structure(self.adapter):
             mlp = self.adapter.mlp(layer)
             gn = torch.ones(mlp.num_neurons, device=device, requires_grad=True)
             self.neuron_gates[(tower, i)] = gn

@@ -34,8 +34,8 @@ def _check_quantized(model):
         raise VlmcompressError("prune the full-precision model first, then quantize: this model is already quantized")
 
 
-def _tower_names(adapter, plan):
-    towers = adapter.towers()
+def _tower_names(adapter, plan, names=None):
+    towers = names if names is not None else adapter.towers()
     for tower in plan:
         if tower not in towers:
             raise VlmcompressError(f"unknown tower {tower!r}: this {adapter.family} model has {', '.join(towers)}")
@@ -71,13 +71,16 @@ def _slice_neurons(mlp, keep):
 # what differs between pruning heads and pruning MLP neurons; the walk over the plan is shared
 _HEADS = dict(
     what="heads", method="head_pruning", report_key="removed_heads",
-    parts=lambda adapter, layer: adapter.attention(layer), count=lambda attn: attn.num_heads, slice=_slice_heads,
+    sites=lambda adapter: adapter.head_sites(), config=lambda adapter, site: adapter.head_config(site),
+    parts=lambda adapter, site, layer: adapter.head_parts(site, layer), count=lambda attn: attn.num_heads,
+    slice=_slice_heads,
     sizes=structure.heads_per_layer, kept=structure.kept_heads,
     size_key="layer_num_heads", kept_key="vlmcompress_kept_heads", empty_hint=" or drop the layer",
 )
 _NEURONS = dict(
     what="MLP neurons", method="mlp_pruning", report_key="removed_neurons",
-    parts=lambda adapter, layer: adapter.mlp(layer), count=lambda mlp: mlp.num_neurons, slice=_slice_neurons,
+    sites=lambda adapter: {t: t for t in adapter.towers()}, config=lambda adapter, tower: adapter.tower_config(tower),
+    parts=lambda adapter, tower, layer: adapter.mlp(layer), count=lambda mlp: mlp.num_neurons, slice=_slice_neurons,
     sizes=structure.neurons_per_layer, kept=lambda cfg: structure.kept_neurons(cfg) or
     [list(range(n)) for n in structure.neurons_per_layer(cfg)],
     size_key="layer_intermediate_sizes", kept_key="vlmcompress_kept_neurons", empty_hint="",
@@ -87,17 +90,18 @@ _NEURONS = dict(
 def _prune_units(model, plan: dict, unit: dict) -> dict:
     _check_quantized(model)
     adapter = get_adapter(model)
-    _tower_names(adapter, plan)
+    sites = unit["sites"](adapter)
+    _tower_names(adapter, plan, sites)
     # validate the whole plan first, so a bad plan changes nothing
     checked = []
     for tower, layers_plan in plan.items():
-        layers = adapter.layers(tower)
+        layers = adapter.layers(sites[tower])
         for layer, remove in layers_plan.items():
             i = _layer_index(tower, layer, len(layers))
             remove = sorted({int(j) for j in remove})
             if not remove:
                 continue
-            parts = unit["parts"](adapter, layers[i])
+            parts = unit["parts"](adapter, tower, layers[i])
             n = unit["count"](parts)
             bad = [j for j in remove if not 0 <= j < n]
             if bad:
@@ -111,7 +115,7 @@ def _prune_units(model, plan: dict, unit: dict) -> dict:
     configs = {}
     for tower, i, parts, remove in checked:
         if tower not in configs:
-            cfg = adapter.tower_config(tower)
+            cfg = unit["config"](adapter, tower)
             configs[tower] = (cfg, unit["sizes"](cfg), unit["kept"](cfg), structure.kept_layers(cfg))
         cfg, sizes, kept_ids, orig_layers = configs[tower]
         drop = set(remove)
@@ -162,6 +166,7 @@ def prune_layers(model, plan: dict) -> dict:
             "layer_intermediate_sizes": structure.neurons_per_layer(cfg),
             "vlmcompress_kept_heads": structure.kept_heads(cfg),
             "vlmcompress_kept_neurons": structure.kept_neurons(cfg),
+            **{key: getattr(cfg, key, None) for key in structure.EXTRA_PER_LAYER_KEYS},
         }
         adapter.set_layers(tower, nn.ModuleList([layers[i] for i in keep]))
         cfg.num_hidden_layers = len(keep)

@@ -31,14 +31,18 @@ ADAPTER_SUBFOLDER = "lora"
 
 
 def lora_target_modules(model) -> list[str]:
-    """Full names of every attention (q, k, v, out) and MLP Linear in the transformer layers, asked of the adapter."""
+    """Full names of every attention (q, k, v, out; BLIP's cross-attention too) and MLP Linear in the transformer
+    layers, asked of the adapter."""
     adapter = get_adapter(model)
     names = {id(m): n for n, m in model.named_modules()}
     targets = []
+    for site, tower in adapter.head_sites().items():
+        for layer in adapter.layers(tower):
+            targets += [names[id(linear)] for linear in adapter.head_parts(site, layer).linears()]
     for tower in adapter.towers():
         for layer in adapter.layers(tower):
-            attn, mlp = adapter.attention(layer), adapter.mlp(layer)
-            targets += [names[id(linear)] for linear in (*attn.linears(), *mlp.up, mlp.down)]
+            mlp = adapter.mlp(layer)
+            targets += [names[id(linear)] for linear in (*mlp.up, mlp.down)]
     return targets
 
 
