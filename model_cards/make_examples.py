@@ -50,8 +50,8 @@ EXAMPLES = [
     Example("distilled-nf4", ["quantize", "{base}", "--bits", "4", "--quant-type", "nf4"],
             "combined across methods: the distilled student, then 4-bit NF4", base="distilled"),
     Example("blip-heads25", ["prune", BLIP_TEACHER, "--head-ratio", "0.25", "--images-per-number", "20"],
-            "BLIP captioner (`vlmcompress/blip-digits-captioner`): 25% of the heads of its vision tower and decoder "
-            "removed by Taylor importance (fused qkv sliced; remote code)"),
+            "BLIP captioner (`vlmcompress/blip-digits-captioner`): 25% of the heads of its vision tower and of the "
+            "decoder's self- and cross-attention removed by Taylor importance (fused qkv sliced; remote code)"),
     Example("blip-distilled", [], "BLIP captioner distilled into a student with half the layers and 65% of the MLP "
             "neurons (`recipes/distill_blip.py` defaults)", recipe="distill_blip"),
     Example("blip-distilled-nf4", ["quantize", "{base}", "--bits", "4", "--quant-type", "nf4", "--images-per-number", "20"],

@@ -303,8 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_model_and_output(pr, "pruned")
-    pr.add_argument("--towers", default=None, help="comma-separated towers to prune: vision, text, text_decoder "
-                    "(default: every tower the model has)")
+    pr.add_argument("--towers", default=None, help="comma-separated towers to prune: vision, text, text_decoder, and "
+                    "BLIP's cross-attention heads text_cross, text_decoder_cross (default: all the model has)")
     pr.add_argument("--importance", default="taylor", choices=["taylor", "magnitude", "random"],
                     help="how heads and neurons are ranked (default: taylor, on calibration data)")
     pr.add_argument("--head-ratio", type=float, default=0.0, help="fraction of attention heads to remove")
