@@ -80,3 +80,31 @@ def test_pruning_callback_masks_then_slices(processor, tmp_path):
         a = get_adapter(model.eval()).image_embeddings(pv)
         b = get_adapter(reloaded).image_embeddings(pv)
     assert (a - b).abs().max() <= 1e-6
+
+
+def test_gradual_pruning_of_a_blip_captioner_with_its_cross_attention(blip_processor, tmp_path):
+    from conftest import tiny_blip
+    from vlmcompress.data.collate import ImageTextCollator
+    from vlmcompress.distillation import DistillationConfig, DistillationTrainer
+
+    teacher = tiny_blip("BlipForConditionalGeneration", text_init=0.3)
+    student = tiny_blip("BlipForConditionalGeneration", text_init=0.3)
+    pruning = PruningCallback(head_ratio=0.5, mlp_ratio=0.25, start_step=1, end_step=4, update_every=1)
+    args = TrainingArguments(output_dir=str(tmp_path / "run"), max_steps=6, per_device_train_batch_size=8,
+                             report_to=[], save_strategy="no", use_cpu=True, remove_unused_columns=False,
+                             disable_tqdm=True, learning_rate=1e-3)
+    trainer = DistillationTrainer(model=student, args=args, callbacks=[pruning],
+                                  train_dataset=digits.load_digits_dataset("train", images_per_number=1),
+                                  data_collator=ImageTextCollator(blip_processor), teacher=teacher,
+                                  distillation_config=DistillationConfig.default_for(captioner=True))
+    trainer.train()
+    removed = {step["method"]: step for step in pruning.report_steps}
+    assert set(removed["head_pruning"]["removed_heads"]) == {"vision", "text_decoder", "text_decoder_cross"}
+    cfg = student.config.text_config
+    assert sum(cfg.layer_num_heads) + sum(cfg.layer_num_cross_heads) + sum(student.config.vision_config.layer_num_heads) == 12
+    trainer.save_model(str(tmp_path / "out"))
+    blip_processor.save_pretrained(tmp_path / "out")
+    reloaded = load_model(str(tmp_path / "out"))[0]
+    pixel_values = torch.randn(2, 3, 56, 56, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(reloaded.generate(pixel_values=pixel_values, max_new_tokens=4, do_sample=False),
+                       student.eval().generate(pixel_values=pixel_values, max_new_tokens=4, do_sample=False))
