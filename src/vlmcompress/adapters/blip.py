@@ -115,29 +115,21 @@ class BlipAdapter(ModelAdapter):
 
             return AttentionParts(module=attn, head_dim=attn.head_dim, names={"qkv": "qkv", "out": "projection"},
                                   blocks={"qkv": 3}, set_num_heads=set_vision_heads)
-        self_attn = layer.attention.self
+        return self._bert_parts(layer.attention)
 
-        def set_text_heads(n):
-            self_attn.num_attention_heads = n
-            self_attn.all_head_size = n * self_attn.attention_head_size
+    @staticmethod
+    def _bert_parts(attention) -> AttentionParts:
+        """A BERT-style attention (``BlipTextAttention``: self-attention or cross-attention to the image)."""
+        inner = attention.self
 
-        return AttentionParts(
-            module=layer.attention, head_dim=self_attn.attention_head_size,
-            names={"q": "self.query", "k": "self.key", "v": "self.value", "out": "output.dense"},
-            blocks={"q": 1, "k": 1, "v": 1}, set_num_heads=set_text_heads,
-        )
-
-    def _cross_parts(self, layer) -> AttentionParts:
-        cross = layer.crossattention.self
-
-        def set_cross_heads(n):
-            cross.num_attention_heads = n
-            cross.all_head_size = n * cross.attention_head_size
+        def set_heads(n):
+            inner.num_attention_heads = n
+            inner.all_head_size = n * inner.attention_head_size
 
         return AttentionParts(
-            module=layer.crossattention, head_dim=cross.attention_head_size,
+            module=attention, head_dim=inner.attention_head_size,
             names={"q": "self.query", "k": "self.key", "v": "self.value", "out": "output.dense"},
-            blocks={"q": 1, "k": 1, "v": 1}, set_num_heads=set_cross_heads,
+            blocks={"q": 1, "k": 1, "v": 1}, set_num_heads=set_heads,
         )
 
     def head_sites(self) -> dict:
@@ -149,7 +141,7 @@ class BlipAdapter(ModelAdapter):
         return sites
 
     def head_parts(self, site: str, layer) -> AttentionParts:
-        return self._cross_parts(layer) if site.endswith(CROSS_SUFFIX) else self.attention(layer)
+        return self._bert_parts(layer.crossattention) if site.endswith(CROSS_SUFFIX) else self.attention(layer)
 
     def head_config(self, site: str):
         if site.endswith(CROSS_SUFFIX):
