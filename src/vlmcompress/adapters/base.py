@@ -77,6 +77,12 @@ class AttentionParts:
         expanded = head_mask.repeat_interleave(self.head_dim)
         return expanded if role == "out" else expanded.repeat(self.blocks[role])
 
+    def head_sums(self, of) -> torch.Tensor:
+        """Per head, the sum of ``of(linear)`` (a tensor shaped like that Linear's weight) over every input Linear's
+        rows and the output Linear's columns the head owns."""
+        total = sum(self.per_head(role, of(lin)) for role, lin in self.inputs())
+        return total + self.per_head("out", of(self.out))
+
     def replace(self, role: str, linear: nn.Linear) -> None:
         set_path(self.module, self.names[role], linear)
 
@@ -100,6 +106,11 @@ class MlpParts:
     @property
     def num_neurons(self) -> int:
         return self.down.in_features
+
+    def neuron_sums(self, of) -> torch.Tensor:
+        """Per neuron, the sum of ``of(linear)`` (shaped like that Linear's weight) over its rows of every ``up``
+        Linear and its column of ``down``."""
+        return sum(of(up).sum(dim=1) for up in self.up) + of(self.down).sum(dim=0)
 
     def replace_up(self, linears) -> None:
         for name, linear in zip(self.up_names, linears):
@@ -223,6 +234,26 @@ class ModelAdapter:
     def head_config(self, site: str):
         """The config object whose per-layer head keys describe ``site``."""
         return self.tower_config(site)
+
+    # --- walks over the structure, shared by every method ----------------------------------------------------
+    def layer_units(self, towers=None):
+        """(tower, layer index, layer) for every layer of ``towers`` (default: all)."""
+        for tower in self.towers():
+            if towers is None or tower in towers:
+                for i, layer in enumerate(self.layers(tower)):
+                    yield tower, i, layer
+
+    def mlp_units(self, towers=None):
+        """(tower, layer index, MlpParts) for every layer of ``towers`` (default: all)."""
+        for tower, i, layer in self.layer_units(towers):
+            yield tower, i, self.mlp(layer)
+
+    def head_units(self, sites=None):
+        """(head site, layer index, AttentionParts) for every layer of ``sites`` (default: all head sites)."""
+        for site, tower in self.head_sites().items():
+            if sites is None or site in sites:
+                for i, layer in enumerate(self.layers(tower)):
+                    yield site, i, self.head_parts(site, layer)
 
     def module_name(self, module: nn.Module) -> str:
         """Dotted name of ``module`` inside the model ("" for the model itself)."""

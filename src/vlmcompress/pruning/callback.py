@@ -19,7 +19,7 @@ from transformers import TrainerCallback
 
 from ..adapters import get_adapter
 from ..modeling import make_self_describing
-from .importance import _head_structure, _select, _structure
+from .importance import _select
 from .structural import prune_heads, prune_mlp
 
 
@@ -31,6 +31,11 @@ def cubic_sparsity(step: int, final: float, start_step: int, end_step: int) -> f
         return final
     progress = (step - start_step) / max(1, end_step - start_step)
     return final * (1 - (1 - progress) ** 3)
+
+
+def _weight_times_grad(linear):
+    """First-order Taylor term of a Linear's weights (summed per head or neuron, it scores the unit)."""
+    return linear.weight * linear.weight.grad
 
 
 class PruningCallback(TrainerCallback):
@@ -53,12 +58,10 @@ class PruningCallback(TrainerCallback):
 
     # --- helpers ---------------------------------------------------------------------------------------------
     def _head_units(self, model):
-        yield from _head_structure(get_adapter(model), self.towers)
+        return get_adapter(model).head_units(self.towers)
 
     def _mlp_units(self, model):
-        adapter = get_adapter(model)
-        for tower, i, layer in _structure(adapter, self.towers):
-            yield tower, i, adapter.mlp(layer)
+        return get_adapter(model).mlp_units(self.towers)
 
     @staticmethod
     def _accumulate(store, key, value, decay):
@@ -114,14 +117,11 @@ class PruningCallback(TrainerCallback):
     def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
         for site, i, attn in self._head_units(model):
             if self.head_ratio and attn.out.weight.grad is not None:
-                wg = sum(attn.per_head(role, lin.weight * lin.weight.grad) for role, lin in attn.inputs())
-                wg = wg + attn.per_head("out", attn.out.weight * attn.out.weight.grad)
+                wg = attn.head_sums(_weight_times_grad)
                 self._accumulate(self.head_scores, (site, i), wg.abs().float().cpu(), self.score_decay)
         for tower, i, mlp in self._mlp_units(model):
             if self.mlp_ratio and mlp.down.weight.grad is not None:
-                wg = (mlp.down.weight * mlp.down.weight.grad).sum(dim=0)
-                for up in mlp.up:
-                    wg = wg + (up.weight * up.weight.grad).sum(dim=1)
+                wg = mlp.neuron_sums(_weight_times_grad)
                 self._accumulate(self.neuron_scores, (tower, i), wg.abs().float().cpu(), self.score_decay)
 
     def on_step_end(self, args, state, control, model=None, **kwargs):

@@ -91,8 +91,7 @@ def prune_model(model, config: PruningConfig, processor=None, *, dataset=None, s
     missing = [t for t in asked if t not in known]
     if missing:
         raise VlmcompressError(f"unknown tower(s) {', '.join(sorted(missing))}: this model has {', '.join(known)}")
-    towers = [t for t in asked if t in adapter.towers()]
-    sites = [t for t in asked if t in known]
+    towers = [t for t in asked if t in adapter.towers()]  # the ones with layers and MLPs; every name asked is a head site
     batches = None
 
     def get_batches():
@@ -125,9 +124,9 @@ def prune_model(model, config: PruningConfig, processor=None, *, dataset=None, s
         if on_scores is not None:
             on_scores(scores)
     elif scores is not None:
-        _check_scores(adapter, scores, towers, sites)
+        _check_scores(adapter, scores, towers, asked)
     for plan, ratio, scope, select, prune, names in (
-        (config.head_plan, config.head_ratio, config.head_scope, imp.select_heads, prune_heads, sites),
+        (config.head_plan, config.head_ratio, config.head_scope, imp.select_heads, prune_heads, asked),
         (config.mlp_plan, config.mlp_ratio, config.mlp_scope, imp.select_neurons, prune_mlp, towers),
     ):
         plan = plan or (select(scores, ratio, scope, names) if ratio else None)

@@ -25,23 +25,6 @@ from ..errors import VlmcompressError
 from ..utils import progress
 
 
-def _structure(adapter, towers=None):
-    """(tower, layer index, layer) for every layer of the given towers (default: all)."""
-    for tower in adapter.towers():
-        if towers is None or tower in towers:
-            for i, layer in enumerate(adapter.layers(tower)):
-                yield tower, i, layer
-
-
-def _head_structure(adapter, sites=None):
-    """(head site, layer index, AttentionParts) for every layer of the given head sites (default: all): each
-    tower's self-attention and, for BLIP text towers, their cross-attention ("<tower>_cross")."""
-    for site, tower in adapter.head_sites().items():
-        if sites is None or site in sites:
-            for i, layer in enumerate(adapter.layers(tower)):
-                yield site, i, adapter.head_parts(site, layer)
-
-
 class MagnitudeImportance:
     name = "magnitude"
     needs_data = False
@@ -50,14 +33,13 @@ class MagnitudeImportance:
     def __call__(self, model, batches=None) -> dict:
         adapter = get_adapter(model)
         heads, neurons = {}, {}
-        for site, i, attn in _head_structure(adapter):
-            sq = sum(attn.per_head(role, lin.weight.float().pow(2)) for role, lin in attn.inputs())
-            sq = sq + attn.per_head("out", attn.out.weight.float().pow(2))
-            heads.setdefault(site, {})[i] = sq.sqrt().tolist()
-        for tower, i, layer in _structure(adapter):
-            mlp = adapter.mlp(layer)
-            nsq = sum(up.weight.float().pow(2).sum(dim=1) for up in mlp.up) + mlp.down.weight.float().pow(2).sum(dim=0)
-            neurons.setdefault(tower, {})[i] = nsq.sqrt().tolist()
+        def squares(linear):
+            return linear.weight.float().pow(2)
+
+        for site, i, attn in adapter.head_units():
+            heads.setdefault(site, {})[i] = attn.head_sums(squares).sqrt().tolist()
+        for tower, i, mlp in adapter.mlp_units():
+            neurons.setdefault(tower, {})[i] = mlp.neuron_sums(squares).sqrt().tolist()
         return {"heads": heads, "neurons": neurons}
 
 
@@ -72,10 +54,10 @@ class RandomImportance:
         adapter = get_adapter(model)
         rng = np.random.default_rng(self.seed)
         heads, neurons = {}, {}
-        for site, i, attn in _head_structure(adapter):
+        for site, i, attn in adapter.head_units():
             heads.setdefault(site, {})[i] = rng.random(attn.num_heads).tolist()
-        for tower, i, layer in _structure(adapter):
-            neurons.setdefault(tower, {})[i] = rng.random(adapter.mlp(layer).num_neurons).tolist()
+        for tower, i, mlp in adapter.mlp_units():
+            neurons.setdefault(tower, {})[i] = rng.random(mlp.num_neurons).tolist()
         return {"heads": heads, "neurons": neurons}
 
 
@@ -86,12 +68,11 @@ class GateHooks:
         self.adapter = get_adapter(model)
         self.head_gates, self.neuron_gates, self._handles = {}, {}, []
         device = self.adapter.device()
-        for site, i, attn in _head_structure(self.adapter):
+        for site, i, attn in self.adapter.head_units():
             g = torch.ones(attn.num_heads, device=device, requires_grad=True)
             self.head_gates[(site, i)] = g
             self._handles.append(attn.out.register_forward_pre_hook(self._hook(g, attn.head_dim)))
-        for tower, i, layer in _structure(self.adapter):
-            mlp = self.adapter.mlp(layer)
+        for tower, i, mlp in self.adapter.mlp_units():
             gn = torch.ones(mlp.num_neurons, device=device, requires_grad=True)
             self.neuron_gates[(tower, i)] = gn
             self._handles.append(mlp.down.register_forward_pre_hook(self._hook(gn, 1)))
@@ -255,7 +236,7 @@ def block_influence(model, batches) -> dict:
     """Per tower, per layer: mean over tokens of 1 - cos(layer input, layer output) on calibration data (ShortGPT)."""
     adapter = get_adapter(model)
     sums, counts, handles = {}, {}, []
-    for tower, i, layer in _structure(adapter):
+    for tower, i, layer in adapter.layer_units():
         def hook(module, args, output, key=(tower, i)):
             x = args[0] if args else None
             y = output[0] if isinstance(output, tuple) else output

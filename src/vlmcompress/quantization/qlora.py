@@ -36,13 +36,10 @@ def lora_target_modules(model) -> list[str]:
     adapter = get_adapter(model)
     names = {id(m): n for n, m in model.named_modules()}
     targets = []
-    for site, tower in adapter.head_sites().items():
-        for layer in adapter.layers(tower):
-            targets += [names[id(linear)] for linear in adapter.head_parts(site, layer).linears()]
-    for tower in adapter.towers():
-        for layer in adapter.layers(tower):
-            mlp = adapter.mlp(layer)
-            targets += [names[id(linear)] for linear in (*mlp.up, mlp.down)]
+    for _, _, attn in adapter.head_units():
+        targets += [names[id(linear)] for linear in attn.linears()]
+    for _, _, mlp in adapter.mlp_units():
+        targets += [names[id(linear)] for linear in (*mlp.up, mlp.down)]
     return targets
 
 
