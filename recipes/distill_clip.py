@@ -125,17 +125,13 @@ def _merge(base: dict, overrides: dict) -> dict:
 def _use_cache(data: DataArguments, distill: DistillationConfig) -> bool:
     if data.cache_teacher == "false":
         return False
-    token_terms = bool(distill.token_weight or distill.caption_weight)
+    conflict = distill.cache_conflict("--cache_teacher")
     if data.cache_teacher == "true":
         check_no_augmentation(data.augment_shift > 0)
-        if token_terms:
-            raise VlmcompressError("--cache_teacher stores image/text embeddings: a captioner distills from the "
-                                   "teacher's decoder logits every step (use --cache_teacher false)")
-        if distill.hidden_weight:
-            raise VlmcompressError("--cache_teacher stores embeddings only: the hidden-state loss needs the teacher's "
-                                   "forward pass (use --cache_teacher false or --hidden_weight 0)")
+        if conflict:
+            raise VlmcompressError(f"{conflict} (use --cache_teacher false or set their weights to 0)")
         return True
-    return not data.augment_shift and not distill.hidden_weight and not token_terms
+    return not data.augment_shift and not conflict
 
 
 def build_student(teacher, processor, args: StudentArguments, calibration=None):

@@ -14,6 +14,8 @@ ALL_TERMS = ("logit", "embedding", "hidden", "contrastive", "itm", "token", "cap
 #: terms only a captioner (decoder, no image-text embeddings) has, and terms only two-tower models have
 CAPTION_ONLY_TERMS = ("token", "caption")
 TWO_TOWER_TERMS = ("logit", "embedding", "contrastive", "itm")
+#: terms that cached teacher outputs (final image/text embeddings) cannot serve, named for messages
+UNCACHEABLE_TERMS = {"hidden": "hidden-state", "itm": "ITM", "token": "token-level", "caption": "captioning"}
 
 
 @dataclass
@@ -68,6 +70,19 @@ class DistillationConfig:
         if captioner:
             return cls(logit_weight=0.0, embedding_weight=0.0, token_weight=1.0)
         return cls()
+
+    def uncacheable_losses(self) -> list[str]:
+        """Names of the active terms that cached teacher embeddings cannot serve (they need the teacher's forward
+        pass every step, or a captioner's outputs, which are not embeddings)."""
+        return [name for term, name in UNCACHEABLE_TERMS.items() if getattr(self, f"{term}_weight")]
+
+    def cache_conflict(self, where: str) -> str | None:
+        """The one-line reason ``where`` (the teacher cache) cannot be used with these terms, or None."""
+        names = self.uncacheable_losses()
+        if not names:
+            return None
+        losses = " and ".join(names) + (" losses" if len(names) > 1 else " loss")
+        return f"{where} stores image/text embeddings only, which the {losses} cannot use"
 
     def active_losses(self) -> dict:
         return {name: getattr(self, f"{name}_weight") for name in ALL_TERMS if getattr(self, f"{name}_weight")}

@@ -169,9 +169,6 @@ class DistillationTrainer(Trainer):
     # --- the loss --------------------------------------------------------------------------------------------
     def _teacher_features(self, inputs, cached, need_hidden, **extra):
         if cached:
-            if need_hidden:
-                raise VlmcompressError("cached teacher outputs hold embeddings only: the hidden-state loss needs the "
-                                       "teacher's forward pass (turn the cache off or set hidden_weight=0)")
             from ..adapters.base import TowerFeatures
 
             dev = self.args.device
@@ -192,10 +189,10 @@ class DistillationTrainer(Trainer):
             raise VlmcompressError(f"a batch with cached teacher outputs needs all of {', '.join(CACHED_KEYS)}")
         need_hidden = bool(cfg.hidden_weight)
         extra = {"with_itm": True} if cfg.itm_weight else {}
+        conflict = cfg.cache_conflict("the teacher cache") if cached else None
+        if conflict:
+            raise VlmcompressError(f"{conflict}: turn the cache off or set their weights to 0")
         student = self.student_adapter.features(model, output_hidden_states=need_hidden, **extra, **inputs)
-        if cached and cfg.itm_weight:
-            raise VlmcompressError("cached teacher outputs hold embeddings only: the ITM term needs the teacher's "
-                                   "forward pass (turn the cache off or set itm_weight=0)")
         teacher = self._teacher_features(inputs, cached, need_hidden, **extra)
         proj = self.distill_projections
         terms = {}
