@@ -23,6 +23,7 @@ import math
 import torch
 
 from ..errors import VlmcompressError
+from ..modeling.structure import CROSS_HEAD_KEYS
 from .base import AttentionParts, ModelAdapter, MlpParts, TowerFeatures, _pooled, get_path
 
 #: original BLIP's ITC temperature (0.07); transformers' retrieval model does not carry it
@@ -35,7 +36,7 @@ class CrossHeadsConfig:
     """A text tower's config seen from its cross-attention: the per-layer head keys are the cross ones
     (``layer_num_cross_heads``, ``vlmcompress_kept_cross_heads``); everything else is the tower's own."""
 
-    _KEYS = {"layer_num_heads": "layer_num_cross_heads", "vlmcompress_kept_heads": "vlmcompress_kept_cross_heads"}
+    _KEYS = CROSS_HEAD_KEYS
 
     def __init__(self, config):
         object.__setattr__(self, "_config", config)

@@ -15,8 +15,10 @@ itself and what lets reports speak in the base model's original numbering after 
 from __future__ import annotations
 
 SHAPE_KEYS = ("layer_num_heads", "layer_intermediate_sizes", "layer_num_cross_heads")
+#: a second attention per layer (BLIP's cross-attention) keeps its heads under these keys instead
+CROSS_HEAD_KEYS = {"layer_num_heads": "layer_num_cross_heads", "vlmcompress_kept_heads": "vlmcompress_kept_cross_heads"}
 #: per-layer lists a layer drop must slice besides the ones with defaults (BLIP cross-attention heads)
-EXTRA_PER_LAYER_KEYS = ("layer_num_cross_heads", "vlmcompress_kept_cross_heads")
+EXTRA_PER_LAYER_KEYS = tuple(CROSS_HEAD_KEYS.values())
 REMOTE_CODE_FILE = "modeling_vlmcompress.py"
 
 

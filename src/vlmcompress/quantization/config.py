@@ -53,6 +53,10 @@ class QuantizationConfig(JsonConfig):
         if self.device not in DEVICES:
             raise VlmcompressError(f"--device must be one of {', '.join(DEVICES)}, got {self.device!r}")
 
+    def towers_of(self, present) -> list:
+        """The towers to quantize among ``present`` (the model's): those asked for, or all of them."""
+        return list(present) if self.towers is None else list(self.towers)
+
     def bnb_config(self, skip_modules: list):
         """The ``BitsAndBytesConfig`` that ``from_pretrained`` applies and ``config.json`` keeps."""
         import torch

@@ -89,7 +89,7 @@ def plan_skips(model, config: QuantizationConfig) -> dict:
     """
     adapter = get_adapter(model)
     present = set(adapter.towers())
-    towers = list(adapter.towers()) if config.towers is None else config.towers
+    towers = config.towers_of(adapter.towers())
     missing = [t for t in towers if t not in present]
     if missing:
         raise VlmcompressError(f"{type(model).__name__} has no {', '.join(missing)} tower (it has {', '.join(sorted(present))})")
@@ -217,7 +217,7 @@ def quantization_step(model, config: QuantizationConfig | None = None, plan: dic
         "quant_type": qc.get("bnb_4bit_quant_type") if bits == 4 else "llm_int8",
         "double_quant": bool(qc.get("bnb_4bit_use_double_quant")) if bits == 4 else False,
         "compute_dtype": str(qc.get("bnb_4bit_compute_dtype") or "float32").replace("torch.", "") if bits == 4 else "float16",
-        "towers": list(config.towers) if config and config.towers else list(get_adapter(model).towers()),
+        "towers": (config or QuantizationConfig()).towers_of(get_adapter(model).towers()),
         "skipped_modules": list(qc.get("llm_int8_skip_modules") or []),
         "quantized_linears": len(quantized),
         "full_precision_linears": len(linear_names(model)),
