@@ -5,7 +5,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import CLIPModel, TrainingArguments
 
-from conftest import tiny_clip
+from conftest import tiny_blip, tiny_clip
 from vlmcompress.data import digits
 from vlmcompress.data.collate import ImageTextCollator
 from vlmcompress.distillation import DistillationConfig, DistillationTrainer
@@ -187,20 +187,27 @@ def test_teacher_in_bfloat16(processor, train_rows, tmp_path):
         DistillationConfig(teacher_dtype="int8").validate()
 
 
-def test_captioner_distills_token_kl_hidden_states_and_its_own_loss(blip_processor, train_rows, tmp_path):
+def _inherited_blip_trainer(cls_name, dropped_layers, cfg, blip_processor, train_rows, args):
+    """A DistillationTrainer whose student is a tiny BLIP teacher with ``dropped_layers`` removed (peaked text init,
+    so the token and ITM distributions are far from uniform)."""
     import copy
 
-    from conftest import tiny_blip
     from vlmcompress.pruning import prune_layers
 
-    teacher = tiny_blip("BlipForConditionalGeneration", text_init=0.3)
+    teacher = tiny_blip(cls_name, text_init=0.3)
     student = copy.deepcopy(teacher)
-    prune_layers(student, {"vision": [1], "text_decoder": [1]})
+    prune_layers(student, dropped_layers)
+    return DistillationTrainer(model=student, args=args, train_dataset=train_rows,
+                               data_collator=ImageTextCollator(blip_processor), teacher=teacher,
+                               distillation_config=cfg)
+
+
+def test_captioner_distills_token_kl_hidden_states_and_its_own_loss(blip_processor, train_rows, tmp_path):
     cfg = DistillationConfig(logit_weight=0, embedding_weight=0, token_weight=1.0, token_temperature=2.0,
                              hidden_weight=1.0, caption_weight=0.5)
-    trainer = DistillationTrainer(model=student, args=_args(tmp_path, max_steps=6, logging_steps=2),
-                                  train_dataset=train_rows, data_collator=ImageTextCollator(blip_processor),
-                                  teacher=teacher, distillation_config=cfg)
+    trainer = _inherited_blip_trainer("BlipForConditionalGeneration", {"vision": [1], "text_decoder": [1]}, cfg,
+                                      blip_processor, train_rows, _args(tmp_path, max_steps=6, logging_steps=2))
+    student = trainer.model
     # the inherited layers learn from the teacher layers they came from; the decoder is a tower of its own
     assert trainer.layer_maps == {"vision": {1: 1}, "text_decoder": {1: 1}}
     trainer.train()
@@ -216,8 +223,6 @@ def test_captioner_distills_token_kl_hidden_states_and_its_own_loss(blip_process
 
 
 def test_terms_that_do_not_fit_the_task_or_family_are_one_error(processor, blip_processor, train_rows, tmp_path):
-    from conftest import tiny_blip
-
     captioner = tiny_blip("BlipForConditionalGeneration")
     with pytest.raises(VlmcompressError, match="logit_weight, embedding_weight do not apply to a captioner"):
         DistillationTrainer(model=captioner, args=_args(tmp_path), train_dataset=train_rows, teacher=captioner,
@@ -231,18 +236,9 @@ def test_terms_that_do_not_fit_the_task_or_family_are_one_error(processor, blip_
 
 
 def test_blip_retrieval_distills_itc_itm_and_hidden_states(blip_processor, train_rows, tmp_path):
-    import copy
-
-    from conftest import tiny_blip
-    from vlmcompress.pruning import prune_layers
-
-    teacher = tiny_blip("BlipForImageTextRetrieval", text_init=0.3)
-    student = copy.deepcopy(teacher)
-    prune_layers(student, {"vision": [0], "text": [0]})
     cfg = DistillationConfig(logit_weight=1.0, embedding_weight=1.0, hidden_weight=1.0, itm_weight=1.0)
-    trainer = DistillationTrainer(model=student, args=_args(tmp_path, max_steps=4, logging_steps=2),
-                                  train_dataset=train_rows, data_collator=ImageTextCollator(blip_processor),
-                                  teacher=teacher, distillation_config=cfg)
+    trainer = _inherited_blip_trainer("BlipForImageTextRetrieval", {"vision": [0], "text": [0]}, cfg,
+                                      blip_processor, train_rows, _args(tmp_path, max_steps=4, logging_steps=2))
     assert trainer.layer_maps == {"vision": {2: 1}, "text": {2: 1}}
     trainer.train()
     logged = [e for e in trainer.state.log_history if "loss" in e]
