@@ -10,10 +10,6 @@ machine. Latency: median of timed image+text forwards at --latency-batch-size, f
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("OMP_WAIT_POLICY", "ACTIVE")
-
 import argparse  # noqa: E402
 import copy  # noqa: E402
 import json  # noqa: E402
@@ -22,7 +18,7 @@ import platform  # noqa: E402
 import torch  # noqa: E402
 
 from vlmcompress.evaluation import evaluate_model  # noqa: E402
-from vlmcompress.loading import load_model  # noqa: E402
+from vlmcompress.loading import load_checkpoint  # noqa: E402
 from vlmcompress.pruning.config import PruningConfig, prune_model  # noqa: E402
 
 VARIANTS = {
@@ -46,7 +42,7 @@ def main():
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    base, processor, path = load_model(args.model)
+    base, processor, path = load_checkpoint(args.model)
     kw = dict(images_per_number=args.images_per_number, latency_batch_size=args.latency_batch_size)
     rows = {"base": evaluate_model(base, processor, model_path=path, **kw)}
     for name, config in VARIANTS.items():

@@ -17,14 +17,11 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("OMP_WAIT_POLICY", "ACTIVE")
 
 import argparse  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import platform  # noqa: E402
-import shutil  # noqa: E402
-import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -34,10 +31,10 @@ import torch  # noqa: E402
 logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 
 from vlmcompress.evaluation import evaluate_model  # noqa: E402
-from vlmcompress.evaluation.harness import measure_latency  # noqa: E402
-from vlmcompress.loading import load_model  # noqa: E402
-from vlmcompress.quantization import QuantizationConfig, quantize, save_quantized, weight_bytes  # noqa: E402
-from vlmcompress.report import new_report, write_report  # noqa: E402
+from vlmcompress.loading import load_checkpoint  # noqa: E402
+from vlmcompress.quantization import QuantizationConfig, quantization_step, quantize, save_quantized, weight_bytes  # noqa: E402
+from vlmcompress.checkpoint import finish_checkpoint  # noqa: E402
+from vlmcompress.evaluation.harness import interleaved_latency  # noqa: E402
 
 VARIANTS = {
     "int8": QuantizationConfig(bits=8),
@@ -49,28 +46,13 @@ TARGET_DROP = {"int8": 0.5, "nf4": 2.0, "nf4+dq": 2.0, "fp4": 2.0, "nf4+qlora": 
 TARGET_LINEAR = {"int8": 0.27, "nf4": 0.15, "nf4+dq": 0.15}
 
 
-def interleaved_latency(models, processor, batch_size, rounds):
-    """Median over ``rounds`` of each model's latency (itself a median of 7 timed batches), the models taking turns
-    in every round, so load from other processes on a shared machine hits all of them alike."""
-    from vlmcompress.adapters import get_adapter
-    from vlmcompress.data import digits
-
-    ds = digits.load_digits_dataset("test", images_per_number=1)
-    times = {name: [] for name in models}
-    for _ in range(rounds):
-        for name, model in models.items():
-            times[name].append(measure_latency(get_adapter(model), processor.image_processor, processor.tokenizer,
-                                               ds["image"], ds["text"], batch_size=batch_size))
-    return {name: statistics.median(t) for name, t in times.items()}, times
-
-
-def run_qlora(base_folder, processor, base_metrics, args, kw, out_dir, rows, timed):
+def run_qlora(base_folder, base_path, processor, base_metrics, args, kw, out_dir, rows, timed):
     from transformers import TrainingArguments
 
-    from vlmcompress.data import digits
+    from vlmcompress.embedded import digits
     from vlmcompress.quantization.qlora import merge_qlora_model, qlora_step, save_qlora_adapter, train_qlora
 
-    quantized, _, _ = load_model(str(base_folder))
+    quantized, _, _ = load_checkpoint(str(base_folder))
     train = digits.load_digits_dataset("train", images_per_number=args.qlora_images_per_number)
     targs = TrainingArguments(output_dir=str(out_dir / "qlora-trainer"), max_steps=args.qlora_steps,
                               per_device_train_batch_size=args.qlora_batch_size, learning_rate=args.qlora_lr,
@@ -80,26 +62,32 @@ def run_qlora(base_folder, processor, base_metrics, args, kw, out_dir, rows, tim
     t0 = time.perf_counter()
     model, trainer = train_qlora(quantized, processor, train, targs, r=args.lora_r, alpha=2 * args.lora_r)
     train_s = time.perf_counter() - t0
+    config = VARIANTS["nf4"]
+    train_step = qlora_step(model, max_steps=args.qlora_steps, kept="adapter")
+    train_step["training"] = {"loss_log": [{"step": h["step"], "loss": h["loss"]} for h in trainer.state.log_history
+                                           if "loss" in h], "train_runtime_s": train_s, "global_step": args.qlora_steps}
+
+    def save_with_adapter(m, p, folder):  # the quantized base the adapter was trained on, and the adapter
+        loading = save_quantized(m, p, folder, config)
+        save_qlora_adapter(model, folder)
+        return {**loading, "adapter": "lora"}
+
+    evaluate = lambda m, folder: evaluate_model(m, processor, model_path=folder, **kw)  # noqa: E731
     folder = out_dir / "nf4+qlora"
-    shutil.copytree(base_folder, folder, dirs_exist_ok=True)  # the quantized base the adapter was trained on
-    save_qlora_adapter(model, folder)
-    m = evaluate_model(model.get_base_model(), processor, model_path=folder, **kw)
-    m["train_seconds"] = train_s
-    m["loss_log"] = [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h]
+    report = finish_checkpoint(model.get_base_model(), processor, folder, base_model=base_path, before=base_metrics,
+                               steps=[rows["nf4"][2], train_step], save=save_with_adapter, evaluate=evaluate,
+                               overwrite=True)
     # the quantized base is the nf4 row's; the adapter adds its own bytes to size_bytes
-    rows["nf4+qlora"] = (m, rows["nf4"][1], qlora_step(model, max_steps=args.qlora_steps, kept="adapter"))
+    rows["nf4+qlora"] = (report["after"], rows["nf4"][1], train_step)
     timed["nf4+qlora"] = model.get_base_model()
-    merged = merge_qlora_model(model, base_folder, VARIANTS["nf4"])
+    merged = merge_qlora_model(model, base_folder, config)
     mfolder = out_dir / "nf4+qlora merged"
-    save_quantized(merged, processor, mfolder, VARIANTS["nf4"])
-    mm = evaluate_model(merged, processor, model_path=mfolder, **kw)
-    rows["nf4+qlora merged"] = (mm, weight_bytes(merged, mfolder),
-                                qlora_step(model, max_steps=args.qlora_steps, kept="merged"))
+    merged_step = dict(train_step, kept="merged")
+    report = finish_checkpoint(merged, processor, mfolder, base_model=base_path, before=base_metrics,
+                               steps=[rows["nf4"][2], merged_step], evaluate=evaluate, overwrite=True,
+                               save=lambda m, p, f: save_quantized(m, p, f, config))
+    rows["nf4+qlora merged"] = (report["after"], weight_bytes(merged, mfolder), merged_step)
     timed["nf4+qlora merged"] = merged
-    for name, f in (("nf4+qlora", folder), ("nf4+qlora merged", mfolder)):
-        steps = [merged.vlmcompress_quantization, rows[name][2]]
-        write_report(new_report(base_model="fp32", model_family="clip", steps=steps, before=base_metrics,
-                                after=rows[name][0]), f)
 
 
 def pct(x):
@@ -127,38 +115,33 @@ def main():
     out_dir.mkdir(parents=True, exist_ok=True)
     kw = dict(images_per_number=args.images_per_number, latency_batch_size=args.latency_batch_size)
 
-    base, processor, path = load_model(args.model)
+    base, processor, path = load_checkpoint(args.model)
     base_metrics = evaluate_model(base, processor, model_path=path, **kw)
     rows = {"fp32": (base_metrics, weight_bytes(base, path), None)}
     timed, stock = {"fp32": base}, {}
     for name, config in VARIANTS.items():
         model = quantize(path, config)
         folder = out_dir / name
-        save_quantized(model, processor, folder, config)
-        m = evaluate_model(model, processor, model_path=folder, **kw)
-        rows[name] = (m, weight_bytes(model, folder), model.vlmcompress_quantization)
+        report = finish_checkpoint(model, processor, folder, base_model=path, steps=[quantization_step(model)],
+                                   before=base_metrics, overwrite=True,
+                                   save=lambda m, p, f, c=config: save_quantized(m, p, f, c),
+                                   evaluate=lambda m, f: evaluate_model(m, processor, model_path=f, **kw))
+        rows[name] = (report["after"], weight_bytes(model, folder), report["steps"][0])
         timed[name] = model
         if config.bits == 4:
             from transformers import AutoModel
 
             stock[name] = AutoModel.from_pretrained(folder).eval()
-        write_report(new_report(base_model=str(path), model_family="clip", steps=[model.vlmcompress_quantization],
-                                before=base_metrics, after=m), folder)
     if args.qlora_steps:
-        run_qlora(out_dir / "nf4", processor, base_metrics, args, kw, out_dir, rows, timed)
+        run_qlora(out_dir / "nf4", path, processor, base_metrics, args, kw, out_dir, rows, timed)
     medians, all_times = interleaved_latency({**timed, **{f"{n} (stock)": m for n, m in stock.items()}}, processor,
                                              args.latency_batch_size, args.latency_rounds)
-    for name, (m, _, _) in rows.items():
+    for name, (m, _, _) in rows.items():  # the table shows the interleaved figures (the reports keep their own run's)
         m["latency_ms_single_run"] = m["latency_ms"]
         m["latency_ms"] = medians[name]
         m["latency_rounds"] = all_times[name]
         if name in stock:
             m["latency_ms_stock_reload"] = medians[f"{name} (stock)"]
-    for name, (m, _, step) in rows.items():  # reports carry the interleaved latency too
-        if name != "fp32":
-            steps = [step] if name in VARIANTS else [rows["nf4"][2], step]
-            write_report(new_report(base_model=str(path), model_family="clip", steps=steps, before=base_metrics,
-                                    after=m), out_dir / name)
 
     b = base_metrics
     print(f"model: {path}; CPU {platform.processor() or platform.machine()} ({os.cpu_count()} cores, shared), "

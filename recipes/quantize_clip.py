@@ -18,30 +18,35 @@ Arguments are ``QuantizeArguments`` plus transformers' ``TrainingArguments`` (us
 
 from __future__ import annotations
 
-import os
+import sys
 
-os.environ.setdefault("OMP_WAIT_POLICY", "ACTIVE")  # see FACTS: sleeping torch threads cost ~3.5 ms per op
+if "--qlora" in sys.argv:  # QLoRA trains: spin OpenMP threads in this process (before torch is imported)
+    from vlmcompress.threads import use_training_thread_policy
+
+    use_training_thread_policy()
 
 import shutil  # noqa: E402
 import tempfile  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 from transformers import HfArgumentParser, TrainingArguments  # noqa: E402
 
 from vlmcompress.adapters import get_adapter  # noqa: E402
-from vlmcompress.cards import write_card  # noqa: E402
+from vlmcompress.checkpoint import finish_checkpoint  # noqa: E402
+from vlmcompress.errors import VlmcompressError  # noqa: E402
 from vlmcompress.evaluation import evaluate_model  # noqa: E402
-from vlmcompress.io import atomic_output_dir  # noqa: E402
-from vlmcompress.loading import load_model  # noqa: E402
-from vlmcompress.quantization import QuantizationConfig, quantize, save_quantized  # noqa: E402
-from vlmcompress.report import format_metrics_table, new_report, write_report  # noqa: E402
+from vlmcompress.io import check_output_dir  # noqa: E402
+from vlmcompress.loading import load_checkpoint  # noqa: E402
+from vlmcompress.quantization import QuantizationConfig, quantization_step, quantize, save_quantized  # noqa: E402
+from vlmcompress.report import format_metrics_table  # noqa: E402
 
 
 @dataclass
 class QuantizeArguments:
     model_name_or_path: str | None = field(default=None, metadata={"help": "Checkpoint folder or Hub id (default: the embedded teacher)."})
     bits: int = field(default=4, metadata={"help": "8 (LLM.int8) or 4 (nf4/fp4)."})
-    quant_type: str = field(default="nf4", metadata={"help": "4-bit data type: nf4 or fp4."})
+    quant_type: str | None = field(default=None, metadata={"help": "4-bit data type: nf4 (default) or fp4."})
     double_quant: bool = field(default=False, metadata={"help": "4-bit: quantize the block scales too."})
     compute_dtype: str = field(default="float32", metadata={"help": "4-bit matmul dtype: float32, bfloat16 or float16."})
     towers: str = field(default="", metadata={"help": "Comma-separated towers to quantize (vision, text, text_decoder); default: every tower."})
@@ -74,60 +79,74 @@ def distill_qlora(quantized, teacher, processor, train, training_args, args):
     return peft_model, trainer
 
 
+@dataclass
+class QuantizeTrainingArguments(TrainingArguments):
+    """TrainingArguments (used only with --qlora) with an output folder under outputs/ and the overwrite rule."""
+
+    output_dir: str = field(default="outputs/quantize_clip", metadata={"help": "Where the quantized model, its processor, compression_report.json and card go: a new or empty folder, or an earlier vlmcompress output with --overwrite_output_dir."})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "Replace output_dir when it holds an earlier vlmcompress result (never a folder holding anything else)."})
+
+
 def main(args: QuantizeArguments | None = None, training_args: TrainingArguments | None = None):
     if args is None:
-        args, training_args = HfArgumentParser((QuantizeArguments, TrainingArguments)).parse_args_into_dataclasses()
+        args, training_args = HfArgumentParser((QuantizeArguments, QuantizeTrainingArguments)).parse_args_into_dataclasses()
+    output_dir = training_args.output_dir
+    check_output_dir(output_dir, overwrite=getattr(training_args, "overwrite_output_dir", False),
+                     flag="--overwrite_output_dir")
     config = QuantizationConfig(bits=args.bits, quant_type=args.quant_type, double_quant=args.double_quant,
-                                compute_dtype=args.compute_dtype, towers=[t for t in args.towers.split(",") if t] or None, skip=list(args.skip))
-    config.validate()
-    model, processor, path = load_model(args.model_name_or_path)
+                                compute_dtype=args.compute_dtype, towers=[t for t in args.towers.split(",") if t] or None,
+                                skip=list(args.skip))
+    model, processor, path = load_checkpoint(args.model_name_or_path)
     eval_kw = dict(images_per_number=args.eval_images_per_number, latency_batch_size=args.latency_batch_size)
     before = evaluate_model(model, processor, model_path=path, **eval_kw)
     quantized = quantize(model, config)
-    steps = [quantized.vlmcompress_quantization]
-    output_dir = training_args.output_dir
-    with atomic_output_dir(output_dir) as tmp:
-        if not args.qlora:
-            loading = save_quantized(quantized, processor, tmp, config)
-            final, final_model = tmp, quantized
-        else:
-            from vlmcompress.data import digits
+    steps = [quantization_step(quantized)]
+    final_model, save = quantized, (lambda m, p, folder: save_quantized(m, p, folder, config))
+    scratch = tempfile.mkdtemp(prefix="vlmcompress-qlora-")  # the Trainer's own files never land in the result
+    try:
+        if args.qlora:
+            from vlmcompress.embedded import digits
             from vlmcompress.quantization.qlora import merge_qlora_model, qlora_step, save_qlora_adapter, train_qlora
 
-            base_dir = tempfile.mkdtemp(prefix="vlmcompress-qlora-base-") if args.merge_lora else tmp
-            loading = save_quantized(quantized, processor, base_dir, config)
+            base_dir = Path(scratch) / "base"  # the quantized base as it is before LoRA layers go into it
+            base_loading = save_quantized(quantized, processor, base_dir, config)
             train = digits.load_digits_dataset("train", images_per_number=args.train_images_per_number)
-            training_args.output_dir = str(tmp / "trainer")  # checkpoints, if asked for, go inside the result
+            training_args.output_dir = str(Path(scratch) / "trainer")
             if args.qlora_loss == "distillation":  # the full-precision model teaches its quantized copy
                 peft_model, trainer = distill_qlora(quantized, model, processor, train, training_args, args)
             else:
                 peft_model, trainer = train_qlora(quantized, processor, train, training_args, r=args.lora_r,
                                                   alpha=args.lora_alpha, dropout=args.lora_dropout)
-            kept = "merged" if args.merge_lora else "adapter"
-            step = qlora_step(peft_model, max_steps=trainer.state.global_step, kept=kept, loss=args.qlora_loss)
-            step["loss_log"] = [[h["step"], h["loss"]] for h in trainer.state.log_history if "loss" in h]
+            step = qlora_step(peft_model, max_steps=trainer.state.global_step,
+                              kept="merged" if args.merge_lora else "adapter", loss=args.qlora_loss)
+            step["training"] = {"loss_log": [{"step": h["step"], "loss": h["loss"]} for h in trainer.state.log_history
+                                             if "loss" in h], "global_step": trainer.state.global_step}
             steps.append(step)
-            if not any((tmp / "trainer").glob("checkpoint-*")):
-                shutil.rmtree(tmp / "trainer", ignore_errors=True)
             if args.merge_lora:
                 final_model = merge_qlora_model(peft_model, base_dir, config)
-                shutil.rmtree(base_dir, ignore_errors=True)
-                loading = save_quantized(final_model, processor, tmp, config)
             else:
-                save_qlora_adapter(peft_model, tmp)
                 final_model = peft_model.get_base_model()
-                loading = {**loading, "adapter": "lora"}
-            final = tmp
-        after = evaluate_model(final_model, processor, model_path=final, **eval_kw)
-        report = new_report(base_model=str(path), model_family=get_adapter(model).family, steps=steps, before=before,
-                            after=after)
-        report["loading"] = loading
-        write_report(report, tmp)
-        write_card(tmp, report)
-    print(format_metrics_table({"before": before, "after": after}))
+
+                def save(m, p, folder):  # the quantized base, and the adapter beside it in folder/lora
+                    for item in base_dir.iterdir():
+                        shutil.copy2(item, Path(folder) / item.name)
+                    save_qlora_adapter(peft_model, folder)
+                    return {**base_loading, "adapter": "lora"}
+        report = finish_checkpoint(
+            final_model, processor, output_dir, base_model=path, steps=steps, before=before, save=save,
+            evaluate=lambda m, folder: evaluate_model(m, processor, model_path=folder, **eval_kw), latency_base=model,
+            latency_batch_size=args.latency_batch_size, overwrite=getattr(training_args, "overwrite_output_dir", False),
+            overwrite_flag="--overwrite_output_dir")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    print(format_metrics_table({"before": before, "after": report["after"]}))
     print(f"wrote {output_dir}")
     return report
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except VlmcompressError as exc:
+        print(f"quantize_clip: error: {exc}", file=sys.stderr)
+        sys.exit(1)

@@ -14,11 +14,10 @@ the right number, seen and held-out numbers separately) and saved with its proce
 
 from __future__ import annotations
 
-import os
+from vlmcompress.threads import use_training_thread_policy
 
-os.environ.setdefault("OMP_WAIT_POLICY", "ACTIVE")
+use_training_thread_policy()  # a training process: spin OpenMP threads (before torch is imported)
 
-import sys  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 
@@ -27,13 +26,12 @@ import torch  # noqa: E402
 from transformers import BlipForConditionalGeneration, HfArgumentParser  # noqa: E402
 
 from vlmcompress.adapters import get_adapter  # noqa: E402
-from vlmcompress.data import digits  # noqa: E402
-from vlmcompress.teacher import pixel_values_from_uint8  # noqa: E402
-from vlmcompress.teacher_blip import BLIP_TEACHER_NAME, TEXT_MAX_LENGTH, blip_config, build_blip_processor  # noqa: E402
+from vlmcompress.embedded import digits  # noqa: E402
+from vlmcompress.embedded.clip_teacher import pixel_values_from_uint8  # noqa: E402
+from vlmcompress.embedded.blip_captioner import BLIP_TEACHER_NAME, TEXT_MAX_LENGTH, blip_config, build_blip_processor  # noqa: E402
+from vlmcompress.embedded.training import digit_probe_loss, optimizer_step, save_and_measure, warmup_cosine  # noqa: E402
+from vlmcompress.io import check_output_dir  # noqa: E402
 from vlmcompress.utils import progress  # noqa: E402
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from train_teacher import digit_probe_loss, optimizer_step, save_and_measure, warmup_cosine  # noqa: E402  (sibling recipe)
 
 
 @dataclass
@@ -54,11 +52,13 @@ class BlipTeacherArguments:
     digit_loss_weight: float = field(default=1.0, metadata={"help": "Weight of the auxiliary digit probe on the vision tower (0: off)."})
     eval_images_per_number: int = field(default=50, metadata={"help": "Test images per number for the final evaluation."})
     threads: int = field(default=0, metadata={"help": "torch threads (0: leave torch's default)."})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "Replace output_dir when it holds an earlier vlmcompress result."})
 
 
 def main(args: BlipTeacherArguments | None = None):
     if args is None:
         (args,) = HfArgumentParser(BlipTeacherArguments).parse_args_into_dataclasses()
+    check_output_dir(args.output_dir, overwrite=args.overwrite_output_dir, flag="--overwrite_output_dir")
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -110,9 +110,9 @@ def main(args: BlipTeacherArguments | None = None):
     train_seconds = time.time() - start
 
     step_record = {"method": "train_from_scratch", "train_seconds": round(train_seconds, 1), "loss_log": log}
-    step_record.update({k: v for k, v in vars(args).items() if k not in ("output_dir", "threads")})
+    step_record.update({k: v for k, v in vars(args).items() if k not in ("output_dir", "threads", "overwrite_output_dir")})
     metrics = save_and_measure(model, processor, args.output_dir, args.eval_images_per_number, step_record, "blip",
-                               BLIP_TEACHER_NAME)
+                               BLIP_TEACHER_NAME, overwrite=args.overwrite_output_dir)
     print("captions:", metrics.get("caption_examples"))
     print(f"trained {args.max_steps} steps in {train_seconds:.0f} s; saved to {args.output_dir}")
     return metrics

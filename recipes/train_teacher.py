@@ -18,26 +18,22 @@ never seen) and saved with its processor and ``compression_report.json``.
 
 from __future__ import annotations
 
-import os
+from vlmcompress.threads import use_training_thread_policy
 
-# Waking PyTorch's sleeping worker threads costs ~3.5 ms per op on small machines; keep them spinning.
-os.environ.setdefault("OMP_WAIT_POLICY", "ACTIVE")
+use_training_thread_policy()  # a training process: spin OpenMP threads (before torch is imported)
 
-import math  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 from transformers import CLIPModel, HfArgumentParser  # noqa: E402
 
-from vlmcompress import report as report_lib  # noqa: E402
-from vlmcompress.data import digits  # noqa: E402
-from vlmcompress.evaluation import evaluate_model  # noqa: E402
-from vlmcompress.io import atomic_output_dir  # noqa: E402
-from vlmcompress.losses import contrastive_loss  # noqa: E402
-from vlmcompress.teacher import TEACHER_NAME, build_processor, pixel_values_from_uint8, teacher_config  # noqa: E402
+from vlmcompress.embedded import digits  # noqa: E402
+from vlmcompress.embedded.training import digit_probe_loss, optimizer_step, param_groups, save_and_measure, warmup_cosine  # noqa: E402
+from vlmcompress.io import check_output_dir  # noqa: E402
+from vlmcompress.objectives import contrastive_loss  # noqa: E402
+from vlmcompress.embedded.clip_teacher import TEACHER_NAME, build_processor, pixel_values_from_uint8, teacher_config  # noqa: E402
 from vlmcompress.utils import progress  # noqa: E402
 
 
@@ -59,70 +55,13 @@ class TeacherArguments:
     logit_scale_lr_multiplier: float = field(default=1.0, metadata={"help": "Learning-rate multiplier for the learned temperature."})
     digit_loss_weight: float = field(default=1.0, metadata={"help": "Weight of the auxiliary loss that asks both embeddings to name the tens and units digit through linear probes (discarded after training; 0 turns it off). Contrastive learning from scratch starts slowly; this gets it going."})
     threads: int = field(default=0, metadata={"help": "torch threads (0: leave torch's default)."})
-
-
-def digit_probe_loss(probe, embeds, labels):
-    """Cross-entropy of a linear probe naming the tens (first 10 logits) and units digit (last 10)."""
-    logits = probe(embeds)
-    return F.cross_entropy(logits[:, :10], labels // 10) + F.cross_entropy(logits[:, 10:], labels % 10)
-
-
-def warmup_cosine(optimizer, warmup_ratio: float, max_steps: int):
-    """Linear warm-up over ``warmup_ratio`` of the steps, then cosine decay to 0."""
-    warmup = max(1, int(warmup_ratio * max_steps))
-
-    def lr_at(step):
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, max_steps - warmup)))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
-
-
-def optimizer_step(loss, model, optimizer, scheduler, max_grad_norm):
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-    optimizer.step()
-    scheduler.step()
-
-
-def param_groups(model, weight_decay, lr, logit_scale_lr_multiplier=1.0):
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if name == "logit_scale":
-            continue
-        if p.ndim < 2 or "norm" in name or "embedding" in name:
-            no_decay.append(p)
-        else:
-            decay.append(p)
-    return [
-        {"params": decay, "weight_decay": weight_decay, "lr": lr},
-        {"params": no_decay, "weight_decay": 0.0, "lr": lr},
-        {"params": [model.logit_scale], "weight_decay": 0.0, "lr": lr * logit_scale_lr_multiplier},
-    ]
-
-
-def save_and_measure(model, processor, output_dir, eval_images_per_number, step_record, family, name) -> dict:
-    """Save a trained teacher with its processor, measure it on the test split and write its report; the folder
-    appears whole, report included, or not at all. Returns the metrics (also printed as a table)."""
-    model.eval()
-    print(f"trained {step_record.get('max_steps')} steps in {step_record['train_seconds']:.0f} s; evaluating", flush=True)
-    with atomic_output_dir(output_dir) as tmp:
-        model.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
-        # size is read from the folder being written
-        metrics = evaluate_model(model, processor, images_per_number=eval_images_per_number, model_path=tmp)
-        report = report_lib.new_report(base_model=None, model_family=family, steps=[step_record], before=None,
-                                       after=metrics, model_name=name)
-        report_lib.write_report(report, tmp)
-    print(report_lib.format_metrics_table({"teacher": metrics}))
-    return metrics
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "Replace output_dir when it holds an earlier vlmcompress result."})
 
 
 def main(args: TeacherArguments | None = None):
     if args is None:
         (args,) = HfArgumentParser(TeacherArguments).parse_args_into_dataclasses()
+    check_output_dir(args.output_dir, overwrite=args.overwrite_output_dir, flag="--overwrite_output_dir")
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -189,7 +128,7 @@ def main(args: TeacherArguments | None = None):
         "loss_log": log,
     }
     metrics_on_disk = save_and_measure(model, processor, args.output_dir, args.eval_images_per_number, step_record,
-                                       "clip", TEACHER_NAME)
+                                       "clip", TEACHER_NAME, overwrite=args.overwrite_output_dir)
     print(f"trained {args.max_steps} steps in {train_seconds:.0f} s; saved to {args.output_dir}")
     return metrics_on_disk
 

@@ -14,7 +14,7 @@ import torch  # noqa: E402
 def tiny_clip(processor, layers=2, hidden=32, heads=4, seed=0):
     from transformers import CLIPModel
 
-    from vlmcompress.teacher import teacher_config
+    from vlmcompress.embedded.clip_teacher import teacher_config
 
     torch.manual_seed(seed)
     config = teacher_config(processor.tokenizer, layers=layers, hidden=hidden, heads=heads, projection=16)
@@ -23,7 +23,7 @@ def tiny_clip(processor, layers=2, hidden=32, heads=4, seed=0):
 
 @pytest.fixture(scope="session")
 def processor():
-    from vlmcompress.teacher import build_processor
+    from vlmcompress.embedded.clip_teacher import build_processor
 
     return build_processor()
 
@@ -53,7 +53,7 @@ def tiny_blip(cls_name="BlipForImageTextRetrieval", layers=2, hidden=32, heads=4
     ``text_init`` widens the text weights' init (peaked next-token distributions instead of near-uniform ones)."""
     import transformers
 
-    from vlmcompress.teacher_blip import blip_config, build_blip_tokenizer
+    from vlmcompress.embedded.blip_captioner import blip_config, build_blip_tokenizer
 
     torch.manual_seed(seed)
     config = blip_config(build_blip_tokenizer(), layers=layers, hidden=hidden, heads=heads, projection=16)
@@ -64,6 +64,6 @@ def tiny_blip(cls_name="BlipForImageTextRetrieval", layers=2, hidden=32, heads=4
 
 @pytest.fixture(scope="session")
 def blip_processor():
-    from vlmcompress.teacher_blip import build_blip_processor
+    from vlmcompress.embedded.blip_captioner import build_blip_processor
 
     return build_blip_processor()

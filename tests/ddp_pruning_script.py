@@ -7,9 +7,9 @@ import sys
 import torch
 from transformers import CLIPModel, Trainer, TrainingArguments
 
-from vlmcompress.data import digits
+from vlmcompress.embedded import digits
 from vlmcompress.pruning.callback import PruningCallback
-from vlmcompress.teacher import build_processor, teacher_config
+from vlmcompress.embedded.clip_teacher import build_processor, teacher_config
 
 
 def main(out):

@@ -11,7 +11,7 @@ from transformers import BlipForConditionalGeneration
 from conftest import run_fresh_python, tiny_blip
 from vlmcompress.adapters import get_adapter
 from vlmcompress.errors import VlmcompressError
-from vlmcompress.loading import load_model
+from vlmcompress.loading import load_checkpoint
 from vlmcompress.modeling import save_compressed
 from vlmcompress.pruning import prune_heads, prune_layers, prune_mlp
 from vlmcompress.pruning.importance import MagnitudeImportance, TaylorImportance, calibration_batches
@@ -121,7 +121,7 @@ def test_pruned_blip_reloads_three_ways(cls_name, blip_processor, tmp_path):
     info = save_compressed(model, blip_processor, path)
     assert info == {"loading": "remote_code", "class": f"Vlmcompress{cls_name}"}
     assert json.loads((path / "config.json").read_text())["auto_map"]["AutoModel"] == f"modeling_vlmcompress.Vlmcompress{cls_name}"
-    reloaded = load_model(str(path))[0]
+    reloaded = load_checkpoint(str(path))[0]
     assert _max_diff(blip_forward(reloaded), before) <= 1e-6
     remote = _fresh_process_outputs(path, tmp_path)
     assert remote["class"] == f"Vlmcompress{cls_name}"
@@ -138,7 +138,7 @@ def test_pruned_blip_reloads_three_ways(cls_name, blip_processor, tmp_path):
     reloaded = getattr(transformers, cls_name).from_pretrained(stock).eval()
     assert reloaded.config.vision_config.num_hidden_layers == 2 and reloaded.config.text_config.intermediate_size == 126
     assert _max_diff(blip_forward(reloaded), before) <= 1e-6
-    assert type(load_model(str(stock))[1]).__name__ == "BlipProcessor"
+    assert type(load_checkpoint(str(stock))[1]).__name__ == "BlipProcessor"
 
 
 def test_decoder_generates_after_layers_are_dropped(blip_processor, tmp_path):

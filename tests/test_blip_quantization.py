@@ -26,7 +26,7 @@ def test_blip_quantizes_with_family_defaults_and_reloads_with_the_stock_class(cl
                                                                                blip_processor, tmp_path):
     import transformers
 
-    from vlmcompress.loading import load_model
+    from vlmcompress.loading import load_checkpoint
 
     model = tiny_blip(cls_name, hidden=64)
     full = blip_forward(model)
@@ -41,7 +41,7 @@ def test_blip_quantizes_with_family_defaults_and_reloads_with_the_stock_class(cl
     assert len(layer_linears) == 2 * per_layer and {type(m).__name__ for m in layer_linears} == {linear_class}
     assert all(type(reloaded.get_submodule(name)) is nn.Linear for name in kept)
     assert cosine(blip_forward(reloaded), before) >= 0.9999
-    ours = load_model(str(tmp_path))[0]
+    ours = load_checkpoint(str(tmp_path))[0]
     for x, y in zip(blip_forward(ours), before):
         torch.testing.assert_close(x, y, rtol=0, atol=1e-6)
     if "Generation" in cls_name:
@@ -53,7 +53,7 @@ def test_blip_quantizes_with_family_defaults_and_reloads_with_the_stock_class(cl
 def test_pruned_then_quantized_blip_reloads_through_vlmcompress_and_remote_code(blip_processor, tmp_path):
     from transformers import AutoModel
 
-    from vlmcompress.loading import load_model
+    from vlmcompress.loading import load_checkpoint
     from vlmcompress.pruning import prune_heads, prune_mlp
 
     model = tiny_blip("BlipForConditionalGeneration", hidden=64)
@@ -62,7 +62,7 @@ def test_pruned_then_quantized_blip_reloads_through_vlmcompress_and_remote_code(
     quantized = quantize(model, QuantizationConfig(bits=8))
     before = blip_forward(quantized)
     assert save_quantized(quantized, blip_processor, tmp_path)["loading"] == "remote_code"
-    ours = load_model(str(tmp_path))[0]
+    ours = load_checkpoint(str(tmp_path))[0]
     assert type(ours.vision_model.encoder.layers[0].self_attn).__name__ == "VlmcompressBlipAttention"
     assert type(ours.vision_model.encoder.layers[0].self_attn.qkv).__name__ == "Linear8bitLt"
     assert ours.vision_model.encoder.layers[0].self_attn.qkv.out_features == 3 * 3 * 16
@@ -75,7 +75,7 @@ def test_pruned_then_quantized_blip_reloads_through_vlmcompress_and_remote_code(
 def test_qlora_on_a_4bit_blip_captioner(blip_processor, tmp_path):
     from transformers import TrainingArguments
 
-    from vlmcompress.data import digits
+    from vlmcompress.embedded import digits
     from vlmcompress.data.collate import ImageTextCollator
     from vlmcompress.quantization.qlora import QLoRATrainer, contrastive_loss_fn, lora_target_modules, prepare_qlora
 

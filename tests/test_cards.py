@@ -7,7 +7,7 @@ from huggingface_hub import ModelCard
 
 from vlmcompress.cards import GENERATED_MARKER, write_card
 from vlmcompress.report import empty_metrics, new_report, write_report
-from vlmcompress.teacher import TEACHER_PATH
+from vlmcompress.embedded.clip_teacher import TEACHER_PATH
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -3,7 +3,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from vlmcompress.data import digits
+from vlmcompress.embedded import digits
 
 
 def _hashes(arr):

@@ -70,15 +70,22 @@ def test_two_real_processes_with_accelerate_launch(tmp_path):
     assert report["before"] is None and report["after"] is None  # --skip_eval: recorded as not measured
 
 
-def _recipe_module():
-    import importlib.util
+class _Workflow:
+    """The run behind the recipe, as a library: ``main(argv)`` returns the report or raises VlmcompressError."""
 
-    if "distill_clip_recipe" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("distill_clip_recipe", RECIPE)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # dataclasses resolve string annotations through sys.modules
-        spec.loader.exec_module(module)
-    return sys.modules["distill_clip_recipe"]
+    def __getattr__(self, name):
+        from vlmcompress.workflows import distill
+
+        return getattr(distill, name)
+
+    def main(self, argv):
+        from vlmcompress.workflows import distill
+
+        return distill.distill(*distill.parse_arguments(argv))
+
+
+def _recipe_module():
+    return _Workflow()
 
 
 @pytest.mark.parametrize("args, message", [
@@ -104,12 +111,12 @@ def test_bad_input_on_the_command_line_is_one_line_and_exit_1(tmp_path):
 
 
 def test_students_from_a_config_and_from_a_checkpoint(processor, tiny_clip_dir, tmp_path):
-    from vlmcompress.loading import load_model
+    from vlmcompress.loading import load_checkpoint
     from vlmcompress.pruning.structural import prune_heads
     from vlmcompress.modeling import save_compressed
 
     recipe = _recipe_module()
-    teacher, _, _ = load_model(str(tiny_clip_dir))
+    teacher, _, _ = load_checkpoint(str(tiny_clip_dir))
     args = recipe.StudentArguments(student_config='{"vision_config": {"num_hidden_layers": 1}, "text_config": {"hidden_size": 16, "intermediate_size": 64}}')
     student, steps = recipe.build_student(teacher, processor, args)
     assert student.config.vision_config.num_hidden_layers == 1 and student.config.text_config.hidden_size == 16
@@ -125,7 +132,7 @@ def test_students_from_a_config_and_from_a_checkpoint(processor, tiny_clip_dir, 
 def test_user_data_set_with_other_column_names(processor, tiny_clip_dir, tmp_path):
     import datasets
 
-    from vlmcompress.data import digits
+    from vlmcompress.embedded import digits
 
     def part(split, n):
         ds = digits.load_digits_dataset(split, images_per_number=1, numbers=range(n))

@@ -6,7 +6,7 @@ from safetensors.torch import load_file
 from transformers import CLIPModel, TrainingArguments
 
 from conftest import tiny_blip, tiny_clip
-from vlmcompress.data import digits
+from vlmcompress.embedded import digits
 from vlmcompress.data.collate import ImageTextCollator
 from vlmcompress.distillation import DistillationConfig, DistillationTrainer
 from vlmcompress.distillation.cache import cache_teacher_outputs
@@ -149,7 +149,7 @@ def test_cached_teacher_outputs_give_the_same_loss(processor, train_rows, tmp_pa
 def test_with_pruning_callback_and_peft_student(processor, train_rows, tmp_path):
     from peft import LoraConfig, get_peft_model
 
-    from vlmcompress.loading import load_model
+    from vlmcompress.loading import load_checkpoint
     from vlmcompress.pruning.callback import PruningCallback
 
     teacher = tiny_clip(processor)
@@ -159,7 +159,7 @@ def test_with_pruning_callback_and_peft_student(processor, train_rows, tmp_path)
                                   processing_class=processor)
     trainer.train()
     trainer.save_model(str(tmp_path / "pruned"))
-    model, _, _ = load_model(str(tmp_path / "pruned"))
+    model, _, _ = load_checkpoint(str(tmp_path / "pruned"))
     assert sum(model.config.vision_config.layer_num_heads) == 4  # half of 2 layers x 4 heads
 
     lora = get_peft_model(tiny_clip(processor, seed=4), LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))

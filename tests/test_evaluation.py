@@ -35,7 +35,7 @@ def test_evaluate_tiny_clip_on_embedded_data(processor):
 def test_zero_shot_accuracy_is_exact_for_an_oracle(processor, monkeypatch):
     """Patch the adapter's encoders into an oracle that knows each label: accuracy must be 1, recall 1."""
     from vlmcompress.adapters.clip import ClipAdapter
-    from vlmcompress.data import digits
+    from vlmcompress.embedded import digits
 
     model = tiny_clip(processor)
     ds = digits.load_digits_dataset("test", images_per_number=1)
@@ -71,7 +71,7 @@ def test_zero_shot_accuracy_is_exact_for_an_oracle(processor, monkeypatch):
 
 def test_user_dataset_without_heldout_labels(processor):
     import datasets
-    from vlmcompress.data import digits
+    from vlmcompress.embedded import digits
 
     model = tiny_clip(processor)
     ds = digits.load_digits_dataset("test", images_per_number=1, numbers=range(10))
@@ -121,13 +121,13 @@ def test_load_model_reloads_a_saved_4bit_checkpoint(tiny_clip_dir, tmp_path):
     """A bitsandbytes folder (quantization_config in config.json) loads through vlmcompress and evaluates."""
     from transformers import BitsAndBytesConfig, CLIPModel, CLIPProcessor
 
-    from vlmcompress.loading import load_model
+    from vlmcompress.loading import load_checkpoint
 
     q4 = CLIPModel.from_pretrained(tiny_clip_dir, device_map="cpu",
                                    quantization_config=BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4"))
     q4.save_pretrained(tmp_path / "q4")
     CLIPProcessor.from_pretrained(tiny_clip_dir).save_pretrained(tmp_path / "q4")
-    model, processor, path = load_model(str(tmp_path / "q4"))
+    model, processor, path = load_checkpoint(str(tmp_path / "q4"))
     assert type(model.vision_model.encoder.layers[0].self_attn.q_proj).__name__ == "Linear4bit"
     m = evaluate_model(model, processor, images_per_number=1, latency_repeats=5, latency_batch_size=4, model_path=path)
     assert m["latency_ms"] > 0 and m["size_bytes"] > 0
@@ -135,7 +135,7 @@ def test_load_model_reloads_a_saved_4bit_checkpoint(tiny_clip_dir, tmp_path):
 
 def test_captioner_is_measured_by_its_captions(blip_processor):
     from conftest import tiny_blip
-    from vlmcompress.data.digits import number_in_caption
+    from vlmcompress.embedded.digits import number_in_caption
     from vlmcompress.report import format_metrics_table
 
     assert [number_in_caption(c) for c in ("a photo of the number 47", "the digits four and seven",

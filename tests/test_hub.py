@@ -80,7 +80,7 @@ def build_distilled(folder, processor):
     """A one-layer student distilled from a two-layer teacher for a few steps inside DistillationTrainer."""
     from transformers import TrainingArguments
 
-    from vlmcompress.data import digits
+    from vlmcompress.embedded import digits
     from vlmcompress.data.collate import ImageTextCollator
     from vlmcompress.distillation import DistillationConfig, DistillationTrainer
     from vlmcompress.modeling import save_compressed

@@ -67,7 +67,7 @@ def test_scores_from_another_shape_are_rejected(processor):
 
 
 def test_prune_cli_calibrates_on_a_user_dataset(tiny_clip_dir, tmp_path):
-    from vlmcompress.data import digits
+    from vlmcompress.embedded import digits
 
     ds = digits.load_digits_dataset("train", images_per_number=1).rename_column("text", "caption")
     ds.save_to_disk(tmp_path / "calib")
@@ -76,6 +76,6 @@ def test_prune_cli_calibrates_on_a_user_dataset(tiny_clip_dir, tmp_path):
                 "--dataset", str(tmp_path / "calib"), "--text-column", "caption", "--no-eval")
     assert r.returncode == 0, r.stderr
     assert read_report(out)["steps"][0]["method"] == "mlp_pruning"
-    r = run_cli("prune", str(tiny_clip_dir), "-o", str(out), "--mlp-ratio", "0.5", "--dataset", str(tmp_path / "calib"),
+    r = run_cli("prune", str(tiny_clip_dir), "-o", str(out), "--overwrite", "--mlp-ratio", "0.5", "--dataset", str(tmp_path / "calib"),
                 "--no-eval")
     _assert_one_line_error(r, "no column 'text'")

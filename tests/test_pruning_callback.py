@@ -5,8 +5,8 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from conftest import tiny_clip
 from vlmcompress.adapters import get_adapter
-from vlmcompress.data import digits
-from vlmcompress.loading import load_model
+from vlmcompress.embedded import digits
+from vlmcompress.loading import load_checkpoint
 from vlmcompress.pruning.callback import PruningCallback, cubic_sparsity
 
 
@@ -74,7 +74,7 @@ def test_pruning_callback_masks_then_slices(processor, tmp_path):
     trainer.save_model(str(tmp_path / "final"))
     processor.save_pretrained(tmp_path / "final")
     assert (tmp_path / "final" / "modeling_vlmcompress.py").exists()
-    reloaded, _, _ = load_model(str(tmp_path / "final"))
+    reloaded, _, _ = load_checkpoint(str(tmp_path / "final"))
     pv = processor(images=dataset[:3]["image"], return_tensors="pt")["pixel_values"]
     with torch.no_grad():
         a = get_adapter(model.eval()).image_embeddings(pv)
@@ -104,7 +104,7 @@ def test_gradual_pruning_of_a_blip_captioner_with_its_cross_attention(blip_proce
     assert sum(cfg.layer_num_heads) + sum(cfg.layer_num_cross_heads) + sum(student.config.vision_config.layer_num_heads) == 12
     trainer.save_model(str(tmp_path / "out"))
     blip_processor.save_pretrained(tmp_path / "out")
-    reloaded = load_model(str(tmp_path / "out"))[0]
+    reloaded = load_checkpoint(str(tmp_path / "out"))[0]
     pixel_values = torch.randn(2, 3, 56, 56, generator=torch.Generator().manual_seed(0))
     assert torch.equal(reloaded.generate(pixel_values=pixel_values, max_new_tokens=4, do_sample=False),
                        student.eval().generate(pixel_values=pixel_values, max_new_tokens=4, do_sample=False))

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from vlmcompress.loading import load_model
+from vlmcompress.loading import load_checkpoint
 
 
 def test_pruning_callback_with_two_process_accelerate_launch(tmp_path):
@@ -25,5 +25,5 @@ def test_pruning_callback_with_two_process_accelerate_launch(tmp_path):
     assert ranks[0]["steps"] == ranks[1]["steps"] and ranks[0]["steps"][0]["method"] == "head_pruning"
     removed = ranks[0]["steps"][0]["removed_heads"]
     assert all(sum(len(h) for h in removed[t].values()) == 4 for t in ("vision", "text"))
-    model, _, _ = load_model(str(tmp_path / "final"))
+    model, _, _ = load_checkpoint(str(tmp_path / "final"))
     assert sum(model.config.vision_config.layer_num_heads) == 4

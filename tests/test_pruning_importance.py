@@ -38,7 +38,7 @@ def _make_identity(model, tower, layer):
 
 
 def test_calibration_batches_come_from_training_split(processor, batches):
-    from vlmcompress.data import digits
+    from vlmcompress.embedded import digits
 
     assert sum(len(b["labels"]) for b in batches) == 32
     labels = torch.cat([b["labels"] for b in batches]).tolist()

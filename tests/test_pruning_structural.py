@@ -9,7 +9,7 @@ from transformers import CLIPModel, SiglipConfig, SiglipModel
 
 from conftest import run_fresh_python, tiny_clip
 from vlmcompress.errors import VlmcompressError
-from vlmcompress.loading import load_model
+from vlmcompress.loading import load_checkpoint
 from vlmcompress.modeling import save_compressed
 from vlmcompress.pruning import prune_heads, prune_layers, prune_mlp
 from vlmcompress.adapters import get_adapter
@@ -173,7 +173,7 @@ def test_head_pruned_checkpoint_reloads_three_ways(family_model, processor, tmp_
     assert cfg["auto_map"]["AutoModel"].startswith("modeling_vlmcompress.")
     assert cfg["vision_config"]["layer_num_heads"] == [2, 3]
     # (a) through vlmcompress
-    model_a, _, _ = load_model(str(path))
+    model_a, _, _ = load_checkpoint(str(path))
     assert _max_diff(_outputs(model_a), before) <= 1e-6
     # (b) plain AutoModel + trust_remote_code in a fresh process that never imports vlmcompress
     remote = _fresh_process_outputs(path, tmp_path)
@@ -222,7 +222,7 @@ def test_single_tower_classes_prune_and_reload(cls_name, processor, tmp_path):
     path = tmp_path / cls_name
     assert save_compressed(model, processor, path)["loading"] == "remote_code"
     assert json.loads((path / "config.json").read_text())["architectures"] == [f"Vlmcompress{cls_name}"]
-    for reloaded in (load_model(str(path))[0], AutoModel.from_pretrained(path, trust_remote_code=True).eval()):
+    for reloaded in (load_checkpoint(str(path))[0], AutoModel.from_pretrained(path, trust_remote_code=True).eval()):
         assert isinstance(reloaded, cls)
         with torch.no_grad():
             assert (reloaded(**inputs)[0] - before).abs().max() <= 1e-6

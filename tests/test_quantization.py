@@ -57,7 +57,7 @@ def test_quantized_checkpoint_reloads_with_plain_from_pretrained(clip64_dir, pro
     outputs the model gave before saving."""
     from transformers import CLIPModel
 
-    from vlmcompress.loading import load_model
+    from vlmcompress.loading import load_checkpoint
 
     fp32 = CLIPModel.from_pretrained(clip64_dir)
     model = quantize(str(clip64_dir), config)
@@ -76,7 +76,7 @@ def test_quantized_checkpoint_reloads_with_plain_from_pretrained(clip64_dir, pro
     assert saved["llm_int8_skip_modules"] == ["visual_projection", "text_projection"]
     assert cosine(embeddings(reloaded, *x), before) >= 0.9999
     # through vlmcompress the 4-bit layout stays bitsandbytes' portable one: bit-identical
-    ours, _, _ = load_model(str(tmp_path))
+    ours, _, _ = load_checkpoint(str(tmp_path))
     torch.testing.assert_close(embeddings(ours, *x), before, rtol=0, atol=1e-6)
     assert json.loads((tmp_path / "quantization_config.json").read_text())["bits"] == config.bits
 
@@ -86,7 +86,7 @@ def test_layers_the_config_does_not_describe_are_refused(clip64_dir, processor, 
     with no error. vlmcompress refuses to save such a model and refuses to load such a folder."""
     from transformers import CLIPModel
 
-    from vlmcompress.loading import load_model
+    from vlmcompress.loading import load_checkpoint
 
     model = quantize(str(clip64_dir), QuantizationConfig(bits=8))
     x = _inputs()
@@ -114,7 +114,7 @@ def test_layers_the_config_does_not_describe_are_refused(clip64_dir, processor, 
     assert trapped.vision_model.encoder.layers[0].mlp.fc1.weight.abs().max() > 50  # int8 values as floats
     assert cosine(embeddings(trapped, *x), good) < 0.9
     with pytest.raises(VlmcompressError, match="no quantization_config"):
-        load_model(str(tmp_path / "q8"))
+        load_checkpoint(str(tmp_path / "q8"))
 
 
 def test_towers_and_skip_patterns(clip64_dir):
@@ -205,7 +205,7 @@ FRESH_PROCESS = textwrap.dedent("""
 
 
 def test_head_pruned_then_quantized_reloads_through_vlmcompress_and_remote_code(processor, tmp_path):
-    from vlmcompress.loading import load_model
+    from vlmcompress.loading import load_checkpoint
     from vlmcompress.pruning import prune_heads, prune_mlp
 
     model = tiny_clip(processor, hidden=64, heads=4)
@@ -220,7 +220,7 @@ def test_head_pruned_then_quantized_reloads_through_vlmcompress_and_remote_code(
         assert (folder / "modeling_vlmcompress.py").exists()
         outputs[str(folder)] = embeddings(quantized, *x)
         folders.append(str(folder))
-        ours, _, _ = load_model(str(folder))
+        ours, _, _ = load_checkpoint(str(folder))
         assert [l.self_attn.q_proj.out_features for l in ours.vision_model.encoder.layers] == [32, 64]
         torch.testing.assert_close(embeddings(ours, *x), outputs[str(folder)], rtol=0, atol=1e-6)
     # 4-bit: out_proj of the 2-head layer takes 32 inputs, below bitsandbytes' CPU block: kept full precision

@@ -57,7 +57,9 @@ def _assert_one_line_error(rc, err, needle):
 def test_quantize_cli_bad_input_leaves_nothing(clip64_dir, tmp_path, capsys, monkeypatch):
     out = tmp_path / "never"
     base = ["quantize", str(clip64_dir), "-o", str(out), "--no-eval"]
-    _assert_one_line_error(*_main(capsys, *base, "--bits", "3")[::2], "--bits must be 8 (LLM.int8) or 4")
+    rc, _, err = _main(capsys, *base, "--bits", "3")  # a parse-time error: one line, argparse's exit status 2
+    assert rc == 2 and err.strip().splitlines() == [
+        "vlmcompress quantize: error: argument --bits: invalid choice: 3 (choose from 4, 8); see --help"], err
     _assert_one_line_error(*_main(capsys, *base, "--bits", "8", "--quant-type", "fp4")[::2], "4-bit only")
     _assert_one_line_error(*_main(capsys, *base, "--bits", "4", "--skip", "fc9")[::2], "'fc9' matches no Linear")
     _assert_one_line_error(*_main(capsys, *base, "--bits", "4", "--towers", "vision,audio")[::2], "--towers")

@@ -25,7 +25,7 @@ def test_qlora_trains_adapters_then_keeps_or_merges_them(processor, tmp_path):
     from peft import PeftModel
     from transformers import CLIPModel
 
-    from vlmcompress.data import digits
+    from vlmcompress.embedded import digits
     from vlmcompress.quantization.qlora import (
         QLoRATrainer, contrastive_loss_fn, load_qlora, lora_target_modules, merge_qlora,
         prepare_qlora, qlora_step, save_qlora_adapter)

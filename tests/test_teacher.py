@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from vlmcompress.report import read_report, weights_size_bytes
-from vlmcompress.teacher import TEACHER_PATH, pixel_values_from_uint8, teacher_path
+from vlmcompress.embedded.clip_teacher import TEACHER_PATH, pixel_values_from_uint8, teacher_path
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,7 +52,7 @@ def test_shipped_teacher_report_is_valid_and_meets_targets():
 def test_fast_pixel_path_equals_processor(processor):
     from PIL import Image
 
-    from vlmcompress.data import digits
+    from vlmcompress.embedded import digits
 
     images = digits.sample_images(np.array([47, 8, 99]), np.random.default_rng(0))
     slow = processor.image_processor([Image.fromarray(i, mode="L") for i in images], return_tensors="pt")["pixel_values"]
@@ -62,7 +62,7 @@ def test_fast_pixel_path_equals_processor(processor):
 
 
 def test_tokenizer_splits_digits_so_heldout_numbers_bring_no_unseen_token(processor):
-    from vlmcompress.data import digits
+    from vlmcompress.embedded import digits
 
     tok = processor.tokenizer
     for n in digits.HELDOUT_NUMBERS:
@@ -94,8 +94,8 @@ def test_train_teacher_recipe_writes_a_loadable_deterministic_checkpoint(tmp_pat
 def test_shipped_blip_captioner_loads_with_stock_classes_and_captions_numbers():
     from transformers import BlipForConditionalGeneration, BlipProcessor
 
-    from vlmcompress.data import digits
-    from vlmcompress.teacher_blip import blip_teacher_path
+    from vlmcompress.embedded import digits
+    from vlmcompress.embedded.blip_captioner import blip_teacher_path
 
     model = BlipForConditionalGeneration.from_pretrained(blip_teacher_path()).eval()
     processor = BlipProcessor.from_pretrained(blip_teacher_path())

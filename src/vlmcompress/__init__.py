@@ -1,3 +1,50 @@
-"""vlmcompress: make CLIP, SigLIP and BLIP small and fast with the Hugging Face tools you already use."""
+"""vlmcompress: make CLIP, SigLIP and BLIP small and fast with the Hugging Face tools you already use.
+
+    from vlmcompress import PruningConfig, prune_model, load_checkpoint, finish_checkpoint
+
+Everything a user needs is importable from here; names are imported lazily (as in peft and trl), so
+``import vlmcompress`` stays fast and pulls in neither transformers nor torch until a name is used.
+"""
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
+
+#: public name -> (module, attribute)
+_PUBLIC = {
+    "PruningConfig": ("pruning.config", "PruningConfig"),
+    "prune_model": ("pruning.config", "prune_model"),
+    "PruningCallback": ("pruning.callback", "PruningCallback"),
+    "QuantizationConfig": ("quantization.config", "QuantizationConfig"),
+    "quantize": ("quantization.core", "quantize"),
+    "DistillationConfig": ("distillation.config", "DistillationConfig"),
+    "DistillationTrainer": ("distillation.trainer", "DistillationTrainer"),
+    "evaluate_model": ("evaluation.harness", "evaluate_model"),
+    "load_model": ("loading", "load_model"),
+    "load_checkpoint": ("loading", "load_checkpoint"),
+    "save_compressed": ("modeling", "save_compressed"),
+    "finish_checkpoint": ("checkpoint", "finish_checkpoint"),
+    "check_output_dir": ("io", "check_output_dir"),
+    "push_to_hub": ("hub", "push_folder"),
+    "read_report": ("report", "read_report"),
+    "write_card": ("cards.render", "write_card"),
+    "ModelCardCallback": ("cards.callback", "ModelCardCallback"),
+    "VlmcompressError": ("errors", "VlmcompressError"),
+}
+
+__all__ = ["__version__", *_PUBLIC]
+
+
+def __getattr__(name):
+    if name in _PUBLIC:
+        module, attribute = _PUBLIC[name]
+        value = getattr(importlib.import_module(f".{module}", __name__), attribute)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_PUBLIC))

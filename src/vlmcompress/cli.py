@@ -2,22 +2,31 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
-
-os.environ.setdefault("OMP_WAIT_POLICY", "ACTIVE")  # see FACTS: sleeping torch threads cost ~3.5 ms per op
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import sys  # noqa: E402
+import sys
 
 
-def _quiet_transformers():
+def _set_verbosity(args):
+    """Default: our progress bars and results, no library chatter. --quiet: results and errors only. --verbose:
+    transformers' and datasets' own logs and warnings too."""
+    import logging
     import warnings
 
+    verbosity = getattr(args, "verbosity", 0)
+    if verbosity < 0:
+        os.environ["VLMCOMPRESS_NO_PROGRESS"] = "1"
+        os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     from transformers.utils import logging as hf_logging
 
+    if verbosity > 0:
+        hf_logging.set_verbosity_info()
+        logging.basicConfig(level=logging.INFO)
+        return
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message=".*torchvision.*")
 
 
@@ -37,13 +46,33 @@ def _load_dataset(args):
     return ds
 
 
+def _check_output_file(path):
+    """``evaluate --output FILE``: checked before the evaluation, so a bad path costs no work."""
+    from pathlib import Path
+
+    from .errors import VlmcompressError
+
+    target = Path(path).expanduser()
+    if not str(path).strip():
+        raise VlmcompressError("--output is empty: name a JSON file, e.g. --output metrics.json")
+    if target.is_dir():
+        raise VlmcompressError(f"--output {path} is a folder: name a JSON file, e.g. {Path(path) / 'metrics.json'}")
+    parent = target.resolve().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise VlmcompressError(f"cannot write --output {path}: permission denied in {parent}")
+
+
 def cmd_evaluate(args):
     from .evaluation import check_dataset, evaluate_model
     from .io import atomic_write_text
-    from .loading import load_model
+    from .loading import load_checkpoint
     from .report import format_metrics_table
 
-    _quiet_transformers()
+    _set_verbosity(args)
+    if args.output:
+        _check_output_file(args.output)
     if args.threads:
         import torch
 
@@ -51,7 +80,7 @@ def cmd_evaluate(args):
     dataset = _load_dataset(args)
     if dataset is not None:
         check_dataset(dataset, args.image_column, args.text_column, args.label_column)
-    model, processor, path = load_model(args.model, trust_remote_code=args.trust_remote_code)
+    model, processor, path = load_checkpoint(args.model, trust_remote_code=args.trust_remote_code)
     metrics = evaluate_model(
         model,
         processor,
@@ -74,18 +103,35 @@ def cmd_evaluate(args):
 
 
 def _tower_lists(items, what):
-    """["vision:3,5", "text:1"] -> {"vision": [3, 5], "text": [1]}"""
+    """["vision:3,5", "text:1", "vision:7"] -> {"vision": [3, 5, 7], "text": [1]}: repeated towers accumulate."""
     from .errors import VlmcompressError
 
     out = {}
     for item in items or []:
         tower, _, values = item.partition(":")
         try:
-            out[tower] = [int(v) for v in values.split(",") if v != ""]
+            numbers = [int(v) for v in values.split(",") if v != ""]
         except ValueError:
             raise VlmcompressError(f"{what} takes TOWER:N,N,... (e.g. vision:3,5), got {item!r}") from None
-        if not tower or not out[tower]:
-            raise VlmcompressError(f"{what} takes TOWER:N,N,... (e.g. vision:3,5), got {item!r}")
+        if not tower or not numbers or any(n < 0 for n in numbers):
+            raise VlmcompressError(f"{what} takes TOWER:N,N,... with layer numbers >= 0 (e.g. vision:3,5), got {item!r}")
+        out.setdefault(tower, [])
+        out[tower] += [n for n in numbers if n not in out[tower]]
+    return out
+
+
+def _tower_counts(items, what):
+    """["vision:1", "text:2"] -> {"vision": 1, "text": 2}; a tower given twice is an error (which count?)."""
+    from .errors import VlmcompressError
+
+    out = {}
+    for item in items or []:
+        tower, _, value = item.partition(":")
+        if not tower or not value.isdigit() or int(value) < 1:
+            raise VlmcompressError(f"{what} takes TOWER:N with N >= 1 (e.g. vision:1), got {item!r}")
+        if tower in out:
+            raise VlmcompressError(f"{what} names the {tower} tower twice ({tower}:{out[tower]} and {item}): give it once")
+        out[tower] = int(value)
     return out
 
 
@@ -101,19 +147,51 @@ def _json_arg(value, what):
         raise VlmcompressError(f"{what} must be JSON or a JSON file: {exc}") from None
 
 
+def _eval_kwargs(args) -> dict:
+    return dict(images_per_number=args.images_per_number, latency_batch_size=args.latency_batch_size)
+
+
+def _evaluator(args, processor):
+    """``evaluate(model, folder)`` for finish_checkpoint, or None with --no-eval."""
+    if args.no_eval:
+        return None
+    from .evaluation import evaluate_model
+
+    return lambda model, folder: evaluate_model(model, processor, model_path=folder, **_eval_kwargs(args))
+
+
+def _finish(args, model, processor, path, steps, before, *, configs=(), save=None, latency_base=None):
+    from .checkpoint import finish_checkpoint, load_hint
+    from .report import format_metrics_table
+
+    report = finish_checkpoint(model, processor, args.output_dir, base_model=path, steps=steps, before=before,
+                               evaluate=_evaluator(args, processor), configs=configs, save=save,
+                               latency_base=latency_base, latency_batch_size=args.latency_batch_size,
+                               latency_rounds=args.latency_rounds, overwrite=args.overwrite)
+    if not args.no_eval:
+        print(format_metrics_table({"before": before, "after": report["after"]}))
+        ratio = (report["after"] or {}).get("latency_vs_base")
+        if ratio:
+            print(f"latency after/before: {ratio['ratio']:.2f}x (range {ratio['ratio_min']:.2f}-{ratio['ratio_max']:.2f} "
+                  f"over {ratio['rounds']} interleaved rounds, batch {ratio['batch_size']}, {ratio['threads']} threads)")
+    print(f"wrote {args.output_dir}; it loads with {load_hint(report['loading'])}")
+    return report
+
+
 def cmd_prune(args):
+    import copy
+
     from .data.sources import standard_columns
     from .evaluation import check_dataset, evaluate_model
-    from .io import atomic_output_dir
-    from .loading import load_model
-    from .modeling import save_compressed
+    from .io import check_output_dir
+    from .loading import load_checkpoint
     from .pruning.config import PruningConfig, prune_model
     from .pruning.importance import load_scores, save_scores
-    from .report import format_metrics_table, new_report, write_report
 
-    _quiet_transformers()
+    _set_verbosity(args)
+    check_output_dir(args.output_dir, overwrite=args.overwrite)
     config = PruningConfig(
-        towers=args.towers.split(",") if args.towers else None,
+        towers=args.towers,
         importance=args.importance,
         head_ratio=args.head_ratio,
         head_scope=args.head_scope,
@@ -123,51 +201,52 @@ def cmd_prune(args):
         drop_layers=_tower_lists(args.drop_layers, "--drop-layers") or None,
         layer_strategy=args.layer_strategy,
         keep_every=args.keep_every,
-        remove_layers={k: v[0] for k, v in _tower_lists(args.remove_layers, "--remove-layers").items()} or None,
+        remove_layers=_tower_counts(args.remove_layers, "--remove-layers") or None,
         calibration_samples=args.calibration_samples,
         seed=args.seed,
     )
-    config.validate()
     calibration = _load_dataset(args)
     if calibration is not None:
         check_dataset(calibration, args.image_column, args.text_column, args.text_column)
         calibration = standard_columns(calibration, args.image_column, args.text_column, args.label_column)
-    model, processor, path = load_model(args.model, trust_remote_code=args.trust_remote_code)
-    eval_kw = dict(images_per_number=args.images_per_number, latency_batch_size=args.latency_batch_size)
-    before = None if args.no_eval else evaluate_model(model, processor, model_path=path, **eval_kw)
     scores = load_scores(args.scores) if args.scores else None
+    model, processor, path = load_checkpoint(args.model, trust_remote_code=args.trust_remote_code)
+    before = None if args.no_eval else evaluate_model(model, processor, model_path=path, **_eval_kwargs(args))
+    base = None if args.no_eval else copy.deepcopy(model)  # the latency ratio is measured side by side
     on_scores = (lambda s: save_scores(s, args.save_scores)) if args.save_scores else None
     steps = prune_model(model, config, processor, dataset=calibration, scores=scores, on_scores=on_scores)
-    with atomic_output_dir(args.output_dir) as tmp:
-        loading = save_compressed(model, processor, tmp)
-        after = None if args.no_eval else evaluate_model(model, processor, model_path=tmp, **eval_kw)
-        config.save(tmp)
-        report = new_report(base_model=str(path), model_family=_family(model), steps=steps, before=before, after=after)
-        report["loading"] = loading
-        write_report(report, tmp)
-        _write_card(tmp, report)
-    if not args.no_eval:
-        print(format_metrics_table({"before": before, "after": after}))
-    print(f"wrote {args.output_dir}; it loads with {_load_hint(loading)}")
+    _finish(args, model, processor, path, steps, before, configs=[config], latency_base=base)
     return 0
 
 
-def _load_hint(loading: dict) -> str:
-    """How a folder written by ``save_compressed`` loads, from what it recorded."""
-    if loading["loading"] == "remote_code":
-        return "AutoModel.from_pretrained(path, trust_remote_code=True) or vlmcompress.loading.load_model(path)"
-    return f"{loading['class']}.from_pretrained(path), no remote code"
+def cmd_quantize(args):
+    from .evaluation import evaluate_model
+    from .io import check_output_dir
+    from .loading import load_checkpoint
+    from .quantization import (QuantizationConfig, ensure_not_quantized, plan_skips, quantization_step, quantize,
+                               require_bitsandbytes, save_quantized)
+
+    _set_verbosity(args)
+    check_output_dir(args.output_dir, overwrite=args.overwrite)
+    config = QuantizationConfig(bits=args.bits, quant_type=args.quant_type, double_quant=args.double_quant,
+                                compute_dtype=args.compute_dtype, towers=args.towers, skip=list(args.skip or []),
+                                device=args.device)
+    require_bitsandbytes()
+    model, processor, path = load_checkpoint(args.model, trust_remote_code=args.trust_remote_code)
+    ensure_not_quantized(model)
+    plan_skips(model, config)  # a --skip that matches nothing fails before the evaluation
+    before = None if args.no_eval else evaluate_model(model, processor, model_path=path, **_eval_kwargs(args))
+    quantized = quantize(model, config)
+    _finish(args, quantized, processor, path, [quantization_step(quantized)], before,
+            save=lambda m, p, folder: save_quantized(m, p, folder, config), latency_base=None if args.no_eval else model)
+    return 0
 
 
-def _write_card(folder, report):
-    """The card is part of the checkpoint; a card that fails to render never costs the checkpoint itself."""
-    from .cards import write_card
+def cmd_distill(args):
+    """``vlmcompress distill ...`` is recipes/distill_clip.py's run: the same options (HfArgumentParser style)."""
+    from .workflows.distill import run_distillation
 
-    try:
-        write_card(folder, report)
-    except Exception as exc:  # noqa: BLE001 - reported, and `vlmcompress card DIR` can render it again
-        print(f"warning: model card not written ({type(exc).__name__}: {exc}); run `vlmcompress card DIR` to retry",
-              file=sys.stderr)
+    return run_distillation(args.recipe_args, family=args.family, prog=f"vlmcompress distill")
 
 
 def cmd_card(args):
@@ -188,84 +267,109 @@ def cmd_push(args):
     return 0
 
 
-def cmd_quantize(args):
-    import logging
-
-    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)  # an optional-kernel notice on every import
-    from .evaluation import evaluate_model
-    from .io import atomic_output_dir
-    from .loading import load_model
-    from .quantization import (QuantizationConfig, ensure_not_quantized, plan_skips, quantize, require_bitsandbytes,
-                               save_quantized)
-    from .report import format_metrics_table, new_report, write_report
-
-    _quiet_transformers()
-    config = QuantizationConfig(bits=args.bits, quant_type=args.quant_type or "nf4", double_quant=args.double_quant,
-                                compute_dtype=args.compute_dtype, towers=None if args.towers is None else [t for t in args.towers.split(",") if t],
-                                skip=list(args.skip or []), device=args.device)
-    if args.bits == 8 and args.quant_type:
-        config.quant_type = args.quant_type  # let validate() name the mistake
-    config.validate()
-    require_bitsandbytes()
-    model, processor, path = load_model(args.model, trust_remote_code=args.trust_remote_code)
-    ensure_not_quantized(model)
-    plan_skips(model, config)  # a --skip that matches nothing fails before the evaluation
-    eval_kw = dict(images_per_number=args.images_per_number, latency_batch_size=args.latency_batch_size)
-    before = None if args.no_eval else evaluate_model(model, processor, model_path=path, **eval_kw)
-    quantized = quantize(model, config)
-    with atomic_output_dir(args.output_dir) as tmp:
-        loading = save_quantized(quantized, processor, tmp, config)
-        after = None if args.no_eval else evaluate_model(quantized, processor, model_path=tmp, **eval_kw)
-        report = new_report(base_model=str(path), model_family=_family(quantized),
-                            steps=[quantized.vlmcompress_quantization], before=before, after=after)
-        report["loading"] = loading
-        write_report(report, tmp)
-        _write_card(tmp, report)
-    if not args.no_eval:
-        print(format_metrics_table({"before": before, "after": after}))
-    print(f"wrote {args.output_dir}; it loads with {_load_hint(loading)} (bitsandbytes installed; quantization_config "
-          "is in config.json)")
-    return 0
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
 
 
-def _family(model):
-    from .adapters import get_adapter
+def _nonnegative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value}")
+    return value
 
-    return get_adapter(model).family
+
+def _fraction(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {value}")
+    return value
+
+
+def _names(text):
+    """'vision,text' -> ['vision', 'text'] (with action="extend", repeated flags accumulate)."""
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
+    return names
+
+
+def _add_common(parser):
+    """Flags every subcommand takes (after the subcommand as well as before it)."""
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks on errors")
+    parser.add_argument("--verbose", "-v", dest="verbosity", action="store_const", const=1, default=argparse.SUPPRESS,
+                        help="show the libraries' own logs and warnings too")
+    parser.add_argument("--quiet", "-q", dest="verbosity", action="store_const", const=-1, default=argparse.SUPPRESS,
+                        help="no progress bars: results and errors only")
 
 
 def _add_dataset_args(parser, purpose, split):
     parser.add_argument("--dataset", help=f"{purpose} data: a datasets.save_to_disk folder or Hub data set with "
                         f"image/text/label columns (default: the embedded digits {split} split)")
     parser.add_argument("--split", default=split, help=f"split of --dataset (default: {split})")
-    parser.add_argument("--image-column", default="image")
-    parser.add_argument("--text-column", default="text")
-    parser.add_argument("--label-column", default="label")
+    parser.add_argument("--image-column", default="image", help="image column of --dataset (default: image)")
+    parser.add_argument("--text-column", default="text", help="caption column of --dataset (default: text)")
+    parser.add_argument("--label-column", default="label", help="label column of --dataset (default: label)")
+
+
+OUTPUT_RULE = ("It must be a new or empty folder, or an earlier vlmcompress output (with --overwrite); a folder holding "
+               "anything else, the current folder and its parents are refused. It appears whole, or not at all.")
 
 
 def _add_model_and_output(parser, what):
     parser.add_argument("model", nargs="?", default=None,
                         help="save_pretrained folder or Hub id (default: the embedded teacher)")
-    parser.add_argument("--output-dir", "-o", required=True, help=f"folder for the {what} checkpoint (replaced atomically)")
+    parser.add_argument("--output-dir", "-o", required=True, help=f"folder for the {what} checkpoint. {OUTPUT_RULE}")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace --output-dir when it holds an earlier vlmcompress result (never anything else)")
 
 
 def _add_eval_and_loading(parser):
     """The before/after evaluation and loading options every command that writes a checkpoint takes."""
-    parser.add_argument("--images-per-number", type=int, default=None,
-                        help="embedded test images per number for evaluation")
-    parser.add_argument("--latency-batch-size", type=int, default=32)
+    parser.add_argument("--images-per-number", type=_positive_int, default=None,
+                        help="embedded test images per number for evaluation (default 100, the full test split)")
+    parser.add_argument("--latency-batch-size", type=_positive_int, default=32,
+                        help="batch size of the timed forward (default 32)")
+    parser.add_argument("--latency-rounds", type=_positive_int, default=5,
+                        help="interleaved rounds in which the model before and after take turns to be timed; the card "
+                        "shows the median ratio and its range (default 5)")
     parser.add_argument("--no-eval", action="store_true", help="skip the before/after evaluation")
-    parser.add_argument("--trust-remote-code", action="store_true")
-    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks on errors")
+    parser.add_argument("--trust-remote-code", action="store_true", help="allow a checkpoint's own modeling code")
+    _add_common(parser)
+
+
+class _Parser(argparse.ArgumentParser):
+    """A parse error is one line (what was wrong and where help is), not the usage block."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}; see --help\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from . import __version__
+
+    parser = _Parser(
         prog="vlmcompress",
         description="Prune, quantize and distill CLIP, SigLIP and BLIP models; every command defaults to the embedded teacher "
         "and the embedded digits benchmark, so it runs offline.",
     )
+    parser.add_argument("--version", action="version", version=f"vlmcompress {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    parser.add_argument("--verbose", "-v", dest="verbosity", action="store_const", const=1, default=0,
+                        help="show the libraries' own logs and warnings too")
+    parser.add_argument("--quiet", "-q", dest="verbosity", action="store_const", const=-1,
+                        help="no progress bars: results and errors only")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     ev = sub.add_parser(
@@ -278,16 +382,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("model", nargs="?", default=None,
                     help="save_pretrained folder or Hub id (default: the embedded teacher)")
-    ev.add_argument("--output", "-o", help="write the metrics as JSON to this file")
+    ev.add_argument("--output", "-o", help="write the metrics as JSON to this file (checked before the evaluation)")
     _add_dataset_args(ev, "evaluation", "test")
-    ev.add_argument("--images-per-number", type=int, default=None,
+    ev.add_argument("--images-per-number", type=_positive_int, default=None,
                     help="embedded data only: test images per number (default 100, the full test split)")
-    ev.add_argument("--batch-size", type=int, default=256, help="batch size for encoding (default 256)")
-    ev.add_argument("--latency-batch-size", type=int, default=32, help="batch size of the timed forward (default 32)")
-    ev.add_argument("--latency-repeats", type=int, default=7, help="timed batches after 2 warm-up ones (default 7)")
-    ev.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    ev.add_argument("--batch-size", type=_positive_int, default=256, help="batch size for encoding (default 256)")
+    ev.add_argument("--latency-batch-size", type=_positive_int, default=32, help="batch size of the timed forward (default 32)")
+    ev.add_argument("--latency-repeats", type=_nonnegative_int, default=7,
+                    help="timed batches after 2 warm-up ones (default 7; 0: no latency)")
+    ev.add_argument("--threads", type=_nonnegative_int, default=0, help="torch threads (default: torch's choice)")
     ev.add_argument("--trust-remote-code", action="store_true", help="allow a checkpoint's own modeling code")
-    ev.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks on errors")
+    _add_common(ev)
     ev.set_defaults(func=cmd_evaluate)
 
     pr = sub.add_parser(
@@ -298,30 +403,33 @@ def build_parser() -> argparse.ArgumentParser:
         "Uniform shapes reload with the stock class; per-layer shapes carry modeling_vlmcompress.py and load with "
         "AutoModel.from_pretrained(path, trust_remote_code=True) or vlmcompress.",
         epilog="examples:\n  vlmcompress prune --head-ratio 0.25 --output-dir outputs/heads25\n"
-        "  vlmcompress prune --drop-layers vision:1,3 text:1,3 --output-dir outputs/half-depth\n"
+        "  vlmcompress prune --drop-layers vision:1,3 --drop-layers text:1,3 --output-dir outputs/half-depth\n"
         "  vlmcompress prune --layer-strategy block_influence --remove-layers vision:1 text:1 --mlp-ratio 0.25 -o out",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_model_and_output(pr, "pruned")
-    pr.add_argument("--towers", default=None, help="comma-separated towers to prune: vision, text, text_decoder, and "
-                    "BLIP's cross-attention heads text_cross, text_decoder_cross (default: all the model has)")
+    pr.add_argument("--towers", type=_names, action="extend", default=None,
+                    help="head sites (and towers) to prune, comma-separated: vision, text, text_decoder, and BLIP's "
+                    "cross-attention heads text_cross, text_decoder_cross (default: all the model has)")
     pr.add_argument("--importance", default="taylor", choices=["taylor", "magnitude", "random"],
                     help="how heads and neurons are ranked (default: taylor, on calibration data)")
-    pr.add_argument("--head-ratio", type=float, default=0.0, help="fraction of attention heads to remove")
+    pr.add_argument("--head-ratio", type=_fraction, default=0.0, help="fraction of attention heads to remove")
     pr.add_argument("--head-scope", default="global", choices=["global", "per_layer"],
                     help="rank heads across the layers of a tower (default) or within each layer")
     pr.add_argument("--head-plan", help='explicit heads as JSON or a JSON file: {"vision": {"0": [1, 3]}}')
-    pr.add_argument("--mlp-ratio", type=float, default=0.0, help="fraction of MLP neurons to remove")
+    pr.add_argument("--mlp-ratio", type=_fraction, default=0.0, help="fraction of MLP neurons to remove")
     pr.add_argument("--mlp-scope", default="per_layer", choices=["global", "per_layer"],
                     help="per_layer (default) keeps widths uniform, so the stock class can reload")
-    pr.add_argument("--drop-layers", nargs="*", metavar="TOWER:N,N", help="layers to drop, e.g. vision:1,3 text:3")
+    pr.add_argument("--drop-layers", nargs="+", action="extend", metavar="TOWER:N,N",
+                    help="layers to drop, e.g. vision:1,3 text:3 (repeat the flag or list several)")
     pr.add_argument("--layer-strategy", choices=["every_k", "block_influence"],
                     help="choose layers to drop: keep every k-th, or drop those that change their input least")
-    pr.add_argument("--keep-every", type=int, help="for every_k: keep layers 0, k, 2k, ...")
-    pr.add_argument("--remove-layers", nargs="*", metavar="TOWER:N", help="for block_influence: how many per tower")
+    pr.add_argument("--keep-every", type=_positive_int, help="for every_k: keep layers 0, k, 2k, ...")
+    pr.add_argument("--remove-layers", nargs="+", action="extend", metavar="TOWER:N",
+                    help="for block_influence: how many per tower, e.g. vision:1 text:1")
     pr.add_argument("--scores", help="importance scores saved earlier (skip scoring)")
     pr.add_argument("--save-scores", help="write the importance scores to this JSON file")
-    pr.add_argument("--calibration-samples", type=int, default=256, help="samples for scoring (default 256)")
+    pr.add_argument("--calibration-samples", type=_positive_int, default=256, help="samples for scoring (default 256)")
     _add_dataset_args(pr, "calibration", "train")
     pr.add_argument("--seed", type=int, default=0)
     _add_eval_and_loading(pr)
@@ -340,18 +448,31 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_model_and_output(qu, "quantized")
-    qu.add_argument("--bits", type=int, required=True, help="8 (LLM.int8) or 4 (nf4/fp4)")
-    qu.add_argument("--quant-type", help="4-bit data type: nf4 (default) or fp4")
+    qu.add_argument("--bits", type=int, required=True, choices=[4, 8], help="8 (LLM.int8) or 4 (nf4/fp4)")
+    qu.add_argument("--quant-type", choices=["nf4", "fp4"], help="4-bit data type: nf4 (default) or fp4")
     qu.add_argument("--double-quant", action="store_true", help="4-bit: quantize the block scales too")
-    qu.add_argument("--compute-dtype", default="float32", help="4-bit matmul dtype: float32 (default), bfloat16, float16")
-    qu.add_argument("--towers", default=None, help="comma-separated towers to quantize: vision, text, text_decoder "
-                    "(default: every tower the model has)")
-    qu.add_argument("--skip", nargs="*", metavar="MODULE",
+    qu.add_argument("--compute-dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                    help="4-bit matmul dtype (default float32)")
+    qu.add_argument("--towers", type=_names, action="extend", default=None,
+                    help="comma-separated towers to quantize: vision, text, text_decoder (default: every tower the "
+                    "model has)")
+    qu.add_argument("--skip", nargs="+", action="extend", metavar="MODULE",
                     help="more Linears to keep in full precision: name prefix, regex or suffix (e.g. fc2, "
                     "vision_model.encoder.layers.0); each must match a Linear")
-    qu.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
+    qu.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"], help="cpu (default), cuda or auto")
     _add_eval_and_loading(qu)
     qu.set_defaults(func=cmd_quantize)
+
+    di = sub.add_parser(
+        "distill", add_help=False,
+        help="distill a teacher into a smaller student inside transformers.Trainer (recipes/distill_clip.py's run)",
+        description="Everything after `distill` goes to the distillation run, with the recipe's options: "
+        "`vlmcompress distill --help` lists them. Two processes: accelerate launch -m vlmcompress.cli distill ...",
+    )
+    di.add_argument("--family", choices=["clip", "blip"], default="clip",
+                    help="defaults for a two-tower student (clip: CLIP/SigLIP/BLIP retrieval) or a BLIP captioner")
+    di.add_argument("recipe_args", nargs=argparse.REMAINDER, help="options of recipes/distill_clip.py")
+    di.set_defaults(func=cmd_distill)
 
     cd = sub.add_parser(
         "card",
@@ -360,16 +481,17 @@ def build_parser() -> argparse.ArgumentParser:
         "against size plot, loading snippet, training log, versions, citations) from the folder's report.",
     )
     cd.add_argument("folder", help="checkpoint folder holding compression_report.json")
-    cd.add_argument("--repo-id", help="Hub repo id to name in the loading snippet (default: a placeholder path)")
-    cd.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks on errors")
+    cd.add_argument("--repo-id", help="Hub repo id to name in the loading snippet (default: the folder)")
+    _add_common(cd)
     cd.set_defaults(func=cmd_card)
 
     pu = sub.add_parser(
         "push",
         help="push a checkpoint folder (weights, config, processor, remote code, report, card, plots) to the Hub",
-        description="Create the repo if needed and upload the folder in one commit. The token comes from HF_TOKEN or "
-        "a saved `hf auth login`; HF_ENDPOINT selects another Hub. The local folder is never changed; a generated "
-        "card is re-rendered with the repo id in its loading snippet.",
+        description="Check the folder (config parses, weights whole, report valid, card renders), then create the repo "
+        "if needed and upload the folder in one commit. The token comes from HF_TOKEN or a saved `hf auth login`; "
+        "HF_ENDPOINT selects another Hub. The local folder is never changed; a generated card is re-rendered with "
+        "the repo id in its loading snippet.",
         epilog="example:\n  vlmcompress push outputs/heads25 --repo-id me/clip-digits-heads25 --private",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -378,14 +500,53 @@ def build_parser() -> argparse.ArgumentParser:
     pu.add_argument("--private", action="store_true", help="create the repo private (an existing repo keeps its visibility)")
     pu.add_argument("--revision", help="branch to commit to (created from main if missing)")
     pu.add_argument("--commit-message", help="commit message (default: 'Upload NAME compressed with vlmcompress')")
-    pu.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks on errors")
+    _add_common(pu)
     pu.set_defaults(func=cmd_push)
     return parser
 
 
+def _error_line(exc) -> str:
+    text = str(exc).strip()
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return first or type(exc).__name__
+
+
+def _distill_argv(argv):
+    """(family, the recipe's options) when the command is ``distill``, else None: everything after ``distill`` is the
+    recipe's (HfArgumentParser) options, which argparse must not read."""
+    for i, token in enumerate(argv):
+        if token == "distill":
+            rest = argv[i + 1:]
+            family = "clip"
+            if rest[:1] == ["--family"] and len(rest) > 1:
+                family, rest = rest[1], rest[2:]
+            elif rest[:1] and rest[0].startswith("--family="):
+                family, rest = rest[0].split("=", 1)[1], rest[1:]
+            return family, rest
+        if not token.startswith("-"):
+            return None
+    return None
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    routed = _distill_argv(argv)
+    if routed is not None:
+        from .threads import use_training_thread_policy
+
+        use_training_thread_policy()  # before torch is imported; a training process only
+        family, rest = routed
+        if family not in ("clip", "blip"):
+            print(f"vlmcompress distill: error: --family takes clip or blip, got {family!r}", file=sys.stderr)
+            return 2
+        from .workflows.distill import run_distillation
+
+        return run_distillation(rest, family=family, prog="vlmcompress distill")
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, a parse error (printed already): its status, also from Python
+        return exc.code if isinstance(exc.code, int) else 2
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -394,14 +555,18 @@ def main(argv=None) -> int:
 
     try:
         return args.func(args) or 0
-    except (VlmcompressError, ReportError, FileNotFoundError, FileExistsError) as exc:
+    except KeyboardInterrupt:
+        print("interrupted; nothing was written", file=sys.stderr)
+        return 130
+    except SystemExit:
+        raise
+    except Exception as exc:  # noqa: BLE001 - every failure is one line; --debug shows the traceback
         if args.debug:
             raise
-        print(f"vlmcompress {args.command}: error: {exc}", file=sys.stderr)
+        known = isinstance(exc, (VlmcompressError, ReportError, FileNotFoundError, FileExistsError, PermissionError))
+        line = _error_line(exc) if known else f"{type(exc).__name__}: {_error_line(exc)} (rerun with --debug for the traceback)"
+        print(f"vlmcompress {args.command}: error: {line}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
 
 
 if __name__ == "__main__":

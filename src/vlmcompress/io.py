@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -15,28 +17,165 @@ def _umask() -> int:
     return mask
 
 
-@contextlib.contextmanager
-def atomic_output_dir(path, overwrite: bool = True):
-    """Yield a temp folder beside ``path``; on success it replaces ``path``, on error it is removed.
+#: what a vlmcompress output folder holds at its root (``report.REPORT_FILENAME``; kept here, below ``report``)
+REPORT_FILENAME = "compression_report.json"
+#: write errors that mean "the disk or the folder refused", reported in one line with what was kept
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EFBIG}
 
-    A failed command leaves neither a partial folder nor a damaged earlier result behind.
+
+#: the name of a folder ``atomic_output_dir`` is building (``.NAME.tmp-PID-XXXX``); group 1 is NAME
+ATOMIC_TEMP_NAME = re.compile(r"^\.(.+)\.tmp-[A-Za-z0-9_-]+$")
+
+
+def is_atomic_temp(folder) -> bool:
+    return bool(ATOMIC_TEMP_NAME.match(Path(folder).name))
+
+
+def _temp_prefix(path: Path, kind: str) -> str:
+    return f".{path.name}.{kind}-"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale_temps(path) -> list[Path]:
+    """Remove the temp folders (``.NAME.tmp-PID-*``) a killed run left beside ``path``, and put back an earlier result
+    it had moved aside (``.NAME.old-PID``) if it died before the new one moved in; a live run's are kept. Returns
+    what was removed."""
+    path = Path(path)
+    removed = []
+    if not path.parent.is_dir():
+        return removed
+    for kind in ("tmp", "old"):
+        prefix = _temp_prefix(path, kind)
+        for candidate in path.parent.glob(prefix + "*"):
+            pid = candidate.name[len(prefix):].split("-", 1)[0]
+            if pid.isdigit() and int(pid) != os.getpid() and _pid_alive(int(pid)):
+                continue
+            if pid.isdigit() and int(pid) == os.getpid():
+                continue
+            if kind == "old" and not path.exists():
+                os.replace(candidate, path)  # killed between moving the old result aside and the new one in: restore
+                continue
+            shutil.rmtree(candidate, ignore_errors=True) if candidate.is_dir() else candidate.unlink(missing_ok=True)
+            removed.append(candidate)
+    return removed
+
+
+def is_vlmcompress_output(folder) -> bool:
+    """A folder vlmcompress wrote: its ``compression_report.json`` is one of ours, or it holds nothing but a training
+    recipe's resumable Trainer checkpoints (``checkpoint-*`` with ``trainer_state.json``, and ``runs/`` logs)."""
+    import json
+
+    folder = Path(folder)
+    report = folder / REPORT_FILENAME
+    if report.is_file():
+        try:
+            data = json.loads(report.read_text())
+        except (OSError, ValueError):
+            return False
+        return isinstance(data, dict) and "vlmcompress_version" in data and "format_version" in data
+    entries = list(folder.iterdir())
+    checkpoints = [e for e in entries if e.is_dir() and e.name.startswith("checkpoint-")
+                   and (e / "trainer_state.json").is_file()]
+    return bool(checkpoints) and all(e in checkpoints or e.name == "runs" for e in entries)
+
+
+def _protected(path: Path) -> str | None:
+    cwd = Path.cwd().resolve()
+    if path == Path(path.anchor):
+        return "the root folder"
+    if path == Path.home().resolve():
+        return "the home folder"
+    if path == cwd:
+        return "the current folder"
+    if path in cwd.parents:
+        return "a parent of the current folder"
+    return None
+
+
+def check_output_dir(path, *, overwrite: bool = False, flag: str = "--overwrite") -> Path:
+    """The resolved output folder, or a one-line error before any work starts.
+
+    vlmcompress never destroys what a user owns: an existing folder is replaced only when it is a vlmcompress output
+    (``is_vlmcompress_output``) *and* ``overwrite`` is set; a folder holding anything else is refused whatever the
+    flag, and so are the current folder, its parents, the home folder and ``/``. Temp folders a killed run left
+    beside ``path`` are cleaned up.
     """
-    path = Path(path).resolve()
-    if path.exists() and not path.is_dir():
-        raise FileExistsError(f"output path {path} exists and is not a folder")
-    if path.exists() and any(path.iterdir()) and not overwrite:
-        raise FileExistsError(f"output folder {path} is not empty; pass --overwrite or choose another folder")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; the result is an ordinary folder
+    from .errors import VlmcompressError
+
+    if path is None or not str(path).strip():
+        raise VlmcompressError("the output folder is empty: name a new folder, e.g. --output-dir outputs/NAME")
+    given = str(path)
+    resolved = Path(given).expanduser().resolve()
+    why = _protected(resolved)
+    if why is not None:
+        raise VlmcompressError(f"refusing to write the checkpoint into {given!r}: it is {why}, and vlmcompress replaces "
+                               "its output folder whole; name a new folder, e.g. outputs/NAME")
+    if resolved.exists() and not resolved.is_dir():
+        raise VlmcompressError(f"output path {given} exists and is a file: name a folder")
+    clean_stale_temps(resolved)
+    if resolved.is_dir() and any(resolved.iterdir()):
+        if not is_vlmcompress_output(resolved):
+            names = sorted(p.name for p in resolved.iterdir())
+            shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+            raise VlmcompressError(f"output folder {given} holds files vlmcompress did not write ({shown}); vlmcompress "
+                                   "only ever replaces its own output folders: choose another folder")
+        if not overwrite:
+            raise VlmcompressError(f"output folder {given} holds an earlier vlmcompress result: pass {flag} to replace "
+                                   "it, or choose another folder")
+    parent = resolved.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise VlmcompressError(f"cannot write into {parent}: permission denied; choose a folder you can write to")
+    return resolved
+
+
+@contextlib.contextmanager
+def atomic_output_dir(path, overwrite: bool = False, flag: str = "--overwrite"):
+    """Yield a temp folder beside ``path``; on success it replaces ``path`` whole, on error it is removed.
+
+    ``path`` is checked by ``check_output_dir`` (call it yourself before the work, too, so a bad path fails at
+    once). A failed or killed command leaves neither a partial folder nor a damaged earlier result behind; a full
+    disk is one line saying the earlier result is intact.
+    """
+    from .errors import VlmcompressError
+
+    path = check_output_dir(path, overwrite=overwrite, flag=flag)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f"{_temp_prefix(path, 'tmp')}{os.getpid()}-", dir=path.parent))
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; the result is an ordinary folder
+    except OSError as exc:
+        raise VlmcompressError(f"cannot create the output folder {path}: {exc.strerror or exc}") from None
     try:
         yield tmp
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if exc.errno in _WRITE_ERRNOS:
+            kept = "the earlier result there is intact" if path.exists() else "nothing was written there"
+            raise VlmcompressError(f"could not write {path}: {exc.strerror or exc}; {kept}") from exc
+        raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if path.exists() and any(path.iterdir()) and not (overwrite and is_vlmcompress_output(path)):
+        # something appeared there while we worked: never replace it; the result stays in the temp folder
+        keep = path.with_name(f"{path.name}.new-{os.getpid()}")
+        os.replace(tmp, keep)
+        raise VlmcompressError(f"output folder {path} was filled by something else while this run worked: the new "
+                               f"result is in {keep}")
     old = None
     if path.exists():
-        old = path.with_name(f".{path.name}.old-{os.getpid()}")
+        old = path.with_name(f"{_temp_prefix(path, 'old')}{os.getpid()}")
         os.replace(path, old)
     os.replace(tmp, path)
     if old is not None:

@@ -24,3 +24,14 @@ def unwrap_model(model):
         model = model.module
     get_base = getattr(model, "get_base_model", None)
     return get_base() if callable(get_base) else model
+
+
+def looks_local(name: str) -> bool:
+    """Whether ``name`` is meant as a local path rather than a Hub id ("name" or "owner/name"): it starts with
+    ".", "/" or "~", ends with "/", has more than one "/", or its first part is an existing local folder."""
+    from pathlib import Path
+
+    if name.startswith((".", "/", "~")) or name.endswith("/") or name.count("/") > 1 or (os.sep != "/" and os.sep in name):
+        return True
+    head, sep, _ = name.partition("/")
+    return bool(sep) and Path(head).is_dir()

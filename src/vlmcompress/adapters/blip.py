@@ -219,7 +219,7 @@ class BlipAdapter(ModelAdapter):
         if self.is_captioner:
             ids, lm_labels = self.caption_inputs(input_ids, attention_mask)
             return self.model(pixel_values=pixel_values, input_ids=ids, attention_mask=attention_mask, labels=lm_labels).loss
-        from ..losses import contrastive_loss
+        from ..objectives import contrastive_loss
 
         labels = None if labels is None else labels.to(dev)
         if not self.has_itm:

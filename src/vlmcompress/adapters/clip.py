@@ -32,7 +32,7 @@ class ClipAdapter(ModelAdapter):
         return self.pair_loss(img.float(), txt.float(), None if labels is None else labels.to(dev))
 
     def pair_loss(self, image_embeds, text_embeds, labels=None):
-        from ..losses import contrastive_loss
+        from ..objectives import contrastive_loss
 
         return contrastive_loss(image_embeds, text_embeds, self.model.logit_scale.float(), labels)
 
@@ -102,6 +102,6 @@ class SiglipAdapter(ClipAdapter):
     quantization_keep = ("vision_model.head", "text_model.head")
 
     def pair_loss(self, image_embeds, text_embeds, labels=None):
-        from ..losses import sigmoid_loss
+        from ..objectives import sigmoid_loss
 
         return sigmoid_loss(image_embeds, text_embeds, self.model.logit_scale.float(), self.model.logit_bias.float(), labels)

@@ -40,7 +40,6 @@ TRAINING_METHODS = {"distillation", "qlora", "train_from_scratch"}
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
 MAX_LOSS_ROWS = 12
 MAX_CHAIN = 10
-ATOMIC_TMP = re.compile(r"^\.(.+)\.tmp-[A-Za-z0-9_]+$")
 
 
 # -- formatting ---------------------------------------------------------------------------------------------------
@@ -85,15 +84,17 @@ def _plural(n, word):
 def checkpoint_name(folder) -> str:
     """The folder's name; inside ``io.atomic_output_dir``'s temp folder (``.NAME.tmp-XXXX``), the final one."""
     name = Path(folder).resolve().name
-    m = ATOMIC_TMP.match(name)
+    from ..io import ATOMIC_TEMP_NAME
+
+    m = ATOMIC_TEMP_NAME.match(name)
     return m.group(1) if m else name
 
 
 # -- what a report refers to --------------------------------------------------------------------------------------
 def _embedded_name(ref: str) -> str | None:
     """The public name of an embedded teacher (CLIP or BLIP) that ``ref`` points at, else None."""
-    from ..teacher import TEACHER_NAME, TEACHER_PATH
-    from ..teacher_blip import BLIP_TEACHER_NAME, BLIP_TEACHER_PATH
+    from ..embedded.clip_teacher import TEACHER_NAME, TEACHER_PATH
+    from ..embedded.blip_captioner import BLIP_TEACHER_NAME, BLIP_TEACHER_PATH
 
     for path, name in ((TEACHER_PATH, TEACHER_NAME), (BLIP_TEACHER_PATH, BLIP_TEACHER_NAME)):
         try:

@@ -12,6 +12,12 @@ def open_dataset(name: str, *, config: str | None = None, split: str | None = No
     becomes one ``VlmcompressError`` line."""
     import datasets
 
+    from ..utils import looks_local
+
+    if not os.path.isdir(name) and (looks_local(name) or os.path.exists(name)):
+        what = "is a file" if os.path.exists(name) else "does not exist"
+        raise VlmcompressError(f"data set folder {name} {what}: expected a datasets.save_to_disk folder or a Hub "
+                               "data set id")
     try:
         if os.path.isdir(name):
             return datasets.load_from_disk(name)

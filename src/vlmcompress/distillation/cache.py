@@ -79,3 +79,20 @@ def cache_teacher_outputs(teacher, processor, dataset, *, image_column="image", 
                            new_fingerprint=key, load_from_cache_file=True, desc="caching teacher outputs")
     finally:
         teacher.train(was_training)
+
+
+def use_teacher_cache(mode: str, *, augment: bool, config) -> bool:
+    """Whether to cache the teacher's outputs: ``mode`` "true" (and one clear error when the losses or augmentation
+    forbid it), "false", or "auto" (on unless augmentation or a loss term needs the teacher's forward every step).
+    ``config`` is the run's ``DistillationConfig``."""
+    if mode == "false":
+        return False
+    conflict = config.cache_conflict("--cache_teacher")
+    if mode == "true":
+        check_no_augmentation(augment)
+        if conflict:
+            raise VlmcompressError(f"{conflict} (use --cache_teacher false or set their weights to 0)")
+        return True
+    if mode != "auto":
+        raise VlmcompressError(f"--cache_teacher takes auto, true or false, got {mode!r}")
+    return not augment and not conflict

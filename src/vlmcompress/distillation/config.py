@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass, field
 
 from ..errors import VlmcompressError
+from ..io import JsonConfig
 
 LOSS_KINDS = ("mse", "cosine")
 TEACHER_DTYPES = (None, "float32", "float16", "bfloat16")
@@ -18,8 +18,11 @@ TWO_TOWER_TERMS = ("logit", "embedding", "contrastive", "itm")
 UNCACHEABLE_TERMS = {"hidden": "hidden-state", "itm": "ITM", "token": "token-level", "caption": "captioning"}
 
 
+CONFIG_FILENAME = "distillation_config.json"
+
+
 @dataclass
-class DistillationConfig:
+class DistillationConfig(JsonConfig):
     """Weights of the loss terms (0 turns a term off) and their settings.
 
     The total loss is ``logit_weight * KL(similarity) + embedding_weight * feature loss + hidden_weight * hidden-state
@@ -42,6 +45,13 @@ class DistillationConfig:
     token_temperature: float = field(default=1.0, metadata={"help": "Captioners: softmax temperature of the token-level KL (x T^2)."})
     caption_weight: float = field(default=0.0, metadata={"help": "Captioners: weight of the student's own next-token cross-entropy on the captions."})
     teacher_dtype: str | None = field(default=None, metadata={"help": "Run the teacher in float16/bfloat16 (default: as loaded)."})
+
+    filename = CONFIG_FILENAME
+    kind = "distillation"
+    command = "distill"
+
+    def __post_init__(self):
+        self.validate()
 
     def validate(self) -> None:
         weights = {f"{k}_weight": getattr(self, f"{k}_weight") for k in ALL_TERMS}
@@ -96,5 +106,3 @@ class DistillationConfig:
             raise VlmcompressError(f"{', '.join(wrong)} do not apply to {kind}: set them to 0 and use "
                                    + ", ".join(f"{t}_weight" for t in allowed))
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)

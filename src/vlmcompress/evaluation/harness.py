@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..adapters import get_adapter
-from ..data import digits
+from ..embedded import digits
 from ..errors import VlmcompressError
 from ..report import empty_metrics, weights_size_bytes
 from ..utils import progress
@@ -111,6 +111,35 @@ def measure_latency(adapter, image_processor, tokenizer, images, texts, batch_si
         if i >= warmup:
             times.append((time.perf_counter() - t0) * 1000)
     return statistics.median(times)
+
+
+def interleaved_latency(models: dict, processor, batch_size: int = 32, rounds: int = 5, images=None, texts=None):
+    """Each model's latency over ``rounds`` rounds in which the models take turns (each turn the median of 7 timed
+    batches), so load from other processes on a shared machine hits all of them alike. Returns
+    ``({name: median ms}, {name: [ms per round]})``; inputs default to the embedded test images and captions."""
+    if images is None or texts is None:
+        ds = digits.load_digits_dataset("test", images_per_number=1)
+        images, texts = ds["image"], ds["text"]
+    image_processor = getattr(processor, "image_processor", processor)
+    tokenizer = _tokenizer_of(processor)
+    times = {name: [] for name in models}
+    for _ in range(rounds):
+        for name, model in models.items():
+            times[name].append(measure_latency(get_adapter(model), image_processor, tokenizer, images, texts,
+                                               batch_size=batch_size))
+    return {name: statistics.median(t) for name, t in times.items()}, times
+
+
+def latency_comparison(base, model, processor, batch_size: int = 32, rounds: int = 5) -> dict:
+    """``model``'s latency relative to ``base``, measured side by side in this process (interleaved rounds): the
+    median ratio and its spread over rounds, and both models' per-round figures. A ratio from one run is what a
+    card can honestly show; two latencies from two runs on a shared machine are not comparable."""
+    _, times = interleaved_latency({"base": base, "model": model}, processor, batch_size=batch_size, rounds=rounds)
+    ratios = [m / b for m, b in zip(times["model"], times["base"])]
+    return {"ratio": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
+            "rounds": rounds, "batch_size": batch_size, "threads": torch.get_num_threads(),
+            "base_ms": [round(t, 3) for t in times["base"]], "model_ms": [round(t, 3) for t in times["model"]],
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
 
 
 @torch.inference_mode()

@@ -77,12 +77,19 @@ def make_self_describing(model):
     return model
 
 
-def save_compressed(model, processor, folder) -> dict:
+def save_compressed(model, processor, folder, *, overwrite: bool = False) -> dict:
     """Save weights (safetensors), config and processor into ``folder``; add remote code when the shapes need it.
 
-    Returns {"loading": "stock" | "remote_code" | "bitsandbytes", "class": name}.
+    The folder is written whole or not at all (``io.atomic_output_dir``, with its rule: a new or empty folder, or an
+    earlier vlmcompress output with ``overwrite=True``), so no stale file of an earlier save survives beside the new
+    weights. Returns {"loading": "stock" | "remote_code" | "bitsandbytes", "class": name}.
     """
+    from ..io import atomic_output_dir, is_atomic_temp
+
     folder = Path(folder)
+    if not is_atomic_temp(folder):  # called on its own: build it in a temp folder (finish_checkpoint passes one)
+        with atomic_output_dir(folder, overwrite=overwrite) as tmp:
+            return save_compressed(model, processor, tmp)
     make_self_describing(model)
     if not needs_remote_code(model.config) and "auto_map" in model.config.__dict__:
         delattr(model.config, "auto_map")  # shapes are stock again (e.g. a pruned model whose layers were dropped)

@@ -11,6 +11,7 @@ from . import importance as imp
 from .structural import prune_heads, prune_layers, prune_mlp
 
 CONFIG_FILENAME = "pruning_config.json"
+IMPORTANCE_NAMES = ("taylor", "magnitude", "random")
 
 
 @dataclass
@@ -40,7 +41,17 @@ class PruningConfig(JsonConfig):
     kind = "pruning"
     command = "prune"
 
+    def __post_init__(self):
+        self.validate()
+
     def validate(self) -> None:
+        if isinstance(self.importance, str) and self.importance not in IMPORTANCE_NAMES:
+            raise VlmcompressError(f"importance must be one of {', '.join(IMPORTANCE_NAMES)}, got {self.importance!r}")
+        for name in ("calibration_samples", "calibration_batch_size"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise VlmcompressError(f"{name} must be a positive whole number, got {getattr(self, name)!r}")
+        if self.keep_every is not None and self.keep_every < 1:
+            raise VlmcompressError(f"keep_every must be at least 1, got {self.keep_every}")
         for name in ("head_ratio", "mlp_ratio"):
             value = getattr(self, name)
             if not 0 <= value < 1:

@@ -149,7 +149,7 @@ def calibration_batches(processor, dataset=None, num_samples: int = 256, batch_s
 
     Default: ``num_samples`` images of the embedded digits *training* split (never the test split).
     """
-    from ..data import digits
+    from ..embedded import digits
     from ..evaluation import check_dataset
 
     if dataset is None:

@@ -25,7 +25,7 @@ class QuantizationConfig(JsonConfig):
     """
 
     bits: int = 8
-    quant_type: str = "nf4"
+    quant_type: str | None = None  # 4-bit: nf4 when not given
     double_quant: bool = False
     compute_dtype: str = "float32"
     towers: list | None = None
@@ -36,16 +36,26 @@ class QuantizationConfig(JsonConfig):
     kind = "quantization"
     command = "quantize"
 
+    def __post_init__(self):
+        self.validate()
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        if data.get("bits") == 8 and data.get("quant_type") == "nf4":  # files written before quant_type was optional
+            data = {**data, "quant_type": None}
+        return super().from_dict(data)
+
     def validate(self) -> None:
         if self.bits not in (4, 8) or isinstance(self.bits, bool):
             raise VlmcompressError(f"--bits must be 8 (LLM.int8) or 4 (nf4/fp4), got {self.bits}")
-        if self.quant_type not in QUANT_TYPES:
+        if self.bits == 8 and (self.double_quant or self.quant_type is not None):
+            raise VlmcompressError("--quant-type and --double-quant apply to 4-bit only: pass --bits 4, or drop them "
+                                   "for 8-bit")
+        if self.quant_type is not None and self.quant_type not in QUANT_TYPES:
             raise VlmcompressError(f"--quant-type must be one of {', '.join(QUANT_TYPES)}, got {self.quant_type!r}")
         if self.compute_dtype not in COMPUTE_DTYPES:
             raise VlmcompressError(
                 f"--compute-dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {self.compute_dtype!r}")
-        if self.bits == 8 and (self.double_quant or self.quant_type != "nf4"):
-            raise VlmcompressError("--quant-type and --double-quant apply to 4-bit only: pass --bits 4")
         unknown = [t for t in self.towers or () if t not in TOWER_NAMES]
         if unknown or self.towers == []:
             raise VlmcompressError(f"--towers takes a comma-separated subset of {','.join(TOWER_NAMES)}, "
@@ -66,7 +76,7 @@ class QuantizationConfig(JsonConfig):
             return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=list(skip_modules))
         return BitsAndBytesConfig(
             load_in_4bit=True,
-            bnb_4bit_quant_type=self.quant_type,
+            bnb_4bit_quant_type=self.quant_type or "nf4",
             bnb_4bit_use_double_quant=self.double_quant,
             bnb_4bit_compute_dtype=getattr(torch, self.compute_dtype),
             llm_int8_skip_modules=list(skip_modules),

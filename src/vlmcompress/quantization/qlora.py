@@ -146,9 +146,9 @@ def load_qlora(folder):
     """The quantized base of ``folder`` with the adapter of ``folder/lora``, and the processor."""
     from peft import PeftModel
 
-    from ..loading import load_model
+    from ..loading import load_checkpoint
 
-    base, processor, path = load_model(folder)
+    base, processor, path = load_checkpoint(folder)
     adapter = Path(path) / ADAPTER_SUBFOLDER
     if not (adapter / "adapter_config.json").is_file():
         raise VlmcompressError(f"{path} has no {ADAPTER_SUBFOLDER}/adapter_config.json: it holds no QLoRA adapter")
@@ -165,9 +165,9 @@ def merge_qlora(base_folder, adapter_folder=None, config: QuantizationConfig | N
     """
     from peft import PeftModel
 
-    from ..loading import load_model
+    from ..loading import load_checkpoint
 
-    base, _, path = load_model(base_folder)
+    base, _, path = load_checkpoint(base_folder)
     config = config or QuantizationConfig.load(path)
     dtype = next(p.dtype for n, p in base.named_parameters() if p.is_floating_point())
     full = base.dequantize(dtype=dtype)

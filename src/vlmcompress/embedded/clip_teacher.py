@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import digits
+from . import digits
 
 TEACHER_NAME = "vlmcompress/clip-digits-teacher"
-TEACHER_PATH = Path(__file__).resolve().parent / "assets" / "clip-digits-teacher"
+TEACHER_PATH = Path(__file__).resolve().parent.parent / "assets" / "clip-digits-teacher"
 
 def train_bpe(texts) -> tuple[dict, list]:
     """A byte-level BPE with CLIP's ``</w>`` word ends, trained deterministically (ties broken by the pair itself).

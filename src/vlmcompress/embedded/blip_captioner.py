@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .data import digits
+from . import digits
 
 BLIP_TEACHER_NAME = "vlmcompress/blip-digits-captioner"
-BLIP_TEACHER_PATH = Path(__file__).resolve().parent / "assets" / "blip-digits-captioner"
+BLIP_TEACHER_PATH = Path(__file__).resolve().parent.parent / "assets" / "blip-digits-captioner"
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]")
 TEXT_MAX_LENGTH = 16
 
@@ -68,6 +68,6 @@ def blip_config(tokenizer, layers: int = 4, hidden: int = 128, heads: int = 4, t
 
 def blip_teacher_path() -> str:
     """Where the shipped BLIP captioner lives; a clear error if the package was installed without it."""
-    from .teacher import shipped_model_path
+    from .clip_teacher import shipped_model_path
 
     return shipped_model_path(BLIP_TEACHER_PATH, "BLIP teacher", "train_blip_teacher.py")

@@ -1,0 +1,327 @@
+"""The distillation run behind ``vlmcompress distill`` and ``recipes/distill_clip.py`` / ``recipes/distill_blip.py``:
+arguments (HfArgumentParser dataclasses, transformers-examples style), student building, data, training and the
+finished checkpoint.
+
+It sits above the method packages (it builds an inherited student with the pruning tools and trains it with the
+distillation ones), as the CLI does; the methods themselves never import each other.
+
+The student is built one of three ways: inherited from the teacher (default: every 2nd layer of each tower and 25% of
+every MLP's neurons removed by Taylor importance, the TinyCLIP/DistilBERT recipe), from a smaller config
+(``--student_config``, random init), or from a checkpoint (``--student``, e.g. a pruned folder). It is trained with the
+similarity-matrix KL (T=3) and the embedding loss by default (``DistillationConfig``), then teacher and student are
+evaluated on the same test set and the student is written to ``--output_dir`` by ``finish_checkpoint``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import HfArgumentParser, TrainingArguments
+
+from ..adapters import get_adapter
+from ..cards.callback import ModelCardCallback
+from ..checkpoint import finish_checkpoint
+from ..data.collate import ImageTextCollator
+from ..data.sources import open_dataset, standard_columns
+from ..distillation import DistillationConfig, DistillationTrainer
+from ..distillation.cache import cache_teacher_outputs, use_teacher_cache
+from ..errors import VlmcompressError
+from ..evaluation import evaluate_model
+from ..evaluation.harness import count_parameters
+from ..hub import push_if_requested, without_push
+from ..io import check_output_dir
+from ..loading import load_checkpoint
+from ..pruning.config import PruningConfig, prune_model
+from ..report import format_metrics_table
+from ..threads import set_threads
+
+
+@dataclass
+class StudentArguments:
+    teacher: str | None = field(default=None, metadata={"help": "Teacher: save_pretrained folder or Hub id (default: the embedded teacher)."})
+    student: str | None = field(default=None, metadata={"help": "Start from this checkpoint (e.g. a pruned folder) instead of building a student."})
+    student_config: str | None = field(default=None, metadata={"help": 'Random-init student from the teacher config with these overrides (JSON or JSON file), e.g. {"vision_config": {"num_hidden_layers": 2}}.'})
+    keep_every: int = field(default=2, metadata={"help": "Inherited student: keep teacher layers 0, k, 2k, ... of each tower (1 keeps all)."})
+    head_ratio: float = field(default=0.0, metadata={"help": "Inherited student: fraction of attention heads removed (global per tower)."})
+    mlp_ratio: float = field(default=0.25, metadata={"help": "Inherited student: fraction of MLP neurons removed in every layer."})
+    importance: str = field(default="taylor", metadata={"help": "Inherited student: taylor, magnitude or random ranking of heads/neurons."})
+    towers: str = field(default="vision,text", metadata={"help": "Towers the inherited student shrinks."})
+
+    def teacher_path(self) -> str | None:
+        """The teacher to load (None: load_model's default, the embedded CLIP teacher)."""
+        return self.teacher
+
+
+@dataclass
+class DataArguments:
+    dataset_name: str | None = field(default=None, metadata={"help": "Hub data set or save_to_disk folder (default: the embedded digits)."})
+    dataset_config_name: str | None = field(default=None, metadata={"help": "Configuration of --dataset_name."})
+    train_split: str = field(default="train", metadata={"help": "Split used for training."})
+    eval_split: str = field(default="test", metadata={"help": "Split used for evaluation (needs a ClassLabel label column)."})
+    image_column: str = field(default="image", metadata={"help": "Image column."})
+    caption_column: str = field(default="text", metadata={"help": "Caption column."})
+    label_column: str = field(default="label", metadata={"help": "Label column (optional: used by the contrastive term and by evaluation)."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use at most this many training rows."})
+    train_images_per_number: int = field(default=160, metadata={"help": "Embedded data: training images per seen number (90 numbers)."})
+    eval_images_per_number: int = field(default=100, metadata={"help": "Embedded data: test images per number (100 numbers)."})
+    augment_shift: int = field(default=0, metadata={"help": "Shift training images by up to N px each time they are drawn (cannot be combined with teacher caching)."})
+    cache_teacher: str = field(default="auto", metadata={"choices": ["auto", "true", "false"], "help": "Compute the teacher's embeddings once (datasets.map, cached on disk in $VLMCOMPRESS_CACHE or ~/.cache/vlmcompress) and skip its forward pass afterwards. auto: on unless --augment_shift or --hidden_weight needs the teacher every step."})
+    threads: int = field(default=0, metadata={"help": "torch threads per process (0: the machine's cores divided by the processes; `accelerate launch` without a config sets OMP_NUM_THREADS=1 even for one process)."})
+    skip_eval: bool = field(default=False, metadata={"help": "Do not evaluate teacher and student (metrics are recorded as not measured)."})
+
+
+@dataclass
+class DistillTrainingArguments(TrainingArguments):
+    """TrainingArguments with defaults that finish the embedded job in a few minutes on 2 CPU cores."""
+
+    output_dir: str = field(default="outputs/distill_clip", metadata={"help": "Where the student, its processor, compression_report.json and card go: a new or empty folder, or an earlier vlmcompress output with --overwrite_output_dir (a folder holding anything else is refused)."})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "Replace output_dir when it holds an earlier vlmcompress result (never a folder holding anything else)."})
+    max_steps: int = field(default=900, metadata={"help": "Optimizer steps."})
+    per_device_train_batch_size: int = field(default=128, metadata={"help": "Image-caption pairs per step and process."})
+    learning_rate: float = field(default=4e-3, metadata={"help": "Peak learning rate (AdamW)."})
+    lr_scheduler_type: str = field(default="cosine", metadata={"help": "Learning-rate schedule."})
+    warmup_steps: float = field(default=0.05, metadata={"help": "Warm-up steps (a float < 1 is a share of max_steps)."})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay."})
+    logging_steps: float = field(default=25, metadata={"help": "Log the loss (and each loss term) every N steps."})
+    save_strategy: str = field(default="no", metadata={"help": "Checkpointing: no, steps or epoch (checkpoints go in output_dir)."})
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep image/caption columns for the collator."})
+    use_cpu: bool = field(default=not torch.cuda.is_available(), metadata={"help": "Train on CPU (default when no GPU: also makes 2-process CPU runs use DDP)."})
+    dataloader_drop_last: bool = field(default=True, metadata={"help": "Equal batch sizes (the similarity KL compares batch-sized matrices)."})
+
+
+@dataclass
+class BlipStudentArguments(StudentArguments):
+    teacher: str | None = field(default=None, metadata={"help": "Teacher captioner: save_pretrained folder or Hub id (default: the embedded BLIP captioner)."})
+    towers: str = field(default="vision,text_decoder", metadata={"help": "Towers the inherited student shrinks."})
+    mlp_ratio: float = field(default=0.35, metadata={"help": "Inherited student: fraction of MLP neurons removed in every layer."})
+
+    def teacher_path(self) -> str:
+        from ..embedded.blip_captioner import blip_teacher_path
+
+        return self.teacher or blip_teacher_path()
+
+
+@dataclass
+class BlipDataArguments(DataArguments):
+    eval_images_per_number: int = field(default=20, metadata={"help": "Embedded data: test images per number (greedy captioning of each)."})
+    train_images_per_number: int = field(default=120, metadata={"help": "Embedded data: training images per seen number (90 numbers)."})
+    eval_split: str = field(default="test", metadata={"help": "Split used for evaluation (a label column scores captions by number; else exact match)."})
+    cache_teacher: str = field(default="false", metadata={"choices": ["auto", "true", "false"], "help": "Teacher caching holds image/text embeddings, which captioners do not distill from: off."})
+
+
+@dataclass
+class BlipDistillationConfig(DistillationConfig):
+    logit_weight: float = field(default=0.0, metadata={"help": "Two-tower models only (0 for captioners)."})
+    embedding_weight: float = field(default=0.0, metadata={"help": "Two-tower models only (0 for captioners)."})
+    token_weight: float = field(default=1.0, metadata={"help": "Weight of the token-level KL on the decoder's next-token logits."})
+    token_temperature: float = field(default=2.0, metadata={"help": "Softmax temperature of the token-level KL (x T^2)."})
+    hidden_weight: float = field(default=0.0, metadata={"help": "Weight of the hidden-state loss (vision and decoder layers the student inherited); off: it cost held-out accuracy in our runs."})
+    caption_weight: float = field(default=0.5, metadata={"help": "Weight of the student's own captioning loss."})
+
+
+@dataclass
+class BlipTrainingArguments(DistillTrainingArguments):
+    output_dir: str = field(default="outputs/distill_blip", metadata={"help": "Where the student, its processor and compression_report.json go."})
+    max_steps: int = field(default=1500, metadata={"help": "Optimizer steps."})
+    per_device_train_batch_size: int = field(default=64, metadata={"help": "Image-caption pairs per step and process."})
+    learning_rate: float = field(default=1e-3, metadata={"help": "Peak learning rate (AdamW)."})
+
+
+def _json_overrides(value):
+    if isinstance(value, dict):
+        return value
+    text = Path(value).read_text() if os.path.isfile(value) else value
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise VlmcompressError(f"--student_config must be JSON or a JSON file: {exc}") from None
+    if not isinstance(data, dict):
+        raise VlmcompressError("--student_config must be a JSON object of config overrides")
+    return data
+
+
+def _merge(base: dict, overrides: dict) -> dict:
+    out = dict(base)
+    for key, value in overrides.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def build_student(teacher, processor, args: StudentArguments, calibration=None):
+    """(student, report steps describing how it was made)."""
+    if args.student:
+        student, _, path = load_checkpoint(args.student)
+        return student, [{"method": "student_from_checkpoint", "path": str(path)}]
+    if args.student_config:
+        overrides = _json_overrides(args.student_config)
+        config = type(teacher.config).from_dict(_merge(teacher.config.to_dict(), overrides))
+        torch.manual_seed(0)
+        return type(teacher)(config), [{"method": "student_from_config", "overrides": overrides}]
+    student = copy.deepcopy(teacher)
+    pruning = PruningConfig(towers=args.towers.split(","), importance=args.importance, head_ratio=args.head_ratio,
+                            mlp_ratio=args.mlp_ratio, layer_strategy="every_k" if args.keep_every > 1 else None,
+                            keep_every=args.keep_every if args.keep_every > 1 else None)
+    steps = prune_model(student, pruning, processor, dataset=calibration)
+    return student, [{"method": "student_from_teacher", "pruning": pruning.to_dict()}, *steps]
+
+
+def load_data(data: DataArguments, seed: int):
+    """(train, eval) data sets with image/text(/label) columns; eval None when it cannot be scored."""
+    if data.dataset_name is None:
+        from ..embedded import digits
+
+        train = digits.load_digits_dataset("train", images_per_number=data.train_images_per_number)
+        return train, None  # evaluation on the embedded test split is evaluate_model's default
+    import datasets
+
+    ds = open_dataset(data.dataset_name, config=data.dataset_config_name)
+    if not isinstance(ds, datasets.DatasetDict) or data.train_split not in ds:
+        raise VlmcompressError(f"data set {data.dataset_name!r} has no split {data.train_split!r}")
+    train = ds[data.train_split]
+    missing = [c for c in (data.image_column, data.caption_column) if c not in train.column_names]
+    if missing:
+        raise VlmcompressError(f"data set {data.dataset_name!r} has no column(s) {', '.join(missing)} "
+                               f"(it has {', '.join(train.column_names)}): pass --image_column/--caption_column")
+    if data.max_train_samples:
+        train = train.shuffle(seed=seed).select(range(min(data.max_train_samples, len(train))))
+    test = ds.get(data.eval_split)
+    if test is not None and data.label_column in test.column_names:
+        test = standard_columns(test, data.image_column, data.caption_column, data.label_column)
+    else:
+        print(f"note: no {data.eval_split!r} split with a {data.label_column!r} column: accuracy is not measured")
+        test = "skip"
+    return train, test
+
+
+def kept_summary(before: dict, after: dict) -> str:
+    """'student keeps X% of the teacher's seen accuracy and Y% of its held-out accuracy' for whichever accuracy
+    (zero-shot or caption) was measured."""
+    for key, what in (("zero_shot_accuracy", "accuracy"), ("caption_accuracy", "caption accuracy")):
+        if before.get(key):
+            text = f"student keeps {after[key] / before[key]:.1%} of the teacher's seen {what}"
+            if before.get(f"{key}_heldout"):
+                text += f" and {after[f'{key}_heldout'] / before[f'{key}_heldout']:.1%} of its held-out {what}"
+            return text
+    return ""
+
+
+
+CLIP_ARGUMENTS = (StudentArguments, DataArguments, DistillationConfig, DistillTrainingArguments)
+BLIP_ARGUMENTS = (BlipStudentArguments, BlipDataArguments, BlipDistillationConfig, BlipTrainingArguments)
+ARGUMENTS = {"clip": CLIP_ARGUMENTS, "blip": BLIP_ARGUMENTS}
+
+
+def parse_arguments(argv=None, family: str = "clip"):
+    """(student, data, distillation, training) arguments from ``argv`` (a list; None: sys.argv) or one JSON file."""
+    parser = HfArgumentParser(ARGUMENTS[family])
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if len(argv) == 1 and argv[0].endswith(".json"):
+        return parser.parse_json_file(os.path.abspath(argv[0]))
+    return parser.parse_args_into_dataclasses(args=argv)
+
+
+def _move_checkpoints(out_dir: Path):
+    """``write_extra`` for finish_checkpoint: keep this run's resumable Trainer checkpoints in the new folder."""
+    def move(tmp):
+        for checkpoint in out_dir.glob("checkpoint-*") if out_dir.is_dir() else []:
+            shutil.move(str(checkpoint), str(Path(tmp) / checkpoint.name))
+    return move
+
+
+def distill(student_args, data_args, distill_cfg, training_args):
+    """Build the student, train it against the teacher, finish the checkpoint; returns its report (None on ranks
+    other than 0)."""
+    resuming = bool(training_args.resume_from_checkpoint)
+    check_output_dir(training_args.output_dir, overwrite=training_args.overwrite_output_dir or resuming,
+                     flag="--overwrite_output_dir (or --resume_from_checkpoint)")
+    if student_args.student_config:
+        student_args.student_config = _json_overrides(student_args.student_config)  # fail before any work
+    use_cache = use_teacher_cache(data_args.cache_teacher, augment=data_args.augment_shift > 0, config=distill_cfg)
+    set_threads(data_args.threads, training_args.world_size)
+    started = time.time()
+
+    teacher, processor, teacher_path = load_checkpoint(student_args.teacher_path())
+    train, test = load_data(data_args, training_args.seed)
+    calibration = standard_columns(train, data_args.image_column, data_args.caption_column)
+    student, steps = build_student(teacher, processor, student_args, calibration)
+    t_params, s_params = count_parameters(teacher), count_parameters(student)
+    print(f"teacher {t_params:,} parameters; student {s_params:,} ({s_params / t_params:.1%})", flush=True)
+
+    if use_cache:
+        with training_args.main_process_first(desc="caching teacher outputs"):  # one process writes the cache
+            train = cache_teacher_outputs(teacher, processor, train, image_column=data_args.image_column,
+                                          text_column=data_args.caption_column)
+    collator = ImageTextCollator(processor, data_args.image_column, data_args.caption_column, data_args.label_column,
+                                 padding=get_adapter(student).text_padding, shift=data_args.augment_shift,
+                                 seed=training_args.seed)
+    card_info = ModelCardCallback(hyperparameters={"distillation": distill_cfg.to_dict(),
+                                                   "student": {k: v for k, v in vars(student_args).items() if v is not None}})
+    # the Trainer never pushes: the finished folder (student, report, card) is pushed once at the end
+    trainer = DistillationTrainer(model=student, args=without_push(training_args), train_dataset=train,
+                                  data_collator=collator, processing_class=processor, callbacks=[card_info],
+                                  teacher=teacher, distillation_config=distill_cfg)
+    result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    student = trainer.model
+    print(f"rank {training_args.process_index}/{training_args.world_size}: trained {trainer.state.global_step} steps "
+          f"({type(trainer.model_wrapped).__name__})", flush=True)
+    if not trainer.is_world_process_zero():
+        return None
+
+    student.eval()
+    steps.append({
+        "method": "distillation",
+        "teacher": str(teacher_path),
+        "student_init": steps[0]["method"],
+        "losses": distill_cfg.active_losses(),
+        "temperature": distill_cfg.temperature,
+        "config": distill_cfg.to_dict(),
+        "max_steps": training_args.max_steps,
+        "batch_size": training_args.per_device_train_batch_size * training_args.world_size,
+        "learning_rate": training_args.learning_rate,
+        "processes": training_args.world_size,
+        "distributed": str(trainer.accelerator.distributed_type).split(".")[-1],
+        "cache_teacher": use_cache,
+        "training": card_info.training_record(),
+    })
+    eval_kw = {"images_per_number": data_args.eval_images_per_number}
+    if test is not None and test != "skip":
+        eval_kw = {"dataset": test}
+    measure = not data_args.skip_eval and test != "skip"
+    before = evaluate_model(teacher, processor, model_path=teacher_path, **eval_kw) if measure else None
+    out_dir = Path(training_args.output_dir)
+    # the folder was checked before training; what is there now is this run's own Trainer checkpoints
+    report = finish_checkpoint(
+        student, processor, out_dir, base_model=teacher_path, steps=steps, before=before, configs=[distill_cfg],
+        evaluate=(lambda m, folder: evaluate_model(m, processor, model_path=folder, **eval_kw)) if measure else None,
+        write_extra=_move_checkpoints(out_dir), latency_base=teacher if measure else None, overwrite=True, report_extra={"wall_time_s": round(time.time() - started, 1)},
+    )
+    after = report["after"]
+    if before is not None:
+        print(format_metrics_table({"teacher": before, "student": after}))
+        print(kept_summary(before, after))
+    print(f"student: {s_params:,} parameters ({s_params / t_params:.1%} of the teacher); "
+          f"trained {trainer.state.global_step} steps in {result.metrics.get('train_runtime', 0):.0f} s; "
+          f"whole run {time.time() - started:.0f} s; saved to {out_dir}")
+    url = push_if_requested(training_args, out_dir)
+    if url:
+        print(f"pushed to {url}")
+    return report
+
+
+def run_distillation(argv=None, family: str = "clip", prog: str | None = None) -> int:
+    """Parse and run as a command: a VlmcompressError is one line on stderr and exit status 1."""
+    prog = prog or f"distill_{family}"
+    try:
+        distill(*parse_arguments(argv, family))
+    except VlmcompressError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 1
+    return 0

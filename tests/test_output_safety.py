@@ -1,0 +1,305 @@
+"""Issue 12's battery: a user's files are never destroyed, every bad input is one line, faults leave results whole.
+
+Each case runs the real command (``python -m vlmcompress`` in a subprocess) on a tiny model; nothing is patched
+except where a case says it injects a fault.
+"""
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from test_cli import _assert_one_line_error, run_cli
+
+PRUNE = ["--head-plan", '{"vision": {"0": [1]}}', "--no-eval"]
+
+
+def _prune(model, out, *extra, cwd=None):
+    return run_cli("prune", str(model), "-o", str(out), *PRUNE, *extra, cwd=cwd)
+
+
+def _user_folder(path):
+    path.mkdir(parents=True)
+    (path / "thesis.tex").write_text("years of work")
+    (path / "data").mkdir()
+    (path / "data" / "rows.csv").write_text("1,2\n")
+    return path
+
+
+def _assert_untouched(path):
+    assert (path / "thesis.tex").read_text() == "years of work"
+    assert (path / "data" / "rows.csv").read_text() == "1,2\n"
+
+
+# --- the output-folder rule -----------------------------------------------------------------------------------------
+def test_a_folder_with_user_files_is_refused_whatever_the_flag(tiny_clip_dir, tmp_path):
+    user = _user_folder(tmp_path / "mine")
+    for flags in ((), ("--overwrite",)):
+        _assert_one_line_error(_prune(tiny_clip_dir, user, *flags), "holds files vlmcompress did not write")
+        _assert_untouched(user)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]  # no temp folder left beside it
+
+
+def test_the_output_folder_is_checked_before_any_work(tmp_path):
+    # the model does not exist either; the output folder is what the command says first
+    user = _user_folder(tmp_path / "mine")
+    r = run_cli("prune", str(tmp_path / "no-such-model"), "-o", str(user), *PRUNE)
+    _assert_one_line_error(r, "holds files vlmcompress did not write")
+    r = run_cli("quantize", str(tmp_path / "no-such-model"), "--bits", "8", "-o", str(user), "--no-eval")
+    _assert_one_line_error(r, "holds files vlmcompress did not write")
+
+
+@pytest.mark.parametrize("output", ["", ".", "..", "~", "/"])
+def test_the_current_folder_its_parents_home_and_root_are_refused(tiny_clip_dir, tmp_path, output):
+    work = tmp_path / "checkout" / "inner"
+    _user_folder(work)
+    r = _prune(tiny_clip_dir, output, "--overwrite", cwd=work)
+    _assert_one_line_error(r, "empty" if output == "" else "refusing to write the checkpoint")
+    _assert_untouched(work)
+
+
+def test_an_earlier_result_is_replaced_only_with_overwrite_and_whole(tiny_clip_dir, tmp_path):
+    out = tmp_path / "pruned"
+    assert _prune(tiny_clip_dir, out).returncode == 0
+    (out / "stale-card-figure.png").write_bytes(b"old")
+    r = run_cli("prune", str(tiny_clip_dir), "-o", str(out), "--head-plan", '{"vision": {"0": [0, 2]}}', "--no-eval")
+    _assert_one_line_error(r, "pass --overwrite")
+    assert json.loads((out / "pruning_config.json").read_text())["head_plan"] == {"vision": {"0": [1]}}
+    r = run_cli("prune", str(tiny_clip_dir), "-o", str(out), "--head-plan", '{"vision": {"0": [0, 2]}}', "--no-eval",
+                "--overwrite")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((out / "pruning_config.json").read_text())["head_plan"] == {"vision": {"0": [0, 2]}}
+    assert not (out / "stale-card-figure.png").exists()  # replaced whole: nothing of the old folder survives
+    report = json.loads((out / "compression_report.json").read_text())
+    assert report["steps"][0]["removed_heads"] == {"vision": {"0": [0, 2]}}
+
+
+def test_save_compressed_replaces_a_folder_whole_or_refuses(processor, tmp_path):
+    from conftest import tiny_clip
+    from vlmcompress import VlmcompressError, finish_checkpoint, save_compressed
+
+    model = tiny_clip(processor)
+    finish_checkpoint(model, processor, tmp_path / "a", base_model=None, steps=[], card=False)
+    (tmp_path / "a" / "pruning_config.json").write_text("{}")  # a file of an earlier, different run
+    with pytest.raises(VlmcompressError, match="overwrite"):
+        save_compressed(model, processor, tmp_path / "a")
+    save_compressed(model, processor, tmp_path / "a", overwrite=True)
+    assert not (tmp_path / "a" / "pruning_config.json").exists()
+    user = _user_folder(tmp_path / "mine")
+    with pytest.raises(VlmcompressError, match="did not write"):
+        save_compressed(model, processor, user, overwrite=True)
+    _assert_untouched(user)
+
+
+def test_leftovers_of_a_killed_run_are_cleaned_and_an_aside_result_restored(tiny_clip_dir, tmp_path):
+    from vlmcompress.io import check_output_dir, clean_stale_temps
+
+    out = tmp_path / "pruned"
+    assert _prune(tiny_clip_dir, out).returncode == 0
+    dead = 2 ** 22 + 12345  # above Linux's default pid_max: no such process
+    (tmp_path / f".pruned.tmp-{dead}-abc").mkdir()
+    (tmp_path / f".pruned.tmp-{dead}-abc" / "model.safetensors").write_bytes(b"partial")
+    live = tmp_path / f".pruned.tmp-{os.getppid()}-xyz"
+    live.mkdir()  # a run still alive (our parent): kept
+    check_output_dir(out, overwrite=True)
+    assert not (tmp_path / f".pruned.tmp-{dead}-abc").exists() and live.exists()
+    # killed between moving the earlier result aside and moving the new one in: the next run puts it back
+    os.replace(out, tmp_path / f".pruned.old-{dead}")
+    clean_stale_temps(out)
+    assert (out / "compression_report.json").is_file()
+
+
+# --- repeated flags accumulate; contradictions and bad numbers are parse-time errors --------------------------------
+def test_repeated_drop_layers_accumulate(tiny_clip_dir, tmp_path):
+    out = tmp_path / "dropped"
+    r = run_cli("prune", str(tiny_clip_dir), "-o", str(out), "--drop-layers", "vision:1", "--drop-layers", "text:0",
+                "--no-eval")
+    assert r.returncode == 0, r.stderr
+    removed = json.loads((out / "compression_report.json").read_text())["steps"][0]["removed_layers"]
+    assert removed == {"vision": [1], "text": [0]}
+    from vlmcompress.cli import _tower_lists
+
+    assert _tower_lists(["vision:0", "vision:1,3", "text:2"], "--drop-layers") == {"vision": [0, 1, 3], "text": [2]}
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["quantize", "--bits", "8", "--quant-type", "nf4", "--no-eval"], "4-bit only"),
+    (["quantize", "--bits", "8", "--double-quant", "--no-eval"], "4-bit only"),
+    (["prune", "--mlp-ratio", "0.5", "--calibration-samples", "-5"], "--calibration-samples: expected a whole number >= 1"),
+    (["prune", "--head-ratio", "1.5"], "--head-ratio: expected a fraction in [0, 1)"),
+    (["prune", "--mlp-ratio", "0.5", "--images-per-number", "0"], "--images-per-number: expected a whole number >= 1"),
+    (["prune", "--remove-layers", "vision:1", "vision:2", "--layer-strategy", "block_influence"], "names the vision tower twice"),
+])
+def test_bad_numbers_and_contradictions_are_one_line(tiny_clip_dir, tmp_path, args, needle):
+    out = tmp_path / "never"
+    r = run_cli(args[0], str(tiny_clip_dir), "-o", str(out), *args[1:])
+    _assert_one_line_error(r, needle)
+    assert not out.exists()
+
+
+def test_evaluate_batch_size_zero_and_output_folder_fail_before_the_work(tiny_clip_dir, tmp_path):
+    _assert_one_line_error(run_cli("evaluate", str(tiny_clip_dir), "--batch-size", "0"), "expected a whole number >= 1")
+    _assert_one_line_error(run_cli("evaluate", str(tiny_clip_dir), "-o", str(tmp_path)), "is a folder")
+    assert (tmp_path / "metrics.json").exists() is False
+
+
+# --- damaged inputs ------------------------------------------------------------------------------------------------
+@pytest.fixture
+def damaged(tiny_clip_dir, tmp_path):
+    import shutil
+
+    def make(kind):
+        folder = tmp_path / kind
+        shutil.copytree(tiny_clip_dir, folder)
+        weights = folder / "model.safetensors"
+        if kind == "truncated":
+            data = weights.read_bytes()
+            weights.write_bytes(data[: len(data) // 2])
+        elif kind == "garbage":
+            weights.write_bytes(b"\xff" * 64)
+        elif kind == "no-weights":
+            weights.unlink()
+        elif kind == "bad-config":
+            (folder / "config.json").write_text('{"model_type": "clip", ')
+        return folder
+    return make
+
+
+@pytest.mark.parametrize("kind, needle", [("truncated", "damaged or truncated"), ("garbage", "damaged or truncated"),
+                                          ("no-weights", "has no weights"), ("bad-config", "is not valid JSON")])
+def test_damaged_checkpoints_are_one_line_for_every_command(damaged, tmp_path, kind, needle):
+    folder = damaged(kind)
+    _assert_one_line_error(run_cli("evaluate", str(folder)), needle)
+    _assert_one_line_error(run_cli("prune", str(folder), "-o", str(tmp_path / "out"), *PRUNE), needle)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_damaged_report_is_one_line_for_card(tiny_clip_dir, tmp_path):
+    out = tmp_path / "pruned"
+    assert _prune(tiny_clip_dir, out).returncode == 0
+    text = (out / "compression_report.json").read_text()
+    (out / "compression_report.json").write_text(text[: len(text) // 2])
+    _assert_one_line_error(run_cli("card", str(out)), "compression_report.json")
+
+
+def test_a_mistyped_local_path_fails_at_once_without_the_hub(tmp_path):
+    (tmp_path / "outputs").mkdir()
+    r = run_cli("evaluate", "outputs/heads52", cwd=tmp_path)
+    _assert_one_line_error(r, "outputs/heads52 does not exist")
+
+
+def test_a_hub_id_offline_and_not_cached_fails_at_once_with_a_hint(tmp_path):
+    env_cache = dict(HF_HUB_CACHE=str(tmp_path / "empty-cache"))
+    r = subprocess.run([sys.executable, "-m", "vlmcompress", "evaluate", "someone/some-clip"], capture_output=True,
+                       text=True, env=dict(os.environ, HF_HUB_OFFLINE="1", **env_cache), timeout=120)
+    _assert_one_line_error(r, "HF_HUB_OFFLINE")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_an_unwritable_output_folder_is_one_line(tiny_clip_dir, tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        _assert_one_line_error(_prune(tiny_clip_dir, locked / "out"), "permission denied")
+    finally:
+        locked.chmod(0o700)
+
+
+# --- faults --------------------------------------------------------------------------------------------------------
+def _complete_or_absent(out):
+    from vlmcompress import load_model, read_report
+
+    if not out.exists():
+        return "absent"
+    read_report(out)
+    load_model(str(out))
+    return "complete"
+
+
+@pytest.mark.parametrize("command", ["prune", "quantize"])
+def test_sigkill_at_several_points_never_leaves_a_broken_folder(tiny_clip_dir, tmp_path, command):
+    out = tmp_path / "out"
+    args = {"prune": ["--head-ratio", "0.25", "--importance", "magnitude", "--images-per-number", "1",
+                      "--latency-rounds", "1"],
+            "quantize": ["--bits", "8", "--images-per-number", "1", "--latency-rounds", "1"]}[command]
+    cmd = [sys.executable, "-m", "vlmcompress", command, str(tiny_clip_dir), "-o", str(out), "--overwrite", *args]
+    env = dict(os.environ, VLMCOMPRESS_NO_PROGRESS="1")
+    seen = set()
+    for delay in (2.0, 5.0, 8.0, 11.0):
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            proc.wait(timeout=delay)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        seen.add(_complete_or_absent(out))
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert _complete_or_absent(out) == "complete"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]  # the last run cleaned the leftovers
+
+
+def test_a_full_disk_keeps_the_earlier_result_and_says_so(processor, tmp_path):
+    """A 1 MiB tmpfs (mounted where the test may; else an ENOSPC injected at the OS write)."""
+    from conftest import tiny_clip
+    from vlmcompress import VlmcompressError, finish_checkpoint
+
+    small = tmp_path / "small-disk"
+    small.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)], capture_output=True).returncode == 0
+    try:
+        out = small / "model"
+        tiny = tiny_clip(processor, hidden=16, layers=1)
+        finish_checkpoint(tiny, None, out, base_model=None, steps=[], card=False)
+        before = (out / "model.safetensors").read_bytes()
+        big = tiny_clip(processor, hidden=128, layers=4)  # ~6 MB of weights: does not fit
+        if mounted:
+            save = None
+        else:
+            def save(model, proc, folder):
+                (folder / "model.safetensors").write_bytes(b"x" * 1000)
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        with pytest.raises(VlmcompressError, match="the earlier result there is intact"):
+            finish_checkpoint(big, None, out, base_model=None, steps=[], card=False, overwrite=True, save=save)
+        assert (out / "model.safetensors").read_bytes() == before
+        assert [p.name for p in small.iterdir()] == ["model"]
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(small)])
+
+
+# --- what README and cards promise --------------------------------------------------------------------------------
+def test_public_api_is_lazy_and_load_model_is_the_model(tiny_clip_dir):
+    r = subprocess.run([sys.executable, "-c", "import sys, vlmcompress; print('torch' in sys.modules, "
+                        "'transformers' in sys.modules); from vlmcompress import PruningConfig, prune_model, "
+                        "PruningCallback, QuantizationConfig, quantize, DistillationConfig, DistillationTrainer, "
+                        "evaluate_model, load_model, save_compressed, push_to_hub, finish_checkpoint"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["False", "False"]
+    from vlmcompress import load_checkpoint, load_model
+
+    model = load_model(str(tiny_clip_dir))
+    assert type(model).__name__ == "CLIPModel" and not model.training
+    loaded = load_checkpoint(str(tiny_clip_dir))
+    assert loaded.path == str(tiny_clip_dir) and type(loaded.processor).__name__ == "CLIPProcessor"
+
+
+def test_version_and_quiet():
+    from vlmcompress import __version__
+
+    r = run_cli("--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"vlmcompress {__version__}"
+
+
+def test_no_thread_policy_at_import():
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    code = ("import os, vlmcompress.cli, vlmcompress.evaluation, vlmcompress.quantization; "
+            "print(os.environ.get('OMP_WAIT_POLICY'))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "None", r.stderr
