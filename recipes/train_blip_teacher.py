@@ -109,7 +109,8 @@ def main(args: BlipTeacherArguments | None = None):
             bar.set_postfix(lm=f"{lm_loss.item():.3f}", digits=f"{digit_loss.item():.3f}")
     train_seconds = time.time() - start
 
-    step_record = {"method": "train_from_scratch", "train_seconds": round(train_seconds, 1), "loss_log": log}
+    step_record = {"method": "train_from_scratch", "train_seconds": round(train_seconds, 1),
+                   "training": {"loss_log": log, "train_runtime_s": round(train_seconds, 1), "global_step": args.max_steps}}
     step_record.update({k: v for k, v in vars(args).items() if k not in ("output_dir", "threads", "overwrite_output_dir")})
     metrics = save_and_measure(model, processor, args.output_dir, args.eval_images_per_number, step_record, "blip",
                                BLIP_TEACHER_NAME, overwrite=args.overwrite_output_dir)

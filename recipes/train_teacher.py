@@ -125,7 +125,7 @@ def main(args: TeacherArguments | None = None):
         "weight_decay": args.weight_decay, "max_grad_norm": args.max_grad_norm,
         "max_shift": args.max_shift, "digit_loss_weight": args.digit_loss_weight,
         "logit_scale_lr_multiplier": args.logit_scale_lr_multiplier, "train_seconds": round(train_seconds, 1),
-        "loss_log": log,
+        "training": {"loss_log": log, "train_runtime_s": round(train_seconds, 1), "global_step": args.max_steps},
     }
     metrics_on_disk = save_and_measure(model, processor, args.output_dir, args.eval_images_per_number, step_record,
                                        "clip", TEACHER_NAME, overwrite=args.overwrite_output_dir)

@@ -265,3 +265,38 @@ def test_prune_writes_its_card_and_card_command_rerenders(tiny_clip_dir, tmp_pat
     assert f"wrote {out / 'README.md'}" in capsys.readouterr().out
     assert main(["card", str(tmp_path)]) == 1  # no report: one line, non-zero
     assert "no compression_report.json" in capsys.readouterr().err
+
+
+def test_every_training_log_shape_renders_its_table_and_plot(tmp_path):
+    """Older recipes wrote [step, loss] pairs (quantize_clip) or dict rows at the step's top level (teacher recipes);
+    the card dropped the pairs yet linked a loss plot it never drew."""
+    from vlmcompress.report import ReportError, read_report
+
+    shapes = {
+        "pairs": {"method": "qlora", "r": 8, "loss_log": [[10, 2.5], [20, 1.25]]},
+        "top-level rows": {"method": "train_from_scratch", "loss_log": [{"step": 10, "loss": 2.5}, {"step": 20, "loss": 1.25}]},
+        "training rows": {"method": "distillation", "training": {"loss_log": [{"step": 10, "loss": 2.5}, {"step": 20, "loss": 1.25}]}},
+    }
+    for name, step in shapes.items():
+        folder = tmp_path / name.replace(" ", "-")
+        folder.mkdir()
+        report = new_report(base_model=None, model_family="clip", steps=[step], before=None, after=AFTER)
+        report["loading"] = {"loading": "stock", "class": "CLIPModel"}
+        (folder / "compression_report.json").write_text(json.dumps(report))  # as an older version wrote it
+        assert read_report(folder)["steps"][0]["training"]["loss_log"][1] == {"step": 20, "loss": 1.25}
+        _, _, text = render(folder)
+        assert "| 20 | 1.25 |" in text, name
+        assert "![Training loss](training_loss.png)" in text and (folder / "training_loss.png").read_bytes()[:8] == PNG_MAGIC
+    # a log with nothing to draw links no plot
+    folder = tmp_path / "no-loss"
+    checkpoint(folder, steps=[{"method": "distillation", "training": {"loss_log": [{"step": 1, "learning_rate": 0.1}]}}])
+    _, _, text = render(folder)
+    assert "training_loss.png" not in text and not (folder / "training_loss.png").exists()
+    # the validator names a log in the wrong shape (writers must use the one shape)
+    bad = new_report(base_model=None, model_family="clip", steps=[{"method": "qlora", "training": {"loss_log": [[1, 2.0]]}}],
+                     before=None, after=None)
+    with pytest.raises(ReportError, match=r"steps\[0\].training.loss_log\[0\] must be an object with a numeric 'step'"):
+        write_report(bad, tmp_path / "bad")
+    bad["steps"] = [{"method": "qlora", "loss_log": [{"step": 1, "loss": 2.0}]}]
+    with pytest.raises(ReportError, match=r"steps\[0\].loss_log belongs in steps\[0\].training.loss_log"):
+        write_report(bad, tmp_path / "bad")

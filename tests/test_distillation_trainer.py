@@ -249,3 +249,19 @@ def test_blip_retrieval_distills_itc_itm_and_hidden_states(blip_processor, train
     with pytest.raises(VlmcompressError, match="needs an image-text matching head"):
         DistillationTrainer(model=tiny_blip("BlipModel"), args=_args(tmp_path), train_dataset=train_rows,
                             teacher=tiny_blip("BlipModel"), distillation_config=DistillationConfig(itm_weight=1.0))
+
+
+def test_blip_retrieval_student_trains_with_its_own_contrastive_term(blip_processor, train_rows, tmp_path):
+    """BlipAdapter had no pair_loss: contrastive_weight > 0 failed at the first step."""
+    cfg = DistillationConfig(logit_weight=1.0, embedding_weight=0.0, contrastive_weight=0.5)
+    trainer = _inherited_blip_trainer("BlipForImageTextRetrieval", {"vision": [0]}, cfg, blip_processor, train_rows,
+                                      _args(tmp_path, max_steps=2, logging_steps=1))
+    trainer.train()
+    logged = [e for e in trainer.state.log_history if "loss" in e]
+    assert logged and all(e["loss_contrastive"] > 0 for e in logged)
+    for entry in logged:
+        assert entry["loss"] == pytest.approx(entry["loss_logit"] + 0.5 * entry["loss_contrastive"], rel=0.02)
+    with pytest.raises(VlmcompressError, match="no image-text embedding loss"):
+        from vlmcompress.adapters import get_adapter
+
+        get_adapter(tiny_blip("BlipForConditionalGeneration")).pair_loss(None, None)

@@ -31,6 +31,19 @@ def is_atomic_temp(folder) -> bool:
     return bool(ATOMIC_TEMP_NAME.match(Path(folder).name))
 
 
+def _write_failure(exc) -> str | None:
+    """What a failed write says, when the disk or the folder refused it (a full disk, a quota, no permission): an
+    OSError, or a library's own error carrying the OS message (safetensors' writer raises SafetensorError)."""
+    if isinstance(exc, OSError) and exc.errno in _WRITE_ERRNOS:
+        return exc.strerror or str(exc)
+    text = str(exc)
+    for errnum in _WRITE_ERRNOS:
+        message = os.strerror(errnum)
+        if message in text or f"os error {errnum})" in text:
+            return message
+    return None
+
+
 def _temp_prefix(path: Path, kind: str) -> str:
     return f".{path.name}.{kind}-"
 
@@ -158,11 +171,12 @@ def atomic_output_dir(path, overwrite: bool = False, flag: str = "--overwrite"):
         raise VlmcompressError(f"cannot create the output folder {path}: {exc.strerror or exc}") from None
     try:
         yield tmp
-    except OSError as exc:
+    except Exception as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        if exc.errno in _WRITE_ERRNOS:
+        reason = _write_failure(exc)
+        if reason is not None:
             kept = "the earlier result there is intact" if path.exists() else "nothing was written there"
-            raise VlmcompressError(f"could not write {path}: {exc.strerror or exc}; {kept}") from exc
+            raise VlmcompressError(f"could not write {path}: {reason}; {kept}") from exc
         raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -33,7 +33,9 @@ Quantization steps say what ``config.json``'s ``quantization_config`` does, and 
      "max_steps": 150, "loss": "contrastive", "kept": "adapter" | "merged"}
 
 Any step may also carry ``"metrics": METRICS`` (measured right after it: an intermediate point of the model card's
-plot) and ``"training": TRAINING`` (what ``cards.ModelCardCallback.training_record()`` collected from a Trainer run)::
+plot) and ``"training": TRAINING`` (what ``cards.ModelCardCallback.training_record()`` collected from a Trainer run,
+or a training loop of our own wrote in the same shape; the validator checks it, and ``upgrade_report`` moves older
+reports' top-level ``loss_log`` and ``[step, loss]`` pairs into it)::
 
     TRAINING = {"hyperparameters": {name: value},        # non-default TrainingArguments + what the recipe passed in
                 "loss_log": [{"step": int, "loss": float, ...}],   # every logged key, e.g. "loss_logit", "learning_rate"
@@ -72,7 +74,6 @@ METRIC_TYPES = {
     "caption_accuracy_heldout": float,
 }
 FRACTION_KEYS = {k for k in METRIC_TYPES if k.startswith(("zero_shot", "recall", "caption"))}
-TOWERS = ("vision", "text", "text_decoder", "text_cross", "text_decoder_cross")  # "_cross": BLIP cross-attention heads
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 
 
@@ -148,6 +149,13 @@ def _check_metrics(name, metrics, problems):
             problems.append(f"{name}.{key} is a fraction in [0, 1], got {value}")
 
 
+def _known_sites() -> tuple:
+    """Tower and head-site names of every registered family (the adapters own them)."""
+    from .adapters import known_head_sites
+
+    return known_head_sites()
+
+
 def _check_int_list(where, value, problems):
     if not isinstance(value, list) or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in value):
         problems.append(f"{where} must be a list of non-negative integers")
@@ -157,9 +165,10 @@ def _check_per_layer(where, value, problems):
     if not isinstance(value, dict):
         problems.append(f"{where} must map tower names to objects")
         return
+    sites = _known_sites()
     for tower, layers in value.items():
-        if tower not in TOWERS:
-            problems.append(f"{where} has unknown tower {tower!r} (expected one of {', '.join(TOWERS)})")
+        if tower not in sites:
+            problems.append(f"{where} has unknown tower {tower!r} (expected one of {', '.join(sites)})")
         if not isinstance(layers, dict):
             problems.append(f"{where}.{tower} must map layer numbers (as strings) to lists")
             continue
@@ -169,12 +178,69 @@ def _check_per_layer(where, value, problems):
             _check_int_list(f"{where}.{tower}.{layer}", items, problems)
 
 
+def _log_rows(log) -> list:
+    """A loss or evaluation log in the one shape, [{"step": int, "loss": float, ...}]; older reports wrote
+    ``[step, loss]`` pairs."""
+    rows = []
+    for row in log or []:
+        if isinstance(row, (list, tuple)) and len(row) == 2:
+            row = {"step": row[0], "loss": row[1]}
+        rows.append(row)
+    return rows
+
+
+def normalize_training(step: dict) -> dict:
+    """The step with its training record as ``{"training": TRAINING}``: a top-level ``loss_log``/``eval_log`` (older
+    recipes) moves inside, ``[step, loss]`` pairs become rows."""
+    if not isinstance(step, dict):
+        return step
+    step = dict(step)
+    training = step.get("training")
+    if not isinstance(training, dict) and (step.get("loss_log") or step.get("eval_log")):
+        training = {}
+    if isinstance(training, dict):
+        training = dict(training)
+        for key in ("loss_log", "eval_log"):
+            if key in step and not training.get(key):
+                training[key] = step.pop(key)
+            if key in training:
+                training[key] = _log_rows(training[key])
+        step["training"] = training
+    return step
+
+
+def _check_training(where, training, problems):
+    if not isinstance(training, dict):
+        problems.append(f"{where} must be an object")
+        return
+    for key in ("loss_log", "eval_log"):
+        rows = training.get(key)
+        if rows is None:
+            continue
+        if not isinstance(rows, list):
+            problems.append(f"{where}.{key} must be a list of rows")
+            continue
+        for j, row in enumerate(rows):
+            if not isinstance(row, dict) or isinstance(row.get("step"), bool) or not isinstance(row.get("step"), (int, float)):
+                problems.append(f"{where}.{key}[{j}] must be an object with a numeric 'step'")
+                break
+            bad = [k for k, v in row.items() if v is not None and not isinstance(v, (int, float, str))]
+            if bad:
+                problems.append(f"{where}.{key}[{j}].{bad[0]} must be a number")
+                break
+
+
 def _check_step(i, step, problems):
     where = f"steps[{i}]"
     if not isinstance(step, dict) or not isinstance(step.get("method"), str) or not step["method"]:
         problems.append(f"{where} must be an object with a non-empty 'method'")
         return
     method = step["method"]
+    if "training" in step:
+        _check_training(f"{where}.training", step["training"], problems)
+    for key in ("loss_log", "eval_log"):
+        if key in step:
+            problems.append(f"{where}.{key} belongs in {where}.training.{key}")
     if method == "head_pruning":
         _check_per_layer(f"{where}.removed_heads", step.get("removed_heads"), problems)
     elif method == "mlp_pruning":
@@ -185,7 +251,7 @@ def _check_step(i, step, problems):
             problems.append(f"{where}.removed_layers must map tower names to lists of layer numbers")
         else:
             for tower, layers in removed.items():
-                if tower not in TOWERS:
+                if tower not in _known_sites():
                     problems.append(f"{where}.removed_layers has unknown tower {tower!r}")
                 _check_int_list(f"{where}.removed_layers.{tower}", layers, problems)
 
@@ -231,6 +297,8 @@ def upgrade_report(report: dict) -> dict:
     report.setdefault("format_version", FORMAT_VERSION)
     report.setdefault("base_model", None)
     report.setdefault("steps", [])
+    if isinstance(report["steps"], list):
+        report["steps"] = [normalize_training(step) for step in report["steps"]]
     for name in ("before", "after"):
         metrics = report.get(name)
         if isinstance(metrics, dict):
@@ -259,8 +327,13 @@ def read_report(path) -> dict:
         path = path / REPORT_FILENAME
     if not path.is_file():
         raise FileNotFoundError(f"no {REPORT_FILENAME} at {path.parent}; run a vlmcompress command that writes one")
-    with open(path) as f:
-        report = json.load(f)
+    try:
+        report = json.loads(path.read_text())
+    except ValueError as exc:
+        raise ReportError(f"{path} is not valid JSON ({exc}): the report is damaged; re-run the command that wrote "
+                          "the folder") from None
+    if not isinstance(report, dict):
+        raise ReportError(f"{path} is not a compression report (expected a JSON object)")
     return validate_report(upgrade_report(report))
 
 

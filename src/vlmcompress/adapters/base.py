@@ -151,10 +151,29 @@ def _pooled(output):
 
 
 class ModelAdapter:
-    """Wraps one model instance; methods take plain tensors so evaluation and losses stay family-agnostic."""
+    """Wraps one model instance; methods take plain tensors so evaluation and losses stay family-agnostic.
+
+    Everything the method packages, the harness and the cards need to know about a family is declared here and
+    answered by the family's adapter; nothing outside ``adapters/`` keeps a table of families. A new family is one
+    module with a subclass (see ``docs/adding_a_family.md``) listed in ``adapters.ADAPTERS`` or passed to
+    ``adapters.register_adapter``.
+    """
 
     family: str = ""
     model_types: tuple[str, ...] = ()
+    #: the family's name for people ("CLIP") and the Hub pipeline tag of its checkpoints
+    display_name: str = ""
+    pipeline_tag: str = "zero-shot-image-classification"
+    #: (what it is, BibTeX) of the family's paper, cited by every card of the family
+    citation: tuple[str, str] | None = None
+    #: every tower name a model of this family can have (a given model may have fewer: ``towers()``)
+    tower_names: tuple[str, ...] = ()
+    #: every attention-head site name (a tower's self-attention, plus any second attention such as BLIP's
+    #: cross-attention); default: the towers
+    head_site_names: tuple[str, ...] = ()
+    #: name of the class in ``modeling_vlmcompress`` that rebuilds per-layer shapes when a config records no
+    #: ``architectures`` (None: such checkpoints need their class named)
+    default_remote_class: str | None = None
     #: keyword arguments for the tokenizer when encoding captions/prompts
     text_padding: dict = {"padding": True}
     #: whether a uniformly pruned MLP can be described by the stock config's intermediate_size
@@ -170,6 +189,11 @@ class ModelAdapter:
     @classmethod
     def matches_config(cls, config) -> bool:
         return getattr(config, "model_type", None) in cls.model_types
+
+    @classmethod
+    def sites(cls) -> tuple[str, ...]:
+        """Every head-site name of the family."""
+        return cls.head_site_names or cls.tower_names
 
     def image_embeddings(self, pixel_values: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -189,6 +213,20 @@ class ModelAdapter:
 
     def generate_captions(self, pixel_values, max_new_tokens: int = 12):
         raise VlmcompressError(f"{type(self.model).__name__} does not generate captions")
+
+    def training_loss(self, pixel_values, input_ids, attention_mask=None, labels=None) -> torch.Tensor:
+        """The model's own training objective on a batch (importance scoring and QLoRA train with it)."""
+        raise NotImplementedError(f"{type(self).__name__} does not define training_loss")
+
+    def pair_loss(self, image_embeds, text_embeds, labels=None) -> torch.Tensor:
+        """The family's image-text loss on embeddings (the distillation ``contrastive`` term); with ``labels`` every
+        same-label pair is a positive."""
+        raise VlmcompressError(f"{type(self.model).__name__} has no image-text embedding loss: set contrastive_weight "
+                               "to 0")
+
+    def caption_inputs(self, input_ids, attention_mask=None):
+        """Decoder inputs and labels for a captioner's teacher-forced loss."""
+        raise VlmcompressError(f"{type(self.model).__name__} is not a captioner: it has no caption inputs")
 
     def logit_scale(self) -> torch.Tensor:
         """log of the image-text similarity scale (CLIP's learned ``logit_scale``)."""

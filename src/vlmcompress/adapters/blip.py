@@ -54,6 +54,17 @@ class CrossHeadsConfig:
 class BlipAdapter(ModelAdapter):
     family = "blip"
     model_types = ("blip", "blip_vision_model", "blip_text_model")
+    display_name = "BLIP"
+    pipeline_tag = "image-to-text"
+    tower_names = ("vision", "text", "text_decoder")
+    head_site_names = ("vision", "text", "text_decoder", "text" + CROSS_SUFFIX, "text_decoder" + CROSS_SUFFIX)
+    default_remote_class = "VlmcompressBlipForImageTextRetrieval"
+    citation = ("the BLIP model family", """@inproceedings{li2022blip,
+  title     = {BLIP: Bootstrapping Language-Image Pre-training for Unified Vision-Language Understanding and Generation},
+  author    = {Li, Junnan and Li, Dongxu and Xiong, Caiming and Hoi, Steven},
+  booktitle = {International Conference on Machine Learning (ICML)},
+  year      = {2022}
+}""")
     #: tower name -> attribute paths, first present wins
     tower_paths = {"vision": ("vision_model",), "text": ("text_encoder", "text_model"), "text_decoder": ("text_decoder.bert",)}
     # the heads every embedding or token passes through: ITC projections, the ITM head, the LM head (tied to the
@@ -219,23 +230,29 @@ class BlipAdapter(ModelAdapter):
         if self.is_captioner:
             ids, lm_labels = self.caption_inputs(input_ids, attention_mask)
             return self.model(pixel_values=pixel_values, input_ids=ids, attention_mask=attention_mask, labels=lm_labels).loss
-        from ..objectives import contrastive_loss
-
         labels = None if labels is None else labels.to(dev)
         if not self.has_itm:
             img = self.image_embeddings(pixel_values)
             txt = self.text_embeddings(input_ids, attention_mask)
-            return contrastive_loss(img.float(), txt.float(), self.logit_scale().float(), labels)
+            return self.pair_loss(img.float(), txt.float(), labels)
         # retrieval: BLIP's own objective, ITC + ITM (each image with its caption and the next row's), so the
         # cross-attention the ITM head reads gets gradients too
         states = self.model.vision_model(pixel_values=pixel_values).last_hidden_state
         img = self.model.vision_proj(states[:, 0])
         txt = self.text_embeddings(input_ids, attention_mask)
-        itc = contrastive_loss(img.float(), txt.float(), self.logit_scale().float(), labels)
+        itc = self.pair_loss(img.float(), txt.float(), labels)
         itm = self._itm_logits(states, input_ids, attention_mask).float()
         matches = torch.ones(itm.shape[:2], dtype=torch.long, device=dev)
         matches[:, 1] = 0 if labels is None else (labels == labels.roll(1, dims=0)).long()
         return itc + torch.nn.functional.cross_entropy(itm.reshape(-1, 2), matches.reshape(-1))
+
+    def pair_loss(self, image_embeds, text_embeds, labels=None):
+        """BLIP's image-text contrastive loss (ITC) on projected embeddings, at its temperature (``logit_scale``)."""
+        if self.is_captioner:
+            return super().pair_loss(image_embeds, text_embeds, labels)
+        from ..objectives import contrastive_loss
+
+        return contrastive_loss(image_embeds, text_embeds, self.logit_scale().float(), labels)
 
     @contextlib.contextmanager
     def _recording(self, tower, active):

@@ -14,6 +14,15 @@ from .base import AttentionParts, ModelAdapter, MlpParts, TowerFeatures, _pooled
 class ClipAdapter(ModelAdapter):
     family = "clip"
     model_types = ("clip", "clip_vision_model", "clip_text_model")
+    display_name = "CLIP"
+    tower_names = ("vision", "text")
+    default_remote_class = "VlmcompressCLIPModel"
+    citation = ("the CLIP model family", """@inproceedings{radford2021clip,
+  title     = {Learning Transferable Visual Models From Natural Language Supervision},
+  author    = {Radford, Alec and Kim, Jong Wook and Hallacy, Chris and Ramesh, Aditya and Goh, Gabriel and Agarwal, Sandhini and Sastry, Girish and Askell, Amanda and Mishkin, Pamela and Clark, Jack and Krueger, Gretchen and Sutskever, Ilya},
+  booktitle = {International Conference on Machine Learning (ICML)},
+  year      = {2021}
+}""")
     tower_attributes = {"vision": "vision_model", "text": "text_model"}
     # the projection heads: every embedding passes through them
     quantization_keep = ("visual_projection", "text_projection")
@@ -93,6 +102,14 @@ class ClipAdapter(ModelAdapter):
 class SiglipAdapter(ClipAdapter):
     family = "siglip"
     model_types = ("siglip", "siglip_vision_model", "siglip_text_model")
+    display_name = "SigLIP"
+    default_remote_class = "VlmcompressSiglipModel"
+    citation = ("the SigLIP model family", """@inproceedings{zhai2023siglip,
+  title     = {Sigmoid Loss for Language Image Pre-Training},
+  author    = {Zhai, Xiaohua and Mustafa, Basil and Kolesnikov, Alexander and Beyer, Lucas},
+  booktitle = {IEEE/CVF International Conference on Computer Vision (ICCV)},
+  year      = {2023}
+}""")
     # SigLIP was trained on max-length padded text without an attention mask
     text_padding = {"padding": "max_length"}
     # the vision pooling head's MLP is sized by intermediate_size too: a changed config size would resize it

@@ -3,24 +3,6 @@
 from __future__ import annotations
 
 BIBTEX = {
-    "clip": """@inproceedings{radford2021clip,
-  title     = {Learning Transferable Visual Models From Natural Language Supervision},
-  author    = {Radford, Alec and Kim, Jong Wook and Hallacy, Chris and Ramesh, Aditya and Goh, Gabriel and Agarwal, Sandhini and Sastry, Girish and Askell, Amanda and Mishkin, Pamela and Clark, Jack and Krueger, Gretchen and Sutskever, Ilya},
-  booktitle = {International Conference on Machine Learning (ICML)},
-  year      = {2021}
-}""",
-    "siglip": """@inproceedings{zhai2023siglip,
-  title     = {Sigmoid Loss for Language Image Pre-Training},
-  author    = {Zhai, Xiaohua and Mustafa, Basil and Kolesnikov, Alexander and Beyer, Lucas},
-  booktitle = {IEEE/CVF International Conference on Computer Vision (ICCV)},
-  year      = {2023}
-}""",
-    "blip": """@inproceedings{li2022blip,
-  title     = {BLIP: Bootstrapping Language-Image Pre-training for Unified Vision-Language Understanding and Generation},
-  author    = {Li, Junnan and Li, Dongxu and Xiong, Caiming and Hoi, Steven},
-  booktitle = {International Conference on Machine Learning (ICML)},
-  year      = {2022}
-}""",
     "michel2019": """@inproceedings{michel2019sixteen,
   title     = {Are Sixteen Heads Really Better than One?},
   author    = {Michel, Paul and Levy, Omer and Neubig, Graham},
@@ -85,9 +67,6 @@ BIBTEX = {
 
 #: why a card cites each entry (shown above the BibTeX)
 WHAT = {
-    "clip": "CLIP (the model family)",
-    "siglip": "SigLIP (the model family)",
-    "blip": "BLIP (the model family)",
     "michel2019": "attention-head pruning with gradient (Taylor) importance",
     "molchanov2017": "first-order Taylor importance of structures",
     "zhu2017": "gradual pruning on a cubic sparsity schedule",
@@ -107,10 +86,13 @@ def _truthy_weight(losses, *names):
 
 def citations_for(report: dict) -> list[dict]:
     """[{"key", "what", "bibtex"}] for the model family and every method in the report, in order, no repeats."""
+    from ..adapters import adapter_for_family
+
     keys = []
-    family = str(report.get("model_family") or "").lower()
-    if family in BIBTEX:
-        keys.append(family)
+    adapter = adapter_for_family(str(report.get("model_family") or ""))
+    family_entry = adapter.citation if adapter is not None else None
+    if family_entry:
+        keys.append("family")
     for step in report.get("steps") or []:
         if not isinstance(step, dict):
             continue
@@ -140,5 +122,6 @@ def citations_for(report: dict) -> list[dict]:
     for key in keys:
         if key not in seen:
             seen.add(key)
-            out.append({"key": key, "what": WHAT[key], "bibtex": BIBTEX[key]})
+            what, bibtex = family_entry if key == "family" else (WHAT[key], BIBTEX[key])
+            out.append({"key": adapter.family if key == "family" else key, "what": what, "bibtex": bibtex})
     return out

@@ -113,6 +113,14 @@ def accuracy_vs_size(points, path, title: str):
     return _save(fig, path)
 
 
+def loss_keys(loss_log) -> list:
+    """The loss series a log can draw (the total first, then its parts): keys named ``loss``, ``loss_*`` or ``*_loss``
+    with numbers, in rows that have a numeric ``step``. Empty when there is nothing to plot."""
+    rows = [r for r in loss_log or [] if isinstance(r, dict) and isinstance(r.get("step"), (int, float))]
+    return sorted({k for r in rows for k, v in r.items() if isinstance(v, (int, float)) and k != "step"
+                   and (k == "loss" or k.startswith("loss_") or k.endswith("_loss"))}, key=lambda k: (k != "loss", k))
+
+
 def training_loss(logs, path, title: str):
     """Loss against step for each training record: ``logs`` is [{"label", "loss_log": [{"step", "loss", ...}]}].
 
@@ -123,10 +131,7 @@ def training_loss(logs, path, title: str):
     drawn = False
     for log in logs:
         rows = [r for r in log["loss_log"] if isinstance(r, dict) and isinstance(r.get("step"), (int, float))]
-        keys = sorted({k for r in rows for k, v in r.items() if isinstance(v, (int, float)) and k != "step"
-                       and (k == "loss" or k.startswith("loss_") or k.endswith("_loss"))},
-                      key=lambda k: (k != "loss", k))
-        for k in keys:
+        for k in loss_keys(rows):
             pts = [(r["step"], r[k]) for r in rows if isinstance(r.get(k), (int, float))]
             if pts:
                 name = f"{log['label']}: {k}" if len(logs) > 1 else k

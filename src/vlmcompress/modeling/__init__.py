@@ -13,7 +13,7 @@ from pathlib import Path
 from transformers import PreTrainedModel
 
 from . import modeling_vlmcompress, structure
-from .modeling_vlmcompress import VlmcompressBlipForImageTextRetrieval, VlmcompressCLIPModel, VlmcompressSiglipModel
+from .modeling_vlmcompress import VlmcompressCLIPModel, VlmcompressSiglipModel
 
 def stock_class(cls):
     """The transformers class a vlmcompress class extends (its last base, after the mixin)."""
@@ -27,7 +27,6 @@ REMOTE_CLASSES = {
     if name.startswith("Vlmcompress") and isinstance(cls, type) and issubclass(cls, PreTrainedModel)
 }
 _BY_OWN_NAME = {cls.__name__: cls for cls in REMOTE_CLASSES.values()}
-_TWO_TOWER = {"clip": VlmcompressCLIPModel, "siglip": VlmcompressSiglipModel, "blip": VlmcompressBlipForImageTextRetrieval}
 
 
 def tower_configs(config) -> list:
@@ -37,7 +36,8 @@ def tower_configs(config) -> list:
 
 
 def needs_remote_code(config) -> bool:
-    return any(structure.needs_remote_code(c) for c in tower_configs(config))
+    """True when any tower of the model's config records shapes the stock class cannot rebuild."""
+    return any(structure.tower_needs_remote_code(c) for c in tower_configs(config))
 
 
 def remote_class_for(config, model_class_name: str | None = None):
@@ -52,7 +52,10 @@ def remote_class_for(config, model_class_name: str | None = None):
         cls = REMOTE_CLASSES.get(name) or _BY_OWN_NAME.get(name)
         if cls is not None:
             return cls
-    cls = _TWO_TOWER.get(config.model_type)
+    from ..adapters import adapter_for_config
+
+    adapter = adapter_for_config(config)
+    cls = _BY_OWN_NAME.get(adapter.default_remote_class) if adapter is not None and adapter.default_remote_class else None
     if cls is None:
         raise ValueError(f"per-layer shapes are supported for CLIP, SigLIP and BLIP classes, not {names or config.model_type}")
     return cls

@@ -50,7 +50,7 @@ def kept_neurons(config) -> list[list[int]] | None:
     return [list(n) for n in tracked] if tracked else None
 
 
-def needs_remote_code(config) -> bool:
+def tower_needs_remote_code(config) -> bool:
     """True when the stock class cannot rebuild these shapes from the config."""
     return any(getattr(config, key, None) for key in SHAPE_KEYS)
 

@@ -11,7 +11,6 @@ CONFIG_FILENAME = "quantization_config.json"
 QUANT_TYPES = ("nf4", "fp4")
 COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
 DEVICES = ("auto", "cpu", "cuda")
-TOWER_NAMES = ("vision", "text", "text_decoder")
 
 
 @dataclass
@@ -56,9 +55,12 @@ class QuantizationConfig(JsonConfig):
         if self.compute_dtype not in COMPUTE_DTYPES:
             raise VlmcompressError(
                 f"--compute-dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {self.compute_dtype!r}")
-        unknown = [t for t in self.towers or () if t not in TOWER_NAMES]
+        from ..adapters import known_tower_names
+
+        names = known_tower_names()
+        unknown = [t for t in self.towers or () if t not in names]
         if unknown or self.towers == []:
-            raise VlmcompressError(f"--towers takes a comma-separated subset of {','.join(TOWER_NAMES)}, "
+            raise VlmcompressError(f"--towers takes a comma-separated subset of {','.join(names)}, "
                                    f"got {','.join(self.towers) or 'nothing'}")
         if self.device not in DEVICES:
             raise VlmcompressError(f"--device must be one of {', '.join(DEVICES)}, got {self.device!r}")
