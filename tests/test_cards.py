@@ -57,12 +57,12 @@ def render(folder, **kw):
 def test_pruned_card_metadata_numbers_plot_and_snippet(tmp_path):
     report = checkpoint(tmp_path / "heads")
     card, meta, body = render(tmp_path / "heads")
-    assert meta["base_model"] == "vlmcompress/clip-digits-teacher"  # the embedded teacher, never a local path
+    assert "base_model" not in meta  # the embedded teacher is no Hub repo (and a local path never is)
     assert "base_model_relation" not in meta  # pruning alone has no Hub relation of its own
     assert meta["library_name"] == "transformers" and meta["pipeline_tag"] == "zero-shot-image-classification"
     for tag in ("vlmcompress", "clip", "layer-pruning", "head-pruning", "mlp-pruning", "custom_code"):
         assert tag in meta["tags"]
-    assert meta["license"] == "apache-2.0" and meta["datasets"] == ["vlmcompress/digits-test"]
+    assert meta["license"] == "apache-2.0" and "datasets" not in meta  # the embedded benchmark is no Hub data set
     # model-index: every measured task metric of the result, value from the report
     results = {r.metric_name: r.metric_value for r in card.data.eval_results}
     assert results["zero-shot accuracy (classes seen in training)"] == round(AFTER["zero_shot_accuracy"], 4)
@@ -154,9 +154,9 @@ QUANT_DISTILL_STEPS = [
 def test_distilled_and_quantized_steps_with_training_log(tmp_path):
     checkpoint(tmp_path / "q", steps=QUANT_DISTILL_STEPS, loading={"loading": "bitsandbytes", "class": "CLIPModel"},
                config={"model_type": "clip", "architectures": ["CLIPModel"], "vision_config": {}, "text_config": {},
-                       "quantization_config": {"load_in_4bit": True}})
+                       "quantization_config": {"load_in_4bit": True}}, base_model="openai/clip-vit-base-patch32")
     card, meta, body = render(tmp_path / "q")
-    assert meta["base_model_relation"] == "finetune"
+    assert meta["base_model"] == "openai/clip-vit-base-patch32" and meta["base_model_relation"] == "finetune"
     assert {"distillation", "quantization", "bitsandbytes", "4-bit"} <= set(meta["tags"])
     assert "teacher: vlmcompress/clip-digits-teacher" in body
     assert "loss weights: logit 1, embedding 0.5, hidden 0, contrastive 0" in body
@@ -175,7 +175,7 @@ def test_distilled_and_quantized_steps_with_training_log(tmp_path):
 
 def test_quantized_only_relation_and_8bit_citation(tmp_path):
     checkpoint(tmp_path / "q8", steps=[{"method": "quantization", "bits": 8, "quant_type": "int8"}],
-               loading={"loading": "bitsandbytes", "class": "CLIPModel"})
+               loading={"loading": "bitsandbytes", "class": "CLIPModel"}, base_model="openai/clip-vit-base-patch32")
     _, meta, body = render(tmp_path / "q8")
     assert meta["base_model_relation"] == "quantized" and "8-bit" in meta["tags"]
     assert "dettmers2022llmint8" in body
@@ -190,7 +190,7 @@ def test_chain_of_local_checkpoints_shows_every_step(tmp_path):
                after=dict(AFTER, zero_shot_accuracy=0.8, size_bytes=2000000),
                loading={"loading": "bitsandbytes", "class": "CLIPModel"})
     _, meta, body = render(tmp_path / "quantized")
-    assert meta["base_model"] == "vlmcompress/clip-digits-teacher"  # the root, not the local folder
+    assert "base_model" not in meta  # the root is the embedded teacher (no Hub id), never the local folder
     header = next(line for line in body.splitlines() if line.startswith("| metric |"))
     assert header == ("| metric | base: vlmcompress/clip-digits-teacher | me/pruned | after quantization | this model "
                       "| change |")
@@ -256,7 +256,10 @@ def test_prune_writes_its_card_and_card_command_rerenders(tiny_clip_dir, tmp_pat
     assert main(["prune", str(tiny_clip_dir), "-o", str(out), "--head-plan", '{"vision": {"0": [1]}}', "--no-eval"]) == 0
     body = (out / "README.md").read_text()
     assert GENERATED_MARKER in body and "vision tower: 1 head removed in 1 layer — layer 0: 1 head (1)" in body
-    assert "\n# pruned\n" in body and 'MODEL_ID = "path/to/pruned"' in body  # not the atomic temp folder's name
+    assert "\n# pruned\n" in body and 'MODEL_ID = "."' in body  # the folder itself, not the atomic temp folder's name
+    from test_blip_cli import _run_snippet
+
+    assert _run_snippet(body, out, tmp_path).strip() == "torch.Size([1, 2])"  # runs as pasted, from the folder
     assert "Nothing was measured for this checkpoint" in body and "trust_remote_code=True" in body
     assert not list(tmp_path.glob(".pruned*"))  # written inside prune's atomic folder
     (out / "README.md").unlink()

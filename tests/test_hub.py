@@ -184,7 +184,7 @@ def test_push_and_load_back(tmp_path, processor, build, load_kwargs):
         assert TOKEN not in card and TOKEN not in r.stdout + r.stderr
     # the local folder is untouched (its card keeps its placeholder path)
     assert folder_digest(folder) == before and (folder / "README.md").read_text() == local_card
-    assert 'MODEL_ID = "path/to/checkpoint"' in local_card
+    assert 'MODEL_ID = "."' in local_card
 
 
 FAULTS = """
@@ -308,3 +308,30 @@ def test_hand_written_card_is_pushed_as_it_is_and_a_missing_one_is_rendered(tmp_
     ops = dict(_operations(folder, "user/x", tmp_path / "b", add))
     assert ops["README.md"] == str(tmp_path / "b" / "README.md") and not (folder / "README.md").exists()
     assert 'MODEL_ID = "user/x"' in (tmp_path / "b" / "README.md").read_text()
+
+
+@pytest.mark.parametrize("damage, needle", [
+    ("truncate-weights", "damaged or truncated"),
+    ("truncate-config", "config.json is not valid JSON"),
+    ("truncate-adapter", "lora/adapter_model.safetensors is damaged or truncated"),
+    ("bad-report", "cannot be read"),
+    ("no-config", "has no config.json"),
+])
+def test_push_checks_the_folder_before_sending_anything(tmp_path, processor, damage, needle):
+    folder = tmp_path / "checkpoint"
+    build_stock(folder, processor)
+    (folder / "lora").mkdir()
+    (folder / "lora" / "adapter_model.safetensors").write_bytes((folder / "model.safetensors").read_bytes())
+    target = {"truncate-weights": "model.safetensors", "truncate-config": "config.json",
+              "truncate-adapter": "lora/adapter_model.safetensors", "bad-report": "compression_report.json",
+              "no-config": "config.json"}[damage]
+    data = (folder / target).read_bytes()
+    if damage == "no-config":
+        (folder / target).unlink()
+    else:
+        (folder / target).write_bytes(data[: len(data) // 2])
+    with HubServer(tmp_path / "hub", token=TOKEN) as hub:
+        r = subprocess.run([sys.executable, "-m", "vlmcompress", "push", str(folder), "--repo-id", "user/broken"],
+                           env=hub_env(tmp_path, hub.endpoint, TOKEN), capture_output=True, text=True, timeout=300)
+        _assert_one_line_error(r, needle)
+        assert hub.requests == [] and hub.commits == []  # nothing was sent, not even the repo creation

@@ -35,8 +35,11 @@ def _files(folder: Path) -> list[Path]:
     return out
 
 
-def check_folder(folder) -> Path:
-    """The folder a push needs: a report that reads, and weights."""
+def check_folder(folder, repo_id: str | None = None) -> Path:
+    """Everything a push needs, checked before anything is sent: a report that validates, a config.json that parses,
+    weights whole (every safetensors header parses and covers its file, an adapter's too), and a card that renders.
+    The first problem is one ``VlmcompressError`` line; nothing is uploaded."""
+    from .loading import check_config_file, check_weight_files
     from .report import ReportError, read_report
 
     folder = Path(folder)
@@ -51,6 +54,24 @@ def check_folder(folder) -> Path:
         raise VlmcompressError(f"{folder / REPORT_FILENAME} cannot be read: {str(exc).splitlines()[0]}") from None
     if not any(p.name.endswith(WEIGHT_SUFFIXES) for p in _files(folder)):
         raise VlmcompressError(f"{folder} has no weights (*.safetensors, *.bin): nothing to push")
+    if not (folder / "config.json").is_file():
+        raise VlmcompressError(f"{folder} has no config.json: nothing would load it; not pushed")
+    try:
+        check_config_file(folder)
+        if any(p.name.endswith(WEIGHT_SUFFIXES) for p in folder.iterdir() if p.is_file()):
+            check_weight_files(folder)
+        for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(SKIP_PREFIXES + SKIP_TOP)):
+            if any(f.name.endswith(".safetensors") for f in sub.iterdir() if f.is_file()):
+                check_weight_files(sub)  # e.g. a QLoRA adapter in lora/
+    except VlmcompressError as exc:
+        raise VlmcompressError(f"{exc}; not pushed") from None
+    try:
+        from .cards import build_card
+
+        build_card(folder, repo_id=repo_id)
+    except Exception as exc:  # noqa: BLE001 - the card is part of what is pushed
+        raise VlmcompressError(f"the model card of {folder} does not render ({type(exc).__name__}: {_one_line(exc)}); "
+                               "not pushed") from None
     return folder
 
 
@@ -132,7 +153,7 @@ def push_folder(folder, repo_id: str, *, private: bool = False, revision: str | 
     from huggingface_hub.errors import HFValidationError, HfHubHTTPError
     from huggingface_hub.utils import get_token, validate_repo_id
 
-    folder = check_folder(folder)
+    folder = check_folder(folder, repo_id)
     try:
         validate_repo_id(repo_id)
         if not repo_id or repo_id.endswith(".git"):

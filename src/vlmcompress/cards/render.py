@@ -104,6 +104,21 @@ def _embedded_name(ref: str) -> str | None:
     return None
 
 
+def _embedded_names() -> set:
+    from ..embedded.blip_captioner import BLIP_TEACHER_NAME
+    from ..embedded.clip_teacher import TEACHER_NAME
+
+    return {TEACHER_NAME, BLIP_TEACHER_NAME}
+
+
+def _hub_dataset_id(name: str) -> bool:
+    """A data set name a card may list as Hub metadata: shaped like a Hub id, not a local folder, not our embedded one."""
+    from ..embedded.digits import DATASET_NAME
+    from ..utils import looks_local
+
+    return bool(HUB_ID.match(name)) and name != DATASET_NAME and not looks_local(name) and not Path(name).exists()
+
+
 def _local_report(ref):
     """The report of a local base checkpoint, or None."""
     if not ref:
@@ -124,11 +139,11 @@ def model_names(ref) -> tuple[str | None, str | None]:
     ref = str(ref)
     embedded = _embedded_name(ref)
     if embedded:
-        return embedded, embedded
+        return embedded, None  # shipped inside the package, not a Hub repo: no base_model metadata
     base = _local_report(ref)
     if base is not None and base.get("model_name"):
         name = base["model_name"]
-        return name, name if HUB_ID.match(name) else None
+        return name, name if HUB_ID.match(name) and name not in _embedded_names() else None
     path = Path(ref)
     if path.exists() or path.is_absolute() or ref.startswith((".", "~")):
         return path.name or ref, None
@@ -346,6 +361,12 @@ def _points(chain) -> list[dict]:
     return points
 
 
+def _embedded_dataset() -> str:
+    from ..embedded.digits import DATASET_NAME
+
+    return DATASET_NAME
+
+
 def _eval_results(after, model_label):
     from huggingface_hub import EvalResult
 
@@ -486,7 +507,7 @@ def build_card(folder, report=None, *, repo_id=None, template=None):
                         datasets.append(step[key])
     if after and after.get("eval_dataset"):
         datasets.append(after["eval_dataset"])
-    datasets = [d for d in dict.fromkeys(datasets) if HUB_ID.match(d)]
+    datasets = [d for d in dict.fromkeys(datasets) if _hub_dataset_id(d)]
 
     eval_results = _eval_results(after, model_id)
     card_data = ModelCardData(
@@ -533,7 +554,7 @@ def build_card(folder, report=None, *, repo_id=None, template=None):
         citations=citations_for({"model_family": family, "steps": [s for r in chain for s in r.get("steps") or []]}),
         not_measured=measured_missing,
         no_after=after is None,
-        embedded_benchmark=bool(after and after.get("eval_dataset") == "vlmcompress/digits-test"),
+        embedded_benchmark=bool(after and after.get("eval_dataset") == _embedded_dataset()),
     )
     card = ModelCard.from_template(card_data, template_path=str(template or TEMPLATE), **context)
     card = ModelCard(re.sub(r"\n{3,}", "\n\n", str(card)).rstrip() + "\n")  # the template's optional parts leave gaps

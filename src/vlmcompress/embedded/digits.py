@@ -50,6 +50,10 @@ ZERO_SHOT_TEMPLATES = (
 )
 
 
+#: the name reports record for the embedded test split (it is not a Hub data set: cards never list it as one)
+DATASET_NAME = "vlmcompress/digits-test"
+
+
 def _heldout_numbers(seed: int = SPLIT_SEED) -> tuple[int, ...]:
     """Ten numbers, each digit once as tens and once as units, so every digit stays seen in both places."""
     rng = np.random.default_rng(seed)

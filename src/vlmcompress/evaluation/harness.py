@@ -297,6 +297,6 @@ def evaluate_model(
     metrics["latency_threads"] = torch.get_num_threads()
     metrics["latency_dtype"] = str(adapter.input_dtype()).replace("torch.", "")
     metrics["latency_device"] = str(adapter.device())
-    metrics["eval_dataset"] = "vlmcompress/digits-test" if embedded else (dataset.info.dataset_name or "user data set")
+    metrics["eval_dataset"] = digits.DATASET_NAME if embedded else (dataset.info.dataset_name or "user data set")
     metrics["omp_wait_policy"] = os.environ.get("OMP_WAIT_POLICY")
     return metrics
