@@ -75,6 +75,13 @@ def test_pruned_card_metadata_numbers_plot_and_snippet(tmp_path):
     assert row == "| zero-shot acc (seen/all) | 94.33% | 81.06% | -13.27 pts |"
     assert "| parameters | 1,727,233 | 1,413,601 | -18.2% |" in body
     assert "median of 7 timed image+text forwards, batch 32, 2 threads, float32, on cpu" in body
+    # two latencies from two runs give no ratio; the ratio measured side by side in one run is shown with its range
+    assert "| latency (median batch) | 35.27 ms | 30.12 ms |  |" in body and "from separate runs" in body
+    side = {"ratio": 0.62, "ratio_min": 0.6, "ratio_max": 0.65, "rounds": 5, "batch_size": 32, "threads": 2}
+    checkpoint(tmp_path / "side", after=dict(AFTER, latency_vs_base=side))
+    _, _, side_body = render(tmp_path / "side")
+    assert "| latency (median batch) | 35.27 ms | 30.12 ms | x0.62 (x0.60-x0.65) |" in side_body
+    assert "timed in turn in 5 interleaved rounds in one process (batch 32, 2 threads)" in side_body
     # what was done, with its numbers
     assert "text tower: 1 layer removed (3, numbered as in the base model)" in body
     assert "vision tower: 3 heads removed in 2 layers — layer 0: 1 head (0); layer 1: 2 heads (0, 3)" in body

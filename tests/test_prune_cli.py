@@ -45,6 +45,11 @@ def test_prune_cli_writes_checkpoint_report_and_config(tiny_clip_dir, tmp_path):
     assert (out / "modeling_vlmcompress.py").exists()
     assert json.loads((tmp_path / "scores.json").read_text())["heads"]["vision"]["0"]
     assert "before" in r.stdout and "after" in r.stdout
+    # the latency change is measured side by side in this run (interleaved rounds), with its spread
+    side = report["after"]["latency_vs_base"]
+    assert side["rounds"] == 5 and len(side["base_ms"]) == len(side["model_ms"]) == 5 and side["batch_size"] == 4
+    assert side["ratio_min"] <= side["ratio"] <= side["ratio_max"]
+    assert "latency after/before:" in r.stdout and "interleaved rounds" in r.stdout
 
 
 def test_prune_cli_bad_input_leaves_nothing(tiny_clip_dir, tmp_path):
