@@ -186,3 +186,19 @@ def test_blip_bad_plans_and_shared_configs():
     assert vqa.config.vision_config.layer_num_heads == [3, 4]
     with pytest.raises(VlmcompressError, match="no image-text embedding heads"):
         get_adapter(model).image_embeddings(torch.zeros(1, 3, 56, 56))
+
+
+def test_towers_and_head_sites_are_two_things(blip_processor):
+    from vlmcompress.pruning.config import PruningConfig, prune_model
+
+    model = tiny_blip("BlipForImageTextRetrieval")
+    steps = prune_model(model, PruningConfig(towers=["text"], head_ratio=0.25, mlp_ratio=0.25, importance="magnitude"))
+    heads, neurons = steps[0]["removed_heads"], steps[1]["removed_neurons"]
+    assert set(heads) <= {"text", "text_cross"} and set(neurons) == {"text"}  # the tower's heads: self and cross
+    model = tiny_blip("BlipForImageTextRetrieval")
+    steps = prune_model(model, PruningConfig(head_sites=["text_cross"], head_ratio=0.25, importance="magnitude"))
+    assert set(steps[0]["removed_heads"]) == {"text_cross"}
+    # files written before head sites had their own key named them under towers: still read
+    assert PruningConfig.from_dict({"towers": ["vision", "text_cross"], "head_ratio": 0.25}).head_sites == ["text_cross"]
+    with pytest.raises(VlmcompressError, match="unknown head site"):
+        prune_model(tiny_blip("BlipForConditionalGeneration"), PruningConfig(head_sites=["text_cross"], head_ratio=0.25))

@@ -1,5 +1,6 @@
 """Gradual pruning inside a plain transformers.Trainer."""
 
+import pytest
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
@@ -7,6 +8,7 @@ from conftest import tiny_clip
 from vlmcompress.adapters import get_adapter
 from vlmcompress.embedded import digits
 from vlmcompress.loading import load_checkpoint
+from vlmcompress.pruning.config import PruningConfig
 from vlmcompress.pruning.callback import PruningCallback, cubic_sparsity
 
 
@@ -53,7 +55,7 @@ def test_pruning_callback_masks_then_slices(processor, tmp_path):
     args = TrainingArguments(output_dir=str(tmp_path / "run"), per_device_train_batch_size=16, max_steps=20,
                              learning_rate=1e-3, report_to=[], save_strategy="no", remove_unused_columns=False,
                              use_cpu=True, disable_tqdm=True, logging_steps=5, seed=0)
-    pruning = PruningCallback(head_ratio=0.5, mlp_ratio=0.25, start_step=2, end_step=12, update_every=2)
+    pruning = PruningCallback(PruningConfig(head_ratio=0.5, mlp_ratio=0.25), start_step=2, end_step=12, update_every=2)
     probe = _Probe(pruning)
     trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collate, callbacks=[pruning, probe])
     start = {k: v.clone() for k, v in model.state_dict().items()}
@@ -108,3 +110,15 @@ def test_gradual_pruning_of_a_blip_captioner_with_its_cross_attention(blip_proce
     pixel_values = torch.randn(2, 3, 56, 56, generator=torch.Generator().manual_seed(0))
     assert torch.equal(reloaded.generate(pixel_values=pixel_values, max_new_tokens=4, do_sample=False),
                        student.eval().generate(pixel_values=pixel_values, max_new_tokens=4, do_sample=False))
+
+
+def test_callback_config_is_one_clear_error_when_it_cannot_apply():
+    from vlmcompress.errors import VlmcompressError
+
+    for kwargs, message in ((dict(config=PruningConfig(head_plan={"vision": {"0": [1]}})), "prunes gradually by ratio"),
+                            (dict(config=PruningConfig(head_ratio=0.5, importance="magnitude")), "must be 'taylor'"),
+                            (dict(config=PruningConfig(head_ratio=0.5), head_ratio=0.2), "not both"),
+                            (dict(config=PruningConfig(mlp_ratio=0.5), start_step=5, end_step=5), "start_step < end_step"),
+                            (dict(head_ratio=1.5), "fraction in [0, 1)")):
+        with pytest.raises(VlmcompressError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
+            PruningCallback(**kwargs)

@@ -192,6 +192,7 @@ def cmd_prune(args):
     check_output_dir(args.output_dir, overwrite=args.overwrite)
     config = PruningConfig(
         towers=args.towers,
+        head_sites=args.head_sites,
         importance=args.importance,
         head_ratio=args.head_ratio,
         head_scope=args.head_scope,
@@ -409,8 +410,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_model_and_output(pr, "pruned")
     pr.add_argument("--towers", type=_names, action="extend", default=None,
-                    help="head sites (and towers) to prune, comma-separated: vision, text, text_decoder, and BLIP's "
-                    "cross-attention heads text_cross, text_decoder_cross (default: all the model has)")
+                    help="towers to prune, comma-separated: vision, text, text_decoder (default: every tower the "
+                    "model has); their layers, MLP neurons and, unless --head-sites says otherwise, their heads")
+    pr.add_argument("--head-sites", type=_names, action="extend", default=None,
+                    help="attention-head sites whose heads may go, comma-separated: a tower's self-attention (vision, "
+                    "text, text_decoder) or BLIP's cross-attention (text_cross, text_decoder_cross); default: every "
+                    "head site of --towers")
     pr.add_argument("--importance", default="taylor", choices=["taylor", "magnitude", "random"],
                     help="how heads and neurons are ranked (default: taylor, on calibration data)")
     pr.add_argument("--head-ratio", type=_fraction, default=0.0, help="fraction of attention heads to remove")

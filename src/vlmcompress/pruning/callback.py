@@ -18,6 +18,7 @@ import torch
 from transformers import TrainerCallback
 
 from ..adapters import get_adapter
+from ..errors import VlmcompressError
 from ..modeling import make_self_describing
 from .importance import _select
 from .structural import prune_heads, prune_mlp
@@ -39,16 +40,40 @@ def _weight_times_grad(linear):
 
 
 class PruningCallback(TrainerCallback):
-    def __init__(self, head_ratio: float = 0.0, mlp_ratio: float = 0.0, start_step: int = 0, end_step: int | None = None,
-                 update_every: int = 10, towers=None, head_scope: str = "global",
-                 mlp_scope: str = "per_layer", score_decay: float = 0.9):
-        if not (0 <= head_ratio < 1 and 0 <= mlp_ratio < 1) or not (head_ratio or mlp_ratio):
-            raise ValueError("PruningCallback needs head_ratio and/or mlp_ratio in (0, 1)")
-        self.head_ratio, self.mlp_ratio = head_ratio, mlp_ratio
+    """``PruningCallback(PruningConfig(head_ratio=0.5, mlp_ratio=0.25), start_step=100, end_step=800)``.
+
+    The config says what to remove (ratios, scopes, towers, head sites) as for one-shot ``prune_model``; importance
+    is always the first-order Taylor score accumulated over training steps. The keyword arguments say when.
+    """
+
+    def __init__(self, config=None, *, start_step: int = 0, end_step: int | None = None, update_every: int = 10,
+                 score_decay: float = 0.9, **config_fields):
+        from .config import PruningConfig
+
+        if config is None:  # PruningCallback(head_ratio=0.5, ...): the config's fields as keywords
+            try:
+                config = PruningConfig(**config_fields)
+            except TypeError as exc:
+                raise VlmcompressError(f"PruningCallback: {exc}") from None
+        elif config_fields:
+            raise VlmcompressError(f"PruningCallback takes a PruningConfig or its fields, not both "
+                                   f"({', '.join(sorted(config_fields))})")
+        if not (config.head_ratio or config.mlp_ratio) or config.head_plan or config.mlp_plan or config.drop_layers \
+                or config.layer_strategy:
+            raise VlmcompressError("PruningCallback prunes gradually by ratio: set head_ratio and/or mlp_ratio (plans "
+                                   "and layer dropping are one-shot: use prune_model)")
+        if config.importance != "taylor":
+            raise VlmcompressError("PruningCallback scores units by Taylor importance accumulated while training: "
+                                   f"importance must be 'taylor', got {config.importance!r}")
+        if start_step < 0 or (end_step is not None and end_step <= start_step):
+            raise VlmcompressError(f"PruningCallback needs 0 <= start_step < end_step, got {start_step} and {end_step}")
+        self.config = config
+        self.head_ratio, self.mlp_ratio = config.head_ratio, config.mlp_ratio
+        self.head_scope, self.mlp_scope = config.head_scope, config.mlp_scope
         self.start_step, self.end_step, self.update_every = start_step, end_step, max(1, update_every)
-        self.towers = None if towers is None else tuple(towers)  # None: every tower
-        self.head_scope, self.mlp_scope = head_scope, mlp_scope
         self.score_decay = score_decay
+        self.towers: list | None = None  # resolved against the model at on_train_begin
+        self.sites: list | None = None
         self.head_scores: dict = {}
         self.neuron_scores: dict = {}
         self.head_masks: dict = {}
@@ -58,7 +83,7 @@ class PruningCallback(TrainerCallback):
 
     # --- helpers ---------------------------------------------------------------------------------------------
     def _head_units(self, model):
-        return get_adapter(model).head_units(self.towers)
+        return get_adapter(model).head_units(self.sites)
 
     def _mlp_units(self, model):
         return get_adapter(model).mlp_units(self.towers)
@@ -103,9 +128,9 @@ class PruningCallback(TrainerCallback):
 
     # --- Trainer hooks ---------------------------------------------------------------------------------------
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-        unknown = set(self.towers or ()) - set(get_adapter(model).head_sites())
-        if unknown:
-            raise ValueError(f"PruningCallback: unknown tower(s) {', '.join(sorted(unknown))}")
+        from .config import resolve_targets
+
+        self.towers, self.sites = resolve_targets(get_adapter(model), self.config)
         if self.end_step is None:
             self.end_step = max(self.start_step + 1, int(0.8 * state.max_steps))
         for site, i, attn in self._head_units(model):

@@ -21,7 +21,11 @@ class PruningConfig(JsonConfig):
     Order of application: layers, then heads, then MLP neurons (importance is scored after layers are dropped).
     """
 
-    towers: list | None = None  # None: every tower the model has
+    #: towers whose layers and MLP neurons may go (None: every tower the model has)
+    towers: list | None = None
+    #: attention-head sites whose heads may go: a tower's self-attention ("vision", "text", ...) and BLIP's
+    #: cross-attention ("text_cross", "text_decoder_cross"). None: every head site of ``towers``
+    head_sites: list | None = None
     importance: str = "taylor"
     head_ratio: float = 0.0
     head_scope: str = "global"
@@ -42,6 +46,13 @@ class PruningConfig(JsonConfig):
     command = "prune"
 
     def __post_init__(self):
+        # files and calls from before head sites had their own key named them under towers
+        from ..adapters import known_head_sites, known_tower_names
+
+        sites = [t for t in self.towers or () if t in known_head_sites() and t not in known_tower_names()]
+        if sites:
+            self.towers = [t for t in self.towers if t not in sites]
+            self.head_sites = list(dict.fromkeys([*(self.head_sites or []), *sites]))
         self.validate()
 
     def validate(self) -> None:
@@ -88,6 +99,22 @@ def _check_scores(adapter, scores, towers, sites):
                 )
 
 
+def resolve_targets(adapter, config: PruningConfig) -> tuple[list, list]:
+    """(towers, head sites) of this model that ``config`` names; a name the model does not have is an error."""
+    present = list(adapter.towers())
+    sites = adapter.head_sites()  # site -> the tower whose layers hold it
+    towers = present if config.towers is None else list(config.towers)
+    missing = [t for t in towers if t not in present]
+    if missing:
+        raise VlmcompressError(f"unknown tower(s) {', '.join(sorted(missing))}: this model has {', '.join(present)}")
+    if config.head_sites is None:
+        return towers, [s for s, t in sites.items() if t in towers]
+    missing = [s for s in config.head_sites if s not in sites]
+    if missing:
+        raise VlmcompressError(f"unknown head site(s) {', '.join(sorted(missing))}: this model has {', '.join(sites)}")
+    return towers, list(config.head_sites)
+
+
 def prune_model(model, config: PruningConfig, processor=None, *, dataset=None, scores=None, on_scores=None) -> list[dict]:
     """Prune ``model`` in place by ``config``; returns the report steps (original numbering).
 
@@ -97,12 +124,7 @@ def prune_model(model, config: PruningConfig, processor=None, *, dataset=None, s
     """
     config.validate()
     adapter = get_adapter(model)
-    known = adapter.head_sites()  # the towers, plus "<tower>_cross" head sites (BLIP cross-attention)
-    asked = list(known) if config.towers is None else config.towers
-    missing = [t for t in asked if t not in known]
-    if missing:
-        raise VlmcompressError(f"unknown tower(s) {', '.join(sorted(missing))}: this model has {', '.join(known)}")
-    towers = [t for t in asked if t in adapter.towers()]  # the ones with layers and MLPs; every name asked is a head site
+    towers, asked = resolve_targets(adapter, config)
     batches = None
 
     def get_batches():
