@@ -119,7 +119,7 @@ def test_pruned_blip_reloads_three_ways(cls_name, blip_processor, tmp_path):
     before = blip_forward(model)
     path = tmp_path / "pruned"
     info = save_compressed(model, blip_processor, path)
-    assert info == {"loading": "remote_code", "class": f"Vlmcompress{cls_name}"}
+    assert info == {"kind": "remote_code", "class": f"Vlmcompress{cls_name}"}
     assert json.loads((path / "config.json").read_text())["auto_map"]["AutoModel"] == f"modeling_vlmcompress.Vlmcompress{cls_name}"
     reloaded = load_checkpoint(str(path))[0]
     assert _max_diff(blip_forward(reloaded), before) <= 1e-6
@@ -134,7 +134,7 @@ def test_pruned_blip_reloads_three_ways(cls_name, blip_processor, tmp_path):
     prune_mlp(model, _plan(model, {0: [4, 5], 1: [6, 7]}))
     before = blip_forward(model)
     stock = tmp_path / "stock"
-    assert save_compressed(model, blip_processor, stock)["loading"] == "stock"
+    assert save_compressed(model, blip_processor, stock)["kind"] == "stock"
     reloaded = getattr(transformers, cls_name).from_pretrained(stock).eval()
     assert reloaded.config.vision_config.num_hidden_layers == 2 and reloaded.config.text_config.intermediate_size == 126
     assert _max_diff(blip_forward(reloaded), before) <= 1e-6

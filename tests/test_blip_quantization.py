@@ -34,7 +34,7 @@ def test_blip_quantizes_with_family_defaults_and_reloads_with_the_stock_class(cl
     before = blip_forward(quantized)
     assert 0.9 < cosine(before, full)  # quantized, still the same model
     assert quantized.vlmcompress_quantization["skipped_by_default"] == kept
-    assert save_quantized(quantized, blip_processor, tmp_path, config) == {"loading": "bitsandbytes", "class": cls_name}
+    assert save_quantized(quantized, blip_processor, tmp_path, config) == {"kind": "bitsandbytes", "class": cls_name}
     reloaded = getattr(transformers, cls_name).from_pretrained(tmp_path).eval()
     layer_linears = [m for n, m in reloaded.named_modules() if (".layers." in n or ".layer." in n) and isinstance(m, nn.Linear)]
     per_layer = 4 + 10  # vision: qkv, projection, fc1, fc2; text: q, k, v, out of self- and cross-attention + MLP
@@ -61,7 +61,7 @@ def test_pruned_then_quantized_blip_reloads_through_vlmcompress_and_remote_code(
     prune_mlp(model, {"vision": {1: list(range(64))}})
     quantized = quantize(model, QuantizationConfig(bits=8))
     before = blip_forward(quantized)
-    assert save_quantized(quantized, blip_processor, tmp_path)["loading"] == "remote_code"
+    assert save_quantized(quantized, blip_processor, tmp_path)["kind"] == "remote_code"
     ours = load_checkpoint(str(tmp_path))[0]
     assert type(ours.vision_model.encoder.layers[0].self_attn).__name__ == "VlmcompressBlipAttention"
     assert type(ours.vision_model.encoder.layers[0].self_attn.qkv).__name__ == "Linear8bitLt"
@@ -77,7 +77,7 @@ def test_qlora_on_a_4bit_blip_captioner(blip_processor, tmp_path):
 
     from vlmcompress.embedded import digits
     from vlmcompress.data.collate import ImageTextCollator
-    from vlmcompress.quantization.qlora import QLoRATrainer, contrastive_loss_fn, lora_target_modules, prepare_qlora
+    from vlmcompress.quantization.qlora import QLoRATrainer, own_loss_fn, lora_target_modules, prepare_qlora
 
     base = quantize(tiny_blip("BlipForConditionalGeneration", hidden=64), QuantizationConfig(bits=4))
     targets = lora_target_modules(base)
@@ -88,7 +88,7 @@ def test_qlora_on_a_4bit_blip_captioner(blip_processor, tmp_path):
                              report_to=[], save_strategy="no", use_cpu=True, remove_unused_columns=False,
                              disable_tqdm=True, logging_steps=1)
     trainer = QLoRATrainer(model=model, args=args, train_dataset=digits.load_digits_dataset("train", images_per_number=1),
-                           data_collator=ImageTextCollator(blip_processor), loss_fn=contrastive_loss_fn)
+                           data_collator=ImageTextCollator(blip_processor), loss_fn=own_loss_fn)
     trainer.train()
     losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
     assert len(losses) == 3 and all(l > 0 for l in losses)

@@ -42,7 +42,7 @@ def checkpoint(folder, *, steps=PRUNE_STEPS, before=BEFORE, after=AFTER, loading
         "model_type": "clip", "architectures": ["VlmcompressCLIPModel"], "vision_config": {}, "text_config": {},
         "auto_map": {"AutoModel": "modeling_vlmcompress.VlmcompressCLIPModel"}}))
     report = new_report(base_model=base_model, model_family="clip", steps=steps, before=before, after=after)
-    report["loading"] = loading or {"loading": "remote_code", "class": "VlmcompressCLIPModel"}
+    report["loading"] = loading or {"kind": "remote_code", "class": "VlmcompressCLIPModel"}
     report.update(extra)
     write_report(report, folder)
     return report
@@ -159,7 +159,7 @@ QUANT_DISTILL_STEPS = [
 
 
 def test_distilled_and_quantized_steps_with_training_log(tmp_path):
-    checkpoint(tmp_path / "q", steps=QUANT_DISTILL_STEPS, loading={"loading": "bitsandbytes", "class": "CLIPModel"},
+    checkpoint(tmp_path / "q", steps=QUANT_DISTILL_STEPS, loading={"kind": "bitsandbytes", "class": "CLIPModel"},
                config={"model_type": "clip", "architectures": ["CLIPModel"], "vision_config": {}, "text_config": {},
                        "quantization_config": {"load_in_4bit": True}}, base_model="openai/clip-vit-base-patch32")
     card, meta, body = render(tmp_path / "q")
@@ -182,7 +182,7 @@ def test_distilled_and_quantized_steps_with_training_log(tmp_path):
 
 def test_quantized_only_relation_and_8bit_citation(tmp_path):
     checkpoint(tmp_path / "q8", steps=[{"method": "quantization", "bits": 8, "quant_type": "int8"}],
-               loading={"loading": "bitsandbytes", "class": "CLIPModel"}, base_model="openai/clip-vit-base-patch32")
+               loading={"kind": "bitsandbytes", "class": "CLIPModel"}, base_model="openai/clip-vit-base-patch32")
     _, meta, body = render(tmp_path / "q8")
     assert meta["base_model_relation"] == "quantized" and "8-bit" in meta["tags"]
     assert "dettmers2022llmint8" in body
@@ -195,7 +195,7 @@ def test_chain_of_local_checkpoints_shows_every_step(tmp_path):
     checkpoint(tmp_path / "quantized", base_model=str(tmp_path / "pruned"), before=AFTER,
                steps=[{"method": "quantization", "bits": 8, "metrics": mid}],
                after=dict(AFTER, zero_shot_accuracy=0.8, size_bytes=2000000),
-               loading={"loading": "bitsandbytes", "class": "CLIPModel"})
+               loading={"kind": "bitsandbytes", "class": "CLIPModel"})
     _, meta, body = render(tmp_path / "quantized")
     assert "base_model" not in meta  # the root is the embedded teacher (no Hub id), never the local folder
     header = next(line for line in body.splitlines() if line.startswith("| metric |"))
@@ -250,7 +250,7 @@ def test_model_card_callback_collects_a_trainer_run(tmp_path):
 @pytest.mark.parametrize("pad", [{"model_type": "siglip", "architectures": ["SiglipModel"], "vision_config": {},
                                   "text_config": {}}])
 def test_stock_siglip_snippet_pads_like_siglip(tmp_path, pad):
-    checkpoint(tmp_path / "s", loading={"loading": "stock", "class": "SiglipModel"}, config=pad)
+    checkpoint(tmp_path / "s", loading={"kind": "stock", "class": "SiglipModel"}, config=pad)
     _, _, body = render(tmp_path / "s", repo_id="me/siglip-small")
     assert 'MODEL_ID = "me/siglip-small"' in body and "padding='max_length'" in body
     assert "model = SiglipModel.from_pretrained(MODEL_ID).eval()" in body
@@ -291,7 +291,7 @@ def test_every_training_log_shape_renders_its_table_and_plot(tmp_path):
         folder = tmp_path / name.replace(" ", "-")
         folder.mkdir()
         report = new_report(base_model=None, model_family="clip", steps=[step], before=None, after=AFTER)
-        report["loading"] = {"loading": "stock", "class": "CLIPModel"}
+        report["loading"] = {"kind": "stock", "class": "CLIPModel"}
         (folder / "compression_report.json").write_text(json.dumps(report))  # as an older version wrote it
         assert read_report(folder)["steps"][0]["training"]["loss_log"][1] == {"step": 20, "loss": 1.25}
         _, _, text = render(folder)

@@ -45,7 +45,7 @@ def test_default_student_is_half_the_teacher_and_reloads_with_the_stock_class(tm
     assert report["after"]["params"] <= 0.5 * report["before"]["params"]
     assert report["before"]["zero_shot_accuracy"] is not None and report["after"]["zero_shot_accuracy"] is not None
     # layers dropped + every MLP pruned to one width: the stock class reloads it, no remote code
-    assert report["loading"]["loading"] == "stock"
+    assert report["loading"]["kind"] == "stock"
     model = CLIPModel.from_pretrained(out)
     assert model.config.vision_config.num_hidden_layers == 2 and model.config.text_config.intermediate_size == 384
     CLIPProcessor.from_pretrained(out)
@@ -172,7 +172,7 @@ def test_distill_blip_captioner_from_the_embedded_teacher(tmp_path):
     assert {"loss_token", "loss_caption"} <= set(distill["training"]["loss_log"][0])
     assert report["before"]["caption_accuracy"] is not None and report["after"]["caption_accuracy"] is not None
     assert report["after"]["params"] <= 0.5 * report["before"]["params"]
-    assert report["loading"] == {"loading": "stock", "class": "BlipForConditionalGeneration"}
+    assert report["loading"] == {"kind": "stock", "class": "BlipForConditionalGeneration"}
     model = BlipForConditionalGeneration.from_pretrained(out).eval()
     assert model.config.text_config.num_hidden_layers == 2 and model.text_decoder.bert.encoder.layer[1].attention.self.layer_idx == 1
     assert model.generate(pixel_values=torch.zeros(1, 3, 56, 56), max_new_tokens=4).shape[0] == 1

@@ -59,7 +59,7 @@ def build_stock(folder, processor):
     model = tiny_clip(processor, seed=1)
     step = prune_layers(model, {"vision": [1], "text": [0]})
     loading = save_compressed(model, processor, folder)
-    assert loading["loading"] == "stock"
+    assert loading["kind"] == "stock"
     _report(folder, model, processor, loading, [step], "tiny-clip")
     return set()
 
@@ -71,7 +71,7 @@ def build_quantized(folder, processor):
     config = QuantizationConfig(bits=8)
     model = quantize(tiny_clip(processor, seed=2), config)
     loading = save_quantized(model, processor, folder, config)
-    assert loading["loading"] == "bitsandbytes"
+    assert loading["kind"] == "bitsandbytes"
     _report(folder, model, processor, loading, [model.vlmcompress_quantization], "tiny-clip")
     return {"quantization_config.json"}
 

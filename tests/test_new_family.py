@@ -97,7 +97,7 @@ def test_a_family_in_one_module_prunes_saves_reloads_and_reports(tmp_path):
         pruned_out = model(x)
         assert model.vision.layers[0].q.out_features == 12 and model.vision.layers[1].up.out_features == 24
         report = finish_checkpoint(model, None, tmp_path / "toy", base_model=None, steps=steps,
-                                   save=lambda m, p, folder: (m.save_pretrained(folder), {"loading": "stock", "class": "ToyModel"})[1])
+                                   save=lambda m, p, folder: (m.save_pretrained(folder), {"kind": "stock", "class": "ToyModel"})[1])
         assert report["model_family"] == "toy"
         back = read_report(tmp_path / "toy")
         assert back["steps"][0]["removed_heads"] == {"vision": {"0": [1]}}

@@ -40,7 +40,7 @@ def test_prune_cli_writes_checkpoint_report_and_config(tiny_clip_dir, tmp_path):
     assert [s["method"] for s in report["steps"]] == ["layer_pruning", "head_pruning"]
     assert report["after"]["params"] < report["before"]["params"]
     assert report["after"]["size_bytes"] < report["before"]["size_bytes"]
-    assert report["loading"]["loading"] == "remote_code"
+    assert report["loading"]["kind"] == "remote_code"
     assert json.loads((out / "pruning_config.json").read_text())["head_ratio"] == 0.25
     assert (out / "modeling_vlmcompress.py").exists()
     assert json.loads((tmp_path / "scores.json").read_text())["heads"]["vision"]["0"]

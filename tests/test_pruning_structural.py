@@ -168,7 +168,7 @@ def test_head_pruned_checkpoint_reloads_three_ways(family_model, processor, tmp_
     before = _outputs(family_model)
     path = tmp_path / "pruned"
     info = save_compressed(family_model, processor, path)
-    assert info["loading"] == "remote_code"
+    assert info["kind"] == "remote_code"
     cfg = json.loads((path / "config.json").read_text())
     assert cfg["auto_map"]["AutoModel"].startswith("modeling_vlmcompress.")
     assert cfg["vision_config"]["layer_num_heads"] == [2, 3]
@@ -191,7 +191,7 @@ def test_layer_dropped_and_uniform_mlp_checkpoint_loads_with_stock_class(process
     assert model.config.vision_config.intermediate_size == 124
     before = _outputs(model)
     path = tmp_path / "stock"
-    assert save_compressed(model, processor, path)["loading"] == "stock"
+    assert save_compressed(model, processor, path)["kind"] == "stock"
     cfg = json.loads((path / "config.json").read_text())
     assert "auto_map" not in cfg and not (path / "modeling_vlmcompress.py").exists()
     reloaded = CLIPModel.from_pretrained(path).eval()
@@ -220,7 +220,7 @@ def test_single_tower_classes_prune_and_reload(cls_name, processor, tmp_path):
     with torch.no_grad():
         before = model(**inputs)[0]
     path = tmp_path / cls_name
-    assert save_compressed(model, processor, path)["loading"] == "remote_code"
+    assert save_compressed(model, processor, path)["kind"] == "remote_code"
     assert json.loads((path / "config.json").read_text())["architectures"] == [f"Vlmcompress{cls_name}"]
     for reloaded in (load_checkpoint(str(path))[0], AutoModel.from_pretrained(path, trust_remote_code=True).eval()):
         assert isinstance(reloaded, cls)

@@ -65,7 +65,7 @@ def test_quantized_checkpoint_reloads_with_plain_from_pretrained(clip64_dir, pro
     before = embeddings(model, *x)
     assert cosine(before, embeddings(fp32, *x)) > 0.9  # really quantized, still the same model
     loading = save_quantized(model, processor, tmp_path, config)
-    assert loading == {"loading": "bitsandbytes", "class": "CLIPModel"}
+    assert loading == {"kind": "bitsandbytes", "class": "CLIPModel"}
 
     reloaded = CLIPModel.from_pretrained(tmp_path)  # no quantization_config, no device_map: config.json says it all
     encoder_linears = [m for n, m in reloaded.named_modules() if ".encoder.layers." in n and isinstance(m, nn.Linear)]
@@ -216,7 +216,7 @@ def test_head_pruned_then_quantized_reloads_through_vlmcompress_and_remote_code(
     for bits in (8, 4):
         quantized = quantize(model, QuantizationConfig(bits=bits))
         folder = tmp_path / f"pruned-int{bits}"
-        assert save_quantized(quantized, processor, folder)["loading"] == "remote_code"
+        assert save_quantized(quantized, processor, folder)["kind"] == "remote_code"
         assert (folder / "modeling_vlmcompress.py").exists()
         outputs[str(folder)] = embeddings(quantized, *x)
         folders.append(str(folder))

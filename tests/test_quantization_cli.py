@@ -41,7 +41,7 @@ def test_quantize_cli_writes_checkpoint_report_and_config(clip64_dir, tmp_path, 
     assert report["after"]["size_bytes"] < report["before"]["size_bytes"]
     assert report["after"]["memory_bytes"] < report["before"]["memory_bytes"]
     assert report["after"]["params"] == report["before"]["params"]
-    assert report["loading"] == {"loading": "bitsandbytes", "class": "CLIPModel"}
+    assert report["loading"] == {"kind": "bitsandbytes", "class": "CLIPModel"}
     assert json.loads((out / "config.json").read_text())["quantization_config"]["load_in_4bit"] is True
     assert json.loads((out / "quantization_config.json").read_text())["double_quant"] is True
     card = (out / "README.md").read_text()  # the generated card: bitsandbytes loading snippet, 4-bit tags

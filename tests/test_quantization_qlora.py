@@ -27,7 +27,7 @@ def test_qlora_trains_adapters_then_keeps_or_merges_them(processor, tmp_path):
 
     from vlmcompress.embedded import digits
     from vlmcompress.quantization.qlora import (
-        QLoRATrainer, contrastive_loss_fn, load_qlora, lora_target_modules, merge_qlora,
+        QLoRATrainer, own_loss_fn, load_qlora, lora_target_modules, merge_qlora,
         prepare_qlora, qlora_step, save_qlora_adapter)
 
     config = QuantizationConfig(bits=4)
@@ -44,7 +44,7 @@ def test_qlora_trains_adapters_then_keeps_or_merges_them(processor, tmp_path):
 
     def loss_fn(model, inputs):  # pluggable: any (model, inputs) -> loss, e.g. distillation later
         calls.append(sorted(inputs))
-        return contrastive_loss_fn(model, inputs)
+        return own_loss_fn(model, inputs)
 
     train = digits.load_digits_dataset("train", images_per_number=1)
     trainer = QLoRATrainer(model=model, args=_args(tmp_path), train_dataset=train,

@@ -68,6 +68,9 @@ def test_older_report_without_new_metric_keys_still_reads(tmp_path):
     (tmp_path / R.REPORT_FILENAME).write_text(json.dumps(rep))
     back = R.read_report(tmp_path)
     assert back["after"]["recall_at_5_i2t"] is None and back["after"]["params"] == 10
+    rep["loading"] = {"loading": "stock", "class": "CLIPModel"}  # how reports before 0.1 named the loading kind
+    (tmp_path / R.REPORT_FILENAME).write_text(json.dumps(rep))
+    assert R.read_report(tmp_path)["loading"] == {"kind": "stock", "class": "CLIPModel"}
 
 
 def test_table_shows_unmeasured_as_not_measured():

@@ -85,7 +85,7 @@ def finish_checkpoint(model, processor, output_dir, *, base_model, steps, model_
 
 def load_hint(loading: dict) -> str:
     """How a folder written by ``save_compressed`` loads, from what it recorded."""
-    kind = loading.get("loading")
+    kind = loading.get("kind")
     if kind == "remote_code":
         return "AutoModel.from_pretrained(path, trust_remote_code=True) or vlmcompress.load_model(path)"
     if kind == "bitsandbytes":

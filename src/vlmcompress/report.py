@@ -42,8 +42,9 @@ reports' top-level ``loss_log`` and ``[step, loss]`` pairs into it)::
                 "eval_log": [{"step": int, "eval_loss": float, ...}],
                 "train_runtime_s": float | null, "global_step": int | null}
 
-A top-level ``"loading": {"loading": "stock" | "remote_code" | "bitsandbytes", "class": "..."}`` (from
-``modeling.save_compressed``) says how the checkpoint loads; the model card's snippet follows it.
+A top-level ``"loading": {"kind": "stock" | "remote_code" | "bitsandbytes", "class": "...", "adapter": "lora"?}``
+(from ``modeling.save_compressed``) says how the checkpoint loads; the model card's snippet follows it (reports
+before 0.1 wrote the kind under ``"loading"``; ``upgrade_report`` renames it).
 
 Readers must accept older reports: ``read_report`` fills keys added since with ``null``.
 """
@@ -299,6 +300,11 @@ def upgrade_report(report: dict) -> dict:
     report.setdefault("steps", [])
     if isinstance(report["steps"], list):
         report["steps"] = [normalize_training(step) for step in report["steps"]]
+    loading = report.get("loading")
+    if isinstance(loading, dict) and "loading" in loading and "kind" not in loading:
+        loading = dict(loading)
+        loading["kind"] = loading.pop("loading")
+        report["loading"] = loading
     for name in ("before", "after"):
         metrics = report.get(name)
         if isinstance(metrics, dict):

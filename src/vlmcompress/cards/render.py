@@ -312,10 +312,10 @@ def _folder_config(folder) -> dict:
 
 
 def loading_info(report, folder) -> dict:
-    """{"loading", "class", "remote_code", "bitsandbytes", "two_tower", "text_padding"} for the snippet."""
+    """{"kind", "class", "remote_code", "bitsandbytes", "two_tower", "usage", "padding"} for the snippet."""
     config = _folder_config(folder)
     recorded = report.get("loading") if isinstance(report.get("loading"), dict) else {}
-    kind = recorded.get("loading")
+    kind = recorded.get("kind", recorded.get("loading"))
     remote = (Path(folder) / "modeling_vlmcompress.py").exists() or "auto_map" in config or kind == "remote_code"
     bnb = "quantization_config" in config or kind == "bitsandbytes"
     if kind is None:
@@ -336,7 +336,7 @@ def loading_info(report, folder) -> dict:
     except Exception:  # noqa: BLE001 - the snippet falls back to plain padding
         pass
     two_tower = ("vision_config" in config and "text_config" in config) if config else cls.endswith("Model") and "Vision" not in cls and "Text" not in cls
-    return {"loading": kind, "class": cls, "remote_code": remote, "bitsandbytes": bnb, "two_tower": two_tower,
+    return {"kind": kind, "class": cls, "remote_code": remote, "bitsandbytes": bnb, "two_tower": two_tower,
             "usage": usage if two_tower else None,
             "padding": ", ".join(f"{k}={v!r}" for k, v in padding.items())}
 

@@ -85,7 +85,7 @@ def save_compressed(model, processor, folder, *, overwrite: bool = False) -> dic
 
     The folder is written whole or not at all (``io.atomic_output_dir``, with its rule: a new or empty folder, or an
     earlier vlmcompress output with ``overwrite=True``), so no stale file of an earlier save survives beside the new
-    weights. Returns {"loading": "stock" | "remote_code" | "bitsandbytes", "class": name}.
+    weights. Returns how it loads: {"kind": "stock" | "remote_code" | "bitsandbytes", "class": name}.
     """
     from ..io import atomic_output_dir, is_atomic_temp
 
@@ -100,13 +100,13 @@ def save_compressed(model, processor, folder, *, overwrite: bool = False) -> dic
     if processor is not None:
         processor.save_pretrained(folder)
     if (folder / structure.REMOTE_CODE_FILE).exists():
-        loading = "remote_code"
+        kind = "remote_code"
     elif getattr(model.config, "quantization_config", None) is not None:
-        loading = "bitsandbytes"
+        kind = "bitsandbytes"
     else:
-        loading = "stock"
+        kind = "stock"
     config = json.loads((folder / "config.json").read_text())
-    return {"loading": loading, "class": (config.get("architectures") or [type(model).__name__])[0]}
+    return {"kind": kind, "class": (config.get("architectures") or [type(model).__name__])[0]}
 
 
 __all__ = ["save_compressed", "make_self_describing", "remote_class_for", "needs_remote_code", "structure",

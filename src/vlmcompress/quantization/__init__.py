@@ -19,7 +19,7 @@ from .core import (
 )
 
 _QLORA = ("QLoRATrainer", "prepare_qlora", "lora_target_modules", "check_trainable",
-          "contrastive_loss_fn", "save_qlora_adapter", "load_qlora", "merge_qlora", "merge_qlora_model", "qlora_step",
+          "own_loss_fn", "save_qlora_adapter", "load_qlora", "merge_qlora", "merge_qlora_model", "qlora_step",
           "train_qlora")
 
 

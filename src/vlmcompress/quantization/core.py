@@ -196,9 +196,14 @@ def quantize(model_or_path, config: QuantizationConfig | None = None, **options)
     ensure_not_quantized(model)
     plan = plan_skips(model, config)
     dtype = get_adapter(model).input_dtype()
+    source = getattr(model, "name_or_path", "") or ""
     with tempfile.TemporaryDirectory(prefix="vlmcompress-quantize-") as tmp:
         save_compressed(model, None, tmp)  # adds vlmcompress's class for pruned shapes
-        return _load(_model_class(model.config), tmp, config, plan, dtype)
+        quantized = _load(_model_class(model.config), tmp, config, plan, dtype)
+    # the model came from where the original did, not from the temp folder (gone now: peft and the Hub tools would
+    # otherwise look for it and warn)
+    quantized.name_or_path = quantized.config._name_or_path = source if not source.startswith(tmp) else ""
+    return quantized
 
 
 def quantization_step(model, config: QuantizationConfig | None = None, plan: dict | None = None) -> dict:

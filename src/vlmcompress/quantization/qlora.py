@@ -71,7 +71,7 @@ def check_trainable(model) -> None:
         )
 
 
-def contrastive_loss_fn(model, inputs):
+def own_loss_fn(model, inputs):
     """The model family's own objective (CLIP InfoNCE, SigLIP sigmoid, BLIP ITC or captioning LM loss)."""
     adapter = get_adapter(unwrap_model(model))
     return adapter.training_loss(inputs["pixel_values"], inputs["input_ids"], inputs.get("attention_mask"),
@@ -90,7 +90,7 @@ class QLoRATrainer(Trainer):
     def __init__(self, model=None, *args, loss_fn=None, **kwargs):
         check_trainable(model)
         super().__init__(model, *args, **kwargs)
-        self.loss_fn = loss_fn or contrastive_loss_fn
+        self.loss_fn = loss_fn or own_loss_fn
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         loss = self.loss_fn(model, inputs)
