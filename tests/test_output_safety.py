@@ -212,36 +212,60 @@ def test_an_unwritable_output_folder_is_one_line(tiny_clip_dir, tmp_path):
 
 # --- faults --------------------------------------------------------------------------------------------------------
 def _complete_or_absent(out):
+    """What a killed run may leave: nothing, a complete checkpoint (its report validates and it loads), or only a
+    training run's resumable Trainer checkpoints (nothing that looks like a finished model)."""
     from vlmcompress import load_model, read_report
 
     if not out.exists():
         return "absent"
+    if not (out / "compression_report.json").exists():
+        assert not (out / "config.json").exists() and all(p.name.startswith("checkpoint-") for p in out.iterdir())
+        return "resumable"
     read_report(out)
     load_model(str(out))
     return "complete"
 
 
-@pytest.mark.parametrize("command", ["prune", "quantize"])
+KILL_ARGS = {
+    "prune": ["prune", "-o", "{out}", "--overwrite", "--head-ratio", "0.25", "--importance", "magnitude",
+              "--images-per-number", "1", "--latency-rounds", "1"],
+    "quantize": ["quantize", "-o", "{out}", "--overwrite", "--bits", "8", "--images-per-number", "1",
+                 "--latency-rounds", "1"],
+    "distill": ["distill", "--teacher", "{model}", "--output_dir", "{out}", "--overwrite_output_dir", "--max_steps", "40",
+                "--per_device_train_batch_size", "8", "--train_images_per_number", "1", "--eval_images_per_number", "1",
+                "--importance", "magnitude", "--save_strategy", "steps", "--save_steps", "10", "--disable_tqdm", "true",
+                "--report_to", "none"],
+}
+
+
+@pytest.mark.parametrize("command", list(KILL_ARGS))
 def test_sigkill_at_several_points_never_leaves_a_broken_folder(tiny_clip_dir, tmp_path, command):
     out = tmp_path / "out"
-    args = {"prune": ["--head-ratio", "0.25", "--importance", "magnitude", "--images-per-number", "1",
-                      "--latency-rounds", "1"],
-            "quantize": ["--bits", "8", "--images-per-number", "1", "--latency-rounds", "1"]}[command]
-    cmd = [sys.executable, "-m", "vlmcompress", command, str(tiny_clip_dir), "-o", str(out), "--overwrite", *args]
-    env = dict(os.environ, VLMCOMPRESS_NO_PROGRESS="1")
-    seen = set()
-    for delay in (2.0, 5.0, 8.0, 11.0):
+    args = [a.format(out=out, model=tiny_clip_dir) for a in KILL_ARGS[command]]
+    if command != "distill":
+        args.insert(1, str(tiny_clip_dir))
+    cmd = [sys.executable, "-m", "vlmcompress", *args]
+    env = dict(os.environ, VLMCOMPRESS_NO_PROGRESS="1", OMP_NUM_THREADS="1")
+    seen, killed = set(), 0
+    for delay in (3.0, 6.0, 9.0, 12.0):
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             proc.wait(timeout=delay)
         except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
+            killed += 1
         seen.add(_complete_or_absent(out))
+    assert killed >= 2, "the runs finished before the kills: lengthen them"
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert _complete_or_absent(out) == "complete"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]  # the last run cleaned the leftovers
+    if command == "distill":
+        from vlmcompress import DistillationConfig
+
+        saved = DistillationConfig.load(out)  # the distillation config is saved beside the weights and reads back
+        assert saved.logit_weight == 1.0 and saved.temperature == 3.0
 
 
 def test_a_full_disk_keeps_the_earlier_result_and_says_so(processor, tmp_path):
