@@ -327,3 +327,15 @@ def test_no_thread_policy_at_import():
             "print(os.environ.get('OMP_WAIT_POLICY'))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == "None", r.stderr
+
+
+def test_quiet_by_default_no_library_noise(tiny_clip_dir, tmp_path):
+    r = subprocess.run([sys.executable, "-c", "import vlmcompress, bitsandbytes"], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0 and "kernels-community" not in r.stderr, r.stderr
+    r = _prune(tiny_clip_dir, tmp_path / "p")
+    assert r.returncode == 0 and r.stderr.strip() == "", r.stderr  # progress bars are off in tests; nothing else
+    r = run_cli("quantize", str(tmp_path / "p"), "--bits", "8", "-o", str(tmp_path / "q"), "--no-eval")
+    assert r.returncode == 0 and r.stderr.strip() == "", r.stderr
+    r = run_cli("--quiet", "evaluate", str(tmp_path / "q"), "--images-per-number", "1", "--latency-repeats", "1")
+    assert r.returncode == 0 and r.stderr.strip() == "" and "zero-shot acc" in r.stdout, r.stderr

@@ -9,8 +9,23 @@ Everything a user needs is importable from here; names are imported lazily (as i
 from __future__ import annotations
 
 import importlib
+import logging
+import warnings
 
 __version__ = "0.1.0"
+
+
+class _KnownNoise(logging.Filter):
+    """bitsandbytes 0.50 logs a warning at import on AVX512-BF16 CPUs when the optional ``kernels`` package is absent;
+    its own CPU code path is used instead and works (FACTS). Dropped at its source logger, nothing else is."""
+
+    def filter(self, record):
+        return not str(record.msg).startswith("Failed to load CPU gemm_4bit_forward from kernels-community")
+
+
+logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_KnownNoise())
+# LLM.int8 casts fp32 activations to fp16 on every call and says so each time; what it does is in the report and card
+warnings.filterwarnings("ignore", message="MatMul8bitLt: inputs will be cast from torch.float32 to float16")
 
 #: public name -> (module, attribute)
 _PUBLIC = {
