@@ -442,8 +442,8 @@ def _latency_notes(points, env) -> list[str]:
                      f"{ratio.get('rounds')} interleaved rounds in one process (batch {ratio.get('batch_size')}, "
                      f"{ratio.get('threads')} threads): median ratio and its range over the rounds")
     elif len(points) > 1:
-        notes.append("change: not shown for latency, the figures come from separate runs (not comparable on a "
-                     "shared machine)")
+        notes.append("change: not shown, the latencies above come from separate runs (not comparable on a shared "
+                     "machine)")
     return notes
 
 
