@@ -92,6 +92,9 @@ def _recipe_module():
     (["--student_config", "{not json"], "--student_config must be JSON"),
     (["--logit_weight", "0", "--embedding_weight", "0"], "every loss weight is 0"),
     (["--teacher", "/nonexistent/teacher"], "does not exist"),
+    (["--eval_images_per_number", "0"], "must be at least 1"),
+    (["--mlp_ratio", "1.5"], r"fraction in \[0, 1\)"),
+    (["--cache_teacher", "maybe"], "cache_teacher"),
 ])
 def test_bad_input_raises_before_writing(tmp_path, args, message):
     from vlmcompress.errors import VlmcompressError
@@ -200,3 +203,22 @@ def test_distill_blip_with_two_real_processes(tmp_path):
     assert "rank 1/2: trained 3 steps (DistributedDataParallel)" in r.stdout
     distill = read_report(out)["steps"][-1]
     assert distill["processes"] == 2 and distill["batch_size"] == 32 and distill["losses"] == {"token": 1.0, "caption": 0.5}
+
+
+def test_recipe_output_folder_rule(tmp_path):
+    """--output_dir holding a user's files is refused whatever the flag; an earlier result needs --overwrite_output_dir."""
+    user = tmp_path / "mine"
+    user.mkdir()
+    (user / "notes.txt").write_text("mine")
+    for extra in ([], ["--overwrite_output_dir"]):
+        r = _run(["--output_dir", str(user), *extra])
+        assert r.returncode == 1 and "Traceback" not in r.stderr
+        assert r.stderr.strip().splitlines()[-1].startswith("distill_clip: error: output folder"), r.stderr
+        assert "did not write" in r.stderr and (user / "notes.txt").read_text() == "mine"
+    ours = tmp_path / "ours"
+    ours.mkdir()
+    (ours / "compression_report.json").write_text('{"format_version": 1, "vlmcompress_version": "0.1.0"}')
+    r = _run(["--output_dir", str(ours)])
+    assert r.returncode == 1 and "pass --overwrite_output_dir" in r.stderr
+    r = _run(["--output_dir", ""])
+    assert r.returncode == 1 and "output folder is empty" in r.stderr

@@ -9,25 +9,9 @@ import sys
 
 
 def _set_verbosity(args):
-    """Default: our progress bars and results, no library chatter. --quiet: results and errors only. --verbose:
-    transformers' and datasets' own logs and warnings too."""
-    import logging
-    import warnings
+    from .utils import set_verbosity
 
-    verbosity = getattr(args, "verbosity", 0)
-    if verbosity < 0:
-        os.environ["VLMCOMPRESS_NO_PROGRESS"] = "1"
-        os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
-    from transformers.utils import logging as hf_logging
-
-    if verbosity > 0:
-        hf_logging.set_verbosity_info()
-        logging.basicConfig(level=logging.INFO)
-        return
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", message=".*torchvision.*")
+    set_verbosity(getattr(args, "verbosity", 0))
 
 
 def _load_dataset(args):

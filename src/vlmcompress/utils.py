@@ -35,3 +35,38 @@ def looks_local(name: str) -> bool:
         return True
     head, sep, _ = name.partition("/")
     return bool(sep) and Path(head).is_dir()
+
+
+def set_verbosity(level: int = 0) -> None:
+    """Commands and recipes: 0 (default) shows our progress bars and results, no library chatter (transformers'
+    weight-loading bars and warnings); -1 (``--quiet``) results and errors only; 1 (``--verbose``) the libraries' own
+    logs and warnings too."""
+    import logging
+    import warnings
+
+    if level < 0:
+        os.environ["VLMCOMPRESS_NO_PROGRESS"] = "1"
+        os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    from transformers.utils import logging as hf_logging
+
+    if level > 0:
+        hf_logging.set_verbosity_info()
+        logging.basicConfig(level=logging.INFO)
+        return
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=".*torchvision.*")
+
+
+def hf_argument_parser(dataclasses):
+    """``HfArgumentParser`` whose parse errors are one ``VlmcompressError`` line (not the whole usage block)."""
+    from transformers import HfArgumentParser
+
+    from .errors import VlmcompressError
+
+    class Parser(HfArgumentParser):
+        def error(self, message):
+            raise VlmcompressError(f"{message}; see --help")
+
+    return Parser(dataclasses)

@@ -20,11 +20,20 @@ def open_dataset(name: str, *, config: str | None = None, split: str | None = No
                                "data set id")
     try:
         if os.path.isdir(name):
-            return datasets.load_from_disk(name)
-        return datasets.load_dataset(name, config, split=split)
+            ds = datasets.load_from_disk(name)
+        else:
+            ds = datasets.load_dataset(name, config, split=split)
+    except IndexError as exc:  # datasets' own error for a folder saved with no rows
+        raise VlmcompressError(f"data set {name!r} is empty (no rows were saved): expected rows with an image, a "
+                               "caption and (for evaluation) a label") from exc
     except Exception as exc:  # noqa: BLE001 - any loader failure becomes one line
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise VlmcompressError(f"cannot load data set {name!r}: {first}") from exc
+    parts = ds.values() if isinstance(ds, datasets.DatasetDict) else [ds]
+    if all(len(part) == 0 for part in parts):
+        raise VlmcompressError(f"data set {name!r} is empty: expected rows with an image, a caption and (for "
+                               "evaluation) a label")
+    return ds
 
 
 def standard_columns(dataset, image_column: str, text_column: str, label_column: str | None = None):

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import HfArgumentParser, TrainingArguments
+from transformers import TrainingArguments
 
 from ..adapters import get_adapter
 from ..cards.callback import ModelCardCallback
@@ -42,6 +42,7 @@ from ..loading import load_checkpoint
 from ..pruning.config import PruningConfig, prune_model
 from ..report import format_metrics_table
 from ..threads import set_threads
+from ..utils import hf_argument_parser
 
 
 @dataclass
@@ -54,6 +55,13 @@ class StudentArguments:
     mlp_ratio: float = field(default=0.25, metadata={"help": "Inherited student: fraction of MLP neurons removed in every layer."})
     importance: str = field(default="taylor", metadata={"help": "Inherited student: taylor, magnitude or random ranking of heads/neurons."})
     towers: str = field(default="vision,text", metadata={"help": "Towers the inherited student shrinks."})
+
+    def __post_init__(self):
+        if self.keep_every < 1:
+            raise VlmcompressError(f"--keep_every must be at least 1, got {self.keep_every}")
+        for name in ("head_ratio", "mlp_ratio"):
+            if not 0 <= getattr(self, name) < 1:
+                raise VlmcompressError(f"--{name} is a fraction in [0, 1), got {getattr(self, name)}")
 
     def teacher_path(self) -> str | None:
         """The teacher to load (None: load_model's default, the embedded CLIP teacher)."""
@@ -76,6 +84,15 @@ class DataArguments:
     cache_teacher: str = field(default="auto", metadata={"choices": ["auto", "true", "false"], "help": "Compute the teacher's embeddings once (datasets.map, cached on disk in $VLMCOMPRESS_CACHE or ~/.cache/vlmcompress) and skip its forward pass afterwards. auto: on unless --augment_shift or --hidden_weight needs the teacher every step."})
     threads: int = field(default=0, metadata={"help": "torch threads per process (0: the machine's cores divided by the processes; `accelerate launch` without a config sets OMP_NUM_THREADS=1 even for one process)."})
     skip_eval: bool = field(default=False, metadata={"help": "Do not evaluate teacher and student (metrics are recorded as not measured)."})
+
+    def __post_init__(self):
+        for name in ("train_images_per_number", "eval_images_per_number"):
+            if getattr(self, name) < 1:
+                raise VlmcompressError(f"--{name} must be at least 1, got {getattr(self, name)}")
+        if self.max_train_samples is not None and self.max_train_samples < 1:
+            raise VlmcompressError(f"--max_train_samples must be at least 1, got {self.max_train_samples}")
+        if self.augment_shift < 0 or self.threads < 0:
+            raise VlmcompressError(f"--augment_shift and --threads must be >= 0, got {self.augment_shift} and {self.threads}")
 
 
 @dataclass
@@ -221,7 +238,7 @@ ARGUMENTS = {"clip": CLIP_ARGUMENTS, "blip": BLIP_ARGUMENTS}
 
 def parse_arguments(argv=None, family: str = "clip"):
     """(student, data, distillation, training) arguments from ``argv`` (a list; None: sys.argv) or one JSON file."""
-    parser = HfArgumentParser(ARGUMENTS[family])
+    parser = hf_argument_parser(ARGUMENTS[family])
     argv = sys.argv[1:] if argv is None else list(argv)
     if len(argv) == 1 and argv[0].endswith(".json"):
         return parser.parse_json_file(os.path.abspath(argv[0]))
@@ -319,6 +336,9 @@ def distill(student_args, data_args, distill_cfg, training_args):
 def run_distillation(argv=None, family: str = "clip", prog: str | None = None) -> int:
     """Parse and run as a command: a VlmcompressError is one line on stderr and exit status 1."""
     prog = prog or f"distill_{family}"
+    from ..utils import set_verbosity
+
+    set_verbosity(0)
     try:
         distill(*parse_arguments(argv, family))
     except VlmcompressError as exc:

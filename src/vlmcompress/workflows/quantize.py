@@ -11,7 +11,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from transformers import HfArgumentParser, TrainingArguments
+from transformers import TrainingArguments
 
 from ..adapters import get_adapter
 from ..checkpoint import finish_checkpoint
@@ -21,6 +21,7 @@ from ..io import check_output_dir
 from ..loading import load_checkpoint
 from ..quantization import QuantizationConfig, quantization_step, quantize, save_quantized
 from ..report import format_metrics_table
+from ..utils import hf_argument_parser
 
 
 @dataclass
@@ -126,8 +127,11 @@ def quantize_and_recover(args: QuantizeArguments, training_args: TrainingArgumen
 
 def run_quantization(argv=None, prog: str = "quantize_clip") -> int:
     """Parse (``QuantizeArguments`` + ``QuantizeTrainingArguments``) and run; a VlmcompressError is one line, exit 1."""
+    from ..utils import set_verbosity
+
+    set_verbosity(0)
     try:
-        args, training_args = HfArgumentParser((QuantizeArguments, QuantizeTrainingArguments)).parse_args_into_dataclasses(
+        args, training_args = hf_argument_parser((QuantizeArguments, QuantizeTrainingArguments)).parse_args_into_dataclasses(
             args=argv)
         quantize_and_recover(args, training_args)
     except VlmcompressError as exc:
