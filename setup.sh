@@ -19,8 +19,8 @@ STAMP=.venv/.vlmcompress-installed
 WANT=$(cat pyproject.toml | sha256sum | cut -c1-16)
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ] || ! .venv/bin/python -c "import vlmcompress" >/dev/null 2>&1; then
   echo "setup: installing vlmcompress and its dependencies" >&2
-  "${PIP[@]}" install -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
-  .venv/bin/python -c "import vlmcompress, transformers, bitsandbytes, peft, accelerate, datasets, mlxtend" 
+  "${PIP[@]}" install -e ".[dev,onnx]" 2>&1 | grep -v "^WARNING: Location" || true
+  .venv/bin/python -c "import vlmcompress, transformers, bitsandbytes, peft, accelerate, datasets, mlxtend, onnxruntime" 
   echo "$WANT" > "$STAMP"
 fi
 echo "setup: ready (.venv)" >&2

@@ -78,6 +78,14 @@ def test_an_earlier_result_is_replaced_only_with_overwrite_and_whole(tiny_clip_d
     assert report["steps"][0]["removed_heads"] == {"vision": {"0": [0, 2]}}
 
 
+def test_a_user_file_dropped_into_an_earlier_result_protects_it(tiny_clip_dir, tmp_path):
+    out = tmp_path / "pruned"
+    assert _prune(tiny_clip_dir, out).returncode == 0
+    (out / "my-notes.txt").write_text("what I learned")
+    _assert_one_line_error(_prune(tiny_clip_dir, out, "--overwrite"), "did not write (my-notes.txt)")
+    assert (out / "my-notes.txt").read_text() == "what I learned"
+
+
 def test_save_compressed_replaces_a_folder_whole_or_refuses(processor, tmp_path):
     from conftest import tiny_clip
     from vlmcompress import VlmcompressError, finish_checkpoint, save_compressed

@@ -85,7 +85,7 @@ def test_train_teacher_recipe_writes_a_loadable_deterministic_checkpoint(tmp_pat
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     report = read_report(tmp_path / "a")
     assert report["after"]["params"] == m1["params"]
-    assert len(report["steps"][0]["loss_log"]) >= 2
+    assert len(report["steps"][0]["training"]["loss_log"]) >= 2
     model = CLIPModel.from_pretrained(tmp_path / "a")
     assert model.config.vision_config.num_hidden_layers == 1
     assert not list(tmp_path.glob(".a.tmp-*"))
@@ -120,6 +120,6 @@ def test_train_blip_teacher_recipe_writes_a_loadable_captioner(tmp_path):
                                                       eval_images_per_number=1))
     report = read_report(tmp_path / "c")
     assert report["model_family"] == "blip" and report["after"]["params"] == metrics["params"]
-    assert report["steps"][0]["max_steps"] == 3 and len(report["steps"][0]["loss_log"]) >= 2
+    assert report["steps"][0]["max_steps"] == 3 and len(report["steps"][0]["training"]["loss_log"]) >= 2
     model = BlipForConditionalGeneration.from_pretrained(tmp_path / "c")
     assert model.config.text_config.num_hidden_layers == 1

@@ -43,6 +43,7 @@ _PUBLIC = {
     "finish_checkpoint": ("checkpoint", "finish_checkpoint"),
     "check_output_dir": ("io", "check_output_dir"),
     "push_to_hub": ("hub", "push_folder"),
+    "export_onnx": ("export", "export_onnx"),
     "read_report": ("report", "read_report"),
     "write_card": ("cards.render", "write_card"),
     "ModelCardCallback": ("cards.callback", "ModelCardCallback"),

@@ -227,6 +227,33 @@ def cmd_quantize(args):
     return 0
 
 
+def cmd_export(args):
+    from .export import export_onnx
+    from .io import check_output_dir
+    from .report import format_metrics_table
+
+    _set_verbosity(args)
+    check_output_dir(args.output_dir, overwrite=args.overwrite)
+    report = export_onnx(args.model, args.output_dir, int8=args.int8, evaluate=not args.no_eval,
+                         images_per_number=args.images_per_number, latency_batch_size=args.latency_batch_size,
+                         latency_rounds=args.latency_rounds, overwrite=args.overwrite)
+    step = report["steps"][-1]
+    if not args.no_eval:
+        print(format_metrics_table({"pytorch": report["before"], "onnxruntime": report["after"]}))
+        ratio = report["after"].get("latency_vs_base")
+        if ratio:
+            print(f"latency onnxruntime/pytorch: {ratio['ratio']:.2f}x (range {ratio['ratio_min']:.2f}-"
+                  f"{ratio['ratio_max']:.2f} over {ratio['rounds']} interleaved rounds, batch {ratio['batch_size']}, "
+                  f"{ratio['threads']} threads)")
+    parity = ", ".join(f"{role} max |diff| {p['max_abs_diff']:.1e}, min cosine {p['min_cosine']:.5f}"
+                       for role, p in step["parity"].items())
+    print(f"parity against PyTorch: {parity}")
+    print(f"wrote {args.output_dir}: {', '.join(g['file'] for g in step['graphs'].values())}"
+          f"{' (int8)' if args.int8 else ''}; run them with onnxruntime (the card shows how) or "
+          f"`vlmcompress evaluate {args.output_dir}`")
+    return 0
+
+
 def cmd_distill(args):
     """``vlmcompress distill ...`` is recipes/distill_clip.py's run: the same options (HfArgumentParser style)."""
     from .workflows.distill import run_distillation
@@ -451,6 +478,26 @@ def build_parser() -> argparse.ArgumentParser:
     qu.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"], help="cpu (default), cuda or auto")
     _add_eval_and_loading(qu)
     qu.set_defaults(func=cmd_quantize)
+
+    ex = sub.add_parser(
+        "export",
+        help="export a checkpoint to ONNX (separate image and text graphs; BLIP captioner: vision encoder and decoder), "
+        "optionally ONNX Runtime int8",
+        description="Export a CLIP, SigLIP or BLIP checkpoint (stock, pruned with remote code, distilled) to ONNX with "
+        "torch.onnx.export (opset 17): image_encoder.onnx and text_encoder.onnx (dynamic batch and sequence axes), or "
+        "for a BLIP captioner vision_encoder.onnx and text_decoder.onnx (no KV cache; greedy captioning recomputes "
+        "the prefix). --int8 applies ONNX Runtime's dynamic quantization. Each graph is checked against PyTorch; the "
+        "folder gets the processor, compression_report.json and a card with the onnxruntime snippet, and "
+        "`vlmcompress evaluate FOLDER` measures it through ONNX Runtime.",
+        epilog="examples:\n  vlmcompress export outputs/heads25 --format onnx -o outputs/heads25-onnx\n"
+        "  vlmcompress export --int8 -o outputs/teacher-onnx-int8",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_model_and_output(ex, "exported")
+    ex.add_argument("--format", choices=["onnx"], default="onnx", help="onnx (the only format for now)")
+    ex.add_argument("--int8", action="store_true", help="ONNX Runtime dynamic int8 (weights int8, activations at run time)")
+    _add_eval_and_loading(ex)
+    ex.set_defaults(func=cmd_export)
 
     di = sub.add_parser(
         "distill", add_help=False,

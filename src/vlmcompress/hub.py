@@ -39,7 +39,7 @@ def check_folder(folder, repo_id: str | None = None) -> Path:
     """Everything a push needs, checked before anything is sent: a report that validates, a config.json that parses,
     weights whole (every safetensors header parses and covers its file, an adapter's too), and a card that renders.
     The first problem is one ``VlmcompressError`` line; nothing is uploaded."""
-    from .loading import check_config_file, check_weight_files
+    from .loading import WEIGHT_FILES, check_config_file, check_weight_files
     from .report import ReportError, read_report
 
     folder = Path(folder)
@@ -58,11 +58,13 @@ def check_folder(folder, repo_id: str | None = None) -> Path:
         raise VlmcompressError(f"{folder} has no config.json: nothing would load it; not pushed")
     try:
         check_config_file(folder)
-        if any(p.name.endswith(WEIGHT_SUFFIXES) for p in folder.iterdir() if p.is_file()):
-            check_weight_files(folder)
+        if any(p.name.endswith(WEIGHT_FILES) for p in folder.iterdir() if p.is_file()):
+            check_weight_files(folder)  # safetensors/bin (an exported folder has ONNX graphs instead)
         for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(SKIP_PREFIXES + SKIP_TOP)):
             if any(f.name.endswith(".safetensors") for f in sub.iterdir() if f.is_file()):
                 check_weight_files(sub)  # e.g. a QLoRA adapter in lora/
+        for graph in sorted(folder.glob("*.onnx")):
+            _check_onnx(graph)
     except VlmcompressError as exc:
         raise VlmcompressError(f"{exc}; not pushed") from None
     try:
@@ -73,6 +75,18 @@ def check_folder(folder, repo_id: str | None = None) -> Path:
         raise VlmcompressError(f"the model card of {folder} does not render ({type(exc).__name__}: {_one_line(exc)}); "
                                "not pushed") from None
     return folder
+
+
+def _check_onnx(path: Path) -> None:
+    """An ONNX graph that parses (a truncated upload would load nowhere)."""
+    try:
+        import onnx
+
+        onnx.load(str(path), load_external_data=False)
+    except ImportError:
+        return  # without onnx installed the graph cannot be checked here; it is uploaded as it is
+    except Exception as exc:  # noqa: BLE001 - protobuf's decode errors
+        raise VlmcompressError(f"{path} is damaged or truncated ({type(exc).__name__}): export it again") from None
 
 
 def _scrub(text: str, tokens) -> str:

@@ -82,12 +82,33 @@ def clean_stale_temps(path) -> list[Path]:
     return removed
 
 
+#: what vlmcompress writes into an output folder: weights, configs, processor and tokenizer files, the report, the
+#: card and its plots, the remote modeling file, a LoRA adapter folder, a recipe's Trainer checkpoints and logs
+_OUR_FILES = re.compile(r"^(.+\.(safetensors|bin|json|png|md)|modeling_vlmcompress\.py|vocab\.txt|merges\.txt|"
+                        r"spiece\.model|sentencepiece\.bpe\.model|training_args\.bin)$")
+_OUR_FOLDERS = re.compile(r"^(lora|runs|checkpoint-\d+)$")
+
+
+def foreign_entries(folder) -> list[str]:
+    """Names in ``folder`` that vlmcompress does not write (a user's own files), sorted."""
+    out = []
+    for entry in Path(folder).iterdir():
+        if is_atomic_temp(entry):
+            continue
+        ours = _OUR_FOLDERS.match(entry.name) if entry.is_dir() else _OUR_FILES.match(entry.name)
+        if not ours:
+            out.append(entry.name)
+    return sorted(out)
+
+
 def is_vlmcompress_output(folder) -> bool:
-    """A folder vlmcompress wrote: its ``compression_report.json`` is one of ours, or it holds nothing but a training
-    recipe's resumable Trainer checkpoints (``checkpoint-*`` with ``trainer_state.json``, and ``runs/`` logs)."""
+    """A folder vlmcompress wrote: its ``compression_report.json`` is one of ours (or it holds nothing but a training
+    recipe's resumable Trainer checkpoints), and nothing in it is a file vlmcompress does not write."""
     import json
 
     folder = Path(folder)
+    if foreign_entries(folder):
+        return False
     report = folder / REPORT_FILENAME
     if report.is_file():
         try:
@@ -105,8 +126,11 @@ def _protected(path: Path) -> str | None:
     cwd = Path.cwd().resolve()
     if path == Path(path.anchor):
         return "the root folder"
-    if path == Path.home().resolve():
+    home = Path.home().resolve()
+    if path == home:
         return "the home folder"
+    if path in home.parents:
+        return "a parent of the home folder"
     if path == cwd:
         return "the current folder"
     if path in cwd.parents:
@@ -137,7 +161,7 @@ def check_output_dir(path, *, overwrite: bool = False, flag: str = "--overwrite"
     clean_stale_temps(resolved)
     if resolved.is_dir() and any(resolved.iterdir()):
         if not is_vlmcompress_output(resolved):
-            names = sorted(p.name for p in resolved.iterdir())
+            names = foreign_entries(resolved) or sorted(p.name for p in resolved.iterdir())
             shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
             raise VlmcompressError(f"output folder {given} holds files vlmcompress did not write ({shown}); vlmcompress "
                                    "only ever replaces its own output folders: choose another folder")

@@ -168,6 +168,16 @@ def load_checkpoint(name_or_path: str | None = None, *, trust_remote_code: bool 
 
     path = resolve_model_path(name_or_path)
     local = Path(path).is_dir()
+    from .modeling.onnx_runtime import is_onnx_folder
+
+    if local and is_onnx_folder(path):  # exported graphs (vlmcompress export): run by ONNX Runtime
+        from .modeling.onnx_runtime import OnnxModel
+
+        try:
+            processor = AutoProcessor.from_pretrained(path)
+        except OSError as exc:
+            raise VlmcompressError(f"{path} has no processor (tokenizer and image processor): export it again") from exc
+        return LoadedCheckpoint(OnnxModel(path), processor, path)
     if local:
         check_config_file(path)
         check_weight_files(path)

@@ -75,7 +75,7 @@ METRIC_TYPES = {
     "caption_accuracy_heldout": float,
 }
 FRACTION_KEYS = {k for k in METRIC_TYPES if k.startswith(("zero_shot", "recall", "caption"))}
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".onnx")
 
 
 class ReportError(ValueError):

@@ -310,10 +310,14 @@ class ModelAdapter:
 
     def input_dtype(self) -> torch.dtype:
         """dtype pixel values should be cast to (the dtype of the first floating-point parameter)."""
+        if not isinstance(self.model, nn.Module) and isinstance(getattr(self.model, "dtype", None), torch.dtype):
+            return self.model.dtype  # a model object that is not a torch module (ONNX Runtime)
         for p in self.model.parameters():
             if p.is_floating_point():
                 return p.dtype
         return torch.float32
 
     def device(self) -> torch.device:
+        if not isinstance(self.model, nn.Module) and isinstance(getattr(self.model, "device", None), torch.device):
+            return self.model.device
         return next(self.model.parameters()).device

@@ -183,6 +183,9 @@ class BlipAdapter(ModelAdapter):
 
     @property
     def is_captioner(self) -> bool:
+        task = getattr(self.model, "vlmcompress_task", None)  # an exported model says what its graphs do
+        if task is not None:
+            return task == "caption"
         return hasattr(self.model, "text_decoder") and not hasattr(self.model, "text_encoder")
 
     def latency_forward(self, pixel_values, input_ids, attention_mask=None) -> None:

@@ -31,6 +31,7 @@ METHOD_TITLES = {
     "qlora": "QLoRA fine-tuning",
     "distillation": "Distillation",
     "train_from_scratch": "Training from scratch",
+    "onnx_export": "ONNX export",
 }
 #: base_model_relation values the Hub accepts; pruning has none of its own, so a pruned-only card leaves it out
 TRAINING_METHODS = {"distillation", "qlora", "train_from_scratch"}
@@ -300,7 +301,7 @@ def _step_view(i, step, run_label=None) -> dict:
     lines, used = _describe(step)
     fields = [(k, fmt_value(v)) for k, v in step.items() if k not in used]
     return {"number": i, "method": method, "title": METHOD_TITLES.get(method, method.replace("_", " ").capitalize()),
-            "lines": lines, "fields": fields, "training": _training(step), "run": run_label}
+            "lines": lines, "fields": fields, "training": _training(step), "run": run_label, "raw": step}
 
 
 # -- loading ------------------------------------------------------------------------------------------------------
@@ -359,6 +360,19 @@ def _points(chain) -> list[dict]:
             label = "this model" if last else (rep.get("model_name") or Path(rep.get("_folder", "step")).name)
             points.append({"label": label, "metrics": rep["after"]})
     return points
+
+
+def _onnx_view(steps) -> dict | None:
+    """The last ONNX export step, for the card's "How to load" section."""
+    for view in reversed(steps):
+        if view["method"] == "onnx_export":
+            step = {k: v for k, v in view["fields"]}
+            raw = view.get("raw") or {}
+            graphs = raw.get("graphs") if isinstance(raw.get("graphs"), dict) else {}
+            return {"int8": bool(raw.get("int8")), "opset": raw.get("opset"), "task": raw.get("task"),
+                    "graphs": [(role, g.get("file")) for role, g in graphs.items() if isinstance(g, dict)],
+                    "fields": step}
+    return None
 
 
 def _embedded_dataset() -> str:
@@ -565,6 +579,7 @@ def build_card(folder, report=None, *, repo_id=None, template=None):
         plot_size_axis=(plot.size_axis(plot.plottable(points)) or (None, None))[1] if plots else None,
         plot_accuracy=(plot.accuracy_key(points)[1] or "accuracy").capitalize() if plots else None,
         load=load,
+        onnx=_onnx_view(steps),
         environment=[(k, fmt_value(v) if v is not None else NOT_MEASURED) for k, v in env.items()],
         vlmcompress_version=report.get("vlmcompress_version"),
         format_version=report.get("format_version"),

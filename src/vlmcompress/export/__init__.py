@@ -1,0 +1,55 @@
+"""Deployment: ONNX export of every checkpoint vlmcompress writes, ONNX Runtime int8 for CPUs.
+
+    from vlmcompress import export_onnx
+    report = export_onnx("outputs/heads25", "outputs/heads25-onnx", int8=True)
+
+The folder holds the graphs, the processor, ``onnx_config.json``, ``compression_report.json`` (with an
+``onnx_export`` step: opset, graphs, bytes, parity against PyTorch) and a card that shows how to run it with
+onnxruntime; ``vlmcompress evaluate FOLDER`` measures it through ONNX Runtime.
+"""
+
+from __future__ import annotations
+
+
+def export_onnx(model_or_path=None, output_dir=None, *, processor=None, int8: bool = False, evaluate: bool = True,
+                images_per_number: int | None = None, latency_batch_size: int = 32, latency_rounds: int = 5,
+                overwrite: bool = False, overwrite_flag: str = "--overwrite") -> dict:
+    """Export a checkpoint (a folder, a Hub id, None for the embedded teacher, or a model with ``processor``) to
+    ``output_dir``; with ``evaluate`` the PyTorch model and the exported graphs are measured by the same harness, and
+    their latency ratio side by side. Returns the folder's report."""
+    from ..checkpoint import finish_checkpoint
+    from ..evaluation import evaluate_model
+    from ..evaluation.harness import latency_comparison
+    from ..io import check_output_dir
+    from ..loading import load_checkpoint
+    from ..modeling.onnx_runtime import OnnxModel, require_onnx
+    from .onnx import export_graphs
+
+    require_onnx()
+    check_output_dir(output_dir, overwrite=overwrite, flag=overwrite_flag)
+    if processor is None or model_or_path is None or isinstance(model_or_path, (str, bytes)) or hasattr(model_or_path, "__fspath__"):
+        model, processor, path = load_checkpoint(None if model_or_path is None else str(model_or_path))
+    else:
+        model, path = model_or_path, getattr(model_or_path, "name_or_path", None) or None
+    kw = dict(images_per_number=images_per_number, latency_batch_size=latency_batch_size)
+    before = evaluate_model(model, processor, model_path=path, **kw) if evaluate else None
+    steps: list = []
+
+    def save(m, p, folder):
+        steps.append(export_graphs(m, p, folder, int8=int8))
+        return {"kind": "onnx", "class": type(m).__name__.removeprefix("Vlmcompress")}
+
+    def measure(m, folder):
+        exported = OnnxModel(folder)
+        after = evaluate_model(exported, processor, model_path=folder, **kw)
+        if after.get("latency_ms") is not None:
+            after["latency_vs_base"] = latency_comparison(m, exported, processor, batch_size=latency_batch_size,
+                                                          rounds=latency_rounds)
+        after["runtime"] = "onnxruntime"
+        return after
+
+    return finish_checkpoint(model, processor, output_dir, base_model=path, steps=steps, before=before, save=save,
+                             evaluate=measure if evaluate else None, overwrite=overwrite, overwrite_flag=overwrite_flag)
+
+
+__all__ = ["export_onnx"]
