@@ -13,7 +13,8 @@ from vlmcompress.report import read_report
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "distill_clip.py"
 SMALL = ["--max_steps", "3", "--per_device_train_batch_size", "16", "--train_images_per_number", "2",
-         "--eval_images_per_number", "2", "--importance", "magnitude", "--logging_steps", "1", "--disable_tqdm", "true"]
+         "--eval_images_per_number", "2", "--importance", "magnitude", "--logging_steps", "1", "--disable_tqdm", "true",
+         "--latency_rounds", "1"]
 ENV = dict(os.environ, OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE", VLMCOMPRESS_NO_PROGRESS="1")
 
 
@@ -148,7 +149,7 @@ def test_user_data_set_with_other_column_names(processor, tiny_clip_dir, tmp_pat
         "--teacher", str(tiny_clip_dir), "--dataset_name", str(folder), "--image_column", "img",
         "--caption_column", "caption", "--label_column", "number", "--eval_split", "validation",
         "--max_steps", "2", "--per_device_train_batch_size", "8", "--importance", "magnitude",
-        "--disable_tqdm", "true", "--output_dir", str(out)])
+        "--disable_tqdm", "true", "--latency_rounds", "1", "--output_dir", str(out)])
     assert report["after"]["eval_dataset"] != "vlmcompress/digits-test"  # scored on the user's validation split
     assert report["after"]["zero_shot_accuracy"] is not None
     assert read_report(out)["steps"][-1]["training"]["global_step"] == 2
@@ -156,7 +157,8 @@ def test_user_data_set_with_other_column_names(processor, tiny_clip_dir, tmp_pat
 
 BLIP_RECIPE = RECIPE.parent / "distill_blip.py"
 BLIP_SMALL = ["--max_steps", "3", "--per_device_train_batch_size", "16", "--train_images_per_number", "2",
-              "--eval_images_per_number", "1", "--importance", "magnitude", "--logging_steps", "1", "--disable_tqdm", "true"]
+              "--eval_images_per_number", "1", "--importance", "magnitude", "--logging_steps", "1", "--disable_tqdm", "true",
+              "--latency_rounds", "1"]
 
 
 def test_distill_blip_captioner_from_the_embedded_teacher(tmp_path):

@@ -31,7 +31,7 @@ def _main(capsys, *argv):
 def test_quantize_cli_writes_checkpoint_report_and_config(clip64_dir, tmp_path, capsys):
     out = tmp_path / "nf4"
     rc, stdout, err = _main(capsys, "quantize", str(clip64_dir), "--bits", "4", "--double-quant", "-o", str(out),
-                            "--images-per-number", "1", "--latency-batch-size", "4")
+                            "--images-per-number", "1", "--latency-batch-size", "4", "--latency-rounds", "1")
     assert rc == 0, err
     report = read_report(out)
     (step,) = report["steps"]

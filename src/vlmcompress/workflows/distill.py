@@ -84,6 +84,7 @@ class DataArguments:
     cache_teacher: str = field(default="auto", metadata={"choices": ["auto", "true", "false"], "help": "Compute the teacher's embeddings once (datasets.map, cached on disk in $VLMCOMPRESS_CACHE or ~/.cache/vlmcompress) and skip its forward pass afterwards. auto: on unless --augment_shift or --hidden_weight needs the teacher every step."})
     threads: int = field(default=0, metadata={"help": "torch threads per process (0: the machine's cores divided by the processes; `accelerate launch` without a config sets OMP_NUM_THREADS=1 even for one process)."})
     skip_eval: bool = field(default=False, metadata={"help": "Do not evaluate teacher and student (metrics are recorded as not measured)."})
+    latency_rounds: int = field(default=5, metadata={"help": "Interleaved rounds in which teacher and student take turns to be timed (the card shows the median ratio and its range)."})
 
     def __post_init__(self):
         for name in ("train_images_per_number", "eval_images_per_number"):
@@ -91,6 +92,8 @@ class DataArguments:
                 raise VlmcompressError(f"--{name} must be at least 1, got {getattr(self, name)}")
         if self.max_train_samples is not None and self.max_train_samples < 1:
             raise VlmcompressError(f"--max_train_samples must be at least 1, got {self.max_train_samples}")
+        if self.latency_rounds < 1:
+            raise VlmcompressError(f"--latency_rounds must be at least 1, got {self.latency_rounds}")
         if self.augment_shift < 0 or self.threads < 0:
             raise VlmcompressError(f"--augment_shift and --threads must be >= 0, got {self.augment_shift} and {self.threads}")
 
@@ -318,7 +321,8 @@ def distill(student_args, data_args, distill_cfg, training_args):
     report = finish_checkpoint(
         student, processor, out_dir, base_model=teacher_path, steps=steps, before=before, configs=[distill_cfg],
         evaluate=(lambda m, folder: evaluate_model(m, processor, model_path=folder, **eval_kw)) if measure else None,
-        write_extra=_move_checkpoints(out_dir), latency_base=teacher if measure else None, overwrite=True, report_extra={"wall_time_s": round(time.time() - started, 1)},
+        write_extra=_move_checkpoints(out_dir), latency_base=teacher if measure else None,
+        latency_rounds=data_args.latency_rounds, overwrite=True, report_extra={"wall_time_s": round(time.time() - started, 1)},
     )
     after = report["after"]
     if before is not None:
