@@ -10,7 +10,9 @@ Linear weights (with their scales) against those weights in fp32, the token embe
 latency (median of timed image+text forwards after warm-up, the variants taking turns over several rounds so that load
 from other processes hits them alike; batch, threads, dtype and CPU are printed). 4-bit latency is measured twice: as vlmcompress keeps the model (bitsandbytes' portable layout) and as a plain
 ``CLIPModel.from_pretrained`` gives it (bitsandbytes repacks for its AVX512-BF16 kernel where the CPU has one).
-Every folder gets a ``compression_report.json`` (before = fp32); ``--json`` writes all rows.
+Every folder gets a ``compression_report.json`` (before = fp32); ``--json`` writes all rows, with the top-level
+``environment`` (``vlmcompress.report.environment()``) and ``settings`` (images per number, threads, latency batch size
+and rounds, QLoRA steps, model, hardware). Refuses to run with OMP_WAIT_POLICY=ACTIVE.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
+
+from _common import environment, hardware, refuse_active_wait_policy  # noqa: E402
 
 logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 
@@ -109,6 +113,7 @@ def main():
     parser.add_argument("--output-dir", help="keep the quantized folders here (default: a temporary folder)")
     parser.add_argument("--json", help="also write the rows as JSON")
     args = parser.parse_args()
+    refuse_active_wait_policy("benchmarks/quantization.py")
     if args.threads:
         torch.set_num_threads(args.threads)
     out_dir = Path(args.output_dir or tempfile.mkdtemp(prefix="vlmcompress-bench-quant-"))
@@ -182,7 +187,14 @@ def main():
     print(f"folders: {out_dir}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"model": str(path), "variants": table}, indent=2, default=str) + "\n")
+        settings = {"model": "embedded teacher" if args.model is None else str(path),
+                    "images_per_number": args.images_per_number, "eval_images": b["eval_images"],
+                    "threads": torch.get_num_threads(), "latency_batch_size": args.latency_batch_size,
+                    "latency_rounds": args.latency_rounds, "latency_repeats": b["latency_repeats"],
+                    "activation_dtype": "float32", "qlora_steps": args.qlora_steps, "hardware": hardware(),
+                    "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
+        data = {"model": str(path), "environment": environment(), "settings": settings, "variants": table}
+        Path(args.json).write_text(json.dumps(data, indent=2, default=str) + "\n")
         print(f"wrote {args.json}")
 
 
