@@ -370,7 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(
         prog="vlmcompress",
-        description="Prune, quantize and distill CLIP, SigLIP and BLIP models; every command defaults to the embedded teacher "
+        description="Prune, quantize, distill and export CLIP, SigLIP and BLIP models; every command defaults to the embedded teacher "
         "and the embedded digits benchmark, so it runs offline.",
     )
     parser.add_argument("--version", action="version", version=f"vlmcompress {__version__}")

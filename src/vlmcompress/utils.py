@@ -59,7 +59,7 @@ def set_verbosity(level: int = 0) -> None:
     warnings.filterwarnings("ignore", message=".*torchvision.*")
 
 
-def hf_argument_parser(dataclasses):
+def hf_argument_parser(dataclasses, prog: str | None = None):
     """``HfArgumentParser`` whose parse errors are one ``VlmcompressError`` line (not the whole usage block)."""
     from transformers import HfArgumentParser
 
@@ -69,4 +69,4 @@ def hf_argument_parser(dataclasses):
         def error(self, message):
             raise VlmcompressError(f"{message}; see --help")
 
-    return Parser(dataclasses)
+    return Parser(dataclasses, prog=prog)

@@ -239,9 +239,9 @@ BLIP_ARGUMENTS = (BlipStudentArguments, BlipDataArguments, BlipDistillationConfi
 ARGUMENTS = {"clip": CLIP_ARGUMENTS, "blip": BLIP_ARGUMENTS}
 
 
-def parse_arguments(argv=None, family: str = "clip"):
+def parse_arguments(argv=None, family: str = "clip", prog: str | None = None):
     """(student, data, distillation, training) arguments from ``argv`` (a list; None: sys.argv) or one JSON file."""
-    parser = hf_argument_parser(ARGUMENTS[family])
+    parser = hf_argument_parser(ARGUMENTS[family], prog=prog)
     argv = sys.argv[1:] if argv is None else list(argv)
     if len(argv) == 1 and argv[0].endswith(".json"):
         return parser.parse_json_file(os.path.abspath(argv[0]))
@@ -344,7 +344,7 @@ def run_distillation(argv=None, family: str = "clip", prog: str | None = None) -
 
     set_verbosity(0)
     try:
-        distill(*parse_arguments(argv, family))
+        distill(*parse_arguments(argv, family, prog=prog))
     except VlmcompressError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1

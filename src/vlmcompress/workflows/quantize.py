@@ -131,7 +131,7 @@ def run_quantization(argv=None, prog: str = "quantize_clip") -> int:
 
     set_verbosity(0)
     try:
-        args, training_args = hf_argument_parser((QuantizeArguments, QuantizeTrainingArguments)).parse_args_into_dataclasses(
+        args, training_args = hf_argument_parser((QuantizeArguments, QuantizeTrainingArguments), prog=prog).parse_args_into_dataclasses(
             args=argv)
         quantize_and_recover(args, training_args)
     except VlmcompressError as exc:
