@@ -78,7 +78,7 @@ def main():
                 "threads": torch.get_num_threads(), "latency_batch_size": args.latency_batch_size,
                 "latency_rounds": args.latency_rounds, "latency_repeats": b["latency_repeats"], "dtype": "float32",
                 "hardware": hardware(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-                "recovery_training": None}
+                "recovery_training": "none (one-shot pruning)"}
     print(f"model: {model_label}; {hardware()}, {torch.get_num_threads()} threads, fp32, latency batch "
           f"{args.latency_batch_size} (image+text forward; median over {args.latency_rounds} interleaved rounds of "
           f"the median of {b['latency_repeats']}), {b['eval_images']} test images; no recovery training; torch "

@@ -23,7 +23,6 @@ import os
 import argparse  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
-import platform  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -149,7 +148,7 @@ def main():
             m["latency_ms_stock_reload"] = medians[f"{name} (stock)"]
 
     b = base_metrics
-    print(f"model: {path}; CPU {platform.processor() or platform.machine()} ({os.cpu_count()} cores, shared), "
+    print(f"model: {path}; {hardware()}, "
           f"{b['latency_threads']} threads, fp32 activations, latency batch {args.latency_batch_size} (image+text "
           f"forward; median over {args.latency_rounds} interleaved rounds of the median of {b['latency_repeats']}), "
           f"{b['eval_images']} test images; bitsandbytes "

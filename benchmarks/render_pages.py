@@ -17,6 +17,10 @@ Known shapes:
 - ``pruning.json`` (``benchmarks/pruning.py --json``): ``{variant: METRICS}``, the first variant being the base.
 - ``quantization.json`` (``benchmarks/quantization.py --json``): ``{"model": ..., "variants": {name: {"metrics":
   METRICS, "weight_bytes": {...}, "step": {...}, "drop_seen_points": ..., "drop_heldout_points": ...}}}``.
+- ``onnx.json`` (``benchmarks/onnx.py --json``): ``{"environment": {...}, "settings": {...}, "rows": {name: ROW},
+  "chain": {...} | null, "targets": {key: {"target", "threshold", "measured", "met", ...}}}``, ROW holding the model,
+  runtime, precision, bytes, ``metrics`` (METRICS or null) and ``latency`` per batch size (median / min / max over
+  interleaved rounds, and the per-round speed-up against its ``reference`` row).
 - anything else shaped ``{variant: METRICS}`` or ``{"variants": {variant: METRICS}}``: a generic table.
 
 Top-level keys other than the variants (e.g. ``"model"``, ``"environment"``, ``"settings"``) are listed as recorded
@@ -42,6 +46,9 @@ SOURCES = {
                 "after the base model; no recovery training"),
     "quantization": ("benchmarks/quantization.py", "bitsandbytes variants of a model, each quantized, saved and measured "
                      "from its folder, on CPU with bitsandbytes' own kernels"),
+    "onnx": ("benchmarks/onnx.py", "PyTorch fp32, ONNX Runtime fp32 and int8 and bitsandbytes int8/nf4 of the embedded "
+             "teacher, a distilled student and a ViT-B/32-sized image tower, timed side by side in interleaved rounds "
+             "in one process"),
 }
 #: settings read from the base variant's METRICS: (key, label)
 METRIC_SETTINGS = (
@@ -55,6 +62,14 @@ METRIC_SETTINGS = (
     ("omp_wait_policy", "OMP_WAIT_POLICY"),
 )
 #: settings that say which machine and software measured; listed as "not recorded" when absent
+#: labels for the keys of a result file's top-level ``environment`` / ``settings`` (others are shown by their key)
+RECORDED_LABELS = {
+    "model": "model", "images_per_number": "test images per number", "eval_images": "test images",
+    "threads": "threads", "cpu_count": "CPUs", "python": "python version", "latency_batch_size": "latency batch size",
+    "latency_rounds": "interleaved latency rounds", "latency_repeats": "timed batches per latency figure",
+    "dtype": "dtype", "activation_dtype": "activation dtype", "qlora_steps": "QLoRA steps (0: no QLoRA row)",
+    "recovery_training": "recovery training", "omp_wait_policy": "OMP_WAIT_POLICY",
+}
 MACHINE_KEYS = (("hardware", "hardware (CPU/GPU model)"), ("torch", "torch version"),
                 ("transformers", "transformers version"), ("bitsandbytes", "bitsandbytes version"))
 
@@ -166,8 +181,15 @@ def settings_lines(variants: dict, extra: dict, *, latency_note: str) -> list[st
         lines.append(f"- {label}: {plain(found[0]) if found else NOT_RECORDED}")
     shown = {k for k, _ in MACHINE_KEYS} | {"device", "cpu", "processor", "gpu"}
     for key, value in recorded.items():
-        if key.rsplit(".", 1)[-1] not in shown:
-            lines.append(f"- {key}: {plain(value)}")
+        last = key.rsplit(".", 1)[-1]
+        if last in shown:
+            continue
+        if last == "omp_wait_policy" and _missing(value):
+            value = "unset (the OpenMP default)"
+        elif last == "model":
+            value = model_name(value)
+        label = RECORDED_LABELS.get(last)
+        lines.append(f"- {label} (`{key}`): {plain(value)}" if label else f"- `{key}`: {plain(value)}")
     return lines
 
 
@@ -185,30 +207,74 @@ def header_lines(name: str, title: str) -> list[str]:
 
 
 # --- pages -----------------------------------------------------------------------------------------------------
+def _round_ratio(m: dict, base: dict) -> str:
+    """The per-round latency ratio to the base (median, min-max) where recorded, else the ratio of the figures."""
+    r = m.get("latency_vs_base")
+    if isinstance(r, dict) and not _missing(r.get("ratio")):
+        return f"{r['ratio']:.2f} ({r['ratio_min']:.2f}–{r['ratio_max']:.2f})"
+    return ratio(m.get("latency_ms"), base.get("latency_ms"))
+
+
 def render_pruning(name: str, data: dict) -> str:
     variants, extra = split_variants(data)
     base_name = next(iter(variants))
     base = _metrics_of(variants[base_name])
+    rounds = base.get("latency_rounds")
+    interleaved = isinstance(rounds, list)
+    single = any("latency_ms_single_run" in _metrics_of(e) for e in variants.values())
+    note = (f"median over {len(rounds)} interleaved rounds in which the base model and every variant take turns "
+            "(each turn the median of the timed image+text forwards)" if interleaved else
+            "median of the timed image+text forwards of each variant, each variant measured once in turn (not "
+            "interleaved)")
     lines = header_lines(name, "Benchmark: one-shot pruning")
     lines += ["## Settings (as recorded in the JSON)", ""]
-    lines += settings_lines(variants, extra, latency_note="median of the timed image+text forwards of each variant, "
-                            "each variant measured once in turn (not interleaved)")
+    lines += settings_lines(variants, extra, latency_note=note)
     lines += ["", "## Results", ""]
     rows = []
     for variant, entry in variants.items():
         m = _metrics_of(entry)
-        rows.append([variant, count(m.get("params")), ratio(m.get("params"), base.get("params")), mib(m.get("size_bytes")),
-                     ms(m.get("latency_ms")), ratio(m.get("latency_ms"), base.get("latency_ms")),
-                     pct(m.get("zero_shot_accuracy")), pct(m.get("zero_shot_accuracy_heldout")),
-                     pct(m.get("recall_at_1_i2t")), pct(m.get("recall_at_1_t2i"))])
-    lines += table(["variant", "parameters", "× base", "weights on disk", "latency", "× base",
-                    "zero-shot (seen)", "zero-shot (held-out)", "R@1 image→text", "R@1 text→image"], rows)
+        row = [variant, count(m.get("params")), ratio(m.get("params"), base.get("params")), mib(m.get("size_bytes")),
+               ms(m.get("latency_ms")), _round_ratio(m, base)]
+        if single:
+            row.append(ms(m.get("latency_ms_single_run")))
+        rows.append(row + [pct(m.get("zero_shot_accuracy")), pct(m.get("zero_shot_accuracy_heldout")),
+                           pct(m.get("recall_at_1_i2t")), pct(m.get("recall_at_1_t2i"))])
+    header = ["variant", "parameters", "× base", "weights on disk", "latency", "× base"]
+    header += ["latency (single run)"] if single else []
+    lines += table(header + ["zero-shot (seen)", "zero-shot (held-out)", "R@1 image→text", "R@1 text→image"], rows)
+    if interleaved:
+        latency_text = ("Latency: median over the interleaved rounds; its `× base` is the median (min–max) over the "
+                        f"rounds of the per-round ratio to the `{base_name}` row" +
+                        ("; `latency (single run)` is each variant's own `evaluate_model` figure, measured one "
+                         "after the other, which moves between runs on a shared machine." if single else "."))
+    else:
+        latency_text = ("Latencies measured one after the other in a single run on a shared machine move between "
+                        "runs; the CLI's `prune` measures the ratio in interleaved rounds instead (see "
+                        "[../checkpoints.md](../checkpoints.md)).")
     lines += ["", f"`× base`: the variant's figure divided by the `{base_name}` row's. Zero-shot: 100-way accuracy "
               "with prompt ensembling on numbers seen in training and on the held-out numbers (see "
-              "[../embedded.md](../embedded.md)); R@1: recall@1. Latencies measured one after the other in a single "
-              "run on a shared machine move between runs; the CLI's `prune` measures the ratio in interleaved rounds "
-              "instead (see [../checkpoints.md](../checkpoints.md)).", ""]
+              "[../embedded.md](../embedded.md)); R@1: recall@1. " + latency_text, ""]
+    configs = [(v, e.get("pruning_config")) for v, e in variants.items() if isinstance(e, dict) and e.get("pruning_config")]
+    if configs:
+        lines += ["## Pruning configurations (as recorded)", ""]
+        lines += table(["variant", "PruningConfig (what it removes, and how units are ranked)"],
+                       [[v, plain(_pruning_fields(c))] for v, c in configs], ["l", "l"])
+        lines += ["", "The JSON holds each variant's whole `PruningConfig.to_dict()`.", ""]
+        lines.append("")
     return "\n".join(lines)
+
+
+#: PruningConfig fields a pruning page shows (when set); the JSON keeps the whole config
+PRUNING_SHOWN = ("towers", "head_sites", "head_ratio", "head_scope", "head_plan", "mlp_ratio", "mlp_scope", "mlp_plan",
+                 "drop_layers", "layer_strategy", "keep_every", "remove_layers", "importance")
+
+
+def _pruning_fields(config: dict) -> dict:
+    shown = {k: config[k] for k in PRUNING_SHOWN if config.get(k) not in (None, 0, 0.0, [], {})}
+    for scope, what in (("head_scope", "head_ratio"), ("mlp_scope", "mlp_ratio")):
+        if not config.get(what):
+            shown.pop(scope, None)
+    return shown
 
 
 def render_quantization(name: str, data: dict) -> str:
@@ -257,7 +323,144 @@ def render_generic(name: str, data: dict) -> str:
     return "\n".join(lines)
 
 
-RENDERERS = {"pruning": render_pruning, "quantization": render_quantization}
+def _speed(s) -> str:
+    if not isinstance(s, dict) or _missing(s.get("median")):
+        return NOT_MEASURED
+    return f"{s['median']:.2f}× ({s['min']:.2f}–{s['max']:.2f})"
+
+
+def _ms_range(s) -> str:
+    if not isinstance(s, dict) or _missing(s.get("median")):
+        return NOT_MEASURED
+    return f"{s['median']:.2f} ms ({s['min']:.2f}–{s['max']:.2f})"
+
+
+def _bytes(value) -> str:
+    return NOT_MEASURED if _missing(value) else f"{int(value):,d} B ({value / 2**20:.2f} MiB)"
+
+
+def render_onnx(name: str, data: dict) -> str:
+    env, st = data.get("environment") or {}, data.get("settings") or {}
+    rows, chain, targets = data.get("rows") or {}, data.get("chain"), data.get("targets") or {}
+    batches = [str(b) for b in st.get("batch_sizes") or []]
+    lines = header_lines(name, "Benchmark: ONNX Runtime, PyTorch and bitsandbytes on CPU")
+    lines += ["## Settings (as recorded in the JSON)", ""]
+    lines += [f"- hardware (CPU/GPU model): {plain(st.get('hardware'))}",
+              f"- device: {plain(env.get('device'))}; CPUs: {plain(env.get('cpu_count'))}",
+              f"- torch version: {plain(env.get('torch'))}; transformers version: {plain(env.get('transformers'))}; "
+              f"onnxruntime version: {plain(st.get('onnxruntime'))}; bitsandbytes version: {plain(env.get('bitsandbytes'))}; "
+              f"python: {plain(env.get('python'))}",
+              f"- torch threads: {plain(st.get('torch_threads'))}; ONNX Runtime intra-op threads: "
+              f"{plain(st.get('onnxruntime_intra_op_threads'))}, inter-op threads: "
+              f"{plain(st.get('onnxruntime_inter_op_threads'))}; both in one process ({plain(st.get('same_process'))})",
+              f"- OMP_WAIT_POLICY: {'unset (the OpenMP default)' if _missing(st.get('omp_wait_policy')) and 'omp_wait_policy' in st else plain(st.get('omp_wait_policy'))}",
+              f"- dtype: {plain(st.get('dtype'))}",
+              f"- latency batch sizes: {plain(st.get('batch_sizes'))}",
+              f"- latency: {plain(st.get('rounds'))} interleaved rounds; in each round every batch size and every "
+              f"variant is timed once ({plain(st.get('warmup_calls'))} untimed warm-up call(s), then the median of "
+              f"at least {plain(st.get('timed_calls_per_figure'))} timed calls" + (
+                  f", more for fast calls so that they last about {plain(st.get('min_time_per_figure_ms'))} ms (at most "
+                  f"{plain(st.get('max_timed_calls_per_figure'))})" if "min_time_per_figure_ms" in st else "") +
+              "), the order of the variants rotating from "
+              "round to round; figures are the median (min–max) over rounds; speed-ups are computed per round "
+              "against the reference row (PyTorch fp32 of the same model; the pruned tower against the unpruned one)",
+              f"- evaluation data: {plain(st.get('eval_dataset'))}; test images: "
+              f"{count(st.get('eval_images')) if not _missing(st.get('eval_images')) else NOT_RECORDED} "
+              f"({plain(st.get('images_per_number'))} per number)",
+              f"- teacher: {plain(st.get('teacher'))}"]
+    student = st.get("student")
+    if isinstance(student, dict):
+        made = student.get("made_here")
+        how = (f"distilled by this run: `{made.get('command')}` ({made.get('wall_time_s'):.0f} s)"
+               if isinstance(made, dict) else f"an existing folder, {model_name(student.get('path'))}")
+        init = student.get("student_init_pruning") or {}
+        shape = {k: init.get(k) for k in ("towers", "layer_strategy", "keep_every", "head_ratio", "mlp_ratio",
+                                          "importance") if k in init}
+        lines.append(f"- distilled student: {how}; {plain(student.get('distillation_global_step'))} of "
+                     f"{plain(student.get('distillation_max_steps'))} steps at batch "
+                     f"{plain(student.get('distillation_batch_size'))}, losses {plain(student.get('losses'))}; "
+                     f"initialised from the teacher pruned with {plain(shape) if shape else NOT_RECORDED}")
+    else:
+        lines.append("- distilled student: not measured")
+    vit = st.get("vit")
+    if isinstance(vit, dict):
+        pruned = vit.get("pruned") or {}
+        lines.append(f"- ViT-B/32-sized image tower: `CLIPVisionModelWithProjection` with {plain(vit.get('config'))}; "
+                     f"weights {plain(vit.get('weights'))}; pruned variant: {plain(pruned.get('heads_removed_per_layer'))} "
+                     f"of {plain(pruned.get('heads_per_layer'))} heads and {plain(pruned.get('mlp_neurons_removed_per_layer'))} "
+                     f"of {plain(pruned.get('mlp_neurons_per_layer'))} MLP neurons removed in every layer "
+                     f"({plain(pruned.get('pruned_with'))}); export: {plain(vit.get('export'))}")
+        if vit.get("export_graphs_refused"):
+            lines.append(f"- `vlmcompress.export.onnx.export_graphs` on the one-tower model: refused "
+                         f"(\"{vit['export_graphs_refused']}\")")
+    else:
+        lines.append("- ViT-B/32-sized image tower: not measured")
+    lines.append(f"- wall time: {plain(round(st['wall_s'])) if not _missing(st.get('wall_s')) else NOT_RECORDED} s "
+                 f"(timing rounds {plain(round(st['timing_wall_s'])) if not _missing(st.get('timing_wall_s')) else NOT_RECORDED} s)")
+
+    lines += ["", "## Size and accuracy", ""]
+    out = []
+    for variant, row in rows.items():
+        m = row.get("metrics") or {}
+        par = row.get("parity") or {}
+        if par and all(isinstance(v, dict) for v in par.values()):
+            cos = min(v.get("min_cosine", float("nan")) for v in par.values())
+        else:
+            cos = par.get("min_cosine") if par else None
+        out.append([variant, plain(row.get("runtime")), plain(row.get("precision")), _bytes(row.get("bytes")),
+                    plain(row.get("bytes_what")), count(row.get("params")), pct(m.get("zero_shot_accuracy")),
+                    pct(m.get("zero_shot_accuracy_heldout")), "—" if _missing(cos) else f"{cos:.5f}"])
+    lines += table(["variant", "runtime", "precision", "bytes", "what the bytes are", "parameters",
+                    "zero-shot (seen)", "zero-shot (held-out)", "min cosine vs PyTorch"], out,
+                   ["l", "l", "l", "r", "l", "r", "r", "r", "r"])
+    lines += ["", "Zero-shot: 100-way accuracy with prompt ensembling on the embedded test images of numbers seen in "
+              "training and of the held-out numbers (see [../embedded.md](../embedded.md)); not measured for the "
+              "randomly initialised towers. Min cosine: the lowest cosine similarity between the ONNX Runtime "
+              "embeddings and PyTorch's on the export's parity inputs.", ""]
+    for b in batches:
+        lines += [f"## Latency, batch {b}", ""]
+        out = []
+        for variant, row in rows.items():
+            lat = (row.get("latency") or {}).get(b) or {}
+            out.append([variant, plain(row.get("timed")), _ms_range(lat.get("ms")),
+                        _speed(lat.get("speedup_vs_reference")), plain(row.get("reference"))])
+        lines += table(["variant", "timed", "latency (min–max over rounds)", "speed-up (min–max over rounds)",
+                        "against"], out, ["l", "l", "r", "r", "l"])
+        lines.append("")
+    lines += ["## Chain: prune → distill → ONNX Runtime int8", ""]
+    if isinstance(chain, dict):
+        out = [["bytes", f"{_bytes(chain.get('bytes'))} vs {_bytes(chain.get('teacher_bytes'))}",
+                "—" if _missing(chain.get("bytes_ratio")) else f"{chain['bytes_ratio']:.3f}× the teacher's"]]
+        for b in batches:
+            lat = (chain.get("latency") or {}).get(b) or {}
+            out.append([f"latency, batch {b}", f"{_ms_range(lat.get('ms'))} vs {_ms_range(lat.get('teacher_ms'))}",
+                        f"{_speed(lat.get('speedup_vs_teacher'))} faster"])
+        out.append(["zero-shot accuracy kept (seen)", pct(chain.get("zero_shot_accuracy")),
+                    pct(chain.get("accuracy_kept_seen")) + " of the teacher's"])
+        out.append(["zero-shot accuracy kept (held-out)", pct(chain.get("zero_shot_accuracy_heldout")),
+                    pct(chain.get("accuracy_kept_heldout")) + " of the teacher's"])
+        lines += [f"`{chain.get('row')}` against `{chain.get('against')}`.", ""]
+        lines += table(["", "figure", "relative"], out, ["l", "r", "r"])
+    else:
+        lines.append("not measured")
+    lines += ["", "## Targets", ""]
+    out = []
+    for key, t in targets.items():
+        if "measured_seen" in t:
+            value = f"seen {points(t.get('measured_seen'))} points, held-out {points(t.get('measured_heldout'))} points"
+        else:
+            value = (NOT_MEASURED if _missing(t.get("measured")) else
+                     f"{t['measured']:.2f}× ({t.get('measured_min', float('nan')):.2f}–{t.get('measured_max', float('nan')):.2f})")
+        if _missing(t.get("measured")) and t.get("not_measured_because"):
+            value = f"{NOT_MEASURED} ({t['not_measured_because']})"
+        out.append([plain(t.get("target")), value,
+                    NOT_MEASURED if _missing(t.get("met")) else "met" if t["met"] else "not met"])
+    lines += table(["target", "measured", "result"], out, ["l", "r", "l"]) if out else ["no targets measured"]
+    lines.append("")
+    return "\n".join(lines)
+
+
+RENDERERS = {"pruning": render_pruning, "quantization": render_quantization, "onnx": render_onnx}
 
 
 def render_index(names: list[str]) -> str:

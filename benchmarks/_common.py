@@ -1,0 +1,43 @@
+"""What every benchmark script records beside its figures: the machine, the thread policy, the settings.
+
+Nothing here measures a model; it only reads what the machine and the process say about themselves.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+
+
+def cpu_model() -> str:
+    """The CPU's model name as the kernel reports it (``platform.processor()`` is empty on most Linux systems)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def hardware() -> str:
+    """CPU model and core count, e.g. ``AMD EPYC (2 cores visible, shared machine)``."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{cpu_model()} ({cores} cores visible to the process, {platform.machine()})"
+
+
+def refuse_active_wait_policy(script: str) -> None:
+    """Exit with one line when OMP_WAIT_POLICY=ACTIVE: spinning OpenMP threads take the cores from everything else
+    and make the latency figures meaningless (vlmcompress sets it only for training processes)."""
+    if os.environ.get("OMP_WAIT_POLICY", "").upper() == "ACTIVE":
+        sys.exit(f"{script}: OMP_WAIT_POLICY=ACTIVE is set; latency benchmarks refuse to run with spinning OpenMP "
+                 "threads (unset it, or set PASSIVE)")
+
+
+def environment() -> dict:
+    """``vlmcompress.report.environment()`` (device, threads, versions) as the report files record it."""
+    from vlmcompress.report import environment as report_environment
+
+    return report_environment()
