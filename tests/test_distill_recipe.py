@@ -212,15 +212,18 @@ def test_recipe_output_folder_rule(tmp_path):
     user = tmp_path / "mine"
     user.mkdir()
     (user / "notes.txt").write_text("mine")
-    for extra in ([], ["--overwrite_output_dir"]):
-        r = _run(["--output_dir", str(user), *extra])
-        assert r.returncode == 1 and "Traceback" not in r.stderr
-        assert r.stderr.strip().splitlines()[-1].startswith("distill_clip: error: output folder"), r.stderr
-        assert "did not write" in r.stderr and (user / "notes.txt").read_text() == "mine"
+    r = _run(["--output_dir", str(user), "--overwrite_output_dir"])  # the command line: one line, exit 1
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("distill_clip: error: output folder"), r.stderr
+    assert "did not write" in r.stderr and (user / "notes.txt").read_text() == "mine"
+    from vlmcompress.errors import VlmcompressError
+
     ours = tmp_path / "ours"
     ours.mkdir()
     (ours / "compression_report.json").write_text('{"format_version": 1, "vlmcompress_version": "0.1.0"}')
-    r = _run(["--output_dir", str(ours)])
-    assert r.returncode == 1 and "pass --overwrite_output_dir" in r.stderr
-    r = _run(["--output_dir", ""])
-    assert r.returncode == 1 and "output folder is empty" in r.stderr
+    for args, message in ((["--output_dir", str(user)], "did not write"),
+                          (["--output_dir", str(ours)], "pass --overwrite_output_dir"),
+                          (["--output_dir", ""], "output folder is empty")):
+        with pytest.raises(VlmcompressError, match=message):
+            _recipe_module().main(args)
+    assert (user / "notes.txt").read_text() == "mine" and (ours / "compression_report.json").exists()

@@ -255,7 +255,7 @@ def test_sigkill_at_several_points_never_leaves_a_broken_folder(tiny_clip_dir, t
     cmd = [sys.executable, "-m", "vlmcompress", *args]
     env = dict(os.environ, VLMCOMPRESS_NO_PROGRESS="1", OMP_NUM_THREADS="1")
     seen, killed = set(), 0
-    for delay in (3.0, 7.0, 11.0):
+    for delay in (3.0, 7.0):
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             proc.wait(timeout=delay)
