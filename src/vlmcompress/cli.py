@@ -229,11 +229,10 @@ def cmd_quantize(args):
 
 def cmd_export(args):
     from .export import export_onnx
-    from .io import check_output_dir
     from .report import format_metrics_table
 
     _set_verbosity(args)
-    check_output_dir(args.output_dir, overwrite=args.overwrite)
+    # export_onnx checks the output folder before any work
     report = export_onnx(args.model, args.output_dir, int8=args.int8, evaluate=not args.no_eval,
                          images_per_number=args.images_per_number, latency_batch_size=args.latency_batch_size,
                          latency_rounds=args.latency_rounds, overwrite=args.overwrite)
@@ -252,13 +251,6 @@ def cmd_export(args):
           f"{' (int8)' if args.int8 else ''}; run them with onnxruntime (the card shows how) or "
           f"`vlmcompress evaluate {args.output_dir}`")
     return 0
-
-
-def cmd_distill(args):
-    """``vlmcompress distill ...`` is recipes/distill_clip.py's run: the same options (HfArgumentParser style)."""
-    from .workflows.distill import run_distillation
-
-    return run_distillation(args.recipe_args, family=args.family, prog=f"vlmcompress distill")
 
 
 def cmd_card(args):
@@ -496,16 +488,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval_and_loading(ex)
     ex.set_defaults(func=cmd_export)
 
-    di = sub.add_parser(
+    sub.add_parser(
         "distill", add_help=False,
         help="distill a teacher into a smaller student inside transformers.Trainer (recipes/distill_clip.py's run)",
-        description="Everything after `distill` goes to the distillation run, with the recipe's options: "
-        "`vlmcompress distill --help` lists them. Two processes: accelerate launch -m vlmcompress.cli distill ...",
+        description="Everything after `distill` goes to the distillation run, with the recipe's options "
+        "(main() routes it before this parser; listed here for --help): `vlmcompress distill --help` lists them, "
+        "`--family blip` picks the captioner defaults. Two processes: accelerate launch -m vlmcompress.cli distill ...",
     )
-    di.add_argument("--family", choices=["clip", "blip"], default="clip",
-                    help="defaults for a two-tower student (clip: CLIP/SigLIP/BLIP retrieval) or a BLIP captioner")
-    di.add_argument("recipe_args", nargs=argparse.REMAINDER, help="options of recipes/distill_clip.py")
-    di.set_defaults(func=cmd_distill)
 
     cd = sub.add_parser(
         "card",

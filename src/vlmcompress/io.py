@@ -17,7 +17,7 @@ def _umask() -> int:
     return mask
 
 
-#: what a vlmcompress output folder holds at its root (``report.REPORT_FILENAME``; kept here, below ``report``)
+#: the report every vlmcompress output folder holds at its root (``report`` reads and writes it)
 REPORT_FILENAME = "compression_report.json"
 #: write errors that mean "the disk or the folder refused", reported in one line with what was kept
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EFBIG}

@@ -57,7 +57,7 @@ import platform
 from pathlib import Path
 
 FORMAT_VERSION = 1
-REPORT_FILENAME = "compression_report.json"
+from .io import REPORT_FILENAME  # noqa: E402 - defined once, in the module below this one
 
 METRIC_TYPES = {
     "params": int,

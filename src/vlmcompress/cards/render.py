@@ -366,12 +366,10 @@ def _onnx_view(steps) -> dict | None:
     """The last ONNX export step, for the card's "How to load" section."""
     for view in reversed(steps):
         if view["method"] == "onnx_export":
-            step = {k: v for k, v in view["fields"]}
             raw = view.get("raw") or {}
             graphs = raw.get("graphs") if isinstance(raw.get("graphs"), dict) else {}
             return {"int8": bool(raw.get("int8")), "opset": raw.get("opset"), "task": raw.get("task"),
-                    "graphs": [(role, g.get("file")) for role, g in graphs.items() if isinstance(g, dict)],
-                    "fields": step}
+                    "graphs": [(role, g.get("file")) for role, g in graphs.items() if isinstance(g, dict)]}
     return None
 
 

@@ -85,7 +85,7 @@ def sample_inputs(model, processor, batch: int = 3):
     size = getattr(image_processor, "crop_size", None) or getattr(image_processor, "size", None) or {}
     height = size.get("height") or size.get("shortest_edge") or 224
     width = size.get("width") or size.get("shortest_edge") or height
-    channels = getattr(get_adapter(model).tower_config("vision"), "num_channels", 3) if "vision" in adapter.towers() else 3
+    channels = getattr(adapter.tower_config("vision"), "num_channels", 3) if "vision" in adapter.towers() else 3
     pixel_values = torch.randn(batch, channels, height, width, generator=torch.Generator().manual_seed(0))
     texts = ["a photo of the number 47", "a picture of a dog on a beach", "an image"][:batch]
     tokenizer = getattr(processor, "tokenizer", processor)
