@@ -206,6 +206,12 @@ class ModelAdapter:
     #: whether ``features(..., with_itm=True)`` gives image-text matching logits
     has_itm: bool = False
 
+    @property
+    def task_auto_classes(self) -> tuple[str, ...]:
+        """The transformers task auto classes (beside ``AutoModel``) that a checkpoint with remote code registers in
+        its ``auto_map``, so ``pipeline(pipeline_tag, model=folder, trust_remote_code=True)`` loads our class."""
+        return ("AutoModelForZeroShotImageClassification",)
+
     def latency_forward(self, pixel_values, input_ids, attention_mask=None) -> None:
         """The forward that latency figures time: both towers' embeddings (captioners: image + teacher-forced text)."""
         self.image_embeddings(pixel_values)

@@ -188,6 +188,11 @@ class BlipAdapter(ModelAdapter):
             return task == "caption"
         return hasattr(self.model, "text_decoder") and not hasattr(self.model, "text_encoder")
 
+    @property
+    def task_auto_classes(self) -> tuple[str, ...]:
+        # the captioner serves the image-text-to-text pipeline; retrieval/ITM classes have no task pipeline
+        return ("AutoModelForImageTextToText",) if self.is_captioner else ()
+
     def latency_forward(self, pixel_values, input_ids, attention_mask=None) -> None:
         if not self.is_captioner:
             return super().latency_forward(pixel_values, input_ids, attention_mask)

@@ -80,6 +80,24 @@ def make_self_describing(model):
     return model
 
 
+def _register_task_classes(model, folder: Path) -> None:
+    """Add the family's task auto classes to the saved ``auto_map`` beside ``AutoModel`` (``register_for_auto_class``
+    records one class only): without them ``pipeline("zero-shot-image-classification", ...)`` or
+    ``AutoModelForImageTextToText`` falls back to the stock class and stops on the pruned shapes."""
+    from ..adapters import get_adapter
+
+    path = folder / "config.json"
+    config = json.loads(path.read_text())
+    auto_map = config.get("auto_map") or {}
+    target = auto_map.get("AutoModel")
+    if not target:
+        return
+    for name in get_adapter(model).task_auto_classes:
+        auto_map.setdefault(name, target)
+    config["auto_map"] = auto_map
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
 def save_compressed(model, processor, folder, *, overwrite: bool = False) -> dict:
     """Save weights (safetensors), config and processor into ``folder``; add remote code when the shapes need it.
 
@@ -101,6 +119,7 @@ def save_compressed(model, processor, folder, *, overwrite: bool = False) -> dic
         processor.save_pretrained(folder)
     if (folder / structure.REMOTE_CODE_FILE).exists():
         kind = "remote_code"
+        _register_task_classes(model, folder)
     elif getattr(model.config, "quantization_config", None) is not None:
         kind = "bitsandbytes"
     else:
