@@ -65,8 +65,8 @@ def make_self_describing(model):
     """Give a model whose shapes the stock class cannot rebuild the vlmcompress class that can.
 
     The class only differs in ``__init__`` (it shrinks Linears from the config), so the swap changes nothing at
-    run time; registered for ``AutoModel``, ``save_pretrained`` (also from ``Trainer.save_model``) then copies
-    ``modeling_vlmcompress.py`` into the folder and writes the ``auto_map``.
+    run time; registered for ``AutoModel`` and the family's task auto classes, ``save_pretrained`` (also from
+    ``Trainer.save_model``) then copies ``modeling_vlmcompress.py`` into the folder and writes the ``auto_map``.
     """
     cls = remote_class_for(model.config, type(model).__name__)
     if cls is None:
@@ -77,25 +77,14 @@ def make_self_describing(model):
             raise ValueError(f"cannot describe a pruned {type(model).__name__}: expected {base.__name__}")
         model.__class__ = cls
     cls.register_for_auto_class("AutoModel")
-    return model
-
-
-def _register_task_classes(model, folder: Path) -> None:
-    """Add the family's task auto classes to the saved ``auto_map`` beside ``AutoModel`` (``register_for_auto_class``
-    records one class only): without them ``pipeline("zero-shot-image-classification", ...)`` or
-    ``AutoModelForImageTextToText`` falls back to the stock class and stops on the pruned shapes."""
+    # register_for_auto_class records one class; save_pretrained keeps the config's other auto_map entries, so the
+    # family's task auto classes (pipelines, the Hub widget) load this class too instead of the stock one
     from ..adapters import get_adapter
 
-    path = folder / "config.json"
-    config = json.loads(path.read_text())
-    auto_map = config.get("auto_map") or {}
-    target = auto_map.get("AutoModel")
-    if not target:
-        return
-    for name in get_adapter(model).task_auto_classes:
-        auto_map.setdefault(name, target)
-    config["auto_map"] = auto_map
-    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    target = f"{cls.__module__.rsplit('.', 1)[-1]}.{cls.__name__}"
+    model.config.auto_map = {**(getattr(model.config, "auto_map", None) or {}),
+                             **{name: target for name in get_adapter(model).task_auto_classes}}
+    return model
 
 
 def save_compressed(model, processor, folder, *, overwrite: bool = False) -> dict:
@@ -119,7 +108,6 @@ def save_compressed(model, processor, folder, *, overwrite: bool = False) -> dic
         processor.save_pretrained(folder)
     if (folder / structure.REMOTE_CODE_FILE).exists():
         kind = "remote_code"
-        _register_task_classes(model, folder)
     elif getattr(model.config, "quantization_config", None) is not None:
         kind = "bitsandbytes"
     else:
