@@ -84,14 +84,26 @@ def test_user_dataset_without_heldout_labels(processor):
 
 def test_bad_datasets_are_one_line_errors(processor):
     import datasets
+    import numpy as np
+    from PIL import Image
 
     model = tiny_clip(processor)
+    image = Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8))
     empty = datasets.Dataset.from_dict({"image": [], "text": [], "label": []})
     with pytest.raises(VlmcompressError, match="empty"):
         evaluate_model(model, processor, empty)
-    no_text = datasets.Dataset.from_dict({"image": [None], "caption": ["a"], "label": [0]})
-    with pytest.raises(VlmcompressError, match="no column 'text'"):
-        evaluate_model(model, processor, no_text)
+    with pytest.raises(VlmcompressError, match="has no column 'text'"):
+        evaluate_model(model, processor, datasets.Dataset.from_dict({"image": [image], "caption": ["a"]}),
+                       text_column="text")
+    with pytest.raises(VlmcompressError, match="no image column"):
+        evaluate_model(model, processor, datasets.Dataset.from_dict({"caption": ["a"], "label": [0]}))
+    unscorable = datasets.Dataset.from_dict({"image": [image], "label": [0]})  # a plain int label: no class names
+    with pytest.raises(VlmcompressError, match="neither a ClassLabel label column .* nor captions"):
+        evaluate_model(model, processor, unscorable)
+    with pytest.raises(VlmcompressError, match="no datasets.ClassLabel label column"):
+        evaluate_model(model, processor, unscorable, task="zero_shot")
+    with pytest.raises(VlmcompressError, match="no captions for retrieval"):
+        evaluate_model(model, processor, unscorable, task="retrieval")
 
 
 def test_not_clip_like_model_is_rejected(processor):

@@ -13,8 +13,11 @@ Model cards, plots and benchmarks read it. Schema (format_version 1)::
                "recall_at_1_i2t": float, "recall_at_1_t2i": float, "recall_at_5_i2t": float,
                "recall_at_5_t2i": float, "caption_accuracy": float, "caption_accuracy_heldout": float}
 
-Every METRICS key is present; a metric that was not measured is ``null``, never guessed. Extra keys are
-allowed (the harness adds ``latency_threads``, ``latency_dtype``, ``latency_device``, ``eval_dataset`` ...).
+Every METRICS key is present; a metric that was not measured is ``null``, never guessed. The protocols on a user's
+evaluation set add OPTIONAL_METRICS (checked when present, not required, so older reports stay valid):
+``zero_shot_top5_accuracy``, ``zero_shot_mean_per_class_recall``, ``recall_at_10_i2t``, ``recall_at_10_t2i``,
+``bleu_4``, ``rouge_l``; a run without an evaluation set has ``eval_dataset: null`` and an ``accuracy_note``. Extra keys
+are allowed (the harness adds ``latency_threads``, ``latency_dtype``, ``latency_device``, ``eval_dataset`` ...).
 Accuracies and recalls are fractions in [0, 1].
 
 Pruning steps record what they removed in the base model's original numbering::
@@ -74,7 +77,16 @@ METRIC_TYPES = {
     "caption_accuracy": float,
     "caption_accuracy_heldout": float,
 }
-FRACTION_KEYS = {k for k in METRIC_TYPES if k.startswith(("zero_shot", "recall", "caption"))}
+OPTIONAL_METRICS = {
+    "zero_shot_top5_accuracy": float,
+    "zero_shot_mean_per_class_recall": float,
+    "recall_at_10_i2t": float,
+    "recall_at_10_t2i": float,
+    "bleu_4": float,
+    "rouge_l": float,
+}
+FRACTION_KEYS = {k for k in (*METRIC_TYPES, *OPTIONAL_METRICS) if k.startswith(("zero_shot", "recall", "caption"))
+                 or k in ("bleu_4", "rouge_l")}
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".onnx")
 
 
@@ -132,9 +144,10 @@ def _check_metrics(name, metrics, problems):
     if not isinstance(metrics, dict):
         problems.append(f"{name} must be an object or null")
         return
-    for key, typ in METRIC_TYPES.items():
+    for key, typ in (*METRIC_TYPES.items(), *OPTIONAL_METRICS.items()):
         if key not in metrics:
-            problems.append(f"{name}.{key} is missing (use null when not measured)")
+            if key in METRIC_TYPES:
+                problems.append(f"{name}.{key} is missing (use null when not measured)")
             continue
         value = metrics[key]
         if value is None:
@@ -375,16 +388,22 @@ TABLE_ROWS = (
     ("latency_batch_size", "latency batch size"),
     ("zero_shot_accuracy", "zero-shot acc (seen/all)"),
     ("zero_shot_accuracy_heldout", "zero-shot acc (held-out)"),
+    ("zero_shot_top5_accuracy", "zero-shot top-5 acc"),
+    ("zero_shot_mean_per_class_recall", "zero-shot mean per-class recall"),
     ("recall_at_1_i2t", "recall@1 image->text"),
     ("recall_at_5_i2t", "recall@5 image->text"),
+    ("recall_at_10_i2t", "recall@10 image->text"),
     ("recall_at_1_t2i", "recall@1 text->image"),
     ("recall_at_5_t2i", "recall@5 text->image"),
+    ("recall_at_10_t2i", "recall@10 text->image"),
     ("caption_accuracy", "caption accuracy (seen/all)"),
     ("caption_accuracy_heldout", "caption accuracy (held-out)"),
+    ("bleu_4", "BLEU-4"),
+    ("rouge_l", "ROUGE-L"),
 )
 
 
-CAPTION_KEYS = ("caption_accuracy", "caption_accuracy_heldout")
+CAPTION_KEYS = ("caption_accuracy", "caption_accuracy_heldout", "bleu_4", "rouge_l")
 
 
 def table_rows(metrics_dicts) -> list:
@@ -393,9 +412,11 @@ def table_rows(metrics_dicts) -> list:
     metrics_dicts = [m or {} for m in metrics_dicts]
     captions = any(m.get(k) is not None for m in metrics_dicts for k in CAPTION_KEYS)
     retrieval = any(m.get(k) is not None for m in metrics_dicts for k in FRACTION_KEYS if k not in CAPTION_KEYS)
+    measured = {k for m in metrics_dicts for k, v in m.items() if v is not None}
     return [(key, label) for key, label in TABLE_ROWS
-            if (key in CAPTION_KEYS and captions) or (key in FRACTION_KEYS and key not in CAPTION_KEYS and (retrieval or not captions))
-            or key not in FRACTION_KEYS]
+            if (key not in OPTIONAL_METRICS or key in measured)
+            and ((key in CAPTION_KEYS and captions) or (key in FRACTION_KEYS and key not in CAPTION_KEYS and (retrieval or not captions))
+                 or key not in FRACTION_KEYS)]
 
 
 def format_metrics_table(columns: dict) -> str:
@@ -417,4 +438,6 @@ def format_metrics_table(columns: dict) -> str:
             extra.append(f"{n}: latency on {m.get('latency_device')} {m.get('latency_dtype')}, "
                          f"{m.get('latency_threads')} threads, batch {m.get('latency_batch_size')} "
                          f"(image+text forward, median of {m.get('latency_repeats')} timed batches)")
+    notes = dict.fromkeys((columns[n] or {}).get("accuracy_note") for n in names)
+    extra += [note for note in notes if note]
     return "\n".join(lines + extra)

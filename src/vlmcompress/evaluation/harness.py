@@ -20,9 +20,14 @@ from ..embedded import digits
 from ..errors import VlmcompressError
 from ..report import empty_metrics, weights_size_bytes
 from ..utils import progress
+from .eval_sets import EMBEDDED, NO_EVAL, EvalSet, eval_set_from_dataset
+from .protocols import caption_metrics, check_task, retrieval_metrics, zero_shot_metrics
+from .templates import load_templates, templates_name
 
-DEFAULT_TEMPLATES = ("a photo of a {}.", "a picture of a {}.", "an image of a {}.")
 RETRIEVAL_PER_CLASS = 10
+NOT_MEASURED_NOTE = ("accuracy not measured: no evaluation set was named (pass --eval-dataset: a datasets folder or "
+                     "name, an image folder, or a CSV/JSON of image paths and captions; vlmcompress/digits-test is the "
+                     "embedded benchmark)")
 
 
 def check_dataset(dataset, image_column="image", text_column="text", label_column="label"):
@@ -165,17 +170,10 @@ def _split_accuracy(metrics, key, correct, labels, heldout_labels):
         metrics[key] = float(correct.mean())
 
 
-def _caption_metrics(metrics, adapter, processor, images, labels, texts, heldout_labels, embedded, batch_size):
-    """Embedded data: a caption is right when it names the image's number; a user's data: when it equals the row's
-    caption (lower case, whitespace collapsed)."""
+def _caption_metrics(metrics, adapter, processor, images, labels, heldout_labels, batch_size):
+    """Embedded data: a caption is right when it names the image's number."""
     captions = caption_images(adapter, processor, images, batch_size=batch_size)
-    if embedded:
-        correct = np.asarray([digits.number_in_caption(c) == int(lab) for c, lab in zip(captions, labels)])
-    else:
-        def norm(text):
-            return " ".join(str(text).lower().split())
-
-        correct = np.asarray([norm(c) == norm(t) for c, t in zip(captions, texts)])
+    correct = np.asarray([digits.number_in_caption(c) == int(lab) for c, lab in zip(captions, labels)])
     _split_accuracy(metrics, "caption_accuracy", correct, labels, heldout_labels)
     metrics["caption_examples"] = captions[:5]
 
@@ -232,6 +230,82 @@ def _retrieval_metrics(metrics, adapter, image_processor, tokenizer, images, lab
     metrics["retrieval_pairs"] = len(subset)
 
 
+class _LazyImages:
+    """An ``EvalSet``'s images, decoded a slice at a time (a whole COCO test split does not fit in memory decoded)."""
+
+    def __init__(self, eval_set):
+        self.eval_set = eval_set
+
+    def __len__(self):
+        return len(self.eval_set)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return self.eval_set.images(index)
+        return self.eval_set.images(slice(index, index + 1))[0]
+
+
+def synthetic_inputs(processor, n: int = 8):
+    """Noise images at the processor's size and short captions: latency inputs when no evaluation set is named."""
+    from PIL import Image
+
+    image_processor = getattr(processor, "image_processor", processor)
+    side = 224
+    for attr in ("crop_size", "size"):
+        size = getattr(image_processor, attr, None)
+        if isinstance(size, int):
+            side = size
+            break
+        found = next((getattr(size, k, None) or (size.get(k) if hasattr(size, "get") else None)
+                      for k in ("height", "shortest_edge") if size is not None), None)
+        if found:
+            side = int(found)
+            break
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)) for _ in range(n)]
+    texts = [f"a photo of a {w}." for w in ("dog", "cat", "car", "tree", "house", "bird", "boat", "chair")][:n]
+    return images, texts
+
+
+def _measure_user_set(metrics, adapter, processor, eval_set: EvalSet, tasks, *, templates, class_prompts,
+                      heldout_labels, batch_size):
+    tokenizer = _tokenizer_of(processor)
+    image_processor = getattr(processor, "image_processor", processor)
+    images = _LazyImages(eval_set)
+    if "captioning" in tasks:
+        predictions = caption_images(adapter, processor, images, batch_size=batch_size, max_new_tokens=30)
+        metrics.update(caption_metrics(predictions, eval_set.captions))
+
+        def norm(text):
+            return " ".join(str(text).lower().strip(" .").split())
+
+        exact = np.asarray([norm(p) in {norm(r) for r in refs} for p, refs in zip(predictions, eval_set.captions)])
+        metrics["caption_accuracy"] = float(exact.mean())
+        metrics["caption_examples"] = predictions[:5]
+        return
+    image_emb = encode_images(adapter, image_processor, images, batch_size=batch_size)
+    if "zero_shot" in tasks:
+        names = eval_set.class_names
+        if class_prompts is None:
+            class_prompts = [[t.replace("{}", name) for t in templates] for name in names]
+        labels = np.asarray(eval_set.labels)
+        if labels.max() >= len(class_prompts) or labels.min() < 0:
+            raise VlmcompressError(f"labels run from {labels.min()} to {labels.max()} but there are {len(class_prompts)} "
+                                   "classes")
+        class_emb = class_embeddings(adapter, tokenizer, class_prompts)
+        metrics.update(zero_shot_metrics(image_emb, class_emb, labels))
+        metrics["zero_shot_accuracy_all"] = metrics["zero_shot_accuracy"]
+        if heldout_labels:
+            correct = (image_emb @ class_emb.t()).argmax(dim=1).numpy() == labels
+            _split_accuracy(metrics, "zero_shot_accuracy", correct, labels, heldout_labels)
+    if "retrieval" in tasks:
+        flat = [c for caps in eval_set.captions for c in caps]
+        owner = [i for i, caps in enumerate(eval_set.captions) for _ in caps]
+        text_emb = encode_texts(adapter, tokenizer, flat)
+        metrics.update(retrieval_metrics(image_emb, text_emb, owner))
+        metrics["retrieval_pairs"] = len(flat)
+
+
 def evaluate_model(
     model,
     processor,
@@ -241,62 +315,88 @@ def evaluate_model(
     heldout_labels=None,
     images_per_number: int | None = None,
     model_path=None,
-    image_column="image",
-    text_column="text",
-    label_column="label",
+    image_column=None,
+    text_column=None,
+    label_column=None,
+    templates=None,
+    task: str = "auto",
     batch_size: int = 256,
     latency_batch_size: int = 32,
     latency_repeats: int = 7,
     measure_size: bool = True,
 ) -> dict:
-    """Measure a model; returns a METRICS dict (see ``vlmcompress.report``). Captioners get ``caption_accuracy``.
+    """Measure a model; returns a METRICS dict (see ``vlmcompress.report``).
 
-    With no ``dataset`` the embedded digits test split is used: ``zero_shot_accuracy`` is 100-way accuracy on
-    images of numbers seen in training, ``zero_shot_accuracy_heldout`` on the ten held-out numbers. For a user's
-    data set pass ``class_prompts`` (one list of prompts per label) or a ``ClassLabel`` label column (prompts are
-    built from its names); ``zero_shot_accuracy`` then covers all labels and the held-out figure is null unless
-    ``heldout_labels`` is given.
+    ``dataset`` is what accuracy is measured on:
+
+    - ``None`` or ``"vlmcompress/digits-test"``: the embedded two-digit benchmark (``zero_shot_accuracy`` is 100-way
+      accuracy on numbers seen in training, ``zero_shot_accuracy_heldout`` on the ten held-out numbers; a captioner's
+      ``caption_accuracy`` counts captions that name the right number);
+    - an ``EvalSet`` (``vlmcompress.evaluation.load_eval_set``) or a ``datasets.Dataset`` (its image, caption and
+      label columns found by their usual names, or named by ``image_column``/``text_column``/``label_column``): the
+      CLIP_benchmark protocols (``vlmcompress.evaluation.protocols``): zero-shot top-1/top-5 and mean per-class
+      recall from the ``ClassLabel`` names and ``templates`` (a list, ``"default"``, ``"openai_imagenet"`` or a file;
+      ``class_prompts`` gives one prompt list per label instead), recall@1/5/10 both ways by image, and for a
+      captioner BLEU-4 and ROUGE-L; ``task`` picks one (default: every protocol the set supports);
+    - ``"none"``: accuracy is not measured (``accuracy_note`` says so); size, memory and latency (on noise images)
+      are.
     """
     adapter = get_adapter(model)
     model.eval()
-    embedded = dataset is None
+    if isinstance(dataset, str) and dataset not in (EMBEDDED, NO_EVAL):
+        raise VlmcompressError(f"evaluate_model takes a data set, an EvalSet, {EMBEDDED!r} or {NO_EVAL!r}; load "
+                               f"{dataset!r} with vlmcompress.evaluation.load_eval_set first")
+    embedded = dataset is None or (isinstance(dataset, str) and dataset == EMBEDDED)
+    tokenizer = _tokenizer_of(processor)
+    image_processor = getattr(processor, "image_processor", processor)
+    metrics = empty_metrics()
     if embedded:
         dataset = digits.load_digits_dataset("test", images_per_number=images_per_number)
         class_prompts = digits.class_prompts()
         heldout_labels = digits.HELDOUT_NUMBERS
-    check_dataset(dataset, image_column, text_column, label_column)
-    if class_prompts is None and not adapter.is_captioner:
-        names = getattr(dataset.features[label_column], "names", None)
-        if not names:
-            raise VlmcompressError(
-                f"zero-shot needs class names: make {label_column!r} a datasets.ClassLabel or pass class_prompts"
-            )
-        class_prompts = [[t.format(name) for t in DEFAULT_TEMPLATES] for name in names]
-
-    tokenizer = _tokenizer_of(processor)
-    image_processor = getattr(processor, "image_processor", processor)
-    images = dataset[image_column]
-    labels = np.asarray(dataset[label_column])
-    texts = dataset[text_column]
-    metrics = empty_metrics()
-    if adapter.is_captioner:
-        _caption_metrics(metrics, adapter, processor, images, labels, texts, heldout_labels, embedded, batch_size)
+        images, labels, texts = dataset["image"], np.asarray(dataset["label"]), dataset["text"]
+        if adapter.is_captioner:
+            _caption_metrics(metrics, adapter, processor, images, labels, heldout_labels, batch_size)
+        else:
+            _retrieval_metrics(metrics, adapter, image_processor, tokenizer, images, labels, texts, class_prompts,
+                               heldout_labels, batch_size)
+        metrics["eval_images"] = int(len(labels))
+        metrics["eval_dataset"] = EMBEDDED
+        latency_images, latency_texts = images, texts
+    elif isinstance(dataset, str):  # NO_EVAL
+        latency_images, latency_texts = synthetic_inputs(processor)
+        metrics["eval_dataset"] = None
+        metrics["accuracy_note"] = NOT_MEASURED_NOTE
+        metrics["latency_inputs"] = "synthetic"
     else:
-        _retrieval_metrics(metrics, adapter, image_processor, tokenizer, images, labels, texts, class_prompts,
-                           heldout_labels, batch_size)
-    metrics["eval_images"] = int(len(labels))
+        eval_set = dataset if isinstance(dataset, EvalSet) else eval_set_from_dataset(
+            dataset, image_column=image_column, caption_column=text_column, label_column=label_column)
+        tasks = check_task(eval_set, task, adapter.is_captioner)
+        template_list = list(templates) if isinstance(templates, (list, tuple)) else load_templates(templates)
+        _measure_user_set(metrics, adapter, processor, eval_set, tasks, templates=template_list,
+                          class_prompts=class_prompts, heldout_labels=heldout_labels, batch_size=batch_size)
+        metrics["eval_images"] = len(eval_set)
+        metrics["eval_dataset"] = eval_set.name
+        metrics["eval_split"] = eval_set.split
+        metrics["eval_protocols"] = tasks
+        if "zero_shot" in tasks and class_prompts is None:
+            metrics["eval_templates"] = (templates_name(templates) if not isinstance(templates, (list, tuple))
+                                         else f"{len(template_list)} templates")
+        n = min(len(eval_set), latency_batch_size)
+        latency_images = eval_set.images(slice(0, n))
+        latency_texts = [caps[0] for caps in eval_set.captions[:n]] if eval_set.captions else synthetic_inputs(processor)[1]
     metrics["params"] = count_parameters(model)
     metrics["memory_bytes"] = int(model.get_memory_footprint()) if hasattr(model, "get_memory_footprint") else None
     if measure_size:
         metrics["size_bytes"] = size_on_disk(model, model_path)
     metrics["latency_ms"] = measure_latency(
-        adapter, image_processor, tokenizer, images, texts, batch_size=latency_batch_size, repeats=latency_repeats
+        adapter, image_processor, tokenizer, latency_images, latency_texts, batch_size=latency_batch_size,
+        repeats=latency_repeats
     ) if latency_repeats > 0 else None
     metrics["latency_batch_size"] = latency_batch_size if latency_repeats > 0 else None
     metrics["latency_repeats"] = latency_repeats
     metrics["latency_threads"] = torch.get_num_threads()
     metrics["latency_dtype"] = str(adapter.input_dtype()).replace("torch.", "")
     metrics["latency_device"] = str(adapter.device())
-    metrics["eval_dataset"] = digits.DATASET_NAME if embedded else (dataset.info.dataset_name or "user data set")
     metrics["omp_wait_policy"] = os.environ.get("OMP_WAIT_POLICY")
     return metrics

@@ -1,0 +1,261 @@
+"""Evaluation sets: the user's data, opened from wherever it lives, in the shape the protocols need.
+
+``load_eval_set(name)`` takes
+  - ``vlmcompress/digits-test``: the embedded two-digit benchmark (returned as ``EMBEDDED``, the harness's own path);
+  - ``none``: no accuracy (size, memory and latency only; returned as ``NO_EVAL``);
+  - a ``datasets.save_to_disk`` folder, an image folder (one subfolder per class: ``imagefolder``, optionally with a
+    ``metadata.csv``/``metadata.jsonl`` of captions), a CSV / JSON / JSON Lines file of image paths (relative to the
+    file) and captions, or a Hub data set name (loaded with ``datasets.load_dataset``).
+
+An ``EvalSet`` holds one row per image: the image, its captions (a list: one or several per image, as Flickr30k/COCO
+give them; rows that repeat an image with another caption are grouped) and its label (a ``ClassLabel`` index, whose
+names are the zero-shot classes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..embedded import digits
+from ..errors import VlmcompressError
+
+EMBEDDED = digits.DATASET_NAME
+NO_EVAL = "none"
+IMAGE_COLUMNS = ("image", "img", "jpg", "png", "image_path", "file_name", "filepath")
+CAPTION_COLUMNS = ("captions", "caption", "text", "sentences", "sentence", "txt")
+LABEL_COLUMNS = ("label", "labels", "class", "fine_label")
+TABLE_SUFFIXES = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json"}
+
+
+@dataclass
+class EvalSet:
+    """One row per image. ``images`` is a ``datasets`` column (decoded lazily, batch by batch)."""
+
+    name: str
+    dataset: object  # datasets.Dataset with the image column named "image"
+    captions: list | None = None  # list of lists of strings, one list per image
+    labels: np.ndarray | None = None
+    class_names: list | None = None
+    split: str | None = None
+    source_columns: dict = field(default_factory=dict)
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def images(self, sl=slice(None)):
+        return self.dataset[sl]["image"]
+
+    def describe(self) -> str:
+        parts = [f"{len(self)} images"]
+        if self.class_names:
+            parts.append(f"{len(self.class_names)} classes")
+        if self.captions:
+            parts.append(f"{sum(len(c) for c in self.captions)} captions")
+        return f"{self.name}" + (f" [{self.split}]" if self.split else "") + f": {', '.join(parts)}"
+
+
+def _first(columns, candidates):
+    return next((c for c in candidates if c in columns), None)
+
+
+def _image_key(value) -> str:
+    """Identity of an undecoded image (path, else content hash): rows repeating an image are grouped by it."""
+    if isinstance(value, dict):
+        if value.get("path"):
+            return str(value["path"])
+        if value.get("bytes") is not None:
+            return hashlib.sha1(value["bytes"]).hexdigest()
+    return repr(value)
+
+
+def eval_set_from_dataset(dataset, name: str | None = None, *, image_column: str | None = None,
+                          caption_column: str | None = None, label_column: str | None = None,
+                          max_samples: int | None = None, seed: int = 0, split: str | None = None) -> EvalSet:
+    """An ``EvalSet`` from a ``datasets.Dataset``; columns are found by their usual names unless given."""
+    import datasets
+
+    if dataset is None or len(dataset) == 0:
+        raise VlmcompressError(f"the evaluation data set {name or ''} is empty: expected rows with an image and a "
+                               "label or caption(s)".replace("set  is", "set is"))
+    cols = dataset.column_names
+    name = name or getattr(dataset.info, "dataset_name", None) or "user data set"
+    for flag, given in (("--eval-image-column", image_column), ("--eval-caption-column", caption_column),
+                        ("--eval-label-column", label_column)):
+        if given and given not in cols:
+            raise VlmcompressError(f"the evaluation data set {name} has no column {given!r} (it has {', '.join(cols)}): "
+                                   f"fix {flag}")
+    image_column = image_column or _first(cols, IMAGE_COLUMNS) or next(
+        (c for c, f in dataset.features.items() if isinstance(f, datasets.Image)), None)
+    if image_column is None:
+        raise VlmcompressError(f"the evaluation data set {name} has no image column (it has {', '.join(cols)}): "
+                               "name it with --eval-image-column")
+    caption_column = caption_column or _first(cols, CAPTION_COLUMNS)
+    label_column = label_column or _first(cols, LABEL_COLUMNS)
+    if not isinstance(dataset.features[image_column], datasets.Image):
+        dataset = dataset.cast_column(image_column, datasets.Image())
+    keep = [c for c in (image_column, caption_column, label_column) if c]
+    dataset = dataset.select_columns(keep)
+
+    # one row per image: rows that repeat an image (one caption per row) are grouped
+    undecoded = dataset.cast_column(image_column, datasets.Image(decode=False))[image_column]
+    first_row: dict = {}
+    rows_of: dict = {}
+    for i, value in enumerate(undecoded):
+        key = _image_key(value)
+        first_row.setdefault(key, i)
+        rows_of.setdefault(key, []).append(i)
+    order = list(first_row.values())
+    captions = None
+    if caption_column:
+        raw = dataset[caption_column]
+        captions = []
+        for key in first_row:
+            texts = []
+            for i in rows_of[key]:
+                value = raw[i]
+                texts += [str(t) for t in value] if isinstance(value, (list, tuple)) else [str(value)]
+            captions.append([t for t in dict.fromkeys(texts) if t.strip()])
+        if any(not c for c in captions):
+            raise VlmcompressError(f"the evaluation data set {name}: some images have no caption in {caption_column!r}")
+    labels = class_names = None
+    if label_column:
+        feature = dataset.features[label_column]
+        if isinstance(feature, datasets.ClassLabel):
+            class_names = list(feature.names)
+            labels = np.asarray(dataset[label_column])[order]
+        else:
+            labels = None  # a label without names cannot make zero-shot prompts; check_task says so when asked
+            class_names = None
+    dataset = dataset.select(order)
+    if image_column != "image":
+        dataset = dataset.rename_column(image_column, "image")
+    if max_samples is not None and max_samples < len(dataset):
+        pick = np.sort(np.random.default_rng(seed).permutation(len(dataset))[:max_samples])
+        dataset = dataset.select(pick.tolist())
+        captions = [captions[i] for i in pick] if captions is not None else None
+        labels = labels[pick] if labels is not None else None
+    return EvalSet(name=name, dataset=dataset, captions=captions, labels=labels, class_names=class_names, split=split,
+                   source_columns={"image": image_column, "captions": caption_column, "label": label_column})
+
+
+def _pick_split(ds, name, split):
+    import datasets
+
+    if not isinstance(ds, datasets.DatasetDict):
+        return ds, split
+    if split in ds:
+        return ds[split], split
+    if len(ds) == 1:  # one file or one folder: its only split, whatever it is called
+        (only,) = ds
+        return ds[only], only
+    raise VlmcompressError(f"evaluation data set {name!r} has no split {split!r} (it has {', '.join(ds)}): pass "
+                           "--eval-split")
+
+
+def _load_table(path: Path, image_column: str | None):
+    """A CSV/JSON(L) file of image paths and captions; paths are relative to the file's folder."""
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(TABLE_SUFFIXES[path.suffix.lower()], data_files=str(path), split="train")
+    except Exception as exc:  # noqa: BLE001 - a malformed file is one line
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise VlmcompressError(f"cannot read evaluation file {path}: {first}") from exc
+    column = image_column or _first(ds.column_names, IMAGE_COLUMNS)
+    if column is None or column not in ds.column_names:
+        raise VlmcompressError(f"evaluation file {path} has no image path column (it has {', '.join(ds.column_names)}): "
+                               "name it with --eval-image-column")
+    root = path.resolve().parent
+
+    def absolute(row):
+        p = Path(str(row[column])).expanduser()
+        return {column: str(p if p.is_absolute() else root / p)}
+
+    ds = ds.map(absolute)
+    missing = [p for p in ds[column] if not os.path.isfile(p)]
+    if missing:
+        raise VlmcompressError(f"evaluation file {path}: {len(missing)} image(s) not found, e.g. {missing[0]}")
+    return ds.cast_column(column, datasets.Image()), column
+
+
+def load_eval_set(name: str, *, split: str = "test", config: str | None = None, image_column: str | None = None,
+                  caption_column: str | None = None, label_column: str | None = None,
+                  max_samples: int | None = None, seed: int = 0):
+    """``EMBEDDED``, ``NO_EVAL`` or an ``EvalSet`` for ``name`` (see the module docstring)."""
+    import datasets
+
+    from ..utils import looks_local
+
+    if name == EMBEDDED:
+        return EMBEDDED
+    if str(name).lower() == NO_EVAL:
+        return NO_EVAL
+    path = Path(name).expanduser()
+    if path.is_file():
+        if path.suffix.lower() not in TABLE_SUFFIXES:
+            raise VlmcompressError(f"evaluation file {name} is not CSV or JSON: expected a .csv, .tsv, .json or .jsonl "
+                                   "file of image paths and captions, an image folder or a save_to_disk folder")
+        ds, image_column = _load_table(path, image_column)
+        used = None
+    elif path.is_dir():
+        if any((path / f).is_file() for f in ("dataset_info.json", "dataset_dict.json", "state.json")):
+            from ..data.sources import open_dataset
+
+            ds = open_dataset(str(path))
+        else:
+            try:
+                ds = datasets.load_dataset("imagefolder", data_dir=str(path))
+            except Exception as exc:  # noqa: BLE001 - a folder with no images is one line
+                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise VlmcompressError(f"evaluation folder {name} is neither a save_to_disk folder nor an image folder "
+                                       f"(class subfolders of images): {first}") from exc
+        ds, used = _pick_split(ds, name, split)
+    elif looks_local(name):
+        raise VlmcompressError(f"evaluation data set {name} does not exist: expected a save_to_disk folder, an image "
+                               f"folder, a CSV/JSON file, a Hub data set name, {EMBEDDED} or {NO_EVAL}")
+    else:
+        from ..data.sources import open_dataset
+
+        ds = open_dataset(name, config=config, split=None)
+        ds, used = _pick_split(ds, name, split)
+    return eval_set_from_dataset(ds, name, image_column=image_column, caption_column=caption_column,
+                                 label_column=label_column, max_samples=max_samples, seed=seed, split=used)
+
+
+def is_embedded_model(path) -> bool:
+    """Whether ``path`` is one of the embedded teachers or a folder made from one and measured on the embedded
+    benchmark (its report says so): those are evaluated on the digits when no evaluation set is named."""
+    import json
+
+    from ..io import REPORT_FILENAME
+
+    if path is None:
+        return True
+    folder = Path(str(path))
+    assets = Path(__file__).resolve().parent.parent / "assets"
+    try:
+        if folder.resolve().parent == assets:
+            return True
+    except OSError:
+        return False
+    report = folder / REPORT_FILENAME
+    if not report.is_file():
+        return False
+    try:
+        data = json.loads(report.read_text())
+    except (OSError, ValueError):
+        return False
+    return any(isinstance(data.get(k), dict) and data[k].get("eval_dataset") == EMBEDDED for k in ("after", "before"))
+
+
+def resolve_eval_set(name: str | None, model_path, **kwargs):
+    """What a command evaluates on: the named set, else the embedded benchmark for an embedded model, else
+    ``NO_EVAL`` (accuracy not measured; the command says so)."""
+    if name:
+        return load_eval_set(name, **kwargs)
+    return EMBEDDED if is_embedded_model(model_path) else NO_EVAL
