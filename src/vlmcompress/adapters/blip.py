@@ -331,8 +331,11 @@ class BlipAdapter(ModelAdapter):
 
     @torch.no_grad()
     def generate_captions(self, pixel_values, max_new_tokens: int = 12):
-        """Greedy captions (token ids) for a batch of images."""
+        """Greedy captions (token ids) for a batch of images; at most as many tokens as the decoder has positions."""
         if not self.is_captioner:
             raise VlmcompressError(f"{type(self.model).__name__} does not caption: expected BlipForConditionalGeneration")
+        positions = getattr(self.model.config.text_config, "max_position_embeddings", None)
+        if positions:
+            max_new_tokens = max(1, min(max_new_tokens, positions - 2))  # the BOS prompt takes one position
         pixel_values = pixel_values.to(device=self.device(), dtype=self.input_dtype())
         return self.model.generate(pixel_values=pixel_values, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1)
