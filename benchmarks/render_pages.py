@@ -21,6 +21,9 @@ Known shapes:
   "chain": {...} | null, "targets": {key: {"target", "threshold", "measured", "met", ...}}}``, ROW holding the model,
   runtime, precision, bytes, ``metrics`` (METRICS or null) and ``latency`` per batch size (median / min / max over
   interleaved rounds, and the per-round speed-up against its ``reference`` row).
+- ``real_size.json`` (``benchmarks/real_size.py --json``): ``{"environment", "settings", "clip": {variant: {...,
+  "batches": {batch: {"flops", "flop_ratio", "latency_ms", "latency_ratio", "latency_over_flop_ratio", "memory",
+  "target"}}}}, "blip": {variant: {..., "batches": {...}}}, "distillation": {teacher: {...}}, "targets": {...}}``.
 - anything else shaped ``{variant: METRICS}`` or ``{"variants": {variant: METRICS}}``: a generic table.
 
 Top-level keys other than the variants (e.g. ``"model"``, ``"environment"``, ``"settings"``) are listed as recorded
@@ -46,6 +49,9 @@ SOURCES = {
                 "after the base model; no recovery training"),
     "quantization": ("benchmarks/quantization.py", "bitsandbytes variants of a model, each quantized, saved and measured "
                      "from its folder, on CPU with bitsandbytes' own kernels"),
+    "real_size": ("benchmarks/real_size.py", "a ViT-B/32-sized CLIP and a BLIP-base-sized captioner with random "
+                  "weights, pruned and quantized with vlmcompress, FLOPs counted and latency timed side by side in "
+                  "interleaved rounds in one process, memory measured in a fresh process each"),
     "onnx": ("benchmarks/onnx.py", "PyTorch fp32, ONNX Runtime fp32 and int8 and bitsandbytes int8/nf4 of the embedded "
              "teacher, a distilled student and a ViT-B/32-sized image tower, timed side by side in interleaved rounds "
              "in one process"),
@@ -460,7 +466,200 @@ def render_onnx(name: str, data: dict) -> str:
     return "\n".join(lines)
 
 
-RENDERERS = {"pruning": render_pruning, "quantization": render_quantization, "onnx": render_onnx}
+def _x(value, digits: int = 3) -> str:
+    return NOT_MEASURED if _missing(value) else f"{value:.{digits}f}"
+
+
+def _x_range(s, digits: int = 3) -> str:
+    if not isinstance(s, dict) or _missing(s.get("median")):
+        return NOT_MEASURED
+    return f"{s['median']:.{digits}f} ({s['min']:.{digits}f}–{s['max']:.{digits}f})"
+
+
+def _gflop(value) -> str:
+    return NOT_MEASURED if _missing(value) else f"{value / 1e9:,.1f}"
+
+
+def _met(target) -> str:
+    if not isinstance(target, dict) or _missing(target.get("met")):
+        return "—"
+    return "met" if target["met"] else "missed"
+
+
+def _shape(structure: dict | None, tower: str) -> str:
+    """"12 layers, 12 heads, MLP 3072" (or "6–12 heads" where layers differ) for one tower of a recorded structure."""
+    t = (structure or {}).get(tower)
+    if not isinstance(t, dict):
+        return NOT_RECORDED
+
+    def span(values):
+        values = list(values or [])
+        if not values:
+            return "?"
+        lo, hi = min(values), max(values)
+        return f"{lo}" if lo == hi else f"{lo}–{hi}"
+
+    heads = "; ".join(f"{span(v)} {'cross-attention heads' if site.endswith('_cross') else 'heads'}"
+                      for site, v in (t.get("heads") or {}).items())
+    return f"{t.get('layers')} layers, {heads}, MLP {span(t.get('mlp_neurons'))}"
+
+
+def render_real_size(name: str, data: dict) -> str:
+    env, st = data.get("environment") or {}, data.get("settings") or {}
+    clip, blip = data.get("clip") or {}, data.get("blip") or {}
+    distill, targets = data.get("distillation") or {}, data.get("targets") or {}
+    cs, bs, ds = st.get("clip") or {}, st.get("blip") or {}, st.get("distillation") or {}
+    cuda = st.get("device") == "cuda"
+    lines = header_lines(name, "Benchmark: real-sized CLIP and BLIP (random weights): FLOPs, latency, memory")
+    lines += ["## Settings (as recorded in the JSON)", ""]
+    cc = cs.get("config") or {}
+    text, vision = cc.get("text") or {}, cc.get("vision") or {}
+    bc = bs.get("config") or {}
+    btext, bvision = bc.get("text") or {}, bc.get("vision") or {}
+    lines += [f"- hardware (CPU/GPU model): {plain(st.get('hardware'))}",
+              f"- device: {plain(env.get('device'))}; CPUs: {plain(env.get('cpu_count'))}",
+              f"- torch version: {plain(env.get('torch'))}; transformers version: {plain(env.get('transformers'))}; "
+              f"bitsandbytes version: {plain(env.get('bitsandbytes'))}; python: {plain(env.get('python'))}",
+              f"- torch threads: {plain(st.get('threads'))}",
+              f"- OMP_WAIT_POLICY: {'unset (the OpenMP default)' if _missing(st.get('omp_wait_policy')) and 'omp_wait_policy' in st else plain(st.get('omp_wait_policy'))}",
+              f"- dtype: {plain(st.get('dtype'))}; weights: {plain(st.get('weights'))}",
+              f"- quick run (`--quick`: shrunken models, a test of the script): {plain(st.get('quick'))}",
+              f"- CLIP (shapes of {plain(cs.get('shapes_of'))}): text {plain(text.get('hidden_size'))} wide, "
+              f"{plain(text.get('num_hidden_layers'))} layers, {plain(text.get('num_attention_heads'))} heads, MLP "
+              f"{plain(text.get('intermediate_size'))}, vocabulary {plain(text.get('vocab_size'))}, "
+              f"{plain(text.get('max_position_embeddings'))} positions, {plain(text.get('hidden_act'))}; vision "
+              f"{plain(vision.get('hidden_size'))} wide, {plain(vision.get('num_hidden_layers'))} layers, "
+              f"{plain(vision.get('num_attention_heads'))} heads, MLP {plain(vision.get('intermediate_size'))}, "
+              f"{plain(vision.get('image_size'))} px, patch {plain(vision.get('patch_size'))}; projection "
+              f"{plain(cc.get('projection_dim'))}",
+              f"- CLIP timed: {plain(cs.get('timed'))}, texts of {plain(cs.get('text_tokens'))} tokens; batch sizes "
+              f"{plain(cs.get('batch_sizes'))}; {plain(cs.get('rounds'))} interleaved rounds, "
+              f"{plain(cs.get('warmup_calls'))} untimed and {plain(cs.get('timed_calls_per_turn'))} timed call(s) "
+              "per turn"]
+    if bs:
+        lines += [f"- BLIP captioner (`{plain(bs.get('class'))}`, shapes of {plain(bs.get('shapes_of'))}): vision "
+                  f"{plain(bvision.get('hidden_size'))} wide, {plain(bvision.get('num_hidden_layers'))} layers, "
+                  f"{plain(bvision.get('num_attention_heads'))} heads, {plain(bvision.get('image_size'))} px, patch "
+                  f"{plain(bvision.get('patch_size'))}; text decoder {plain(btext.get('hidden_size'))} wide, "
+                  f"{plain(btext.get('num_hidden_layers'))} layers, {plain(btext.get('num_attention_heads'))} heads, "
+                  f"MLP {plain(btext.get('intermediate_size'))}, vocabulary {plain(btext.get('vocab_size'))}",
+                  f"- BLIP timed: `generate` of {plain(bs.get('new_tokens'))} new tokens ({plain(bs.get('generate'))}) "
+                  f"and the vision encoder alone, batch sizes {plain(bs.get('batch_sizes'))}; "
+                  f"{plain(bs.get('rounds'))} interleaved rounds, {plain(bs.get('warmup_calls'))} untimed and "
+                  f"{plain(bs.get('timed_calls_per_turn'))} timed call(s) per turn"]
+    if ds:
+        lines.append(f"- distillation step: batch {plain(ds.get('batch_size'))}, texts of {plain(ds.get('text_tokens'))} "
+                     f"tokens, {plain(ds.get('steps'))} step, optimizer {plain(ds.get('optimizer'))}; student: "
+                     f"{plain(ds.get('student'))}")
+    lines += [f"- FLOPs: {plain(st.get('flops'))}",
+              f"- latency: {plain(st.get('latency'))}",
+              f"- memory: {plain(st.get('memory'))}",
+              f"- target: {plain(st.get('target'))}",
+              f"- wall time: {plain(round(st['wall_s'])) if not _missing(st.get('wall_s')) else NOT_RECORDED} s"]
+
+    batches = list(cs.get("batch_sizes") or [])
+    for b in batches:
+        lines += ["", f"## CLIP ViT-B/32-sized: FLOPs and latency, batch {b}", ""]
+        out = []
+        for variant, row in clip.items():
+            e = (row.get("batches") or {}).get(str(b)) or {}
+            out.append([variant, _gflop(e.get("flops")), _x(e.get("flop_ratio")), _ms_range(e.get("latency_ms")),
+                        _x_range(e.get("latency_ratio")), _x(e.get("latency_over_flop_ratio")),
+                        _x(e.get("gflops_per_s"), 1), _met(e.get("target"))])
+        lines += table(["variant", "GFLOP", "FLOP ratio", "latency (min–max over rounds)",
+                        "latency ratio (min–max)", "latency ratio / FLOP ratio", "GFLOP/s", "target"], out,
+                       ["l", "r", "r", "r", "r", "r", "r", "l"])
+    lines += ["", "FLOP ratio and latency ratio are against the `fp32` row (the latency ratio per round, then median "
+              "and min–max over rounds). GFLOP: one forward at that batch as FlopCounterMode counts it; the int8 and "
+              "nf4 rows show the fp32 count, since their matmuls have the same shapes and FlopCounterMode does not "
+              "see bitsandbytes' kernels (what it did see is in the JSON as `flops_counted`). Target: structural "
+              "pruning rows only (latency ratio / FLOP ratio inside the band of the settings).", ""]
+
+    lines += ["## CLIP ViT-B/32-sized: structure and memory", ""]
+    out = []
+    for variant, row in clip.items():
+        cells = [variant, count(row.get("params")), _shape(row.get("structure"), "vision"),
+                 _shape(row.get("structure"), "text"), mib(row.get("memory_footprint_bytes"))]
+        first = ((row.get("batches") or {}).get(str(batches[0])) or {}).get("memory") or {} if batches else {}
+        cells.append(mib(first.get("model_resident_bytes")))
+        for b in batches:
+            mem = ((row.get("batches") or {}).get(str(b)) or {}).get("memory") or {}
+            cells += [mib(mem.get("peak_above_resident_bytes")), mib(mem.get("peak_bytes"))]
+        out.append(cells)
+    header = ["variant", "parameters", "vision tower", "text tower", "get_memory_footprint", "model resident"]
+    for b in batches:
+        header += [f"batch {b}: peak above resident", f"batch {b}: process peak"]
+    lines += table(header, out, ["l", "r", "l", "l"] + ["r"] * (len(header) - 4))
+    lines += ["", ("Memory: `torch.cuda.max_memory_allocated` above what was allocated before the forward."
+                   if cuda else "Model resident: what the built model added to the process's resident set. Peak "
+                   "above resident: the highest resident set during one forward at that batch, above the resident "
+                   "set just before it (activations and workspaces). Process peak: the whole process, Python, torch "
+                   "and the model included (see memory in the settings)."), ""]
+
+    if blip:
+        bb = list(bs.get("batch_sizes") or [])
+        for b in bb:
+            lines += [f"## BLIP-base-sized captioner: generate, batch {b}", ""]
+            out = []
+            for variant, row in blip.items():
+                e = (row.get("batches") or {}).get(str(b)) or {}
+                out.append([variant, _shape(row.get("structure"), "text_decoder"), _gflop(e.get("flops")),
+                            _x(e.get("flop_ratio")), _ms_range(e.get("generate_ms")), _x_range(e.get("latency_ratio")),
+                            _x(e.get("latency_over_flop_ratio")), _x(e.get("decoder_flop_ratio")),
+                            _x_range(e.get("decoder_latency_ratio")), pct(e.get("decoder_share_of_time")),
+                            _x(e.get("decoder_gflops_per_s"), 1), count(e.get("decoder_aten_ops")),
+                            NOT_MEASURED if _missing(e.get("decoder_ms_per_aten_op")) else
+                            f"{1000 * e['decoder_ms_per_aten_op']:.0f} µs"])
+            lines += table(["variant", "text decoder", "GFLOP", "FLOP ratio", "generate latency (min–max)",
+                            "latency ratio (min–max)", "latency ratio / FLOP ratio", "decoder FLOP ratio",
+                            "decoder latency ratio (min–max)", "decoder share of the time", "decoder GFLOP/s",
+                            "decoder aten ops per call", "decoder time per aten op"], out,
+                           ["l", "l"] + ["r"] * 11)
+            base = ((blip.get("fp32") or {}).get("batches") or {}).get(str(b)) or {}
+            if base:
+                lines += ["", f"At batch {b} the vision encoder (the same, unpruned, in every row) took "
+                          f"{_ms_range(base.get('vision_ms'))} and ran at {_x(base.get('vision_gflops_per_s'), 1)} "
+                          f"GFLOP/s; the fp32 decoder's {plain(bs.get('new_tokens'))} steps took "
+                          f"{_ms_range(base.get('decoder_ms'))} at {_x(base.get('decoder_gflops_per_s'), 1)} GFLOP/s, "
+                          f"{count(base.get('decoder_aten_ops'))} aten operator calls "
+                          f"(counted at batch {plain(base.get('aten_ops_counted_at_batch'))})."]
+            lines.append("")
+        lines += ["How to read these tables: decoder time = generate − the vision encoder alone (timed in the same "
+                  "round). Where the decoder's GFLOP/s is far below the vision encoder's, its steps are bound by the "
+                  "fixed cost of each operator call (Python, dispatch, waking the worker threads), not by "
+                  "arithmetic. Removing heads narrows matmuls but leaves the number of operator calls unchanged (see "
+                  "the aten-ops column), so its latency can fall much less than its FLOPs; dropping decoder layers "
+                  "removes calls as well. The whole call's FLOP ratio stays near 1 because the vision encoder, "
+                  "unpruned in every row, holds most of the FLOPs.", ""]
+
+    if distill:
+        lines += ["## One distillation step: teacher in fp32 vs bfloat16", ""]
+        out = []
+        for variant, r in distill.items():
+            out.append([variant, mib(r.get("teacher_memory_footprint_bytes")), mib(r.get("student_memory_footprint_bytes")),
+                        mib(r.get("resident_built_bytes")), mib(r.get("peak_bytes")),
+                        mib(r.get("peak_above_resident_bytes")),
+                        NOT_MEASURED if _missing(r.get("step_wall_s")) else f"{r['step_wall_s']:.1f} s",
+                        _x(r.get("loss"), 4)])
+        lines += table(["teacher", "teacher get_memory_footprint", "student get_memory_footprint",
+                        "resident before the step", "peak during the step", "peak above resident", "step wall time",
+                        "loss"], out)
+        lines += ["", "`DistillationTrainer` (similarity-matrix KL + embedding loss) with `max_steps=1`: the step holds "
+                  "the teacher's forward, the student's forward and backward and AdamW's first update (its state "
+                  "is created in the step). Resident before the step: the process with teacher, student and trainer "
+                  "built (teacher already cast).", ""]
+
+    lines += ["## Targets", ""]
+    out = [[key, _x(t.get("flop_ratio")), _x(t.get("latency_ratio")), _x(t.get("measured")), _met(t)]
+           for key, t in targets.items()]
+    lines += table(["row", "FLOP ratio", "latency ratio", "latency ratio / FLOP ratio", "result"], out) if out else \
+        ["no targets measured"]
+    lines += ["", f"Target: {plain(st.get('target'))}.", ""]
+    return "\n".join(lines)
+
+
+RENDERERS = {"pruning": render_pruning, "quantization": render_quantization, "onnx": render_onnx,
+             "real_size": render_real_size}
 
 
 def render_index(names: list[str]) -> str:
