@@ -78,14 +78,18 @@ def real_model(name, layers=None, seed=0):
     return getattr(transformers, config.architectures[0])(config).eval()
 
 
-def real_inputs(config, batch=2, text_len=8, seed=0):
-    """(pixel_values at the config's image_size, input_ids < vocab_size, attention_mask): tensors, no processor."""
+def real_inputs(config, batch=None, text_len=8, seed=0):
+    """(pixel_values at the config's image_size, input_ids < vocab_size, attention_mask): tensors, no processor.
+
+    The last row ends in two padding tokens. ``batch`` defaults to 2, and to 1 for BLIP (384x384 images: 577 tokens).
+    """
+    if batch is None:
+        batch = 1 if config.model_type == "blip" else 2
     g = torch.Generator().manual_seed(seed)
     vc, tc = config.vision_config, config.text_config
     pixel_values = torch.randn(batch, vc.num_channels, vc.image_size, vc.image_size, generator=g)
     input_ids = torch.randint(3, tc.vocab_size, (batch, text_len), generator=g)
     mask = torch.ones_like(input_ids)
-    if batch > 1:
-        mask[1, text_len - 2:] = 0
-        input_ids[1, text_len - 2:] = tc.pad_token_id
+    mask[-1, text_len - 2:] = 0
+    input_ids[-1, text_len - 2:] = tc.pad_token_id
     return pixel_values, input_ids, mask
