@@ -12,8 +12,8 @@ def run_cli(*args, cwd=None):
 
 def test_evaluate_prints_table_and_writes_json(tiny_clip_dir, tmp_path):
     out = tmp_path / "metrics.json"
-    r = run_cli("evaluate", str(tiny_clip_dir), "--images-per-number", "1", "--latency-repeats", "5",
-                "--latency-batch-size", "4", "--output", str(out))
+    r = run_cli("evaluate", str(tiny_clip_dir), "--eval-dataset", "vlmcompress/digits-test", "--images-per-number", "1",
+                "--latency-repeats", "5", "--latency-batch-size", "4", "--output", str(out))
     assert r.returncode == 0, r.stderr
     assert "zero-shot acc (held-out)" in r.stdout and "recall@5 text->image" in r.stdout
     data = json.loads(out.read_text())

@@ -49,7 +49,7 @@ def _check_output_file(path):
 
 
 def cmd_evaluate(args):
-    from .evaluation import check_dataset, evaluate_model
+    from .evaluation import evaluate_model
     from .io import atomic_write_text
     from .loading import load_checkpoint
     from .report import format_metrics_table
@@ -61,23 +61,10 @@ def cmd_evaluate(args):
         import torch
 
         torch.set_num_threads(args.threads)
-    dataset = _load_dataset(args)
-    if dataset is not None:
-        check_dataset(dataset, args.image_column, args.text_column, args.label_column)
+    eval_kwargs = _eval_plan(args)  # the evaluation set is opened (and checked) before the model is loaded
     model, processor, path = load_checkpoint(args.model, trust_remote_code=args.trust_remote_code)
-    metrics = evaluate_model(
-        model,
-        processor,
-        dataset,
-        images_per_number=args.images_per_number,
-        model_path=path,
-        image_column=args.image_column,
-        text_column=args.text_column,
-        label_column=args.label_column,
-        batch_size=args.batch_size,
-        latency_batch_size=args.latency_batch_size,
-        latency_repeats=args.latency_repeats,
-    )
+    metrics = evaluate_model(model, processor, model_path=path, batch_size=args.batch_size,
+                             latency_repeats=args.latency_repeats, **eval_kwargs)
     metrics["model"] = path
     print(format_metrics_table({os.path.basename(str(path).rstrip("/")) or str(path): metrics}))
     if args.output:
@@ -131,25 +118,42 @@ def _json_arg(value, what):
         raise VlmcompressError(f"{what} must be JSON or a JSON file: {exc}") from None
 
 
-def _eval_kwargs(args) -> dict:
-    return dict(images_per_number=args.images_per_number, latency_batch_size=args.latency_batch_size)
+def _eval_plan(args) -> dict:
+    """evaluate_model's keyword arguments for this command: the evaluation set (--eval-dataset; without one the
+    embedded benchmark for an embedded model, else accuracy is not measured), templates, task. Opened here, before
+    any model is loaded, so a bad evaluation set costs no work."""
+    from .evaluation import NO_EVAL, load_templates, resolve_eval_set
+    from .loading import resolve_model_path
+
+    load_templates(args.templates)  # a bad template file fails before the data set is opened
+    dataset = resolve_eval_set(args.eval_dataset, resolve_model_path(args.model), split=args.eval_split,
+                               config=args.eval_config, image_column=args.eval_image_column,
+                               caption_column=args.eval_caption_column, label_column=args.eval_label_column,
+                               max_samples=args.max_eval_samples)
+    if isinstance(dataset, str) and dataset == NO_EVAL and not args.eval_dataset:
+        print("note: no --eval-dataset for this model, so accuracy is not measured (size, memory and latency "
+                       "are); name one to measure it")
+    elif not isinstance(dataset, str):
+        print(f"evaluation set {dataset.describe()}")
+    return dict(dataset=dataset, images_per_number=args.images_per_number, latency_batch_size=args.latency_batch_size,
+                templates=args.templates, task=args.eval_task)
 
 
-def _evaluator(args, processor):
+def _evaluator(args, processor, eval_kwargs):
     """``evaluate(model, folder)`` for finish_checkpoint, or None with --no-eval."""
     if args.no_eval:
         return None
     from .evaluation import evaluate_model
 
-    return lambda model, folder: evaluate_model(model, processor, model_path=folder, **_eval_kwargs(args))
+    return lambda model, folder: evaluate_model(model, processor, model_path=folder, **eval_kwargs)
 
 
-def _finish(args, model, processor, path, steps, before, *, configs=(), save=None, latency_base=None):
+def _finish(args, model, processor, path, steps, before, eval_kwargs, *, configs=(), save=None, latency_base=None):
     from .checkpoint import finish_checkpoint, load_hint
     from .report import format_metrics_table
 
     report = finish_checkpoint(model, processor, args.output_dir, base_model=path, steps=steps, before=before,
-                               evaluate=_evaluator(args, processor), configs=configs, save=save,
+                               evaluate=_evaluator(args, processor, eval_kwargs), configs=configs, save=save,
                                latency_base=latency_base, latency_batch_size=args.latency_batch_size,
                                latency_rounds=args.latency_rounds, overwrite=args.overwrite)
     if not args.no_eval:
@@ -195,12 +199,13 @@ def cmd_prune(args):
         check_dataset(calibration, args.image_column, args.text_column, args.text_column)
         calibration = standard_columns(calibration, args.image_column, args.text_column, args.label_column)
     scores = load_scores(args.scores) if args.scores else None
+    eval_kwargs = None if args.no_eval else _eval_plan(args)
     model, processor, path = load_checkpoint(args.model, trust_remote_code=args.trust_remote_code)
-    before = None if args.no_eval else evaluate_model(model, processor, model_path=path, **_eval_kwargs(args))
+    before = None if args.no_eval else evaluate_model(model, processor, model_path=path, **eval_kwargs)
     base = None if args.no_eval else copy.deepcopy(model)  # the latency ratio is measured side by side
     on_scores = (lambda s: save_scores(s, args.save_scores)) if args.save_scores else None
     steps = prune_model(model, config, processor, dataset=calibration, scores=scores, on_scores=on_scores)
-    _finish(args, model, processor, path, steps, before, configs=[config], latency_base=base)
+    _finish(args, model, processor, path, steps, before, eval_kwargs, configs=[config], latency_base=base)
     return 0
 
 
@@ -217,12 +222,13 @@ def cmd_quantize(args):
                                 compute_dtype=args.compute_dtype, towers=args.towers, skip=list(args.skip or []),
                                 device=args.device)
     require_bitsandbytes()
+    eval_kwargs = None if args.no_eval else _eval_plan(args)
     model, processor, path = load_checkpoint(args.model, trust_remote_code=args.trust_remote_code)
     ensure_not_quantized(model)
     plan_skips(model, config)  # a --skip that matches nothing fails before the evaluation
-    before = None if args.no_eval else evaluate_model(model, processor, model_path=path, **_eval_kwargs(args))
+    before = None if args.no_eval else evaluate_model(model, processor, model_path=path, **eval_kwargs)
     quantized = quantize(model, config)
-    _finish(args, quantized, processor, path, [quantization_step(quantized)], before,
+    _finish(args, quantized, processor, path, [quantization_step(quantized)], before, eval_kwargs,
             save=lambda m, p, folder: save_quantized(m, p, folder, config), latency_base=None if args.no_eval else model)
     return 0
 
@@ -232,10 +238,12 @@ def cmd_export(args):
     from .report import format_metrics_table
 
     _set_verbosity(args)
-    # export_onnx checks the output folder before any work
+    from .io import check_output_dir
+
+    check_output_dir(args.output_dir, overwrite=args.overwrite)  # before the evaluation set is opened
+    eval_kwargs = None if args.no_eval else _eval_plan(args)
     report = export_onnx(args.model, args.output_dir, int8=args.int8, evaluate=not args.no_eval,
-                         images_per_number=args.images_per_number, latency_batch_size=args.latency_batch_size,
-                         latency_rounds=args.latency_rounds, overwrite=args.overwrite)
+                         latency_rounds=args.latency_rounds, overwrite=args.overwrite, eval_kwargs=eval_kwargs)
     step = report["steps"][-1]
     if not args.no_eval:
         print(format_metrics_table({"pytorch": report["before"], "onnxruntime": report["after"]}))
@@ -336,10 +344,47 @@ def _add_model_and_output(parser, what):
                         help="replace --output-dir when it holds an earlier vlmcompress result (never anything else)")
 
 
+def _add_eval_set_args(parser, aliases=False):
+    """Where accuracy is measured: the user's evaluation set and its protocol. ``aliases``: the evaluate command also
+    takes the older --dataset/--split/--image-column/--text-column/--label-column spellings."""
+    from .evaluation.eval_sets import EMBEDDED
+
+    def names(flag, old):
+        return (flag, old) if aliases else (flag,)
+
+    g = parser.add_argument_group(
+        "evaluation set",
+        "Accuracy is measured on --eval-dataset. Without it, the embedded benchmark is used for an embedded model (and "
+        "folders made from one); any other model gets size, memory and latency only, and the report says accuracy was "
+        "not measured.")
+    g.add_argument(*names("--eval-dataset", "--dataset"), dest="eval_dataset", metavar="DATA",
+                   help=f"a datasets.save_to_disk folder, an image folder (one subfolder per class), a CSV/JSON(L) file "
+                   f"of image paths and captions, a Hub data set name, {EMBEDDED} (the embedded benchmark) or none")
+    g.add_argument(*names("--eval-split", "--split"), dest="eval_split", default="test",
+                   help="split of --eval-dataset (default: test; a set with one split uses it)")
+    g.add_argument("--eval-config", help="configuration name of a Hub --eval-dataset")
+    g.add_argument(*names("--eval-image-column", "--image-column"), dest="eval_image_column",
+                   help="image column (default: the first of image, img, jpg, png, image_path, file_name)")
+    g.add_argument(*names("--eval-caption-column", "--text-column"), dest="eval_caption_column",
+                   help="caption column: a string, or a list of strings per image; rows repeating an image are grouped "
+                   "(default: the first of captions, caption, text, sentences)")
+    g.add_argument(*names("--eval-label-column", "--label-column"), dest="eval_label_column",
+                   help="datasets.ClassLabel column whose names are the zero-shot classes (default: label)")
+    g.add_argument("--eval-task", default="auto", choices=["auto", "zero_shot", "retrieval", "captioning"],
+                   help="protocol (default auto: zero-shot when there is a ClassLabel, retrieval when there are "
+                   "captions, captioning for a captioner)")
+    g.add_argument("--templates", default="default", metavar="SET|FILE",
+                   help="zero-shot prompts: default ('a photo of a {}.' and two more), openai_imagenet (CLIP's 80 "
+                   "ImageNet templates) or a text file with one template per line, each with {} (default: default)")
+    g.add_argument("--max-eval-samples", type=_positive_int, default=None,
+                   help="evaluate on at most this many images (a seeded random subset)")
+    g.add_argument("--images-per-number", type=_positive_int, default=None,
+                   help=f"{EMBEDDED} only: test images per number (default 100, the full test split)")
+
+
 def _add_eval_and_loading(parser):
     """The before/after evaluation and loading options every command that writes a checkpoint takes."""
-    parser.add_argument("--images-per-number", type=_positive_int, default=None,
-                        help="embedded test images per number for evaluation (default 100, the full test split)")
+    _add_eval_set_args(parser)
     parser.add_argument("--latency-batch-size", type=_positive_int, default=32,
                         help="batch size of the timed forward (default 32)")
     parser.add_argument("--latency-rounds", type=_positive_int, default=5,
@@ -376,17 +421,21 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser(
         "evaluate",
         help="measure zero-shot accuracy, recall@k, size, memory and latency of a model",
-        description="Measure a CLIP, SigLIP or BLIP model: 100-way zero-shot accuracy with prompt ensembling (seen and "
-        "held-out numbers separately) and image->text and text->image recall@1/@5, or for a captioner (BLIP) how often "
-        "its greedy caption names the right number; parameters, bytes on disk, memory footprint and latency (median "
-        "of timed batches after warm-up). Prints a table; --output writes JSON.",
+        description="Measure a CLIP, SigLIP or BLIP model on your evaluation set with CLIP_benchmark's protocols: "
+        "zero-shot top-1/top-5 accuracy and mean per-class recall (class names from the ClassLabel, prompt ensembling "
+        "over --templates), image->text and text->image recall@1/5/10 (ground truth by image, several captions per "
+        "image), or for a captioner (BLIP) BLEU-4 and ROUGE-L of its greedy captions; on the embedded benchmark, "
+        "100-way accuracy on seen and held-out numbers. Also parameters, bytes on disk, memory footprint and latency "
+        "(median of timed batches after warm-up). Prints a table; --output writes JSON.",
+        epilog="examples:\n  vlmcompress evaluate                                   # the embedded teacher and benchmark\n"
+        "  vlmcompress evaluate outputs/heads25 --eval-dataset photos/ --templates openai_imagenet\n"
+        "  vlmcompress evaluate my-clip --eval-dataset captions.csv --eval-task retrieval",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ev.add_argument("model", nargs="?", default=None,
                     help="save_pretrained folder or Hub id (default: the embedded teacher)")
     ev.add_argument("--output", "-o", help="write the metrics as JSON to this file (checked before the evaluation)")
-    _add_dataset_args(ev, "evaluation", "test")
-    ev.add_argument("--images-per-number", type=_positive_int, default=None,
-                    help="embedded data only: test images per number (default 100, the full test split)")
+    _add_eval_set_args(ev, aliases=True)
     ev.add_argument("--batch-size", type=_positive_int, default=256, help="batch size for encoding (default 256)")
     ev.add_argument("--latency-batch-size", type=_positive_int, default=32, help="batch size of the timed forward (default 32)")
     ev.add_argument("--latency-repeats", type=_nonnegative_int, default=7,

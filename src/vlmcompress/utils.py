@@ -44,9 +44,14 @@ def set_verbosity(level: int = 0) -> None:
     import logging
     import warnings
 
+    import sys
+
     if level < 0:
         os.environ["VLMCOMPRESS_NO_PROGRESS"] = "1"
+    if level <= 0:  # datasets' "Generating train split" / "Map" bars are library chatter too
         os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+        if "datasets" in sys.modules:
+            sys.modules["datasets"].disable_progress_bars()
     from transformers.utils import logging as hf_logging
 
     if level > 0:

@@ -28,7 +28,9 @@ def open_dataset(name: str, *, config: str | None = None, split: str | None = No
                                "caption and (for evaluation) a label") from exc
     except Exception as exc:  # noqa: BLE001 - any loader failure becomes one line
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise VlmcompressError(f"cannot load data set {name!r}: {first}") from exc
+        hint = "" if os.path.isdir(name) else ("; a local save_to_disk folder (or, for evaluation, an image folder or "
+                                               "a CSV/JSON file) works without the network")
+        raise VlmcompressError(f"cannot load data set {name!r}: {first}{hint}") from exc
     parts = ds.values() if isinstance(ds, datasets.DatasetDict) else [ds]
     if all(len(part) == 0 for part in parts):
         raise VlmcompressError(f"data set {name!r} is empty: expected rows with an image, a caption and (for "

@@ -227,16 +227,17 @@ def load_eval_set(name: str, *, split: str = "test", config: str | None = None, 
                                  label_column=label_column, max_samples=max_samples, seed=seed, split=used)
 
 
-def is_embedded_model(path) -> bool:
-    """Whether ``path`` is one of the embedded teachers or a folder made from one and measured on the embedded
-    benchmark (its report says so): those are evaluated on the digits when no evaluation set is named."""
+def is_embedded_model(path, _depth: int = 0) -> bool:
+    """Whether ``path`` is one of the embedded teachers, or a folder made from one (its report names an embedded
+    base model, directly or through earlier vlmcompress folders, or was measured on the embedded benchmark): those
+    are evaluated on the digits when no evaluation set is named."""
     import json
 
     from ..io import REPORT_FILENAME
 
     if path is None:
         return True
-    folder = Path(str(path))
+    folder = Path(str(path)).expanduser()
     assets = Path(__file__).resolve().parent.parent / "assets"
     try:
         if folder.resolve().parent == assets:
@@ -244,13 +245,17 @@ def is_embedded_model(path) -> bool:
     except OSError:
         return False
     report = folder / REPORT_FILENAME
-    if not report.is_file():
+    if _depth > 8 or not report.is_file():
         return False
     try:
         data = json.loads(report.read_text())
     except (OSError, ValueError):
         return False
-    return any(isinstance(data.get(k), dict) and data[k].get("eval_dataset") == EMBEDDED for k in ("after", "before"))
+    if any(isinstance(data.get(k), dict) and data[k].get("eval_dataset") == EMBEDDED for k in ("after", "before")):
+        return True
+    base = data.get("base_model")
+    return isinstance(base, str) and base != str(path) and Path(base).expanduser().is_dir() and \
+        is_embedded_model(base, _depth + 1)
 
 
 def resolve_eval_set(name: str | None, model_path, **kwargs):

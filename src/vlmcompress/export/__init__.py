@@ -13,10 +13,15 @@ from __future__ import annotations
 
 def export_onnx(model_or_path=None, output_dir=None, *, processor=None, int8: bool = False, evaluate: bool = True,
                 images_per_number: int | None = None, latency_batch_size: int = 32, latency_rounds: int = 5,
-                overwrite: bool = False, overwrite_flag: str = "--overwrite") -> dict:
+                overwrite: bool = False, overwrite_flag: str = "--overwrite", eval_dataset=None,
+                eval_kwargs: dict | None = None) -> dict:
     """Export a checkpoint (a folder, a Hub id, None for the embedded teacher, or a model with ``processor``) to
     ``output_dir``; with ``evaluate`` the PyTorch model and the exported graphs are measured by the same harness, and
-    their latency ratio side by side. Returns the folder's report."""
+    their latency ratio side by side. Returns the folder's report.
+
+    Accuracy is measured on ``eval_dataset`` (an ``EvalSet``, or a name ``load_eval_set`` opens); without one on the
+    embedded benchmark for an embedded model, otherwise not at all. ``eval_kwargs`` (``evaluate_model``'s keyword
+    arguments, as the CLI builds them) replaces these options."""
     from ..checkpoint import finish_checkpoint
     from ..evaluation import evaluate_model
     from ..evaluation.harness import latency_comparison
@@ -31,7 +36,14 @@ def export_onnx(model_or_path=None, output_dir=None, *, processor=None, int8: bo
         model, processor, path = load_checkpoint(None if model_or_path is None else str(model_or_path))
     else:
         model, path = model_or_path, getattr(model_or_path, "name_or_path", None) or None
-    kw = dict(images_per_number=images_per_number, latency_batch_size=latency_batch_size)
+    if eval_kwargs is not None:
+        kw = dict(eval_kwargs)
+        latency_batch_size = kw.get("latency_batch_size", latency_batch_size)
+    else:
+        from ..evaluation import resolve_eval_set
+
+        dataset = eval_dataset if not isinstance(eval_dataset, (str, type(None))) else resolve_eval_set(eval_dataset, path)
+        kw = dict(dataset=dataset, images_per_number=images_per_number, latency_batch_size=latency_batch_size)
     before = evaluate_model(model, processor, model_path=path, **kw) if evaluate else None
     steps: list = []
 

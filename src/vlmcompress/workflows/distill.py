@@ -73,7 +73,14 @@ class DataArguments:
     dataset_name: str | None = field(default=None, metadata={"help": "Hub data set or save_to_disk folder (default: the embedded digits)."})
     dataset_config_name: str | None = field(default=None, metadata={"help": "Configuration of --dataset_name."})
     train_split: str = field(default="train", metadata={"help": "Split used for training."})
-    eval_split: str = field(default="test", metadata={"help": "Split used for evaluation (needs a ClassLabel label column)."})
+    eval_split: str = field(default="test", metadata={"help": "Split of --eval_dataset_name (or of --dataset_name when no evaluation set is named) used for evaluation."})
+    eval_dataset_name: str | None = field(default=None, metadata={"help": "Evaluation set, as the commands' --eval-dataset takes it: a save_to_disk folder, an image folder, a CSV/JSON file of image paths and captions, a Hub data set, vlmcompress/digits-test or none (default: --dataset_name's --eval_split; the embedded benchmark when training on the embedded data)."})
+    eval_image_column: str | None = field(default=None, metadata={"help": "Image column of the evaluation set (default: --image_column, else found by name)."})
+    eval_caption_column: str | None = field(default=None, metadata={"help": "Caption column(s) of the evaluation set: a string or a list per image (default: --caption_column, else found by name)."})
+    eval_label_column: str | None = field(default=None, metadata={"help": "ClassLabel column of the evaluation set: its names are the zero-shot classes (default: --label_column)."})
+    eval_task: str = field(default="auto", metadata={"choices": ["auto", "zero_shot", "retrieval", "captioning"], "help": "Evaluation protocol (auto: zero-shot with a ClassLabel, retrieval with captions, captioning for a captioner)."})
+    templates: str = field(default="default", metadata={"help": "Zero-shot prompts: default, openai_imagenet (CLIP's 80) or a file with one template per line, each with {}."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate on at most this many images (seeded random subset)."})
     image_column: str = field(default="image", metadata={"help": "Image column."})
     caption_column: str = field(default="text", metadata={"help": "Caption column."})
     label_column: str = field(default="label", metadata={"help": "Label column (optional: used by the contrastive term and by evaluation)."})
@@ -90,8 +97,9 @@ class DataArguments:
         for name in ("train_images_per_number", "eval_images_per_number"):
             if getattr(self, name) < 1:
                 raise VlmcompressError(f"--{name} must be at least 1, got {getattr(self, name)}")
-        if self.max_train_samples is not None and self.max_train_samples < 1:
-            raise VlmcompressError(f"--max_train_samples must be at least 1, got {self.max_train_samples}")
+        for name in ("max_train_samples", "max_eval_samples"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise VlmcompressError(f"--{name} must be at least 1, got {getattr(self, name)}")
         if self.latency_rounds < 1:
             raise VlmcompressError(f"--latency_rounds must be at least 1, got {self.latency_rounds}")
         if self.augment_shift < 0 or self.threads < 0:
@@ -133,7 +141,7 @@ class BlipStudentArguments(StudentArguments):
 class BlipDataArguments(DataArguments):
     eval_images_per_number: int = field(default=20, metadata={"help": "Embedded data: test images per number (greedy captioning of each)."})
     train_images_per_number: int = field(default=120, metadata={"help": "Embedded data: training images per seen number (90 numbers)."})
-    eval_split: str = field(default="test", metadata={"help": "Split used for evaluation (a label column scores captions by number; else exact match)."})
+    eval_split: str = field(default="test", metadata={"help": "Split used for evaluation: BLEU-4 and ROUGE-L of the greedy captions against its captions (the embedded data: how often a caption names the right number)."})
     cache_teacher: str = field(default="false", metadata={"choices": ["auto", "true", "false"], "help": "Teacher caching holds image/text embeddings, which captioners do not distill from: off."})
 
 
@@ -194,12 +202,18 @@ def build_student(teacher, processor, args: StudentArguments, calibration=None):
 
 
 def load_data(data: DataArguments, seed: int):
-    """(train, eval) data sets with image/text(/label) columns; eval None when it cannot be scored."""
+    """(train, evaluation set): the training rows with image/text(/label) columns, and what evaluate_model measures on
+    (an EvalSet, EMBEDDED or NO_EVAL). Both are opened before any model is loaded."""
+    from ..evaluation import EMBEDDED, NO_EVAL, eval_set_from_dataset, load_eval_set
+
+    columns = dict(image_column=data.eval_image_column, caption_column=data.eval_caption_column,
+                   label_column=data.eval_label_column, max_samples=data.max_eval_samples, seed=seed)
+    named = load_eval_set(data.eval_dataset_name, split=data.eval_split, **columns) if data.eval_dataset_name else None
     if data.dataset_name is None:
         from ..embedded import digits
 
         train = digits.load_digits_dataset("train", images_per_number=data.train_images_per_number)
-        return train, None  # evaluation on the embedded test split is evaluate_model's default
+        return train, named or EMBEDDED  # trained on the embedded data: measured on its test split unless named
     import datasets
 
     ds = open_dataset(data.dataset_name, config=data.dataset_config_name)
@@ -212,13 +226,20 @@ def load_data(data: DataArguments, seed: int):
                                f"(it has {', '.join(train.column_names)}): pass --image_column/--caption_column")
     if data.max_train_samples:
         train = train.shuffle(seed=seed).select(range(min(data.max_train_samples, len(train))))
+    if named is not None:
+        return train, named
     test = ds.get(data.eval_split)
-    if test is not None and data.label_column in test.column_names:
-        test = standard_columns(test, data.image_column, data.caption_column, data.label_column)
-    else:
-        print(f"note: no {data.eval_split!r} split with a {data.label_column!r} column: accuracy is not measured")
-        test = "skip"
-    return train, test
+    if test is None:
+        print(f"note: {data.dataset_name!r} has no {data.eval_split!r} split and no --eval_dataset_name was given: "
+              "accuracy is not measured (size, memory and latency are)")
+        return train, NO_EVAL
+    # the training columns name the evaluation split's too, unless --eval_*_column says otherwise
+    training_names = {"image_column": data.image_column, "caption_column": data.caption_column,
+                      "label_column": data.label_column}
+    for key, name in training_names.items():
+        if columns[key] is None and name in test.column_names:
+            columns[key] = name
+    return train, eval_set_from_dataset(test, data.dataset_name, split=data.eval_split, **columns)
 
 
 def kept_summary(before: dict, after: dict) -> str:
@@ -268,8 +289,8 @@ def distill(student_args, data_args, distill_cfg, training_args):
     set_threads(data_args.threads, training_args.world_size)
     started = time.time()
 
-    teacher, processor, teacher_path = load_checkpoint(student_args.teacher_path())
     train, test = load_data(data_args, training_args.seed)
+    teacher, processor, teacher_path = load_checkpoint(student_args.teacher_path())
     calibration = standard_columns(train, data_args.image_column, data_args.caption_column)
     student, steps = build_student(teacher, processor, student_args, calibration)
     t_params, s_params = count_parameters(teacher), count_parameters(student)
@@ -311,10 +332,9 @@ def distill(student_args, data_args, distill_cfg, training_args):
         "cache_teacher": use_cache,
         "training": card_info.training_record(),
     })
-    eval_kw = {"images_per_number": data_args.eval_images_per_number}
-    if test is not None and test != "skip":
-        eval_kw = {"dataset": test}
-    measure = not data_args.skip_eval and test != "skip"
+    eval_kw = {"dataset": test, "images_per_number": data_args.eval_images_per_number,
+               "templates": data_args.templates, "task": data_args.eval_task}
+    measure = not data_args.skip_eval
     before = evaluate_model(teacher, processor, model_path=teacher_path, **eval_kw) if measure else None
     out_dir = Path(training_args.output_dir)
     # the folder was checked before training; what is there now is this run's own Trainer checkpoints

@@ -1,0 +1,241 @@
+"""Evaluation on the user's data: the CLIP_benchmark protocols (exact on hand-made embeddings), the shipped evaluate
+metrics (exact on hand-counted captions), every way an evaluation set is given (image folder, CSV, JSON Lines,
+save_to_disk) on real photos and digits that ship in PyPI wheels (scikit-image, scikit-learn), and the bad inputs."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import tiny_clip
+from vlmcompress.errors import VlmcompressError
+from vlmcompress.evaluation import (EMBEDDED, NO_EVAL, evaluate_model, load_eval_set, load_metric, load_templates,
+                                    resolve_eval_set)
+from vlmcompress.evaluation.protocols import retrieval_metrics, zero_shot_metrics
+
+# scikit-image's photos that ship in its wheel, with the names that serve as zero-shot classes and two captions each
+PHOTOS = {
+    "astronaut": ("astronaut", ["an astronaut in a white space suit", "a woman astronaut smiling at the camera"]),
+    "chelsea": ("cat", ["a ginger cat lying down", "a tabby cat looking to the side"]),
+    "coffee": ("coffee", ["a cup of coffee on a saucer", "a coffee cup seen from above"]),
+    "rocket": ("rocket", ["a rocket on its launch pad", "a space rocket ready for launch"]),
+    "camera": ("cameraman", ["a man with a camera on a tripod", "a black and white photo of a photographer"]),
+    "coins": ("coins", ["old coins on a dark table", "rows of small coins"]),
+}
+
+
+def _photos():
+    import skimage.data
+    from PIL import Image
+
+    out = {}
+    for fn, (name, captions) in PHOTOS.items():
+        image = Image.fromarray(getattr(skimage.data, fn)()).convert("RGB")
+        out[fn] = (name, captions, image)
+    return out
+
+
+@pytest.fixture(scope="module")
+def photo_folder(tmp_path_factory):
+    """An image folder (one subfolder per class, two views of each photo) and a CSV of the same images with two
+    captions each, one caption per row (rows repeat the image), plus a JSON Lines file with caption lists."""
+    root = tmp_path_factory.mktemp("photos")
+    rows, lines = [], []
+    for fn, (name, captions, image) in _photos().items():
+        (root / "classes" / name).mkdir(parents=True)
+        for view, im in (("a", image), ("b", image.transpose(0))):  # the photo and its mirror image
+            im.resize((64, 64)).save(root / "classes" / name / f"{fn}_{view}.png")
+        rel = f"classes/{name}/{fn}_a.png"
+        rows += [(rel, c) for c in captions]
+        lines.append(json.dumps({"file_name": rel, "captions": captions}))
+    (root / "captions.csv").write_text("image,caption\n" + "".join(f"{p},{c}\n" for p, c in rows))
+    (root / "captions.jsonl").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_zero_shot_protocol_is_exact():
+    """Top-1, top-5 and mean per-class recall on logits built by hand (class embeddings = identity, so the image
+    embeddings are the logits): 4 images of class 0 (3 right, 1 with class 0 last), 1 of class 1 (wrong, third)."""
+    class_emb = torch.eye(6)
+    right = [1.0, 0.5, 0.4, 0.3, 0.2, 0.1]
+    image_emb = torch.tensor([right] * 3 + [[0.1, 0.2, 0.3, 0.4, 0.5, 1.0]] + [[0.6, 0.5, 1.0, 0.2, 0.3, 0.1]])
+    m = zero_shot_metrics(image_emb, class_emb, [0, 0, 0, 0, 1])
+    assert m["zero_shot_accuracy"] == pytest.approx(3 / 5)
+    assert m["zero_shot_top5_accuracy"] == pytest.approx(4 / 5)
+    assert m["zero_shot_mean_per_class_recall"] == pytest.approx((3 / 4 + 0) / 2)  # per class, not per image
+    assert m["zero_shot_classes"] == 6
+
+
+def test_retrieval_protocol_counts_hits_by_image_not_by_label():
+    """Three images, five captions (image 0 has two). Caption 4 is nearest to image 0 but belongs to image 2: a miss,
+    however alike the two images are."""
+    image_emb = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.9, 0.1]])
+    text_emb = torch.tensor([[1.0, 0.0], [0.8, 0.2], [0.0, 1.0], [0.1, 0.9], [1.0, 0.05]])
+    owner = [0, 0, 1, 1, 2]
+    m = retrieval_metrics(image_emb, torch.nn.functional.normalize(text_emb, dim=-1), owner, ks=(1, 2))
+    sim = image_emb @ torch.nn.functional.normalize(text_emb, dim=-1).t()
+    i2t1 = np.mean([owner[int(sim[i].argmax())] == i for i in range(3)])
+    t2i1 = np.mean([int(sim[:, j].argmax()) == owner[j] for j in range(5)])
+    assert m["recall_at_1_i2t"] == pytest.approx(i2t1) and m["recall_at_1_t2i"] == pytest.approx(t2i1)
+    assert t2i1 < 1  # caption 4 retrieves image 0, not its own image 2: by label-free ground truth a miss
+    assert m["recall_at_2_i2t"] >= m["recall_at_1_i2t"] and m["retrieval_texts"] == 5 and m["retrieval_images"] == 3
+
+
+def test_shipped_metrics_load_offline_and_count_as_by_hand():
+    """BLEU-4 and ROUGE-L through evaluate.load(<folder>) (HF_HUB_OFFLINE=1 in this process), against counts by hand."""
+    assert os.environ.get("HF_HUB_OFFLINE") == "1"
+    bleu = load_metric("bleu").compute(predictions=["the cat sat on the mat"], references=[["the cat sat on a mat"]])
+    # clipped n-gram matches 5/6, 3/5, 2/4, 1/3; equal lengths: no brevity penalty
+    assert bleu["bleu"] == pytest.approx((5 / 6 * 3 / 5 * 2 / 4 * 1 / 3) ** 0.25)
+    assert bleu["brevity_penalty"] == 1.0
+    short = load_metric("bleu").compute(predictions=["the cat"], references=[["the cat sat on a mat", "the cat sat"]])
+    assert short["bleu"] == 0.0  # no 3- or 4-grams: BLEU-4 is 0 without smoothing
+    rouge = load_metric("rouge").compute(predictions=["a cat on a mat"], references=[["a dog", "a cat sat on the mat"]])
+    # LCS with the best reference "a cat ... on ... mat" = 4 tokens: P 4/5, R 4/6
+    assert rouge["rougeL"] == pytest.approx(2 * (4 / 5) * (4 / 6) / (4 / 5 + 4 / 6))
+
+
+def test_templates_built_in_and_from_a_file(tmp_path):
+    assert load_templates("default")[0] == "a photo of a {}."
+    openai = load_templates("openai_imagenet")
+    assert len(openai) == 80 and len(set(openai)) == 80 and all("{}" in t for t in openai)
+    good = tmp_path / "t.txt"
+    good.write_text("# mine\na snapshot of {}\n\nthe {} again\n")
+    assert load_templates(str(good)) == ["a snapshot of {}", "the {} again"]
+    bad = tmp_path / "bad.txt"
+    bad.write_text("a snapshot of {}\na photo of a dog\n")
+    with pytest.raises(VlmcompressError, match=r"1 line\(s\) without \{\} .*'a photo of a dog'"):
+        load_templates(str(bad))
+
+
+def test_every_way_of_giving_an_evaluation_set(photo_folder, tmp_path):
+    """Image folder: classes from the subfolders; CSV: one caption per row, rows of one image grouped; JSON Lines:
+    a caption list per image; save_to_disk: scikit-learn's real digits with their class names."""
+    import datasets
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    classes = load_eval_set(str(photo_folder / "classes"))
+    assert len(classes) == 12 and sorted(classes.class_names) == sorted(n for n, _ in PHOTOS.values())
+    assert classes.captions is None and classes.split == "train"  # an image folder's only split
+    table = load_eval_set(str(photo_folder / "captions.csv"))
+    assert len(table) == 6 and [len(c) for c in table.captions] == [2] * 6 and table.class_names is None
+    assert table.captions[1] == PHOTOS["chelsea"][1]
+    lines = load_eval_set(str(photo_folder / "captions.jsonl"))
+    assert lines.captions == table.captions
+    assert np.asarray(lines.images(slice(0, 1))[0]).shape == (64, 64, 3)
+
+    digits = load_digits()
+    names = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    pick = np.concatenate([np.flatnonzero(digits.target == d)[:3] for d in range(10)])
+    images = [Image.fromarray((digits.images[i] * 255 / 16).astype(np.uint8)).convert("RGB") for i in pick]
+    ds = datasets.Dataset.from_dict({"img": images, "digit": digits.target[pick].tolist()},
+                                    features=datasets.Features({"img": datasets.Image(),
+                                                                "digit": datasets.ClassLabel(names=names)}))
+    datasets.DatasetDict({"test": ds}).save_to_disk(str(tmp_path / "digits"))
+    saved = load_eval_set(str(tmp_path / "digits"), label_column="digit", max_samples=20)
+    assert saved.class_names == names and len(saved) == 20 and saved.split == "test"
+    assert saved.source_columns["image"] == "img"
+
+    assert load_eval_set(EMBEDDED) == EMBEDDED and load_eval_set("none") == NO_EVAL
+    assert resolve_eval_set(None, None) == EMBEDDED  # the embedded teacher
+    assert resolve_eval_set(None, str(tmp_path)) == NO_EVAL  # anything else, unless named
+
+
+def test_zero_shot_and_retrieval_on_real_photos(processor, photo_folder):
+    """The harness on a user's image folder and caption file: every protocol key measured, top-5 of 6 classes at
+    least as high as top-1, retrieval over all 12 captions."""
+    model = tiny_clip(processor)
+    m = evaluate_model(model, processor, load_eval_set(str(photo_folder / "classes")), templates="openai_imagenet",
+                       latency_repeats=1, latency_batch_size=4, measure_size=False)
+    assert m["zero_shot_classes"] == 6 and m["eval_templates"] == "openai_imagenet" and m["eval_protocols"] == ["zero_shot"]
+    assert 0 <= m["zero_shot_accuracy"] <= m["zero_shot_top5_accuracy"] <= 1
+    assert 0 <= m["zero_shot_mean_per_class_recall"] <= 1 and m["recall_at_1_i2t"] is None
+    m = evaluate_model(model, processor, load_eval_set(str(photo_folder / "captions.csv")), latency_repeats=0,
+                       measure_size=False)
+    assert m["eval_protocols"] == ["retrieval"] and m["retrieval_texts"] == 12 and m["retrieval_images"] == 6
+    assert m["recall_at_1_i2t"] <= m["recall_at_5_i2t"] <= m["recall_at_10_i2t"] == 1.0  # 10 >= 6 images' captions
+    assert m["recall_at_10_t2i"] == 1.0 and m["zero_shot_accuracy"] is None
+
+
+def test_embedded_captioner_scores_far_above_a_random_one_on_captions(blip_processor):
+    """BLEU-4 and ROUGE-L on digit images with three reference captions each (the embedded captions): the trained
+    embedded captioner must beat a random-init one of the same shape by a wide margin."""
+    import datasets
+
+    from conftest import tiny_blip
+    from vlmcompress.embedded import digits
+    from vlmcompress.embedded.blip_captioner import blip_teacher_path
+    from vlmcompress.loading import load_checkpoint
+
+    ds = digits.load_digits_dataset("test", images_per_number=1, numbers=range(0, 100, 5))
+    refs = [[digits.caption(n, t) for t in digits.TEMPLATES[:3]] for n in ds["label"]]
+    user = datasets.Dataset.from_dict({"image": ds["image"], "captions": refs},
+                                      features=datasets.Features({"image": datasets.Image(),
+                                                                  "captions": datasets.Sequence(datasets.Value("string"))}))
+    teacher, proc, _ = load_checkpoint(blip_teacher_path())
+    trained = evaluate_model(teacher, proc, user, latency_repeats=0, measure_size=False)
+    random = evaluate_model(tiny_blip("BlipForConditionalGeneration"), blip_processor, user, latency_repeats=0,
+                            measure_size=False)
+    assert trained["eval_protocols"] == ["captioning"] and trained["zero_shot_accuracy"] is None
+    assert trained["bleu_4"] > 0.3 and trained["rouge_l"] > 0.6, trained
+    assert random["bleu_4"] < 0.1 and trained["rouge_l"] > random["rouge_l"] + 0.3, random
+
+
+def _cli(*args, cwd=None, env=None):
+    env = dict(os.environ, VLMCOMPRESS_NO_PROGRESS="1", OMP_WAIT_POLICY="PASSIVE", **(env or {}))
+    return subprocess.run([sys.executable, "-m", "vlmcompress", *args], capture_output=True, text=True, env=env,
+                          cwd=cwd, timeout=300)
+
+
+def _one_line(r, needle):
+    lines = [line for line in r.stderr.splitlines() if line.strip() and not line.startswith("[transformers]")]
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert len(lines) == 1 and needle in lines[0], r.stderr
+
+
+def test_cli_evaluate_on_a_users_folder_and_without_one(tiny_clip_dir, photo_folder, tmp_path):
+    out = tmp_path / "m.json"
+    r = _cli("evaluate", str(tiny_clip_dir), "--eval-dataset", str(photo_folder / "classes"), "--templates",
+             "openai_imagenet", "--latency-repeats", "1", "--latency-batch-size", "2", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    m = json.loads(out.read_text())
+    assert m["eval_dataset"] == str(photo_folder / "classes") and m["zero_shot_classes"] == 6
+    assert "zero-shot top-5 acc" in r.stdout and "mean per-class recall" in r.stdout
+    r = _cli("evaluate", str(tiny_clip_dir), "--latency-repeats", "1", "--latency-batch-size", "2", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    m = json.loads(out.read_text())
+    assert m["zero_shot_accuracy"] is None and m["eval_dataset"] is None and m["latency_ms"] > 0
+    assert m["latency_inputs"] == "synthetic" and "accuracy not measured" in r.stdout
+
+
+def test_cli_bad_evaluation_input_is_one_line(tiny_clip_dir, photo_folder, tmp_path):
+    bad = tmp_path / "t.txt"
+    bad.write_text("a photo of a dog\n")
+    _one_line(_cli("evaluate", str(tiny_clip_dir), "--eval-dataset", str(photo_folder / "classes"), "--templates",
+                   str(bad), "--latency-repeats", "0"), "without {} for the class name")
+    _one_line(_cli("evaluate", str(tiny_clip_dir), "--eval-dataset", str(photo_folder / "captions.csv"),
+                   "--eval-task", "zero_shot", "--latency-repeats", "0"), "no datasets.ClassLabel label column")
+    _one_line(_cli("evaluate", str(tiny_clip_dir), "--eval-dataset", str(photo_folder / "classes"),
+                   "--eval-task", "retrieval", "--latency-repeats", "0"), "no captions for retrieval")
+    _one_line(_cli("evaluate", str(tiny_clip_dir), "--eval-dataset", "someone/photos", "--latency-repeats", "0",
+                   env={"HF_DATASETS_OFFLINE": "1"}), "someone/photos")
+
+
+def test_a_hub_model_id_without_network_is_one_line(tmp_path):
+    """No network (a closed port as the Hub), not offline mode: the id, that the Hub cannot be reached, and that a
+    local folder works."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    r = _cli("evaluate", "openai/clip-vit-base-patch32", env={
+        "HF_ENDPOINT": f"http://127.0.0.1:{closed}", "HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "0",
+        "HF_HUB_CACHE": str(tmp_path / "cache")})
+    _one_line(r, "openai/clip-vit-base-patch32 is not a local folder and the Hub at")
+    assert "cannot be reached" in r.stderr and "pass a save_pretrained folder" in r.stderr
