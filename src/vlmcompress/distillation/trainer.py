@@ -1,15 +1,21 @@
 """``DistillationTrainer``: a ``transformers.Trainer`` whose ``compute_loss`` distills a teacher into the model.
 
 Only public Trainer hooks are used: ``compute_loss`` (the losses), ``create_optimizer`` (adds the learned width
-projections, if any, to the optimizer Trainer builds), ``log`` (adds each loss term), ``train`` (loads the
-projections of a checkpoint being resumed) and a ``TrainerCallback`` (saves the projections into checkpoints and
-averages their gradients across processes). The teacher runs in eval mode under ``no_grad`` on the student's
+projections, if any, to the optimizer Trainer builds; under FSDP2 ``create_scheduler``, after accelerate's
+``prepare``), ``log`` (adds each loss term), ``train`` (loads the projections of a checkpoint being resumed),
+``save_model`` (under FSDP2 only: the gathered state dict, written by Trainer's own ``_save``) and a
+``TrainerCallback`` (saves the projections into checkpoints and averages their gradients across processes). The teacher runs in eval mode under ``no_grad`` on the student's
 device and is never part of ``self.model``, so ``save_model`` writes the student alone.
+
+Under accelerate's FSDP plugin (FSDP2) the student is made shardable before the Trainer shards it (``.fsdp``: CLIP's
+0-dim ``logit_scale`` trains as shape (1,), saved back as 0-dim), the teacher stays a whole, unwrapped copy per process,
+``save_model`` writes the whole student, and ``trained_student()`` gathers it into a plain model on the main process.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 
 import torch
 from torch import nn
@@ -20,6 +26,7 @@ from ..adapters import get_adapter
 from ..errors import VlmcompressError
 from ..utils import unwrap_model
 from .config import DistillationConfig
+from .fsdp import fsdp_inactive_reason, fsdp_version, make_shardable, rebuild_whole, restore_scalars
 from .losses import (
     embedding_loss,
     hidden_state_loss,
@@ -89,6 +96,13 @@ class DistillationTrainer(Trainer):
         # our loss is a mean over the batch: let Trainer divide it by the gradient-accumulation steps
         self.model_accepts_loss_kwargs = False
         self.student_adapter = get_adapter(unwrap_model(self.model))
+        self._student_class = type(unwrap_model(self.model))
+        self._fsdp_version = fsdp_version(self.accelerator)
+        #: parameters made shape (1,) for fully_shard (CLIP's logit_scale): 0-dim again in everything saved
+        self._fsdp_scalars = make_shardable(unwrap_model(self.model)) if self._fsdp_version == 2 else []
+        inactive = fsdp_inactive_reason(self.args, self.accelerator)
+        if inactive and self.is_world_process_zero():
+            warnings.warn(inactive, stacklevel=2)
         cfg.check_task(self.student_adapter.is_captioner)
         if cfg.itm_weight and not self.student_adapter.has_itm:
             raise VlmcompressError(f"itm_weight needs an image-text matching head (BlipForImageTextRetrieval), not "
@@ -147,12 +161,22 @@ class DistillationTrainer(Trainer):
                 mods["embed_text"] = nn.Linear(s_p, t_p)
         return nn.ModuleDict(mods)
 
-    def create_optimizer(self, model=None):
-        optimizer = super().create_optimizer(model)
-        if len(self.distill_projections) and not getattr(self, "_projections_added", False):
+    def _add_projections(self, optimizer):
+        if optimizer is not None and len(self.distill_projections) and not getattr(self, "_projections_added", False):
             optimizer.add_param_group({"params": list(self.distill_projections.parameters()), "weight_decay": 0.0})
             self._projections_added = True
+
+    def create_optimizer(self, model=None):
+        optimizer = super().create_optimizer(model)
+        if self._fsdp_version != 2:
+            self._add_projections(optimizer)
         return optimizer
+
+    def create_scheduler(self, num_training_steps, optimizer=None):
+        # FSDP2: accelerate's prepare() swaps the optimizer's parameters for the model's sharded ones and refuses any
+        # it cannot map (KeyError), so the projections join after prepare(), before the schedule is built over them
+        self._add_projections(optimizer if optimizer is not None else self.optimizer)
+        return super().create_scheduler(num_training_steps, optimizer)
 
     def train(self, resume_from_checkpoint=None, **kwargs):
         if resume_from_checkpoint and len(self.distill_projections):
@@ -165,6 +189,30 @@ class DistillationTrainer(Trainer):
                                        "with the same student and teacher widths")
             self.distill_projections.load_state_dict(torch.load(path, map_location=self.args.device))
         return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+
+    # --- the trained student ---------------------------------------------------------------------------------
+    def save_model(self, output_dir=None, _internal_call=False):
+        """Trainer's ``save_model``; under FSDP2 the gathered full state dict, with the scalars made shardable put
+        back to 0-dim, so the folder reloads with the stock ``from_pretrained``. Call it on every process."""
+        if self._fsdp_version != 2:
+            return super().save_model(output_dir, _internal_call=_internal_call)
+        if _internal_call and "FULL_STATE_DICT" not in str(self.accelerator.state.fsdp_plugin.state_dict_type):
+            return super().save_model(output_dir, _internal_call=_internal_call)  # sharded checkpoints: Trainer's
+        state_dict = restore_scalars(self.accelerator.get_state_dict(self.model), self._fsdp_scalars)
+        self._save(output_dir if output_dir is not None else self.args.output_dir, state_dict=state_dict)
+        if self.args.push_to_hub and not _internal_call:
+            self.push_to_hub(commit_message="Model save", revision=self.args.hub_revision)
+
+    def trained_student(self):
+        """The trained student as a plain model holding all its weights: ``self.model`` (unwrapped) without FSDP;
+        under FSDP2 a collective (call it on every process) that returns a new unsharded student on the main
+        process and None on the others."""
+        if self._fsdp_version != 2:
+            return unwrap_model(self.model)
+        state_dict = self.accelerator.get_state_dict(self.model)  # full, gathered to rank 0 (cpu_offload)
+        if not self.accelerator.is_main_process:
+            return None
+        return rebuild_whole(self._student_class, unwrap_model(self.model).config, state_dict, self._fsdp_scalars)
 
     # --- the loss --------------------------------------------------------------------------------------------
     def _teacher_features(self, inputs, cached, need_hidden, **extra):
