@@ -37,6 +37,7 @@ _PUBLIC = {
     "DistillationConfig": ("distillation.config", "DistillationConfig"),
     "DistillationTrainer": ("distillation.trainer", "DistillationTrainer"),
     "evaluate_model": ("evaluation.harness", "evaluate_model"),
+    "load_eval_set": ("evaluation.eval_sets", "load_eval_set"),
     "load_model": ("loading", "load_model"),
     "load_checkpoint": ("loading", "load_checkpoint"),
     "save_compressed": ("modeling", "save_compressed"),

@@ -386,6 +386,8 @@ def _eval_results(after, model_label):
         return []
     dataset = after.get("eval_dataset") or "evaluation data"
     heldout = after.get("zero_shot_accuracy_heldout") is not None
+    embedded = dataset == _embedded_dataset()
+    caption_what = "caption names the right number" if embedded else "caption equals a reference"
     specs = [
         ("zero_shot_accuracy", "zero-shot-image-classification", "Zero-shot image classification", "accuracy",
          "zero-shot accuracy (classes seen in training)" if heldout else "zero-shot accuracy"),
@@ -395,17 +397,24 @@ def _eval_results(after, model_label):
         ("recall_at_5_i2t", "image-text-retrieval", "Image-text retrieval", "recall", "recall@5 image->text"),
         ("recall_at_1_t2i", "image-text-retrieval", "Image-text retrieval", "recall", "recall@1 text->image"),
         ("recall_at_5_t2i", "image-text-retrieval", "Image-text retrieval", "recall", "recall@5 text->image"),
+        ("zero_shot_top5_accuracy", "zero-shot-image-classification", "Zero-shot image classification", "accuracy",
+         "zero-shot top-5 accuracy"),
+        ("zero_shot_mean_per_class_recall", "zero-shot-image-classification", "Zero-shot image classification",
+         "recall", "zero-shot mean per-class recall"),
+        ("recall_at_10_i2t", "image-text-retrieval", "Image-text retrieval", "recall", "recall@10 image->text"),
+        ("recall_at_10_t2i", "image-text-retrieval", "Image-text retrieval", "recall", "recall@10 text->image"),
         ("caption_accuracy", "image-to-text", "Image captioning", "accuracy",
-         "caption names the right number (seen)" if after.get("caption_accuracy_heldout") is not None else "caption accuracy"),
-        ("caption_accuracy_heldout", "image-to-text", "Image captioning", "accuracy",
-         "caption names the right number (held-out)"),
+         f"{caption_what} (seen)" if after.get("caption_accuracy_heldout") is not None else caption_what),
+        ("caption_accuracy_heldout", "image-to-text", "Image captioning", "accuracy", f"{caption_what} (held-out)"),
+        ("bleu_4", "image-to-text", "Image captioning", "bleu", "BLEU-4"),
+        ("rouge_l", "image-to-text", "Image captioning", "rouge", "ROUGE-L"),
     ]
     out = []
     for key, task, task_name, mtype, mname in specs:
         if after.get(key) is None:
             continue
         out.append(EvalResult(task_type=task, task_name=task_name, dataset_type=dataset, dataset_name=dataset,
-                              dataset_split="test", metric_type=mtype, metric_name=mname,
+                              dataset_split=after.get("eval_split") or "test", metric_type=mtype, metric_name=mname,
                               metric_value=round(float(after[key]), 4)))
     return out
 
@@ -467,11 +476,22 @@ def _eval_notes(after) -> list[str]:
         text = f"evaluated on `{after['eval_dataset']}`"
         if after.get("eval_images") is not None:
             text += f": {after['eval_images']:,} images"
+        if after.get("eval_split"):
+            text += f" ({after['eval_split']} split)"
         if after.get("zero_shot_classes") is not None:
             text += f", {after['zero_shot_classes']}-way zero-shot classification with prompt ensembling"
-        if after.get("retrieval_pairs") is not None:
+            if after.get("eval_templates"):
+                text += f" over the `{after['eval_templates']}` templates"
+        if after.get("retrieval_texts") is not None:
+            text += (f", retrieval between {after['retrieval_images']:,} images and their {after['retrieval_texts']:,} "
+                     "captions (ground truth by image)")
+        elif after.get("retrieval_pairs") is not None:
             text += f", retrieval over {after['retrieval_pairs']:,} image-caption pairs"
+        if after.get("bleu_4") is not None:
+            text += ", BLEU-4 and ROUGE-L of greedy captions against the reference captions"
         out.append(text)
+    elif after.get("accuracy_note"):
+        out.append(after["accuracy_note"])
     return out
 
 

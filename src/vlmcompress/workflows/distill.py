@@ -310,7 +310,7 @@ def distill(student_args, data_args, distill_cfg, training_args):
                                   data_collator=collator, processing_class=processor, callbacks=[card_info],
                                   teacher=teacher, distillation_config=distill_cfg)
     result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    student = trainer.model
+    student = trainer.trained_student()  # FSDP: a collective, called on every rank
     print(f"rank {training_args.process_index}/{training_args.world_size}: trained {trainer.state.global_step} steps "
           f"({type(trainer.model_wrapped).__name__})", flush=True)
     if not trainer.is_world_process_zero():
