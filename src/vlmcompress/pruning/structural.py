@@ -128,7 +128,22 @@ def _prune_units(model, plan: dict, unit: dict) -> dict:
         setattr(cfg, unit["size_key"], sizes)
         setattr(cfg, unit["kept_key"], kept_ids)
         structure.normalize(cfg, adapter.stock_mlp_resize_ok)
+    _describe_shapes(model)
     return {"method": unit["method"], unit["report_key"]: removed_report}
+
+
+def _describe_shapes(model) -> None:
+    """Give a model whose new shapes the stock class cannot rebuild the vlmcompress class that can, at once, so every
+    later ``save_pretrained`` (``Trainer.save_model`` of a pruned student included) writes a folder that
+    ``AutoModel``/pipelines load with ``trust_remote_code``, not only ``save_compressed``. The class only differs in
+    ``__init__``: nothing changes at run time. A class vlmcompress has no remote class for stays as it is
+    (``save_compressed`` names the problem when it is saved)."""
+    from ..modeling import make_self_describing
+
+    try:
+        make_self_describing(model)
+    except ValueError:
+        pass
 
 
 def prune_heads(model, plan: dict) -> dict:
