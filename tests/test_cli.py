@@ -45,10 +45,12 @@ def test_not_clip_like(tmp_path):
 def test_dataset_without_named_columns(tiny_clip_dir, tmp_path):
     import datasets
 
-    datasets.Dataset.from_dict({"img": [None], "caption": ["x"]}).save_to_disk(tmp_path / "ds")
+    datasets.Dataset.from_dict({"picture": ["x.png"], "caption": ["x"]}).save_to_disk(tmp_path / "ds")
     out = tmp_path / "m.json"
     r = run_cli("evaluate", str(tiny_clip_dir), "--dataset", str(tmp_path / "ds"), "--output", str(out))
-    _assert_one_line_error(r, "no column")
+    _assert_one_line_error(r, "no image column")
+    r = run_cli("evaluate", str(tiny_clip_dir), "--dataset", str(tmp_path / "ds"), "--image-column", "img")
+    _assert_one_line_error(r, "has no column 'img'")
     assert not out.exists()
 
 

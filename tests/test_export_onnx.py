@@ -152,7 +152,7 @@ def test_int8_graphs_are_smaller_and_close(processor, tmp_path):
 def test_cli_export_evaluate_and_card_snippet(tiny_clip_dir, tmp_path):
     out = tmp_path / "onnx"
     r = run_cli("export", str(tiny_clip_dir), "--format", "onnx", "--int8", "-o", str(out), "--images-per-number", "1",
-                "--latency-batch-size", "4", "--latency-rounds", "2")
+                "--latency-batch-size", "4", "--latency-rounds", "2", "--eval-dataset", "vlmcompress/digits-test")
     assert r.returncode == 0, r.stderr
     report = json.loads((out / "compression_report.json").read_text())
     assert report["loading"]["kind"] == "onnx" and report["after"]["runtime"] == "onnxruntime"
