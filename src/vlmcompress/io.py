@@ -85,7 +85,7 @@ def clean_stale_temps(path) -> list[Path]:
 #: what vlmcompress writes into an output folder: weights, configs, processor and tokenizer files, the report, the
 #: card and its plots, the remote modeling file, a LoRA adapter folder, a recipe's Trainer checkpoints and logs
 _OUR_FILES = re.compile(r"^(.+\.(safetensors|bin|json|png|md|onnx)|modeling_vlmcompress\.py|vocab\.txt|merges\.txt|"
-                        r"spiece\.model|sentencepiece\.bpe\.model|training_args\.bin)$")
+                        r"spiece\.model|sentencepiece\.bpe\.model|training_args\.bin|recipe\.yaml)$")
 _OUR_FOLDERS = re.compile(r"^(lora|runs|checkpoint-\d+)$")
 
 

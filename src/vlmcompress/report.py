@@ -359,7 +359,9 @@ def read_report(path) -> dict:
 def weights_size_bytes(folder) -> int:
     """Bytes of the weight files in a checkpoint folder (what a user downloads for the model itself)."""
     folder = Path(folder)
-    files = [p for p in folder.rglob("*") if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES)]
+    # a recipe's resumable Trainer checkpoints are not the model a user downloads
+    files = [p for p in folder.rglob("*") if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES)
+             and not any(part.startswith("checkpoint-") for part in p.relative_to(folder).parts[:-1])]
     if not files:
         raise FileNotFoundError(f"no weight files (*.safetensors, *.bin) in {folder}")
     return sum(p.stat().st_size for p in files)

@@ -373,6 +373,18 @@ def _onnx_view(steps) -> dict | None:
     return None
 
 
+def _recipe_text(folder, report) -> str | None:
+    """The recipe file saved beside a pipeline's final checkpoint (``vlmcompress compress``), as written."""
+    name = report.get("recipe_file")
+    if not name or folder is None:
+        return None
+    path = Path(folder) / name
+    try:
+        return path.read_text(encoding="utf-8").rstrip() if path.is_file() else None
+    except OSError:
+        return None
+
+
 def _embedded_dataset() -> str:
     from ..embedded.digits import DATASET_NAME
 
@@ -605,6 +617,8 @@ def build_card(folder, report=None, *, repo_id=None, template=None):
         not_measured=measured_missing,
         no_after=after is None,
         embedded_benchmark=bool(after and after.get("eval_dataset") == _embedded_dataset()),
+        recipe=_recipe_text(folder, report),
+        recipe_file=report.get("recipe_file"),
     )
     card = ModelCard.from_template(card_data, template_path=str(template or TEMPLATE), **context)
     card = ModelCard(re.sub(r"\n{3,}", "\n\n", str(card)).rstrip() + "\n")  # the template's optional parts leave gaps

@@ -277,9 +277,10 @@ def _move_checkpoints(out_dir: Path):
     return move
 
 
-def distill(student_args, data_args, distill_cfg, training_args):
+def distill(student_args, data_args, distill_cfg, training_args, *, base_model=None, report_extra=None):
     """Build the student, train it against the teacher, finish the checkpoint; returns its report (None on ranks
-    other than 0)."""
+    other than 0). ``base_model`` is what the report names as the student's origin (default: the teacher; a pipeline
+    names the previous stage's folder, so the card shows the whole chain)."""
     resuming = bool(training_args.resume_from_checkpoint)
     check_output_dir(training_args.output_dir, overwrite=training_args.overwrite_output_dir or resuming,
                      flag="--overwrite_output_dir (or --resume_from_checkpoint)")
@@ -339,10 +340,12 @@ def distill(student_args, data_args, distill_cfg, training_args):
     out_dir = Path(training_args.output_dir)
     # the folder was checked before training; what is there now is this run's own Trainer checkpoints
     report = finish_checkpoint(
-        student, processor, out_dir, base_model=teacher_path, steps=steps, before=before, configs=[distill_cfg],
+        student, processor, out_dir, base_model=base_model or teacher_path, steps=steps, before=before,
+        configs=[distill_cfg],
         evaluate=(lambda m, folder: evaluate_model(m, processor, model_path=folder, **eval_kw)) if measure else None,
         write_extra=_move_checkpoints(out_dir), latency_base=teacher if measure else None,
-        latency_rounds=data_args.latency_rounds, overwrite=True, report_extra={"wall_time_s": round(time.time() - started, 1)},
+        latency_rounds=data_args.latency_rounds, overwrite=True,
+        report_extra={"wall_time_s": round(time.time() - started, 1), **(report_extra or {})},
     )
     after = report["after"]
     if before is not None:
