@@ -1,0 +1,192 @@
+"""``vlmcompress compress RECIPE``: validation before anything runs, stage folders chained into one card, resume
+(skip, changed options, --from-stage, a run killed mid-distillation resumes from its Trainer checkpoint), the
+output-folder rule, push without a token, and the budget planner (``target``, ``vlmcompress plan``)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from vlmcompress.errors import VlmcompressError
+from vlmcompress.workflows.recipe import load_recipe, parse_recipe_text, recipe_from_dict
+
+FAST_EVAL = {"latency_rounds": 1, "latency_batch_size": 2}
+
+
+def _write(path: Path, recipe: dict) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return path
+
+
+def _cli(*args, cwd=None, env=None):
+    env = dict(os.environ, VLMCOMPRESS_NO_PROGRESS="1", OMP_WAIT_POLICY="PASSIVE", **(env or {}))
+    return subprocess.run([sys.executable, "-m", "vlmcompress", *map(str, args)], capture_output=True, text=True,
+                          env=env, cwd=cwd, timeout=600)
+
+
+def _one_line(r, needle):
+    lines = [line for line in r.stderr.splitlines() if line.strip() and not line.startswith("[transformers]")]
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert len(lines) == 1 and needle in lines[0], r.stderr
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("stages:\n  - prune: {head_ratio: 0.3\noutput_dir: x\n", "is not valid YAML at line 3, column 1"),
+    ("stages: [{shrink: {}}]\noutput_dir: x\n", "stage 1: unknown stage 'shrink'"),
+    ("stages: [{prune: {head_ratio: 0.3, heads: 2}}]\noutput_dir: x\n", "stage 1 (prune): unknown key 'heads'"),
+    ("stages: [{quantize: {bits: 4}}, {prune: {head_ratio: 0.3}}]\noutput_dir: x\n",
+     "stage 2 (prune): cannot follow quantize"),
+    ("stages: [{export: {}}, {quantize: {bits: 8}}]\noutput_dir: x\n", "export is the last stage"),
+    ("stages: [{quantize: {bits: 3}}]\noutput_dir: x\n", "stage 1 (quantize): --bits must be 8"),
+    ("stages: [{distill: {max_steps: 5, temprature: 2}}]\noutput_dir: x\n", "stage 1 (distill): unknown key 'temprature'"),
+    ("stages: [{prune: {head_ratio: 0.3, target: {max_size_mib: 1}}}]\noutput_dir: x\n", "either a target or ratios"),
+    ("target: {max_size_mib: 1}\nstages: [{quantize: {bits: 8}}]\noutput_dir: x\n", "add a prune stage"),
+    ("stages: [{prune: {head_ratio: 0.3}}]\n", "output_dir: missing"),
+    ("stages: [{prune: {head_ratio: 0.3}}]\noutput_dir: x\nsteps: 3\n", "top level: unknown key 'steps'"),
+])
+def test_a_bad_recipe_is_one_line_before_anything_runs(text, needle):
+    with pytest.raises(VlmcompressError, match=None) as err:
+        recipe_from_dict(parse_recipe_text(text, "r.yaml"))
+    assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_bad_recipe_through_the_command_writes_nothing(tmp_path):
+    bad = tmp_path / "r.yaml"
+    bad.write_text(f"stages: [{{prune: {{head_ratio: 0.3}}}}, {{quantize: {{bits: 4, quant_typ: nf4}}}}]\n"
+                   f"output_dir: {tmp_path / 'out'}\n")
+    _one_line(_cli("compress", bad), "stage 2 (quantize): unknown key 'quant_typ'")
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_output_dir_holding_a_users_files_is_refused_and_untouched(tmp_path, tiny_clip_dir):
+    from vlmcompress.workflows.compress import Pipeline
+
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    recipe = recipe_from_dict({"model": str(tiny_clip_dir), "stages": [{"prune": {"head_ratio": 0.25}}],
+                               "output_dir": str(out)})
+    with pytest.raises(VlmcompressError, match="holds files a vlmcompress pipeline did not write"):
+        Pipeline(recipe)
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"] and (out / "notes.txt").read_text() == "keep me"
+
+
+def test_stages_chain_resume_and_rerun_from_a_stage(tmp_path, tiny_clip_dir):
+    """prune -> quantize on a tiny CLIP: each stage a folder naming the previous one; a rerun does nothing; a changed
+    quantize option reruns only that stage; --from-stage 1 reruns both."""
+    out = tmp_path / "out"
+    recipe = {"model": str(tiny_clip_dir), "data": {"eval": "vlmcompress/digits-test", "images_per_number": 1},
+              "eval": FAST_EVAL, "output_dir": str(out),
+              "stages": [{"prune": {"head_ratio": 0.25, "importance": "magnitude"}}, {"quantize": {"bits": 8}}]}
+    path = _write(tmp_path / "r.yaml", recipe)
+    r = _cli("compress", path)
+    assert r.returncode == 0, r.stderr
+    final = out / "02-quantize"
+    report = json.loads((final / "compression_report.json").read_text())
+    assert report["base_model"] == str(out / "01-prune") and report["recipe"]["stages"][1] == {"quantize": {"bits": 8}}
+    assert (final / "recipe.yaml").read_text() == path.read_text()
+    card = (final / "README.md").read_text()
+    assert "## Recipe" in card and "bits: 8" in card.split("## Recipe")[1]
+    assert "01-prune" in card  # the chain: base -> 01-prune -> this model
+    assert report["after"]["zero_shot_accuracy"] is not None
+    first = json.loads((out / "01-prune" / "stage.json").read_text())
+
+    r = _cli("compress", path)
+    assert r.returncode == 0 and "nothing to do" in r.stdout, r.stdout + r.stderr
+    assert r.stdout.count("skipped") == 2
+
+    recipe["stages"][1] = {"quantize": {"bits": 4, "quant_type": "fp4"}}
+    _write(path, recipe)
+    r = _cli("compress", path)
+    assert r.returncode == 0, r.stderr
+    assert "stage 01-prune: complete" in r.stdout and "stage 02-quantize: running" in r.stdout
+    assert json.loads((out / "01-prune" / "stage.json").read_text()) == first
+    assert json.loads((final / "compression_report.json").read_text())["steps"][0]["bits"] == 4
+
+    r = _cli("compress", path, "--from-stage", "1")
+    assert r.returncode == 0 and r.stdout.count("running") == 2, r.stdout
+
+
+def test_a_killed_distillation_stage_resumes_from_its_checkpoint(tmp_path, tiny_clip_dir):
+    """Kill the run (SIGKILL) once the distillation stage has written a Trainer checkpoint: the stage folder does not
+    look complete (no stage.json, no report), the rerun skips the finished prune stage, resumes from the checkpoint and
+    finishes; no checkpoint is left in the final folder."""
+    out = tmp_path / "out"
+    recipe = {"model": str(tiny_clip_dir), "data": {"train_images_per_number": 4}, "eval": {"skip": True},
+              "output_dir": str(out),
+              "stages": [{"prune": {"head_ratio": 0.25, "importance": "magnitude"}},
+                         {"distill": {"max_steps": 60, "save_steps": 10, "per_device_train_batch_size": 16,
+                                      "logging_steps": 10}}]}
+    path = _write(tmp_path / "r.yaml", recipe)
+    env = dict(os.environ, VLMCOMPRESS_NO_PROGRESS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "vlmcompress", "compress", str(path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env)
+    stage = out / "02-distill"
+    deadline = time.time() + 400
+    while time.time() < deadline and not any(stage.glob("checkpoint-*/trainer_state.json")):
+        assert proc.poll() is None, proc.stdout.read()
+        time.sleep(0.5)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (out / "01-prune" / "stage.json").is_file()
+    assert not (stage / "stage.json").exists() and not (stage / "compression_report.json").exists()
+    r = _cli("compress", path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "stage 01-prune: complete" in r.stdout and "resuming from checkpoint-" in r.stdout, r.stdout
+    assert (stage / "stage.json").is_file() and not list(stage.glob("checkpoint-*"))
+    report = json.loads((stage / "compression_report.json").read_text())
+    assert report["steps"][-1]["method"] == "distillation" and report["base_model"] == str(out / "01-prune")
+
+
+def test_push_without_a_token_is_one_line_and_keeps_the_stages(tmp_path, tiny_clip_dir):
+    out = tmp_path / "out"
+    path = _write(tmp_path / "r.yaml", {
+        "model": str(tiny_clip_dir), "eval": {"skip": True}, "output_dir": str(out),
+        "stages": [{"prune": {"head_ratio": 0.25, "importance": "magnitude"}}], "push": {"repo_id": "me/x"}})
+    env = {"HF_TOKEN": "", "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "0"}
+    r = _cli("compress", path, env=env)
+    assert r.returncode == 1 and "token" in r.stderr.lower(), r.stderr
+    assert (out / "01-prune" / "stage.json").is_file()
+
+
+def test_the_planner_meets_a_size_budget_exactly_or_names_the_smallest(tmp_path, tiny_clip_dir):
+    """A budget between the smallest and the largest candidate: the chosen plan fits and the saved folder's weights
+    are exactly the predicted bytes; every candidate is in the report. An impossible budget names the smallest size."""
+    from vlmcompress.report import weights_size_bytes
+
+    out = tmp_path / "out"
+    recipe = {"model": str(tiny_clip_dir), "target": {"max_size_mib": 0.2},
+              "data": {"eval": "vlmcompress/digits-test", "images_per_number": 1}, "eval": FAST_EVAL,
+              "stages": [{"prune": {"importance": "magnitude"}}], "output_dir": str(out)}
+    path = _write(tmp_path / "r.yaml", recipe)
+    r = _cli("plan", path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[0].split()[:3] == ["plan", "params", "size"] and "best:" in r.stdout
+    r = _cli("compress", path)
+    assert r.returncode == 0, r.stderr
+    report = json.loads((out / "01-prune" / "compression_report.json").read_text())
+    plan = report["plan"]
+    chosen = plan["candidates"][plan["chosen"]]
+    assert len(plan["candidates"]) == 35 and chosen["fits"]
+    assert chosen["size_bytes"] <= 0.2 * 2 ** 20
+    assert weights_size_bytes(out / "01-prune") == chosen["size_bytes"]  # predicted exactly
+    assert any(not c["fits"] for c in plan["candidates"])
+    recipe["target"] = {"max_size_mib": 0.001}
+    _one_line(_cli("plan", _write(tmp_path / "r.yaml", recipe)), "the smallest reachable is")
+
+
+def test_example_recipes_validate():
+    root = Path(__file__).resolve().parent.parent / "recipes"
+    names = sorted(p.name for p in root.glob("*.yaml"))
+    assert {"clip_small.yaml", "blip_small.yaml", "clip_b32.yaml", "clip_budget.yaml"} <= set(names)
+    for name in names:
+        recipe = load_recipe(root / name)
+        assert recipe.stages and recipe.output_dir
