@@ -173,6 +173,12 @@ class Pipeline:
     def run(self) -> dict | None:
         recipe = self.recipe
         started = time.time()
+        if recipe.push:
+            from huggingface_hub import get_token
+
+            if not get_token():
+                raise VlmcompressError(f"push: to {recipe.push['repo_id']} needs a Hub token: set HF_TOKEN or run `hf "
+                                       "auth login` (or drop push from the recipe); nothing was run")
         base = self.base_path()
         eval_kwargs = self.eval_kwargs(base)  # the evaluation set is opened before any model is loaded
         if self.ranks.main:
