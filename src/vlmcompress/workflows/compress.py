@@ -142,6 +142,8 @@ class Pipeline:
 
         data = self.recipe.data
         load_templates(data.get("templates"))
+        if self.recipe.eval.get("skip"):
+            return None  # no evaluation at all: before/after are recorded as not measured
         dataset = resolve_eval_set(self.eval_name(base), base, split=data.get("eval_split", "test"),
                                    image_column=data.get("eval_image_column"),
                                    caption_column=data.get("eval_caption_column"),
@@ -274,7 +276,15 @@ class Pipeline:
     def _evaluate(self, processor, eval_kwargs):
         from ..evaluation import evaluate_model
 
+        if eval_kwargs is None:
+            return None
         return lambda m, f: evaluate_model(m, processor, model_path=f, **eval_kwargs)
+
+    def _latency(self, eval_kwargs) -> dict:
+        if eval_kwargs is None:
+            return {}
+        return dict(latency_rounds=self.recipe.eval.get("latency_rounds", 3),
+                    latency_batch_size=eval_kwargs["latency_batch_size"])
 
     def _load(self, previous):
         """The stage's input: the base model, or an earlier stage's folder (our own remote code: trusted)."""
@@ -300,15 +310,14 @@ class Pipeline:
             config = plan["config"]
             extra["plan"] = plan["record"]
         before = self._before(previous, model, processor, eval_kwargs)
-        base = copy.deepcopy(model)
+        base = copy.deepcopy(model) if eval_kwargs else None
         steps = prune_model(model, config, processor, dataset=calibration)
         if extra.get("plan"):
             steps[0]["plan"] = extra["plan"]
         return finish_checkpoint(model, processor, folder, base_model=str(previous), steps=steps, before=before,
-                                 evaluate=self._evaluate(processor, eval_kwargs), configs=[config], latency_base=base,
-                                 latency_rounds=self.recipe.eval.get("latency_rounds", 3),
-                                 latency_batch_size=eval_kwargs["latency_batch_size"], overwrite=True,
-                                 report_extra={"stage": stage.name, **extra})
+                                 evaluate=self._evaluate(processor, eval_kwargs), configs=[config],
+                                 latency_base=base if eval_kwargs else None, **self._latency(eval_kwargs),
+                                 overwrite=True, report_extra={"stage": stage.name, **extra})
 
     def _quantize(self, stage, folder, previous, eval_kwargs):
         from ..checkpoint import finish_checkpoint
@@ -323,16 +332,16 @@ class Pipeline:
         return finish_checkpoint(quantized, processor, folder, base_model=str(previous),
                                  steps=[quantization_step(quantized)], before=before,
                                  evaluate=self._evaluate(processor, eval_kwargs),
-                                 save=lambda m, p, f: save_quantized(m, p, f, config), latency_base=model,
-                                 latency_rounds=self.recipe.eval.get("latency_rounds", 3),
-                                 latency_batch_size=eval_kwargs["latency_batch_size"], overwrite=True,
-                                 report_extra={"stage": stage.name})
+                                 save=lambda m, p, f: save_quantized(m, p, f, config),
+                                 latency_base=model if eval_kwargs else None, **self._latency(eval_kwargs),
+                                 overwrite=True, report_extra={"stage": stage.name})
 
     def _export(self, stage, folder, previous, eval_kwargs):
         from ..export import export_onnx
 
         return export_onnx(str(previous), folder, int8=bool(stage.options.get("int8", False)), eval_kwargs=eval_kwargs,
-                           latency_rounds=self.recipe.eval.get("latency_rounds", 3), overwrite=True)
+                           evaluate=eval_kwargs is not None, latency_rounds=self.recipe.eval.get("latency_rounds", 3),
+                           overwrite=True)
 
     def _distill(self, stage, folder, previous, base, first):
         from . import distill as workflow
