@@ -193,3 +193,23 @@ def test_example_recipes_validate():
     for name in names:
         recipe = load_recipe(root / name)
         assert recipe.stages and recipe.output_dir
+
+
+def test_two_processes_under_accelerate(tmp_path, tiny_clip_dir):
+    """accelerate launch with two real (gloo) processes: prune on the main process, distillation on both (DDP)."""
+    out = tmp_path / "out"
+    path = _write(tmp_path / "r.yaml", {
+        "model": str(tiny_clip_dir), "data": {"train_images_per_number": 2}, "eval": {"skip": True},
+        "output_dir": str(out), "stages": [{"prune": {"head_ratio": 0.25, "importance": "magnitude"}},
+                                           {"distill": {"max_steps": 4, "per_device_train_batch_size": 8}}]})
+    accelerate = Path(sys.executable).parent / "accelerate"
+    recipe_script = Path(__file__).resolve().parent.parent / "recipes" / "compress.py"
+    r = subprocess.run([str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                        "--mixed_precision", "no", "--dynamo_backend", "no", str(recipe_script), "--recipe", str(path)],
+                       capture_output=True, text=True, timeout=600, env=dict(os.environ, VLMCOMPRESS_NO_PROGRESS="1"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "rank 0/2: trained 4 steps (DistributedDataParallel)" in r.stdout
+    assert "rank 1/2: trained 4 steps (DistributedDataParallel)" in r.stdout
+    assert r.stdout.count("stage 01-prune: running") == 1  # the main process only
+    report = json.loads((out / "02-distill" / "compression_report.json").read_text())
+    assert report["steps"][-1]["processes"] == 2 and (out / "02-distill" / "stage.json").is_file()
