@@ -112,9 +112,10 @@ def _cuda() -> bool:
 
 class Pipeline:
     def __init__(self, recipe: Recipe, *, from_stage: int | None = None, log=_log):
-        self.recipe, self.from_stage, self.log = recipe, from_stage, log
+        self.recipe, self.from_stage = recipe, from_stage
         self.out = check_pipeline_dir(recipe.output_dir)
         self.ranks = _Ranks()
+        self.log = log if self.ranks.main else (lambda text: None)  # one voice under accelerate launch
         if from_stage is not None and not 1 <= from_stage <= len(recipe.stages):
             raise VlmcompressError(f"--from-stage {from_stage}: the recipe has stages 1 to {len(recipe.stages)}")
         self._base_loaded = None
