@@ -124,6 +124,8 @@ class Pipeline:
     def base_path(self) -> str:
         from ..loading import resolve_model_path
 
+        if getattr(self, "_base", None):
+            return self._base  # resolved once (a Hub id is checked against the network once)
         if self.recipe.model is None and self.recipe.family == "blip":
             from ..embedded.blip_captioner import blip_teacher_path
 
@@ -182,7 +184,7 @@ class Pipeline:
             if not get_token():
                 raise VlmcompressError(f"push: to {recipe.push['repo_id']} needs a Hub token: set HF_TOKEN or run `hf "
                                        "auth login` (or drop push from the recipe); nothing was run")
-        base = self.base_path()
+        base = self._base = self.base_path()
         eval_kwargs = self.eval_kwargs(base)  # the evaluation set is opened before any model is loaded
         if self.ranks.main:
             self.out.mkdir(parents=True, exist_ok=True)
