@@ -118,7 +118,6 @@ class Pipeline:
         self.log = log if self.ranks.main else (lambda text: None)  # one voice under accelerate launch
         if from_stage is not None and not 1 <= from_stage <= len(recipe.stages):
             raise VlmcompressError(f"--from-stage {from_stage}: the recipe has stages 1 to {len(recipe.stages)}")
-        self._base_loaded = None
 
     # ---------------------------------------------------------------- inputs
     def base_path(self) -> str:
