@@ -80,8 +80,9 @@ def eval_set_from_dataset(dataset, name: str | None = None, *, image_column: str
     import datasets
 
     if dataset is None or len(dataset) == 0:
-        raise VlmcompressError(f"the evaluation data set {name or ''} is empty: expected rows with an image and a "
-                               "label or caption(s)".replace("set  is", "set is"))
+        named = f" {name}" if name else ""
+        raise VlmcompressError(f"the evaluation data set{named} is empty: expected rows with an image and a label or "
+                               "caption(s)")
     cols = dataset.column_names
     name = name or getattr(dataset.info, "dataset_name", None) or "user data set"
     for flag, given in (("--eval-image-column", image_column), ("--eval-caption-column", caption_column),
