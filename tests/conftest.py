@@ -11,13 +11,13 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 
-def tiny_clip(processor, layers=2, hidden=32, heads=4, seed=0):
+def tiny_clip(processor, layers=2, hidden=32, heads=4, seed=0, projection=16):
     from transformers import CLIPModel
 
     from vlmcompress.embedded.clip_teacher import teacher_config
 
     torch.manual_seed(seed)
-    config = teacher_config(processor.tokenizer, layers=layers, hidden=hidden, heads=heads, projection=16)
+    config = teacher_config(processor.tokenizer, layers=layers, hidden=hidden, heads=heads, projection=projection)
     return CLIPModel(config).eval()
 
 
@@ -67,3 +67,49 @@ def blip_processor():
     from vlmcompress.embedded.blip_captioner import build_blip_processor
 
     return build_blip_processor()
+
+
+def cli_as_process(*args, cwd=None, env=None, timeout=600):
+    """``python -m vlmcompress ARGS`` in a fresh interpreter: for what only a process shows (environment read at
+    import, such as the Hub's endpoint, cache and token paths)."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ, VLMCOMPRESS_NO_PROGRESS="1", OMP_WAIT_POLICY="PASSIVE", **(env or {}))
+    return subprocess.run([sys.executable, "-m", "vlmcompress", *map(str, args)], capture_output=True, text=True,
+                          env=env, cwd=cwd, timeout=timeout)
+
+
+def cli_in_process(*args, cwd=None, env=None):
+    """``vlmcompress ARGS`` through ``vlmcompress.cli.main`` in this process: the same parser, commands and one-line
+    errors as the console script, without a fresh interpreter's few seconds of imports. Returns what
+    ``subprocess.run(..., capture_output=True, text=True)`` returns (returncode, stdout, stderr). Tests of what only
+    a process shows (signals, the import of a fresh interpreter, accelerate launch) keep using subprocesses."""
+    import contextlib
+    import io
+    import subprocess
+    import sys
+    import traceback
+
+    from vlmcompress.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    saved_env, saved_cwd, saved_threads = dict(os.environ), os.getcwd(), torch.get_num_threads()
+    os.environ.update({"VLMCOMPRESS_NO_PROGRESS": "1", **(env or {})})
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main([str(a) for a in args])
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            except Exception:  # what the interpreter does with an uncaught exception (--debug)
+                traceback.print_exc()
+                code = 1
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+        torch.set_num_threads(saved_threads)
+    return subprocess.CompletedProcess(["vlmcompress", *map(str, args)], code, out.getvalue(), err.getvalue())

@@ -6,8 +6,19 @@ import sys
 
 
 def run_cli(*args, cwd=None):
+    """The command, run in this process (``cli_in_process``); ``test_the_console_script_runs_as_a_process`` covers the
+    real ``python -m vlmcompress``."""
+    from conftest import cli_in_process
+
+    return cli_in_process(*args, cwd=cwd)
+
+
+def test_the_console_script_runs_as_a_process(tmp_path):
     env = dict(os.environ, VLMCOMPRESS_NO_PROGRESS="1", OMP_WAIT_POLICY="PASSIVE")
-    return subprocess.run([sys.executable, "-m", "vlmcompress", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
+    r = subprocess.run([sys.executable, "-m", "vlmcompress", "evaluate", str(tmp_path / "nope")], capture_output=True,
+                       text=True, env=env, timeout=300)
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr.strip().count("\n") == 0 and "does not exist" in r.stderr
 
 
 def test_evaluate_prints_table_and_writes_json(tiny_clip_dir, tmp_path):

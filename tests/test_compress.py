@@ -25,10 +25,13 @@ def _write(path: Path, recipe: dict) -> Path:
     return path
 
 
+from conftest import cli_as_process  # noqa: E402
+
+
 def _cli(*args, cwd=None, env=None):
-    env = dict(os.environ, VLMCOMPRESS_NO_PROGRESS="1", OMP_WAIT_POLICY="PASSIVE", **(env or {}))
-    return subprocess.run([sys.executable, "-m", "vlmcompress", *map(str, args)], capture_output=True, text=True,
-                          env=env, cwd=cwd, timeout=600)
+    from conftest import cli_in_process
+
+    return cli_in_process(*args, cwd=cwd, env=env)
 
 
 def _one_line(r, needle):
@@ -155,7 +158,7 @@ def test_push_without_a_token_is_one_line_and_keeps_the_stages(tmp_path, tiny_cl
     before = (out / "01-prune" / "stage.json").read_text()
     recipe["push"] = {"repo_id": "me/x"}
     env = {"HF_TOKEN": "", "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "0"}
-    _one_line(_cli("compress", _write(path, recipe), env=env), "needs a Hub token")
+    _one_line(cli_as_process("compress", _write(path, recipe), env=env), "needs a Hub token")
     assert (out / "01-prune" / "stage.json").read_text() == before
 
 

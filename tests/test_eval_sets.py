@@ -186,10 +186,13 @@ def test_embedded_captioner_scores_far_above_a_random_one_on_captions(blip_proce
     assert random["bleu_4"] < 0.1 and trained["rouge_l"] > random["rouge_l"] + 0.3, random
 
 
+from conftest import cli_as_process  # noqa: E402
+
+
 def _cli(*args, cwd=None, env=None):
-    env = dict(os.environ, VLMCOMPRESS_NO_PROGRESS="1", OMP_WAIT_POLICY="PASSIVE", **(env or {}))
-    return subprocess.run([sys.executable, "-m", "vlmcompress", *args], capture_output=True, text=True, env=env,
-                          cwd=cwd, timeout=300)
+    from conftest import cli_in_process
+
+    return cli_in_process(*args, cwd=cwd, env=env)
 
 
 def _one_line(r, needle):
@@ -234,7 +237,7 @@ def test_a_hub_model_id_without_network_is_one_line(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         closed = s.getsockname()[1]
-    r = _cli("evaluate", "openai/clip-vit-base-patch32", env={
+    r = cli_as_process("evaluate", "openai/clip-vit-base-patch32", env={
         "HF_ENDPOINT": f"http://127.0.0.1:{closed}", "HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "0",
         "HF_HUB_CACHE": str(tmp_path / "cache")})
     _one_line(r, "openai/clip-vit-base-patch32 is not a local folder and the Hub at")

@@ -131,6 +131,27 @@ def test_towers_and_skip_patterns(clip64_dir):
                     ).vlmcompress_quantization["quantized_linears"] == 12
 
 
+def test_default_skip_off_quantizes_the_projections_and_reloads(processor, tmp_path):
+    from transformers import CLIPModel
+
+    source = tmp_path / "source"
+    tiny_clip(processor, hidden=64, projection=64).save_pretrained(source)  # 4-bit CPU blocks need 64-wide outputs
+    processor.save_pretrained(source)
+    config = QuantizationConfig(bits=4, default_skip=False)
+    model = quantize(str(source), config)
+    assert type(model.visual_projection).__name__ == type(model.text_projection).__name__ == "Linear4bit"
+    step = model.vlmcompress_quantization
+    assert step["skipped_by_default"] == [] and step["skipped_modules"] == [] and step["quantized_linears"] == 26
+    x = _inputs()
+    before = embeddings(model, *x)
+    save_quantized(model, processor, tmp_path / "q", config)
+    reloaded = CLIPModel.from_pretrained(tmp_path / "q")
+    assert type(reloaded.visual_projection).__name__ == "Linear4bit"
+    assert cosine(embeddings(reloaded, *x), before) >= 0.9999
+    with pytest.raises(VlmcompressError, match="default_skip must be true or false"):
+        QuantizationConfig(bits=4, default_skip="no")
+
+
 def test_bad_options_are_one_clear_error(clip64_dir, processor):
     from transformers import CLIPModel
 

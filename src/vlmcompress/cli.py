@@ -220,7 +220,7 @@ def cmd_quantize(args):
     check_output_dir(args.output_dir, overwrite=args.overwrite)
     config = QuantizationConfig(bits=args.bits, quant_type=args.quant_type, double_quant=args.double_quant,
                                 compute_dtype=args.compute_dtype, towers=args.towers, skip=list(args.skip or []),
-                                device=args.device)
+                                default_skip=not args.no_default_skip, device=args.device)
     require_bitsandbytes()
     eval_kwargs = None if args.no_eval else _eval_plan(args)
     model, processor, path = load_checkpoint(args.model, trust_remote_code=args.trust_remote_code)
@@ -571,6 +571,9 @@ def build_parser() -> argparse.ArgumentParser:
     qu.add_argument("--skip", nargs="+", action="extend", metavar="MODULE",
                     help="more Linears to keep in full precision: name prefix, regex or suffix (e.g. fc2, "
                     "vision_model.encoder.layers.0); each must match a Linear")
+    qu.add_argument("--no-default-skip", action="store_true",
+                    help="quantize the layers the family keeps in full precision by default too (CLIP's projections, "
+                    "BLIP's projection and ITM heads): smaller, at some accuracy")
     qu.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"], help="cpu (default), cuda or auto")
     _add_eval_and_loading(qu)
     qu.set_defaults(func=cmd_quantize)

@@ -306,11 +306,11 @@ class ModelAdapter:
                 return name
         raise ValueError(f"{type(module).__name__} is not part of this model")
 
-    def quantization_skip_modules(self, towers) -> list[str]:
+    def quantization_skip_modules(self, towers, family_defaults: bool = True) -> list[str]:
         """Module names to keep in full precision when only ``towers`` are quantized: the family's defaults that this
-        model has, plus every tower not asked for."""
+        model has (unless ``family_defaults`` is False), plus every tower not asked for."""
         present = {name for name, _ in self.model.named_modules()}
-        skip = [name for name in self.quantization_keep if name in present]
+        skip = [name for name in self.quantization_keep if name in present] if family_defaults else []
         skip += [self.module_name(module) for tower, module in self.towers().items() if tower not in towers]
         return skip
 

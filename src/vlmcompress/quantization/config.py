@@ -19,7 +19,8 @@ class QuantizationConfig(JsonConfig):
 
     ``skip`` adds module-name patterns (read like transformers' ``llm_int8_skip_modules``: a name prefix up to a module
     boundary, a regex with that boundary, or a suffix) to the family defaults the adapter keeps in full precision;
-    each pattern must match at least one Linear. ``towers`` not listed stay in full precision (None: every tower).
+    each pattern must match at least one Linear. ``default_skip=False`` quantizes the family's defaults too (CLIP's
+    and SigLIP's projections and heads, BLIP's projection and ITM heads): smaller, at some accuracy. ``towers`` not listed stay in full precision (None: every tower).
     ``compute_dtype`` is the 4-bit matmul dtype (float32 on CPU unless the CPU has fast bf16).
     """
 
@@ -29,6 +30,7 @@ class QuantizationConfig(JsonConfig):
     compute_dtype: str = "float32"
     towers: list | None = None
     skip: list = field(default_factory=list)
+    default_skip: bool = True
     device: str = "cpu"
 
     filename = CONFIG_FILENAME
@@ -62,6 +64,8 @@ class QuantizationConfig(JsonConfig):
         if unknown or self.towers == []:
             raise VlmcompressError(f"--towers takes a comma-separated subset of {','.join(names)}, "
                                    f"got {','.join(self.towers) or 'nothing'}")
+        if not isinstance(self.default_skip, bool):
+            raise VlmcompressError(f"default_skip must be true or false, got {self.default_skip!r}")
         if self.device not in DEVICES:
             raise VlmcompressError(f"--device must be one of {', '.join(DEVICES)}, got {self.device!r}")
 

@@ -94,7 +94,7 @@ def plan_skips(model, config: QuantizationConfig) -> dict:
     if missing:
         raise VlmcompressError(f"{type(model).__name__} has no {', '.join(missing)} tower (it has {', '.join(sorted(present))})")
     linears = linear_names(model)
-    defaults = adapter.quantization_skip_modules(towers)
+    defaults = adapter.quantization_skip_modules(towers, family_defaults=config.default_skip)
     if "" in defaults:  # a single-tower class whose tower is the model itself
         raise VlmcompressError("nothing to quantize: the towers asked for are not in this model")
     for pattern in config.skip:
