@@ -52,6 +52,9 @@ SOURCES = {
     "real_size": ("benchmarks/real_size.py", "a ViT-B/32-sized CLIP and a BLIP-base-sized captioner with random "
                   "weights, pruned and quantized with vlmcompress, FLOPs counted and latency timed side by side in "
                   "interleaved rounds in one process, memory measured in a fresh process each"),
+    "evidence_clip": ("benchmarks/run.py --suite clip", "every method against its baselines on the embedded CLIP "
+                      "teacher: four distilled students, pruning before and after recovery by importance, combined "
+                      "chains, and the Pareto frontier of accuracy kept vs bytes"),
     "onnx": ("benchmarks/onnx.py", "PyTorch fp32, ONNX Runtime fp32 and int8 and bitsandbytes int8/nf4 of the embedded "
              "teacher, a distilled student and a ViT-B/32-sized image tower, timed side by side in interleaved rounds "
              "in one process"),
@@ -658,8 +661,18 @@ def render_real_size(name: str, data: dict) -> str:
     return "\n".join(lines)
 
 
+def render_evidence(name: str, data: dict) -> str:
+    """The evidence suites' pages (``benchmarks/run.py`` writes the JSON and the Pareto plot beside the page)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("vlmcompress_evidence", Path(__file__).resolve().parent / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.render(data, f"{name}.png")
+
+
 RENDERERS = {"pruning": render_pruning, "quantization": render_quantization, "onnx": render_onnx,
-             "real_size": render_real_size}
+             "real_size": render_real_size, "evidence_clip": render_evidence, "evidence_blip": render_evidence}
 
 
 def render_index(names: list[str]) -> str:

@@ -439,18 +439,21 @@ def _metrics_table(points, before, after) -> dict:
     for key, label in table_rows(metrics + [before]):
         cells = [fmt_metric(key, (m or {}).get(key)) for m in metrics]
         if has_change:
-            cells.append(_latency_change(after) if key == "latency_ms" else fmt_change(key, before.get(key), after.get(key)))
+            cells.append(_latency_change(after, points) if key == "latency_ms"
+                         else fmt_change(key, before.get(key), after.get(key)))
         rows.append([label, *cells])
     return {"columns": ["metric", *columns, *(["change"] if has_change else [])], "rows": rows}
 
 
-def _latency_change(after) -> str:
+def _latency_change(after, points=()) -> str:
     """The latency change only as measured side by side in one run (``latency_vs_base``): a ratio of two latencies
-    from two runs on a shared machine says more about the machine than about the model."""
+    from two runs on a shared machine says more about the machine than about the model. In a chain the ratio is to
+    the last step's input (the checkpoint before this model), and the cell says so."""
     ratio = (after or {}).get("latency_vs_base")
     if not isinstance(ratio, dict) or ratio.get("ratio") is None:
         return ""
-    return f"x{ratio['ratio']:.2f} (x{ratio['ratio_min']:.2f}-x{ratio['ratio_max']:.2f})"
+    cell = f"x{ratio['ratio']:.2f} (x{ratio['ratio_min']:.2f}-x{ratio['ratio_max']:.2f})"
+    return cell + (f" vs {points[-2]['label']}" if len(points) > 2 else "")
 
 
 def _latency_notes(points, env) -> list[str]:
@@ -471,7 +474,8 @@ def _latency_notes(points, env) -> list[str]:
         notes.append(f"{p['label']}: {how}, " + ", ".join(parts))
     ratio = (points[-1]["metrics"] or {}).get("latency_vs_base") if points else None
     if isinstance(ratio, dict) and ratio.get("ratio") is not None:
-        notes.append(f"change: this model's latency over the base model's, the two timed in turn in "
+        than = f"{points[-2]['label']}'s (this step's input)" if len(points) > 2 else "the base model's"
+        notes.append(f"change: this model's latency over {than}, the two timed in turn in "
                      f"{ratio.get('rounds')} interleaved rounds in one process (batch {ratio.get('batch_size')}, "
                      f"{ratio.get('threads')} threads): median ratio and its range over the rounds")
     elif len(points) > 1:

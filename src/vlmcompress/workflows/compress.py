@@ -366,7 +366,8 @@ class Pipeline:
             data_kw["eval_images_per_number"] = data["images_per_number"]
         data_args = data_cls(dataset_name=data.get("train"), dataset_config_name=data.get("train_config"),
                              eval_dataset_name=self.eval_name(base), skip_eval=bool(self.recipe.eval.get("skip")),
-                             latency_rounds=self.recipe.eval.get("latency_rounds", 3), **data_kw)
+                             latency_rounds=self.recipe.eval.get("latency_rounds", 3),
+                             latency_batch_size=self.recipe.eval.get("latency_batch_size", 32), **data_kw)
         config = config_cls(**{k: v for k, v in opts.items() if k in config_fields})
         training = {k: v for k, v in opts.items() if k in training_fields}
         max_steps = training.get("max_steps", training_cls.max_steps if hasattr(training_cls, "max_steps") else 900)

@@ -92,6 +92,7 @@ class DataArguments:
     threads: int = field(default=0, metadata={"help": "torch threads per process (0: the machine's cores divided by the processes; `accelerate launch` without a config sets OMP_NUM_THREADS=1 even for one process)."})
     skip_eval: bool = field(default=False, metadata={"help": "Do not evaluate teacher and student (metrics are recorded as not measured)."})
     latency_rounds: int = field(default=5, metadata={"help": "Interleaved rounds in which teacher and student take turns to be timed (the card shows the median ratio and its range)."})
+    latency_batch_size: int = field(default=32, metadata={"help": "Batch size of the latency measurement (image+text forward, or one caption per image for a captioner)."})
 
     def __post_init__(self):
         for name in ("train_images_per_number", "eval_images_per_number"):
@@ -100,8 +101,9 @@ class DataArguments:
         for name in ("max_train_samples", "max_eval_samples"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise VlmcompressError(f"--{name} must be at least 1, got {getattr(self, name)}")
-        if self.latency_rounds < 1:
-            raise VlmcompressError(f"--latency_rounds must be at least 1, got {self.latency_rounds}")
+        for name in ("latency_rounds", "latency_batch_size"):
+            if getattr(self, name) < 1:
+                raise VlmcompressError(f"--{name} must be at least 1, got {getattr(self, name)}")
         if self.augment_shift < 0 or self.threads < 0:
             raise VlmcompressError(f"--augment_shift and --threads must be >= 0, got {self.augment_shift} and {self.threads}")
 
@@ -334,7 +336,8 @@ def distill(student_args, data_args, distill_cfg, training_args, *, base_model=N
         "training": card_info.training_record(),
     })
     eval_kw = {"dataset": test, "images_per_number": data_args.eval_images_per_number,
-               "templates": data_args.templates, "task": data_args.eval_task}
+               "templates": data_args.templates, "task": data_args.eval_task,
+               "latency_batch_size": data_args.latency_batch_size}
     measure = not data_args.skip_eval
     before = evaluate_model(teacher, processor, model_path=teacher_path, **eval_kw) if measure else None
     out_dir = Path(training_args.output_dir)
@@ -344,7 +347,7 @@ def distill(student_args, data_args, distill_cfg, training_args, *, base_model=N
         configs=[distill_cfg],
         evaluate=(lambda m, folder: evaluate_model(m, processor, model_path=folder, **eval_kw)) if measure else None,
         write_extra=_move_checkpoints(out_dir), latency_base=teacher if measure else None,
-        latency_rounds=data_args.latency_rounds, overwrite=True,
+        latency_rounds=data_args.latency_rounds, latency_batch_size=data_args.latency_batch_size, overwrite=True,
         report_extra={"wall_time_s": round(time.time() - started, 1), **(report_extra or {})},
     )
     after = report["after"]
