@@ -49,6 +49,7 @@ def _one_line(r, needle):
     ("stages: [{export: {}}, {quantize: {bits: 8}}]\noutput_dir: x\n", "export is the last stage"),
     ("stages: [{quantize: {bits: 3}}]\noutput_dir: x\n", "stage 1 (quantize): --bits must be 8"),
     ("stages: [{distill: {max_steps: 5, temprature: 2}}]\noutput_dir: x\n", "stage 1 (distill): unknown key 'temprature'"),
+    ("stages: [{distill: {cache_teacher: maybe}}]\noutput_dir: x\n", "stage 1 (distill).cache_teacher: expected true"),
     ("stages: [{prune: {head_ratio: 0.3, target: {max_size_mib: 1}}}]\noutput_dir: x\n", "either a target or ratios"),
     ("target: {max_size_mib: 1}\nstages: [{quantize: {bits: 8}}]\noutput_dir: x\n", "add a prune stage"),
     ("stages: [{prune: {head_ratio: 0.3}}]\n", "output_dir: missing"),
@@ -126,7 +127,7 @@ def test_a_killed_distillation_stage_resumes_from_its_checkpoint(tmp_path, tiny_
               "output_dir": str(out),
               "stages": [{"prune": {"head_ratio": 0.25, "importance": "magnitude"}},
                          {"distill": {"max_steps": 1000, "save_steps": 10, "per_device_train_batch_size": 16,
-                                      "logging_steps": 100}}]}
+                                      "logging_steps": 100, "cache_teacher": False}}]}
     path = _write(tmp_path / "r.yaml", recipe)
     env = dict(os.environ, VLMCOMPRESS_NO_PROGRESS="1")
     proc = subprocess.Popen([sys.executable, "-m", "vlmcompress", "compress", str(path)], stdout=subprocess.PIPE,
@@ -146,6 +147,7 @@ def test_a_killed_distillation_stage_resumes_from_its_checkpoint(tmp_path, tiny_
     assert (stage / "stage.json").is_file() and not list(stage.glob("checkpoint-*"))
     report = json.loads((stage / "compression_report.json").read_text())
     assert report["steps"][-1]["method"] == "distillation" and report["base_model"] == str(out / "01-prune")
+    assert report["steps"][-1]["cache_teacher"] is False  # the stage's cache_teacher: false reached the run (auto: on)
 
 
 def test_push_without_a_token_is_one_line_and_keeps_the_stages(tmp_path, tiny_clip_dir):

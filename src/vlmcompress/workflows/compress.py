@@ -354,6 +354,7 @@ class Pipeline:
         config_fields, training_fields, student_fields = distill_option_sets(family, first)
         opts = dict(stage.options)
         teacher = opts.pop("teacher", "base")
+        cache_teacher = opts.pop("cache_teacher", None)
         data = self.recipe.data
         student_args = student_cls(teacher=str(base) if teacher == "base" else teacher,
                                    student=None if first else str(previous),
@@ -364,6 +365,8 @@ class Pipeline:
                                         "train_images_per_number") if k in data}
         if data.get("images_per_number"):
             data_kw["eval_images_per_number"] = data["images_per_number"]
+        if cache_teacher is not None:
+            data_kw["cache_teacher"] = str(cache_teacher).lower()  # YAML's true/false, or auto
         data_args = data_cls(dataset_name=data.get("train"), dataset_config_name=data.get("train_config"),
                              eval_dataset_name=self.eval_name(base), skip_eval=bool(self.recipe.eval.get("skip")),
                              latency_rounds=self.recipe.eval.get("latency_rounds", 3),

@@ -143,7 +143,9 @@ def stage_configs(stage: Stage, family: str, first: bool):
             return PruningConfig(**opts)
         if stage.kind == "distill":
             config_fields, training_fields, student_fields = distill_option_sets(family, first)
-            _check_keys(where, opts, config_fields | training_fields | student_fields | {"teacher"})
+            _check_keys(where, opts, config_fields | training_fields | student_fields | {"teacher", "cache_teacher"})
+            if "cache_teacher" in opts and opts["cache_teacher"] not in (True, False, "auto", "true", "false"):
+                _fail(f"{where}.cache_teacher", f"expected true, false or auto, got {opts['cache_teacher']!r}")
             from . import distill as workflow
 
             _, _, config_cls, _ = workflow.ARGUMENTS[family]

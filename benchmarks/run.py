@@ -1,0 +1,539 @@
+#!/usr/bin/env python
+"""The evidence: where each method pays off, against honest baselines, as tables and a Pareto picture.
+
+    python benchmarks/run.py                    # every suite, full (CLIP: about an hour on 2 CPU cores)
+    python benchmarks/run.py --suite clip       # one suite
+    python benchmarks/run.py --quick            # every row shortened (a few steps, 2 test images per number): a
+                                                # few minutes; the test suite runs it so the benchmark cannot rot
+
+Every row is a recipe run by ``run_recipe`` (what ``vlmcompress compress`` runs) in one training process per suite
+(OMP_WAIT_POLICY=ACTIVE), each row in its own folder under --work: prune, distill and quantize stages of the library,
+nothing copied from it. A run that stops resumes from its last finished row when given the same --work. The rows of the CLIP suite:
+
+* **students**: the same student shape trained the same number of steps with the same data and seed, four ways:
+  (i) inherited from the teacher (every 2nd layer, 25% of MLP neurons removed by Taylor importance) + distillation
+  (similarity KL + embedding loss: the recipe default); (ii) the same inherited student, its own contrastive loss
+  only; (iii) the same shape from random initialisation, contrastive loss only; (iv) random initialisation +
+  distillation.
+* **losses**: the inherited student distilled with the similarity KL only, and with the hidden-state loss added to
+  (i)'s KL + embedding; **cache**: (i) again with the teacher's forward pass every step instead of its cached
+  embeddings (samples/s of the two, same steps, one after the other in the same process).
+* **pruning**: heads -50% (per layer), MLP -50%, both, and half depth, each with taylor, magnitude and random
+  importance; accuracy right after pruning (one-shot) and after the same short recovery (distillation from the
+  unpruned teacher).
+* **combined**: prune -> distill -> quantize chains (nf4 and int8; the clip_small recipe with every Linear in nf4),
+  bytes on disk, memory, latency and accuracy at each stage.
+
+Accuracy: the embedded digits test split (100 numbers; --images-per-number per number; "held-out" = the 10 numbers
+no model was trained on). Latency: after every row has run, the teacher and every row's final checkpoint are loaded
+into this process and timed in --latency-rounds interleaved rounds (each turn the median of 7 image+text forwards at
+--latency-batch-size, fp32, CPU, --threads threads), so load from other processes hits them alike; the figure is the
+median over rounds of the per-round ratio to the teacher. Training runs with OMP_WAIT_POLICY=ACTIVE in its own
+process; the timing process refuses to run with it set.
+
+Writes ``benchmarks/results/evidence_<suite>.json`` (environment, settings, every row with every stage's report
+figures, the targets with met / not met) and ``docs/benchmarks/evidence_<suite>.md`` (``render_pages.py`` renders
+the same page from the JSON) with the tables, the Pareto plots and
+the "if you need X, use Y" table generated from the frontier; ``--out DIR`` writes both under DIR instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from _common import environment, hardware, refuse_active_wait_policy  # noqa: E402
+
+SUITES = ("clip",)
+FULL = dict(steps=600, recovery_steps=300, batch_size=128, images_per_number=100, train_images_per_number=160,
+            eval_rounds=3, latency_rounds=5, latency_batch_size=32)
+QUICK = dict(steps=3, recovery_steps=2, batch_size=16, images_per_number=1, train_images_per_number=2, eval_rounds=1,
+             latency_rounds=1, latency_batch_size=4)
+IMPORTANCES = ("taylor", "magnitude", "random")
+PRUNINGS = {
+    "heads -50%": {"head_ratio": 0.5, "head_scope": "per_layer"},
+    "MLP -50%": {"mlp_ratio": 0.5},
+    "heads -50% + MLP -50%": {"head_ratio": 0.5, "head_scope": "per_layer", "mlp_ratio": 0.5},
+}
+INHERITED = {"keep_every": 2, "mlp_ratio": 0.25, "importance": "taylor"}  # distill's default inherited student
+CONTRASTIVE_ONLY = {"logit_weight": 0.0, "embedding_weight": 0.0, "contrastive_weight": 1.0}
+NOISE_POINTS = {"seen": 0.5, "heldout": 1.3}  # one standard error over 9,000 / 1,000 test images, in points
+
+
+# ------------------------------------------------------------------------------------------------------------ rows
+def random_student_overrides(teacher_config: dict) -> dict:
+    """A stock config of the inherited student's shape (every 2nd layer, 75% of MLP neurons), for random init."""
+    out = {}
+    for tower in ("vision_config", "text_config"):
+        c = teacher_config[tower]
+        out[tower] = {"num_hidden_layers": len(range(0, c["num_hidden_layers"], 2)),
+                      "intermediate_size": c["intermediate_size"] - int(c["intermediate_size"] * 0.25)}
+    return out
+
+
+def clip_rows(s: dict, teacher_config: dict) -> list[dict]:
+    """Each row: name, section, its recipe stages (and optionally ``base``: (row, stage) whose folder it starts from)."""
+    batch = {"per_device_train_batch_size": s["batch_size"]}
+    steps, recovery = {"max_steps": s["steps"], **batch}, {"max_steps": s["recovery_steps"], **batch}
+    random_init = {"student_config": random_student_overrides(teacher_config)}
+    rows = [
+        {"section": "students", "name": "(i) inherited + distillation", "stages": [{"distill": {**INHERITED, **steps}}]},
+        {"section": "students", "name": "(ii) inherited, contrastive only",
+         "stages": [{"distill": {**INHERITED, **CONTRASTIVE_ONLY, **steps}}]},
+        {"section": "students", "name": "(iii) random init, contrastive only",
+         "stages": [{"distill": {**random_init, **CONTRASTIVE_ONLY, **steps}}]},
+        {"section": "students", "name": "(iv) random init + distillation",
+         "stages": [{"distill": {**random_init, **steps}}]},
+        {"section": "losses", "name": "inherited, logit only", "stages": [{"distill": {**INHERITED, "embedding_weight": 0.0,
+                                                                                     **steps}}]},
+        {"section": "losses", "name": "inherited, logit + embedding + hidden states",
+         "stages": [{"distill": {**INHERITED, "hidden_weight": 1.0, **steps}}]},
+        {"section": "cache", "name": "(i) without the teacher cache",
+         "stages": [{"distill": {**INHERITED, "cache_teacher": False, **steps}}]},
+    ]
+    for what, options in PRUNINGS.items():
+        for importance in IMPORTANCES:
+            rows.append({"section": "pruning", "name": f"{what} ({importance})", "pruning": what,
+                         "importance": importance,
+                         "stages": [{"prune": {**options, "importance": importance}}, {"distill": dict(recovery)}]})
+    rows.append({"section": "pruning", "name": "half depth (every 2nd layer)", "pruning": "half depth",
+                 "importance": "layers 0, 2, ...",
+                 "stages": [{"prune": {"layer_strategy": "every_k", "keep_every": 2}}, {"distill": dict(recovery)}]})
+    both = {**PRUNINGS["heads -50% + MLP -50%"], "importance": "taylor"}
+    rows += [
+        {"section": "combined", "name": "heads/MLP -50% + distill + nf4",
+         "stages": [{"prune": both}, {"distill": dict(steps)}, {"quantize": {"bits": 4, "quant_type": "nf4"}}]},
+        {"section": "combined", "name": "heads/MLP -50% + distill + int8", "base": ("heads/MLP -50% + distill + nf4", 2),
+         "stages": [{"quantize": {"bits": 8}}]},
+        {"section": "combined", "name": "half depth, heads -50%, MLP -75% + distill + nf4 (all Linears)",
+         "stages": [{"prune": {"layer_strategy": "every_k", "keep_every": 2, "head_ratio": 0.5,
+                               "head_scope": "per_layer", "mlp_ratio": 0.75}},
+                    {"distill": dict(steps)},
+                    {"quantize": {"bits": 4, "quant_type": "nf4", "default_skip": False}}]},
+    ]
+    return rows
+
+
+def run_row(row: dict, s: dict, work: Path, done: dict, log) -> dict:
+    """Run one row's recipe through ``run_recipe`` (what ``vlmcompress compress`` runs); read every stage's report."""
+    import yaml
+
+    from vlmcompress.workflows.compress import run_recipe
+
+    out = work / slug(row["name"])
+    recipe = {"stages": row["stages"], "output_dir": str(out),
+              "data": {"images_per_number": s["images_per_number"],
+                       "train_images_per_number": s["train_images_per_number"]},
+              "eval": {"latency_rounds": s["eval_rounds"], "latency_batch_size": s["latency_batch_size"]}}
+    if row.get("base"):
+        parent, index = row["base"]
+        recipe["model"] = done[parent]["stages"][index - 1]["folder"]
+    path = work / f"{slug(row['name'])}.yaml"
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    t0 = time.time()
+    run_recipe(str(path))
+    seconds = time.time() - t0
+    stages = [] if not row.get("base") else [dict(st, inherited=True) for st in done[row["base"][0]]["stages"]
+                                               [:row["base"][1]]]
+    for folder in sorted(p for p in out.iterdir() if p.is_dir() and p.name[:2].isdigit()):
+        report = json.loads((folder / "compression_report.json").read_text())
+        stage = json.loads((folder / "stage.json").read_text())
+        stages.append({"name": folder.name, "kind": stage["kind"], "options": stage["options"],
+                       "seconds": stage["seconds"], "folder": str(folder), "before": slim(report["before"]),
+                       "after": slim(report["after"]), "training": training_figures(report)})
+    log(f"  {row['name']}: {seconds:.0f} s; " + ", ".join(
+        f"{st['name']} {pct(st['after'].get('zero_shot_accuracy'))}" for st in stages))
+    return {**{k: v for k, v in row.items() if k != "stages"}, "recipe": recipe, "seconds": round(seconds, 1),
+            "stages": stages}
+
+
+def run_rows_child(work: Path) -> int:
+    """The training process (OMP_WAIT_POLICY=ACTIVE, set by the parent): every row of work/rows.json not yet in
+    work/done.json, in order; done.json is rewritten after each row, so a killed run resumes where it stopped."""
+    plan = json.loads((work / "rows.json").read_text())
+    done_file = work / "done.json"
+    done = json.loads(done_file.read_text()) if done_file.is_file() else {}
+    rows = plan["rows"]
+    for i, row in enumerate(rows, 1):
+        if row["name"] in done:
+            print(f"[{i}/{len(rows)}] {row['name']}: done earlier", flush=True)
+            continue
+        print(f"[{i}/{len(rows)}] {row['section']}: {row['name']}", flush=True)
+        done[row["name"]] = run_row(row, plan["settings"], work, done, lambda t: print(t, flush=True))
+        tmp = done_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(done, indent=1))
+        os.replace(tmp, done_file)
+    return 0
+
+
+METRICS = ("params", "size_bytes", "memory_bytes", "latency_ms", "zero_shot_accuracy", "zero_shot_accuracy_heldout",
+           "caption_accuracy", "caption_accuracy_heldout", "eval_images", "latency_batch_size", "latency_threads")
+
+
+def slim(metrics: dict | None) -> dict:
+    return {k: metrics.get(k) for k in METRICS} if metrics else {}
+
+
+def training_figures(report: dict) -> dict | None:
+    step = next((st for st in report.get("steps", []) if st.get("method") == "distillation"), None)
+    if step is None:
+        return None
+    record = step.get("training") or {}
+    runtime, steps, batch = record.get("train_runtime_s"), record.get("global_step"), step.get("batch_size")
+    return {"max_steps": step.get("max_steps"), "global_step": steps, "batch_size": batch,
+            "losses": step.get("losses"), "cache_teacher": step.get("cache_teacher"), "train_runtime_s": runtime,
+            "samples_per_second": steps * batch / runtime if runtime and steps and batch else None,
+            "student_init": step.get("student_init")}
+
+
+def slug(name: str) -> str:
+    keep = "".join(c if c.isalnum() else "-" for c in name.lower())
+    return "-".join(p for p in keep.split("-") if p)[:60]
+
+
+def pct(value, digits=1) -> str:
+    return "n/a" if value is None else f"{100 * value:.{digits}f}%"
+
+
+# ------------------------------------------------------------------------------------------------------------ timing
+def time_final_checkpoints(teacher_path, rows, s, log) -> dict:
+    """Teacher and every row's final checkpoint, timed side by side in interleaved rounds; ratios to the teacher."""
+    import torch
+
+    from vlmcompress.evaluation.harness import interleaved_latency
+    from vlmcompress.loading import load_checkpoint
+
+    models = {}
+    teacher, processor, _ = load_checkpoint(str(teacher_path))
+    models["teacher"] = teacher
+    for row in rows:
+        models[row["name"]] = load_checkpoint(row["stages"][-1]["folder"])[0]
+    log(f"timing {len(models)} models: {s['latency_rounds']} interleaved rounds at batch {s['latency_batch_size']}")
+    _, times = interleaved_latency(models, processor, batch_size=s["latency_batch_size"], rounds=s["latency_rounds"])
+    out = {}
+    for name, t in times.items():
+        ratios = [m / b for m, b in zip(t, times["teacher"])]
+        out[name] = {"ms": statistics.median(t), "ms_per_round": [round(x, 3) for x in t],
+                     "ratio": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios)}
+    out["_settings"] = {"batch_size": s["latency_batch_size"], "rounds": s["latency_rounds"],
+                        "threads": torch.get_num_threads(), "dtype": "float32", "device": "cpu",
+                        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
+    return out
+
+
+# ------------------------------------------------------------------------------------------------------------ analysis
+def final(row):
+    return row["stages"][-1]["after"]
+
+
+def kept(metrics: dict, teacher: dict, key="zero_shot_accuracy"):
+    a, b = metrics.get(key), teacher.get(key)
+    return None if a is None or not b else a / b
+
+
+def find(rows, name):
+    return next((r for r in rows if r["name"] == name), None)
+
+
+def targets(rows, teacher, quick: bool) -> list[dict]:
+    """Each issue target with the figures it rests on and met / not met (a quick run's figures are not evidence)."""
+    out = []
+    iii, iv = find(rows, "(iii) random init, contrastive only"), find(rows, "(iv) random init + distillation")
+    if iii and iv:
+        gain = 100 * (final(iv)["zero_shot_accuracy"] - final(iii)["zero_shot_accuracy"])
+        out.append({"target": "(iv) random init + distillation beats (iii) random init, contrastive only, by >= 3 "
+                    "points (seen)", "value": f"{gain:+.1f} points", "met": gain >= 3})
+    cached, uncached = find(rows, "(i) inherited + distillation"), find(rows, "(i) without the teacher cache")
+    if cached and uncached:
+        a, b = cached["stages"][0]["training"], uncached["stages"][0]["training"]
+        if a and b and a.get("samples_per_second") and b.get("samples_per_second"):
+            speedup = a["samples_per_second"] / b["samples_per_second"]
+            out.append({"target": "teacher caching trains >= 1.5x the samples/s of the teacher's forward every step",
+                        "value": f"x{speedup:.2f} ({a['samples_per_second']:.0f} vs {b['samples_per_second']:.0f} "
+                        f"samples/s; cache {'on' if a.get('cache_teacher') else 'OFF'} in (i))",
+                        "met": bool(a.get("cache_teacher")) and speedup >= 1.5})
+    both = find(rows, "heads -50% + MLP -50% (taylor)")
+    if both:
+        seen = kept(final(both), teacher)
+        held = kept(final(both), teacher, "zero_shot_accuracy_heldout")
+        out.append({"target": "heads -50% + MLP -50% (default importance) after recovery keeps >= 97% seen and "
+                    ">= 95% held-out", "value": f"{pct(seen)} seen, {pct(held)} held-out",
+                    "met": seen is not None and held is not None and seen >= 0.97 and held >= 0.95})
+        recovery = both["stages"][1]["seconds"]
+        out.append({"target": "recovery (distillation stage, evaluation included) takes <= 2 minutes on 2 cores",
+                    "value": f"{recovery:.0f} s", "met": recovery <= 120})
+    taylor, magnitude = find(rows, "heads -50% (taylor)"), find(rows, "heads -50% (magnitude)")
+    if taylor and magnitude:
+        t, m = taylor["stages"][0]["after"], magnitude["stages"][0]["after"]
+        d_seen = 100 * (t["zero_shot_accuracy"] - m["zero_shot_accuracy"])
+        d_held = 100 * (t["zero_shot_accuracy_heldout"] - m["zero_shot_accuracy_heldout"])
+        out.append({"target": "one-shot heads -50% (per layer): the default importance (taylor) beats magnitude on "
+                    f"seen and held-out by more than the noise (~{NOISE_POINTS['seen']} / ~{NOISE_POINTS['heldout']} "
+                    "points)", "value": f"{d_seen:+.1f} seen, {d_held:+.1f} held-out points",
+                    "met": d_seen > NOISE_POINTS["seen"] and d_held > NOISE_POINTS["heldout"]})
+    combined = [r for r in rows if r["section"] == "combined"]
+    if combined:
+        ok = [r for r in combined if (final(r)["size_bytes"] / teacher["size_bytes"] <= 0.10
+                                      and (kept(final(r), teacher) or 0) >= 0.95)]
+        best = min(combined, key=lambda r: final(r)["size_bytes"])
+        out.append({"target": "a checkpoint <= 10% of the teacher's bytes keeping >= 95% of its seen accuracy",
+                    "value": (f"{ok[0]['name']}: " if ok else f"smallest, {best['name']}: ")
+                    + f"{final((ok or [best])[0])['size_bytes'] / teacher['size_bytes']:.1%} of the bytes, "
+                    f"{pct(kept(final((ok or [best])[0]), teacher))} kept", "met": bool(ok)})
+    if quick:
+        for t in out:
+            t["met"] = None  # a quick run's figures show that the rows run, not whether a target is met
+    return out
+
+
+def frontier(points: list[dict]) -> list[dict]:
+    """The points no other point beats on both bytes (smaller) and accuracy kept (higher), smallest first."""
+    best, out = -1.0, []
+    for p in sorted(points, key=lambda p: (p["size_bytes"], -p["kept"])):
+        if p["kept"] > best:
+            out.append(p)
+            best = p["kept"]
+    return out
+
+
+def pareto_points(rows, teacher, latency) -> list[dict]:
+    pts = [{"name": "teacher", "section": "teacher", "size_bytes": teacher["size_bytes"], "kept": 1.0,
+            "latency_ratio": 1.0}]
+    for r in rows:
+        f = final(r)
+        if f.get("zero_shot_accuracy") is None:
+            continue
+        pts.append({"name": r["name"], "section": r["section"], "size_bytes": f["size_bytes"],
+                    "kept": kept(f, teacher), "latency_ratio": (latency.get(r["name"]) or {}).get("ratio")})
+    return pts
+
+
+def advice(front: list[dict], teacher_bytes: int) -> list[dict]:
+    """'If you need at most X of the teacher's bytes, use Y': one line per frontier point, from the largest down."""
+    return [{"if_you_need": f"<= {p['size_bytes'] / teacher_bytes:.1%} of the teacher's bytes",
+             "use": p["name"], "kept": p["kept"], "latency_ratio": p["latency_ratio"], "size_bytes": p["size_bytes"]}
+            for p in sorted(front, key=lambda p: -p["size_bytes"])]
+
+
+# ------------------------------------------------------------------------------------------------------------ page
+def plot_pareto(points, front, path: Path, title: str):
+    from vlmcompress.cards.plot import _figure, _save
+
+    fig = _figure(7.0, 4.4)
+    ax = fig.add_subplot(1, 1, 1)
+    colors = {"teacher": "black", "students": "tab:blue", "losses": "tab:purple", "cache": "tab:gray",
+              "pruning": "tab:orange", "combined": "tab:green"}
+    for section in colors:
+        sel = [p for p in points if p["section"] == section]
+        if not sel:
+            continue
+        sizes = [30 + 120 * (p["latency_ratio"] or 0.3) for p in sel]
+        ax.scatter([p["size_bytes"] / 2**20 for p in sel], [100 * p["kept"] for p in sel], s=sizes,
+                   c=colors[section], alpha=0.6, label=section, edgecolors="none")
+    ax.plot([p["size_bytes"] / 2**20 for p in front], [100 * p["kept"] for p in front], "k--", lw=1, label="frontier")
+    ax.set_xscale("log")
+    ax.set_xlabel("bytes on disk (MiB, log scale)")
+    ax.set_ylabel("seen accuracy kept (% of the teacher)")
+    ax.set_title(title + " (marker area: latency vs the teacher)", fontsize=9)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def table(header, rows) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return out
+
+
+def render(results: dict, plot_name: str) -> str:
+    teacher, rows, latency = results["teacher"], results["rows"], results["latency"]
+    tb = teacher["size_bytes"]
+    lat = latency["_settings"]
+    s = results["settings"]
+
+    def acc(m):
+        return f"{pct(m.get('zero_shot_accuracy'))} / {pct(m.get('zero_shot_accuracy_heldout'))}"
+
+    def lat_of(name):
+        x = latency.get(name)
+        return "n/a" if not x else f"{x['ratio']:.2f}x ({x['ratio_min']:.2f}-{x['ratio_max']:.2f})"
+
+    lines = ["# The evidence: CLIP (embedded teacher)", "",
+             "<!-- generated by benchmarks/run.py / render_pages.py: do not edit -->", "",
+             "Generated by `python benchmarks/run.py --suite clip` from `benchmarks/results/evidence_clip.json`." + (" **This page comes from a --quick run: the figures show the rows run, not what they "
+                                "measure.**" if s["quick"] else ""), "",
+             f"- hardware: {results['hardware']}; torch {results['environment'].get('torch')}, transformers "
+             f"{results['environment'].get('transformers')}",
+             f"- accuracy: embedded digits test split, {s['images_per_number']} images per number (100 numbers; "
+             "held-out = the 10 numbers never trained on), seen / held-out zero-shot top-1",
+             f"- training: {s['steps']} steps per distillation row, {s['recovery_steps']} recovery steps per pruning "
+             f"row, batch {s.get('batch_size', 128)}, seed 42, {s['train_images_per_number']} training images per seen number, "
+             "OMP_WAIT_POLICY=ACTIVE in the training process",
+             f"- latency: every final checkpoint and the teacher timed side by side in {lat['rounds']} interleaved "
+             f"rounds, image+text forward at batch {lat['batch_size']}, {lat['threads']} threads, {lat['dtype']}, "
+             f"{lat['device']}; x teacher = median per-round ratio (min-max)",
+             f"- teacher: {teacher['params']:,} parameters, {teacher['size_bytes']:,} bytes, accuracy {acc(teacher)}",
+             "", "## Targets", ""]
+    lines += table(["target", "measured", "met"],
+                   [[t["target"], t["value"], {True: "yes", False: "**no**", None: "(quick run)"}[t["met"]]]
+                    for t in results["targets"]])
+    lines += ["", "## Distillation: four students", "",
+              "Same student shape (every 2nd layer of each tower, MLP -25%), same data, steps and seed.", ""]
+    lines += table(["student", "params", "seen / held-out", "kept (seen)", "train s", "samples/s"],
+                   [[r["name"], f"{final(r)['params']:,}", acc(final(r)), pct(kept(final(r), teacher)),
+                     _num(r["stages"][0]["training"], "train_runtime_s"),
+                     _num(r["stages"][0]["training"], "samples_per_second")]
+                    for r in rows if r["section"] == "students"])
+    lines += ["", "## Distillation losses and the teacher cache", "",
+              "The inherited student of (i), same steps and seed, distilled with other loss terms, and once without "
+              "the teacher cache (the teacher's forward pass every step).", ""]
+    ablation = [r for r in rows if r["name"] == "(i) inherited + distillation" or r["section"] in ("losses", "cache")]
+    lines += table(["row", "losses (weights)", "teacher cache", "seen / held-out", "kept (seen)", "train s",
+                    "samples/s", "stage s (eval included)"],
+                   [[r["name"], _losses(r["stages"][0]["training"]),
+                     {True: "on", False: "off", None: "n/a"}[(r["stages"][0]["training"] or {}).get("cache_teacher")],
+                     acc(final(r)), pct(kept(final(r), teacher)), _num(r["stages"][0]["training"], "train_runtime_s"),
+                     _num(r["stages"][0]["training"], "samples_per_second"), f"{r['stages'][0]['seconds']:.0f}"]
+                    for r in ablation])
+    lines += ["", "## Pruning, before and after recovery", "",
+              f"One-shot (right after pruning) and after {s['recovery_steps']} steps of distillation from the unpruned "
+              "teacher; heads per layer (every layer keeps half its heads).", ""]
+    lines += table(["pruning", "importance", "params", "one-shot seen / held-out", "recovered seen / held-out",
+                    "kept (seen / held-out)", "recovery s"],
+                   [[r["pruning"], r["importance"], f"{final(r)['params']:,}", acc(r["stages"][0]["after"]),
+                     acc(final(r)), f"{pct(kept(final(r), teacher))} / "
+                     f"{pct(kept(final(r), teacher, 'zero_shot_accuracy_heldout'))}", f"{r['stages'][1]['seconds']:.0f}"]
+                    for r in rows if r["section"] == "pruning"])
+    lines += ["", "## Combined chains, stage by stage", ""]
+    chain_rows = []
+    for r in (r for r in rows if r["section"] == "combined"):
+        for st in r["stages"]:
+            a = st["after"]
+            chain_rows.append([r["name"], st["name"] + (" (shared)" if st.get("inherited") else ""), f"{a['size_bytes']:,}",
+                               f"{a['size_bytes'] / tb:.1%}", _mib(a.get("memory_bytes")), acc(a),
+                               pct(kept(a, teacher))])
+    lines += table(["chain", "stage", "bytes", "of teacher", "memory", "seen / held-out", "kept (seen)"], chain_rows)
+    lines += ["", "## Every row: bytes, accuracy, latency", ""]
+    lines += table(["row", "bytes", "of teacher", "seen / held-out", "kept (seen)", "latency x teacher"],
+                   [[r["name"], f"{final(r)['size_bytes']:,}", f"{final(r)['size_bytes'] / tb:.1%}", acc(final(r)),
+                     pct(kept(final(r), teacher)), lat_of(r["name"])] for r in rows])
+    lines += ["", "## Pareto: accuracy kept vs bytes", "", f"![accuracy kept vs bytes]({plot_name})", "",
+              "If you need ... (generated from the frontier: no other row is both smaller and more accurate):", ""]
+    lines += table(["if you need", "use", "kept (seen)", "latency x teacher"],
+                   [[a["if_you_need"], a["use"], pct(a["kept"]),
+                     "n/a" if a["latency_ratio"] is None else f"{a['latency_ratio']:.2f}x"] for a in results["advice"]])
+    return "\n".join(lines) + "\n"
+
+
+def _losses(training) -> str:
+    losses = (training or {}).get("losses")
+    if not isinstance(losses, dict):
+        return "n/a" if losses is None else str(losses)
+    return ", ".join(f"{k} {v:g}" if isinstance(v, (int, float)) else f"{k} {v}" for k, v in losses.items()
+                     if not isinstance(v, (int, float)) or v)
+
+
+def _num(d, key):
+    v = (d or {}).get(key)
+    return "n/a" if v is None else f"{v:.0f}"
+
+
+def _mib(v):
+    return "n/a" if v is None else f"{v / 2**20:.2f} MiB"
+
+
+# ------------------------------------------------------------------------------------------------------------ main
+def run_suite(suite: str, s: dict, work: Path, log) -> dict:
+    from vlmcompress.loading import resolve_model_path
+
+    teacher_path = resolve_model_path(None)
+    teacher_config = json.loads((Path(teacher_path) / "config.json").read_text())
+    rows_def = clip_rows(s, teacher_config)
+    work = work / suite
+    work.mkdir(parents=True, exist_ok=True)
+    plan = json.loads(json.dumps({"suite": suite, "settings": s, "rows": rows_def}))  # as the file reads back
+    if (work / "rows.json").is_file() and json.loads((work / "rows.json").read_text()) != plan:
+        (work / "done.json").unlink(missing_ok=True)  # other rows or settings: nothing done earlier counts
+    (work / "rows.json").write_text(json.dumps(plan, indent=1))
+    env = dict(os.environ, OMP_WAIT_POLICY="ACTIVE")  # training only: this process stays passive for the timing
+    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", str(work)], env=env)
+    if proc.returncode != 0:
+        raise SystemExit(f"benchmarks/run.py: the {suite} rows stopped (exit {proc.returncode}); rerun with the same "
+                         f"--work {work.parent} to resume from the last finished row")
+    done = json.loads((work / "done.json").read_text())
+    rows = [done[r["name"]] for r in rows_def]
+    teacher = next(r for r in rows if not r.get("base"))["stages"][0]["before"]
+    latency = time_final_checkpoints(teacher_path, rows, s, log)
+    points = pareto_points(rows, teacher, latency)
+    front = frontier(points)
+    return {"suite": suite, "environment": environment(), "hardware": hardware(), "settings": s,
+            "teacher": teacher, "rows": rows, "latency": latency, "targets": targets(rows, teacher, s["quick"]),
+            "pareto": points, "frontier": [p["name"] for p in front], "advice": advice(front, teacher["size_bytes"])}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--suite", default="all", choices=[*SUITES, "all"], help="which suite (default: all)")
+    parser.add_argument("--quick", action="store_true", help="shortened rows: shows that every row runs (minutes)")
+    parser.add_argument("--out", help="write results and page under this folder (default: benchmarks/results and "
+                        "docs/benchmarks)")
+    parser.add_argument("--work", help="keep the rows' checkpoints in this folder, and resume an interrupted run from "
+                        "it (default: a temporary folder, removed at the end)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads for the timing (default 2)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)  # the training process of one suite
+    args = parser.parse_args(argv)
+    if args.child:
+        return run_rows_child(Path(args.child))
+    refuse_active_wait_policy("benchmarks/run.py")
+    import torch
+
+    torch.set_num_threads(args.threads)
+    s = dict(QUICK if args.quick else FULL, quick=args.quick)
+    results_dir = Path(args.out) if args.out else ROOT / "benchmarks" / "results"
+    pages_dir = Path(args.out) if args.out else ROOT / "docs" / "benchmarks"
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="vlmcompress-evidence-"))
+    work.mkdir(parents=True, exist_ok=True)
+
+    def log(text):
+        print(text, flush=True)
+
+    try:
+        for suite in SUITES if args.suite == "all" else [args.suite]:
+            started = time.time()
+            results = run_suite(suite, s, work, log)
+            results["wall_time_s"] = round(time.time() - started, 1)
+            results_dir.mkdir(parents=True, exist_ok=True)
+            pages_dir.mkdir(parents=True, exist_ok=True)
+            from vlmcompress.io import atomic_write_text
+
+            plot_name = f"evidence_{suite}.png"
+            plot_pareto(results["pareto"], [p for p in results["pareto"] if p["name"] in results["frontier"]],
+                        pages_dir / plot_name, f"{suite.upper()}: accuracy kept vs bytes on disk")
+            atomic_write_text(results_dir / f"evidence_{suite}.json", json.dumps(results, indent=1) + "\n")
+            atomic_write_text(pages_dir / f"evidence_{suite}.md", render(results, plot_name))
+            log(f"{suite}: {len(results['rows'])} rows in {results['wall_time_s']:.0f} s; wrote "
+                f"{results_dir / f'evidence_{suite}.json'} and {pages_dir / f'evidence_{suite}.md'}")
+            for t in results["targets"]:
+                log(f"  target: {t['target']}: {t['value']} ({ {True: 'met', False: 'NOT met', None: 'quick'}[t['met']]})")
+    finally:
+        if not args.work:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""benchmarks/run.py --quick runs every row of the evidence suite end to end and writes its JSON, page and plot."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+
+def test_quick_run_writes_every_row_the_page_and_the_plot(tmp_path):
+    out, work = tmp_path / "out", tmp_path / "work"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--suite", "clip", "--out", str(out),
+           "--work", str(work), "--threads", "1"]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
+    assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-3000:])
+    data = json.loads((out / "evidence_clip.json").read_text())
+    import run as bench
+
+    from vlmcompress.loading import resolve_model_path
+
+    teacher_config = json.loads((Path(resolve_model_path(None)) / "config.json").read_text())
+    expected = [row["name"] for row in bench.clip_rows(data["settings"], teacher_config)]
+    assert [row["name"] for row in data["rows"]] == expected
+    assert data["settings"]["quick"] is True and data["latency"]["_settings"]["threads"] == 1
+    teacher = data["teacher"]
+    for row in data["rows"]:
+        for stage in row["stages"]:
+            after = stage["after"]
+            assert after["size_bytes"] > 0 and 0 <= after["zero_shot_accuracy"] <= 1, (row["name"], stage["name"])
+        assert data["latency"][row["name"]]["ratio"] > 0
+    # what the rows are made of really differs: random students have the inherited one's size, quantized are smaller
+    rows = {row["name"]: row for row in data["rows"]}
+    size = lambda name: rows[name]["stages"][-1]["after"]["size_bytes"]  # noqa: E731
+    params = lambda name: rows[name]["stages"][-1]["after"]["params"]  # noqa: E731
+    assert params("(iii) random init, contrastive only") == params("(i) inherited + distillation")
+    assert params("(i) inherited + distillation") < teacher["params"]
+    assert size("heads/MLP -50% + distill + int8") < rows["heads/MLP -50% + distill + nf4"]["stages"][1]["after"]["size_bytes"]
+    assert size("heads/MLP -50% + distill + nf4") < size("heads/MLP -50% + distill + int8")
+    assert rows["heads/MLP -50% + distill + int8"]["stages"][0].get("inherited") is True
+    # a quick run proves that rows run, never that a target is met
+    assert data["targets"] and all(t["met"] is None for t in data["targets"])
+    page = (out / "evidence_clip.md").read_text()
+    assert "from a --quick run" in page and "## Pareto" in page and "evidence_clip.png" in page
+    assert (out / "evidence_clip.png").read_bytes()[:4] == b"\x89PNG"
+    by_name = {p["name"]: p for p in data["pareto"]}
+    frontier = [by_name[name] for name in data["frontier"]]  # smallest first
+    assert frontier and min(p["size_bytes"] for p in data["pareto"]) == frontier[0]["size_bytes"]
+    assert [a["use"] for a in data["advice"]] == [p["name"] for p in sorted(frontier, key=lambda p: -p["size_bytes"])]
+
+    # the work folder resumes: a second run trains nothing and writes the same rows
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.count("done earlier") == len(expected)
+
+
+def test_frontier_and_advice_from_points():
+    import run as bench
+
+    points = [{"name": "teacher", "size_bytes": 100, "kept": 1.0, "latency_ratio": 1.0},
+              {"name": "a", "size_bytes": 50, "kept": 0.99, "latency_ratio": 0.6},
+              {"name": "b", "size_bytes": 60, "kept": 0.95, "latency_ratio": 0.7},  # dominated by a
+              {"name": "c", "size_bytes": 10, "kept": 0.90, "latency_ratio": 0.3}]
+    front = bench.frontier(points)
+    assert [p["name"] for p in front] == ["c", "a", "teacher"]
+    advice = bench.advice(front, 100)
+    assert [a["use"] for a in advice] == ["teacher", "a", "c"]
+    assert advice[-1]["if_you_need"] == "<= 10.0% of the teacher's bytes"
