@@ -304,8 +304,7 @@ def cmd_plan(args):
     if stage is None or not target:
         raise VlmcompressError("nothing to plan: the recipe needs a prune stage and a target (in the recipe, the prune "
                                "stage or --target max_size_mib=...)")
-    pipeline = Pipeline.__new__(Pipeline)  # inputs only: nothing is written
-    pipeline.recipe = recipe
+    pipeline = Pipeline(recipe, inputs_only=True, log=lambda text: None)  # nothing is written
     from .loading import load_checkpoint
 
     base = pipeline.base_path()

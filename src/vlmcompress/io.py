@@ -138,6 +138,23 @@ def _protected(path: Path) -> str | None:
     return None
 
 
+def resolve_output_path(path, *, refusal: str) -> Path:
+    """The resolved output path, or a one-line error: empty, a folder no command may write into (the root, home or
+    current folder or a parent of them: ``refusal``, formatted with ``given`` and ``why``), or an existing file."""
+    from .errors import VlmcompressError
+
+    if path is None or not str(path).strip():
+        raise VlmcompressError("the output folder is empty: name a new folder, e.g. --output-dir outputs/NAME")
+    given = str(path)
+    resolved = Path(given).expanduser().resolve()
+    why = _protected(resolved)
+    if why is not None:
+        raise VlmcompressError(refusal.format(given=given, why=why))
+    if resolved.exists() and not resolved.is_dir():
+        raise VlmcompressError(f"output path {given} exists and is a file: name a folder")
+    return resolved
+
+
 def check_output_dir(path, *, overwrite: bool = False, flag: str = "--overwrite") -> Path:
     """The resolved output folder, or a one-line error before any work starts.
 
@@ -148,16 +165,9 @@ def check_output_dir(path, *, overwrite: bool = False, flag: str = "--overwrite"
     """
     from .errors import VlmcompressError
 
-    if path is None or not str(path).strip():
-        raise VlmcompressError("the output folder is empty: name a new folder, e.g. --output-dir outputs/NAME")
     given = str(path)
-    resolved = Path(given).expanduser().resolve()
-    why = _protected(resolved)
-    if why is not None:
-        raise VlmcompressError(f"refusing to write the checkpoint into {given!r}: it is {why}, and vlmcompress replaces "
-                               "its output folder whole; name a new folder, e.g. outputs/NAME")
-    if resolved.exists() and not resolved.is_dir():
-        raise VlmcompressError(f"output path {given} exists and is a file: name a folder")
+    resolved = resolve_output_path(path, refusal="refusing to write the checkpoint into {given!r}: it is {why}, and "
+                                   "vlmcompress replaces its output folder whole; name a new folder, e.g. outputs/NAME")
     clean_stale_temps(resolved)
     if resolved.is_dir() and any(resolved.iterdir()):
         if not is_vlmcompress_output(resolved):

@@ -38,16 +38,11 @@ def _log(text: str) -> None:
 def check_pipeline_dir(path) -> Path:
     """The pipeline's output folder: new, empty, or an earlier pipeline's (its marker, stage folders vlmcompress wrote,
     and nothing else). A folder holding anything else is refused before any work, and never changed."""
-    from ..io import _protected, foreign_entries, is_atomic_temp, is_vlmcompress_output
+    from ..io import foreign_entries, is_atomic_temp, is_vlmcompress_output, resolve_output_path
 
     given = str(path)
-    resolved = Path(given).expanduser().resolve()
-    why = _protected(resolved)
-    if why is not None:
-        raise VlmcompressError(f"refusing to use {given!r} as the pipeline's output_dir: it is {why}; name a new "
-                               "folder, e.g. outputs/NAME")
-    if resolved.exists() and not resolved.is_dir():
-        raise VlmcompressError(f"output_dir {given} exists and is a file: name a folder")
+    resolved = resolve_output_path(path, refusal="refusing to use {given!r} as the pipeline's output_dir: it is "
+                                   "{why}; name a new folder, e.g. outputs/NAME")
     if resolved.is_dir():
         foreign = []
         for entry in sorted(resolved.iterdir()):
@@ -111,9 +106,11 @@ def _cuda() -> bool:
 
 
 class Pipeline:
-    def __init__(self, recipe: Recipe, *, from_stage: int | None = None, log=_log):
+    def __init__(self, recipe: Recipe, *, from_stage: int | None = None, log=_log, inputs_only: bool = False):
+        """``inputs_only``: for reading the recipe's inputs (``vlmcompress plan``): output_dir is neither checked nor
+        written."""
         self.recipe, self.from_stage = recipe, from_stage
-        self.out = check_pipeline_dir(recipe.output_dir)
+        self.out = None if inputs_only else check_pipeline_dir(recipe.output_dir)
         self.ranks = _Ranks()
         self.log = log if self.ranks.main else (lambda text: None)  # one voice under accelerate launch
         if from_stage is not None and not 1 <= from_stage <= len(recipe.stages):
