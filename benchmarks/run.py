@@ -57,7 +57,7 @@ sys.path.insert(0, str(HERE))
 from _common import environment, hardware, refuse_active_wait_policy  # noqa: E402
 
 SUITES = ("clip",)
-FULL = dict(steps=600, recovery_steps=300, batch_size=128, images_per_number=100, train_images_per_number=160,
+FULL = dict(steps=400, recovery_steps=200, batch_size=128, images_per_number=100, train_images_per_number=160,
             eval_rounds=3, latency_rounds=5, latency_batch_size=32)
 QUICK = dict(steps=3, recovery_steps=2, batch_size=16, images_per_number=1, train_images_per_number=2, eval_rounds=1,
              latency_rounds=1, latency_batch_size=4)
