@@ -15,6 +15,10 @@ nothing copied from it. A run that stops resumes from its last finished row when
   (similarity KL + embedding loss: the recipe default); (ii) the same inherited student, its own contrastive loss
   only; (iii) the same shape from random initialisation, contrastive loss only; (iv) random initialisation +
   distillation.
+* **narrow**: a student with under 25% of the teacher's parameters (every 2nd layer, half the hidden width and heads,
+  MLP -25%), inherited by slicing the teacher's widths (``hidden_ratio``, TinyCLIP-style) + distillation, with the
+  hidden-state loss through learned width projections added, and the same shape from random initialisation with and
+  without distillation.
 * **losses**: the inherited student distilled with the similarity KL only, and with the hidden-state loss added to
   (i)'s KL + embedding; **cache**: (i) again with the teacher's forward pass every step instead of its cached
   embeddings (samples/s of the two, same steps, one after the other in the same process).
@@ -73,13 +77,22 @@ NOISE_POINTS = {"seen": 0.5, "heldout": 1.3}  # one standard error over 9,000 / 
 
 
 # ------------------------------------------------------------------------------------------------------------ rows
-def random_student_overrides(teacher_config: dict) -> dict:
-    """A stock config of the inherited student's shape (every 2nd layer, 75% of MLP neurons), for random init."""
+NARROW = {**INHERITED, "hidden_ratio": 0.5}  # the narrow tier: (i)'s student at half the width (and heads)
+
+
+def random_student_overrides(teacher_config: dict, inherited: dict = INHERITED) -> dict:
+    """A stock config of an inherited student's shape (every 2nd layer, 75% of MLP neurons, and for the narrow tier
+    half the width and heads: head_dim kept), for random init."""
     out = {}
     for tower in ("vision_config", "text_config"):
         c = teacher_config[tower]
-        out[tower] = {"num_hidden_layers": len(range(0, c["num_hidden_layers"], 2)),
-                      "intermediate_size": c["intermediate_size"] - int(c["intermediate_size"] * 0.25)}
+        shape = {"num_hidden_layers": len(range(0, c["num_hidden_layers"], inherited["keep_every"])),
+                 "intermediate_size": c["intermediate_size"] - round(c["intermediate_size"] * inherited["mlp_ratio"])}
+        if inherited.get("hidden_ratio"):
+            heads = c["num_attention_heads"]
+            kept = heads - round(heads * inherited["hidden_ratio"])
+            shape.update(num_attention_heads=kept, hidden_size=kept * (c["hidden_size"] // heads))
+        out[tower] = shape
     return out
 
 
@@ -96,6 +109,14 @@ def clip_rows(s: dict, teacher_config: dict) -> list[dict]:
          "stages": [{"distill": {**random_init, **CONTRASTIVE_ONLY, **steps}}]},
         {"section": "students", "name": "(iv) random init + distillation",
          "stages": [{"distill": {**random_init, **steps}}]},
+        {"section": "narrow", "name": "narrow: inherited + distillation", "stages": [{"distill": {**NARROW, **steps}}]},
+        {"section": "narrow", "name": "narrow: inherited + distillation + hidden states (projected)",
+         "stages": [{"distill": {**NARROW, "hidden_weight": 1.0, **steps}}]},
+        {"section": "narrow", "name": "narrow: random init + distillation",
+         "stages": [{"distill": {"student_config": random_student_overrides(teacher_config, NARROW), **steps}}]},
+        {"section": "narrow", "name": "narrow: random init, contrastive only",
+         "stages": [{"distill": {"student_config": random_student_overrides(teacher_config, NARROW),
+                                 **CONTRASTIVE_ONLY, **steps}}]},
         {"section": "losses", "name": "inherited, logit only", "stages": [{"distill": {**INHERITED, "embedding_weight": 0.0,
                                                                                      **steps}}]},
         {"section": "losses", "name": "inherited, logit + embedding + hidden states",
@@ -255,6 +276,18 @@ def targets(rows, teacher, quick: bool) -> list[dict]:
         gain = 100 * (final(iv)["zero_shot_accuracy"] - final(iii)["zero_shot_accuracy"])
         out.append({"target": "(iv) random init + distillation beats (iii) random init, contrastive only, by >= 3 "
                     "points (seen)", "value": f"{gain:+.1f} points", "met": gain >= 3})
+    narrow = find(rows, "narrow: inherited + distillation")
+    if narrow:
+        share = final(narrow)["params"] / teacher["params"]
+        out.append({"target": "the narrow student (<= 25% of the teacher's parameters, inherited sliced widths + "
+                    "distillation) keeps >= 95% of the teacher's seen accuracy",
+                    "value": f"{share:.1%} of the parameters, {pct(kept(final(narrow), teacher))} kept",
+                    "met": share <= 0.25 and (kept(final(narrow), teacher) or 0) >= 0.95})
+        rnd = find(rows, "narrow: random init + distillation")
+        if rnd:
+            gain = 100 * (final(narrow)["zero_shot_accuracy"] - final(rnd)["zero_shot_accuracy"])
+            out.append({"target": "narrow tier: inheriting sliced widths beats random init (both distilled), seen",
+                        "value": f"{gain:+.1f} points", "met": gain > NOISE_POINTS["seen"]})
     cached, uncached = find(rows, "(i) inherited + distillation"), find(rows, "(i) without the teacher cache")
     if cached and uncached:
         a, b = cached["stages"][0]["training"], uncached["stages"][0]["training"]
@@ -333,7 +366,7 @@ def plot_pareto(points, front, path: Path, title: str):
 
     fig = _figure(7.0, 4.4)
     ax = fig.add_subplot(1, 1, 1)
-    colors = {"teacher": "black", "students": "tab:blue", "losses": "tab:purple", "cache": "tab:gray",
+    colors = {"teacher": "black", "students": "tab:blue", "narrow": "tab:cyan", "losses": "tab:purple", "cache": "tab:gray",
               "pruning": "tab:orange", "combined": "tab:green"}
     for section in colors:
         sel = [p for p in points if p["section"] == section]
@@ -398,6 +431,13 @@ def render(results: dict, plot_name: str) -> str:
                      _num(r["stages"][0]["training"], "train_runtime_s"),
                      _num(r["stages"][0]["training"], "samples_per_second")]
                     for r in rows if r["section"] == "students"])
+    lines += ["", "## The narrow tier", "",
+              "Every 2nd layer, half the hidden width and heads (head_dim kept), MLP -25%: inherited by slicing the "
+              "teacher's widths, or the same stock shape from random initialisation; same steps and seed.", ""]
+    lines += table(["student", "params", "of teacher", "seen / held-out", "kept (seen)", "train s"],
+                   [[r["name"], f"{final(r)['params']:,}", f"{final(r)['params'] / teacher['params']:.1%}",
+                     acc(final(r)), pct(kept(final(r), teacher)), _num(r["stages"][0]["training"], "train_runtime_s")]
+                    for r in rows if r["section"] == "narrow"])
     lines += ["", "## Distillation losses and the teacher cache", "",
               "The inherited student of (i), same steps and seed, distilled with other loss terms, and once without "
               "the teacher cache (the teacher's forward pass every step).", ""]
@@ -466,8 +506,12 @@ def run_suite(suite: str, s: dict, work: Path, log) -> dict:
     work = work / suite
     work.mkdir(parents=True, exist_ok=True)
     plan = json.loads(json.dumps({"suite": suite, "settings": s, "rows": rows_def}))  # as the file reads back
-    if (work / "rows.json").is_file() and json.loads((work / "rows.json").read_text()) != plan:
-        (work / "done.json").unlink(missing_ok=True)  # other rows or settings: nothing done earlier counts
+    if (work / "rows.json").is_file() and (work / "done.json").is_file():
+        # rows defined as before, with the same settings, count as done; any other row runs (again)
+        earlier = json.loads((work / "rows.json").read_text())
+        same = {r["name"] for r in earlier["rows"] if earlier["settings"] == plan["settings"] and r in plan["rows"]}
+        done = json.loads((work / "done.json").read_text())
+        (work / "done.json").write_text(json.dumps({k: v for k, v in done.items() if k in same}, indent=1))
     (work / "rows.json").write_text(json.dumps(plan, indent=1))
     env = dict(os.environ, OMP_WAIT_POLICY="ACTIVE")  # training only: this process stays passive for the timing
     proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", str(work)], env=env)

@@ -38,6 +38,8 @@ def test_quick_run_writes_every_row_the_page_and_the_plot(tmp_path):
     params = lambda name: rows[name]["stages"][-1]["after"]["params"]  # noqa: E731
     assert params("(iii) random init, contrastive only") == params("(i) inherited + distillation")
     assert params("(i) inherited + distillation") < teacher["params"]
+    assert params("narrow: random init, contrastive only") == params("narrow: inherited + distillation")
+    assert params("narrow: inherited + distillation") <= 0.25 * teacher["params"]
     assert size("heads/MLP -50% + distill + int8") < rows["heads/MLP -50% + distill + nf4"]["stages"][1]["after"]["size_bytes"]
     assert size("heads/MLP -50% + distill + nf4") < size("heads/MLP -50% + distill + int8")
     assert rows["heads/MLP -50% + distill + int8"]["stages"][0].get("inherited") is True

@@ -226,3 +226,58 @@ def test_single_tower_classes_prune_and_reload(cls_name, processor, tmp_path):
         assert isinstance(reloaded, cls)
         with torch.no_grad():
             assert (reloaded(**inputs)[0] - before).abs().max() <= 1e-6
+
+
+# --- the hidden width (TinyCLIP/DistilBERT-style narrow students that inherit their weights) ---------------------
+def test_hidden_ratio_slices_width_and_heads_into_a_stock_clip(processor, tmp_path):
+    from vlmcompress.pruning.config import PruningConfig, prune_model
+
+    model = tiny_clip(processor)  # hidden 32, 4 heads of 8, MLP 128, 2 layers per tower
+    adapter = get_adapter(model)
+    strong = [3, 9, 17, 30]  # made the largest dimensions of the vision stream: magnitude must keep them
+    with torch.no_grad():
+        for module, name, axis in adapter.hidden_parts("vision"):
+            getattr(module, name).index_fill_(axis, torch.tensor(strong), 5.0)
+    steps = prune_model(model, PruningConfig(hidden_ratio=0.5, mlp_ratio=0.5, importance="magnitude"), processor)
+    assert [s["method"] for s in steps] == ["head_pruning", "mlp_pruning", "hidden_pruning"]
+    hidden = steps[-1]
+    for tower in ("vision", "text"):
+        cfg = adapter.tower_config(tower)
+        assert (cfg.hidden_size, cfg.num_attention_heads, cfg.intermediate_size) == (16, 2, 64)
+        assert getattr(cfg, "layer_num_heads", None) is None  # expressible by the stock config
+        assert adapter.attention(adapter.layers(tower)[0]).head_dim == 8
+        kept, removed = cfg.vlmcompress_kept_hidden, hidden["removed_hidden"][tower]
+        assert len(kept) == len(removed) == 16 and sorted(kept + removed) == list(range(32))
+    assert set(strong) <= set(adapter.tower_config("vision").vlmcompress_kept_hidden)
+    assert type(model) is CLIPModel  # head pruning made it the vlmcompress class; the sliced width is stock again
+    assert model.visual_projection.in_features == 16 and model.text_projection.weight.shape == (16, 16)
+    before = _outputs(model)
+    model.save_pretrained(tmp_path)
+    assert "auto_map" not in json.loads((tmp_path / "config.json").read_text())
+    reloaded = CLIPModel.from_pretrained(tmp_path).eval()
+    assert sum(p.numel() for p in reloaded.parameters()) == sum(p.numel() for p in model.parameters())
+    assert _max_diff(before, _outputs(reloaded)) < 1e-6
+
+
+def test_hidden_width_errors_name_the_fix_and_change_nothing(processor):
+    from vlmcompress.pruning import prune_hidden
+    from vlmcompress.pruning.config import PruningConfig, prune_model
+
+    with pytest.raises(VlmcompressError, match="leave head_ratio and head_plan unset"):
+        PruningConfig(hidden_ratio=0.5, head_ratio=0.5)
+    siglip = tiny_siglip()
+    params = sum(p.numel() for p in siglip.parameters())
+    with pytest.raises(VlmcompressError, match="implemented for CLIP, not SigLIP"):
+        prune_model(siglip, PruningConfig(hidden_ratio=0.5, importance="magnitude"))
+    assert sum(p.numel() for p in siglip.parameters()) == params
+    model = tiny_clip(processor)
+    with pytest.raises(VlmcompressError, match="keep 2 heads in every layer"):
+        prune_hidden(model, {"vision": list(range(16))})  # 16 wide, but still 4 heads of 8
+    prune_heads(model, {"vision": {0: [0]}})
+    with pytest.raises(VlmcompressError, match="same number of heads in every vision layer"):
+        prune_model(model, PruningConfig(hidden_ratio=0.5, importance="magnitude"), processor)
+    assert adapter_width(model) == (32, 32)
+
+
+def adapter_width(model):
+    return model.config.vision_config.hidden_size, model.vision_model.post_layernorm.weight.shape[0]

@@ -187,6 +187,7 @@ def cmd_prune(args):
         head_plan=_json_arg(args.head_plan, "--head-plan"),
         mlp_ratio=args.mlp_ratio,
         mlp_scope=args.mlp_scope,
+        hidden_ratio=args.hidden_ratio,
         drop_layers=_tower_lists(args.drop_layers, "--drop-layers") or None,
         layer_strategy=args.layer_strategy,
         keep_every=args.keep_every,
@@ -531,6 +532,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--mlp-ratio", type=_fraction, default=0.0, help="fraction of MLP neurons to remove")
     pr.add_argument("--mlp-scope", default="per_layer", choices=["global", "per_layer"],
                     help="per_layer (default) keeps widths uniform, so the stock class can reload")
+    pr.add_argument("--hidden-ratio", type=_fraction, default=0.0,
+                    help="fraction of each tower's hidden width removed, with as many heads in every layer (head_dim "
+                    "kept): a narrow model of the stock class's shape, TinyCLIP-style (CLIP; not with --head-ratio)")
     pr.add_argument("--drop-layers", nargs="+", action="extend", metavar="TOWER:N,N",
                     help="layers to drop, e.g. vision:1,3 text:3 (repeat the flag or list several)")
     pr.add_argument("--layer-strategy", choices=["every_k", "block_influence"],

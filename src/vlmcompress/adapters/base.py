@@ -266,6 +266,20 @@ class ModelAdapter:
     def mlp(self, layer) -> MlpParts:
         raise NotImplementedError
 
+    # --- the hidden width (residual stream) of a tower, for slicing it (TinyCLIP/DistilBERT-style narrow students)
+    def hidden_parts(self, tower: str) -> list:
+        """(module, parameter name, axis) of every tensor of ``tower`` with an axis on its residual stream (the
+        embeddings, every LayerNorm, the attention's inputs and output, the MLP's, and the projection out of the tower).
+        Families that do not declare them cannot have their width sliced."""
+        from ..errors import VlmcompressError
+
+        raise VlmcompressError(f"slicing the hidden width is not implemented for {self.display_name or self.family} "
+                               "models: remove heads, MLP neurons or layers instead (head_ratio, mlp_ratio, keep_every)")
+
+    def set_hidden_size(self, tower: str, hidden_size: int, num_heads: int) -> None:
+        """Record a tower's new width and head count in its config (and any module attribute that copies them)."""
+        raise NotImplementedError
+
     # --- attention-head sites: every tower's self-attention, plus any second attention per layer (BLIP's
     # cross-attention, as "<tower>_cross") that head pruning treats as a tower of its own
     def head_sites(self) -> dict:

@@ -98,6 +98,43 @@ class ClipAdapter(ModelAdapter):
     def mlp(self, layer) -> MlpParts:
         return MlpParts(module=layer.mlp, up_names=["fc1"], down_name="fc2")
 
+    #: the model's Linear from each tower's pooled output into the shared embedding space
+    tower_projections = {"vision": "visual_projection", "text": "text_projection"}
+
+    def hidden_parts(self, tower: str) -> list:
+        module = self.towers()[tower]
+        emb = module.embeddings
+        parts = []
+        if tower == "vision":
+            parts += [(emb.patch_embedding, "weight", 0), (emb.patch_embedding, "bias", 0), (emb, "class_embedding", 0),
+                      (emb.position_embedding, "weight", 1)]
+            norms = [module.pre_layrnorm, module.post_layernorm]
+        else:
+            parts += [(emb.token_embedding, "weight", 1), (emb.position_embedding, "weight", 1)]
+            norms = [module.final_layer_norm]
+        for layer in self.layers(tower):
+            attn = layer.self_attn
+            norms += [layer.layer_norm1, layer.layer_norm2]
+            parts += [(getattr(attn, name), "weight", 1) for name in ("q_proj", "k_proj", "v_proj")]
+            parts += [(attn.out_proj, "weight", 0), (attn.out_proj, "bias", 0), (layer.mlp.fc1, "weight", 1),
+                      (layer.mlp.fc2, "weight", 0), (layer.mlp.fc2, "bias", 0)]
+        parts += [(norm, name, 0) for norm in norms for name in ("weight", "bias")]
+        projection = getattr(self.model, self.tower_projections[tower], None)
+        if projection is not None:
+            parts.append((projection, "weight", 1))
+        return [(m, name, axis) for m, name, axis in parts if getattr(m, name, None) is not None]
+
+    def set_hidden_size(self, tower: str, hidden_size: int, num_heads: int) -> None:
+        config = self.tower_config(tower)
+        old = config.hidden_size
+        config.hidden_size, config.num_attention_heads = hidden_size, num_heads
+        for module in self.towers()[tower].modules():
+            if getattr(module, "embed_dim", None) == old:  # CLIPVisionEmbeddings, CLIPAttention, CLIPEncoderLayer
+                module.embed_dim = hidden_size
+        attr = {"vision": "vision_embed_dim", "text": "text_embed_dim"}[tower]
+        if hasattr(self.model, attr):
+            setattr(self.model, attr, hidden_size)
+
 
 class SiglipAdapter(ClipAdapter):
     family = "siglip"
@@ -117,6 +154,12 @@ class SiglipAdapter(ClipAdapter):
     # the vision tower's attention-pooling head (its MultiheadAttention reads out_proj.weight directly, so that
     # Linear must stay a Linear) and the text tower's projection head
     quantization_keep = ("vision_model.head", "text_model.head")
+
+    def hidden_parts(self, tower: str) -> list:
+        from ..errors import VlmcompressError
+
+        raise VlmcompressError("slicing the hidden width is implemented for CLIP, not SigLIP (its attention-pooling "
+                               "head reads its widths directly): remove heads, MLP neurons or layers instead")
 
     def pair_loss(self, image_embeds, text_embeds, labels=None):
         from ..objectives import sigmoid_loss

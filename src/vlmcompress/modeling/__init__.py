@@ -70,6 +70,14 @@ def make_self_describing(model):
     """
     cls = remote_class_for(model.config, type(model).__name__)
     if cls is None:
+        if type(model) in REMOTE_CLASSES.values():  # its shapes are the stock class's again (e.g. a sliced width)
+            model.__class__ = stock_class(type(model))
+            auto_map = {k: v for k, v in (getattr(model.config, "auto_map", None) or {}).items()
+                        if not str(v).startswith("modeling_vlmcompress.")}
+            if auto_map:
+                model.config.auto_map = auto_map
+            elif hasattr(model.config, "auto_map"):
+                delattr(model.config, "auto_map")
         return model
     if not isinstance(model, cls):
         base = stock_class(cls)

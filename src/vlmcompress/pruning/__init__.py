@@ -1,5 +1,5 @@
 """Structural pruning of attention heads, MLP neurons and whole layers, with importance scores."""
 
-from .structural import prune_heads, prune_layers, prune_mlp
+from .structural import prune_heads, prune_hidden, prune_layers, prune_mlp
 
-__all__ = ["prune_heads", "prune_layers", "prune_mlp"]
+__all__ = ["prune_heads", "prune_hidden", "prune_layers", "prune_mlp"]

@@ -8,7 +8,7 @@ from ..adapters import get_adapter
 from ..errors import VlmcompressError
 from ..io import JsonConfig
 from . import importance as imp
-from .structural import prune_heads, prune_layers, prune_mlp
+from .structural import prune_heads, prune_hidden, prune_layers, prune_mlp
 
 CONFIG_FILENAME = "pruning_config.json"
 IMPORTANCE_NAMES = ("taylor", "magnitude", "random")
@@ -18,7 +18,12 @@ IMPORTANCE_NAMES = ("taylor", "magnitude", "random")
 class PruningConfig(JsonConfig):
     """What to remove. Ratios are fractions of units; plans name units in the model's current numbering.
 
-    Order of application: layers, then heads, then MLP neurons (importance is scored after layers are dropped).
+    Order of application: layers, then heads, then MLP neurons, then the hidden width (importance is scored after
+    layers are dropped).
+
+    ``hidden_ratio`` slices each tower's hidden width (the residual stream) with as many heads in every layer, so
+    ``head_dim`` is kept and the result is the stock class's shape: the TinyCLIP/DistilBERT-style narrow student
+    that inherits its weights (heads by ``importance``, the width's dimensions by weight magnitude; CLIP).
     """
 
     #: towers whose layers and MLP neurons may go (None: every tower the model has)
@@ -33,6 +38,7 @@ class PruningConfig(JsonConfig):
     mlp_ratio: float = 0.0
     mlp_scope: str = "per_layer"
     mlp_plan: dict | None = None
+    hidden_ratio: float = 0.0
     drop_layers: dict | None = None
     layer_strategy: str | None = None
     keep_every: int | None = None
@@ -63,10 +69,13 @@ class PruningConfig(JsonConfig):
                 raise VlmcompressError(f"{name} must be a positive whole number, got {getattr(self, name)!r}")
         if self.keep_every is not None and self.keep_every < 1:
             raise VlmcompressError(f"keep_every must be at least 1, got {self.keep_every}")
-        for name in ("head_ratio", "mlp_ratio"):
+        for name in ("head_ratio", "mlp_ratio", "hidden_ratio"):
             value = getattr(self, name)
             if not 0 <= value < 1:
                 raise VlmcompressError(f"{name} is a fraction in [0, 1), got {value}")
+        if self.hidden_ratio and (self.head_ratio or self.head_plan):
+            raise VlmcompressError("hidden_ratio removes heads with the width (head_dim stays): leave head_ratio and "
+                                   "head_plan unset")
         if self.head_ratio and self.head_plan:
             raise VlmcompressError("give either head_ratio or head_plan, not both")
         if self.mlp_ratio and self.mlp_plan:
@@ -74,12 +83,27 @@ class PruningConfig(JsonConfig):
         if self.drop_layers and self.layer_strategy:
             raise VlmcompressError("give either drop_layers or layer_strategy, not both")
         if not (self.head_ratio or self.head_plan or self.mlp_ratio or self.mlp_plan or self.drop_layers
-                or self.layer_strategy):
-            raise VlmcompressError("nothing to prune: set a head, MLP or layer ratio, plan or strategy")
+                or self.layer_strategy or self.hidden_ratio):
+            raise VlmcompressError("nothing to prune: set a head, MLP, hidden-width or layer ratio, plan or strategy")
 
 
 def _needs_scores(config):
-    return bool(config.head_ratio or config.mlp_ratio)
+    return bool(config.head_ratio or config.mlp_ratio or config.hidden_ratio)
+
+
+def _check_hidden(adapter, config, towers, sites) -> list:
+    """The head sites a hidden_ratio slices with the width (each tower's own self-attention), checked before any
+    change: the family must declare its residual stream, and each tower's layers must have equal head counts."""
+    if not config.hidden_ratio:
+        return []
+    site_tower = adapter.head_sites()
+    for tower in towers:
+        adapter.hidden_parts(tower)  # a family without them: one clear error, nothing changed
+        counts = {adapter.attention(layer).num_heads for layer in adapter.layers(tower)}
+        if len(counts) != 1:
+            raise VlmcompressError(f"hidden_ratio needs the same number of heads in every {tower} layer, not "
+                                   f"{sorted(counts)}: slice the width of a model whose heads were not pruned per layer")
+    return [t for t in towers if site_tower.get(t) == t]
 
 
 def _check_scores(adapter, scores, towers, sites):
@@ -137,6 +161,7 @@ def prune_model(model, config: PruningConfig, processor=None, *, dataset=None, s
                                               text_padding=adapter.text_padding)
         return batches
 
+    hidden_sites = _check_hidden(adapter, config, towers, asked)
     steps = []
     layer_plan = config.drop_layers
     if config.layer_strategy:
@@ -158,14 +183,26 @@ def prune_model(model, config: PruningConfig, processor=None, *, dataset=None, s
             on_scores(scores)
     elif scores is not None:
         _check_scores(adapter, scores, towers, asked)
+    heads = ((config.head_plan, config.head_ratio, config.head_scope, imp.select_heads, prune_heads, asked)
+             if not config.hidden_ratio else
+             (None, config.hidden_ratio, "per_layer", imp.select_heads, prune_heads, hidden_sites))
     for plan, ratio, scope, select, prune, names in (
-        (config.head_plan, config.head_ratio, config.head_scope, imp.select_heads, prune_heads, asked),
-        (config.mlp_plan, config.mlp_ratio, config.mlp_scope, imp.select_neurons, prune_mlp, towers),
+        heads, (config.mlp_plan, config.mlp_ratio, config.mlp_scope, imp.select_neurons, prune_mlp, towers),
     ):
         plan = plan or (select(scores, ratio, scope, names) if ratio else None)
         if plan:
             step = prune(model, plan)
             step.update(importance=config.importance if ratio else "explicit", ratio=ratio or None,
                         scope=scope if ratio else None)
+            steps.append(step)
+    if config.hidden_ratio:
+        keep = {}
+        for tower in towers:
+            attn = adapter.attention(adapter.layers(tower)[0])
+            keep[tower] = attn.num_heads * attn.head_dim  # the width the kept heads fill: head_dim stays
+        plan = imp.select_hidden(imp.hidden_magnitude(model, towers), keep)
+        if plan:
+            step = prune_hidden(model, plan)
+            step.update(importance="magnitude", ratio=config.hidden_ratio)
             steps.append(step)
     return steps

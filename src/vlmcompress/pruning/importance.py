@@ -221,6 +221,29 @@ def _select(scores_by_tower: dict, ratio: float, scope: str, min_keep: int = 1) 
     return plan
 
 
+@torch.no_grad()
+def hidden_magnitude(model, towers) -> dict:
+    """Per tower, one score per hidden (residual-stream) dimension: over every tensor on the stream, the squared norm
+    of the slice through that dimension divided by the tensor's mean, summed (scale-free across tensors)."""
+    adapter = get_adapter(model)
+    out = {}
+    for tower in towers:
+        total = None
+        for module, name, axis in adapter.hidden_parts(tower):
+            t = getattr(module, name).detach().float()
+            per = t.pow(2).sum(dim=[d for d in range(t.dim()) if d != axis]) if t.dim() > 1 else t.pow(2)
+            per = per / per.mean().clamp_min(1e-12)
+            total = per if total is None else total + per.to(total.device)
+        out[tower] = total.cpu().numpy()
+    return out
+
+
+def select_hidden(scores: dict, keep: dict) -> dict:
+    """{tower: the dimensions to remove}: all but the ``keep[tower]`` best-scored of each tower."""
+    return {tower: sorted(np.argsort(scores[tower], kind="stable")[:len(scores[tower]) - n].tolist())
+            for tower, n in keep.items() if n < len(scores[tower])}
+
+
 def select_heads(scores: dict, ratio: float, scope: str = "global", towers=None) -> dict:
     heads = {t: v for t, v in scores["heads"].items() if towers is None or t in towers}
     return _select(heads, ratio, scope)

@@ -192,3 +192,69 @@ def prune_layers(model, plan: dict) -> dict:
         removed_report[tower] = [orig[i] for i in remove]
         structure.normalize(cfg, adapter.stock_mlp_resize_ok)
     return {"method": "layer_pruning", "removed_layers": removed_report}
+
+
+def _refresh_shape_attributes(module: nn.Module) -> None:
+    """Make a module's size attributes agree with its sliced parameters (forward passes read some of them)."""
+    if isinstance(module, nn.Linear):
+        module.out_features, module.in_features = module.weight.shape
+    elif isinstance(module, nn.LayerNorm):
+        module.normalized_shape = (module.weight.shape[0],)
+    elif isinstance(module, nn.Embedding):
+        module.embedding_dim = module.weight.shape[1]
+    elif isinstance(module, nn.Conv2d):
+        module.out_channels = module.weight.shape[0]
+
+
+def prune_hidden(model, plan: dict) -> dict:
+    """Slice each tower's hidden width (its residual stream): ``plan = {tower: [dimension, ...]}`` to remove.
+
+    The TinyCLIP/DistilBERT way to a narrow student that inherits its weights: every tensor on the residual stream
+    (embeddings, LayerNorms, attention and MLP inputs and outputs, the projection out of the tower) keeps the same
+    dimensions. ``head_dim`` is kept, so every layer of the tower must already have the same number of heads, whose
+    total width equals the new width (``PruningConfig.hidden_ratio`` removes them first); the result is the stock
+    class's shape and loads with it.
+    """
+    _check_quantized(model)
+    adapter = get_adapter(model)
+    _tower_names(adapter, plan)
+    checked = []
+    for tower, remove in plan.items():
+        cfg = adapter.tower_config(tower)
+        width = int(cfg.hidden_size)
+        remove = sorted({int(d) for d in remove})
+        if not remove:
+            continue
+        bad = [d for d in remove if not 0 <= d < width]
+        if bad:
+            raise VlmcompressError(f"the {tower} tower's hidden width is {width} (dimensions 0..{width - 1}), not {bad[:5]}")
+        keep = [d for d in range(width) if d not in set(remove)]
+        if not keep:
+            raise VlmcompressError(f"the plan removes the {tower} tower's whole hidden width: keep at least one head's")
+        attn = [adapter.attention(layer) for layer in adapter.layers(tower)]
+        heads, head_dim = sorted({a.num_heads for a in attn}), attn[0].head_dim
+        if len(heads) != 1 or heads[0] * head_dim != len(keep):
+            raise VlmcompressError(
+                f"the {tower} tower would be {len(keep)} wide with {'/'.join(map(str, heads))} heads of {head_dim} per "
+                f"layer: a sliced width keeps head_dim, so first keep {len(keep) / head_dim:g} heads in every layer "
+                "(PruningConfig.hidden_ratio removes heads and width together)")
+        checked.append((tower, cfg, keep, remove, heads[0], adapter.hidden_parts(tower)))
+    report, widths = {}, {}
+    for tower, cfg, keep, remove, heads, parts in checked:
+        index = torch.tensor(keep)
+        touched = {}
+        for module, name, axis in parts:
+            old = getattr(module, name)
+            new = old.detach().index_select(axis, index.to(old.device)).clone()
+            setattr(module, name, nn.Parameter(new, requires_grad=old.requires_grad))
+            touched[id(module)] = module
+        for module in touched.values():
+            _refresh_shape_attributes(module)
+        original = getattr(cfg, "vlmcompress_kept_hidden", None) or list(range(int(cfg.hidden_size)))
+        report[tower] = [original[d] for d in remove]
+        cfg.vlmcompress_kept_hidden = [original[d] for d in keep]
+        adapter.set_hidden_size(tower, len(keep), heads)
+        structure.normalize(cfg, adapter.stock_mlp_resize_ok)
+        widths[tower] = len(keep)
+    _describe_shapes(model)
+    return {"method": "hidden_pruning", "removed_hidden": report, "hidden_size": widths}

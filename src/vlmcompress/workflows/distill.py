@@ -53,13 +53,14 @@ class StudentArguments:
     keep_every: int = field(default=2, metadata={"help": "Inherited student: keep teacher layers 0, k, 2k, ... of each tower (1 keeps all)."})
     head_ratio: float = field(default=0.0, metadata={"help": "Inherited student: fraction of attention heads removed (global per tower)."})
     mlp_ratio: float = field(default=0.25, metadata={"help": "Inherited student: fraction of MLP neurons removed in every layer."})
+    hidden_ratio: float = field(default=0.0, metadata={"help": "Inherited student: fraction of each tower's hidden width removed, with as many heads per layer (head_dim kept): a narrow student of the stock shape, TinyCLIP-style (CLIP; not with --head_ratio)."})
     importance: str = field(default="taylor", metadata={"help": "Inherited student: taylor, magnitude or random ranking of heads/neurons."})
     towers: str = field(default="vision,text", metadata={"help": "Towers the inherited student shrinks."})
 
     def __post_init__(self):
         if self.keep_every < 1:
             raise VlmcompressError(f"--keep_every must be at least 1, got {self.keep_every}")
-        for name in ("head_ratio", "mlp_ratio"):
+        for name in ("head_ratio", "mlp_ratio", "hidden_ratio"):
             if not 0 <= getattr(self, name) < 1:
                 raise VlmcompressError(f"--{name} is a fraction in [0, 1), got {getattr(self, name)}")
 
@@ -197,7 +198,7 @@ def build_student(teacher, processor, args: StudentArguments, calibration=None):
         return type(teacher)(config), [{"method": "student_from_config", "overrides": overrides}]
     student = copy.deepcopy(teacher)
     pruning = PruningConfig(towers=args.towers.split(","), importance=args.importance, head_ratio=args.head_ratio,
-                            mlp_ratio=args.mlp_ratio, layer_strategy="every_k" if args.keep_every > 1 else None,
+                            mlp_ratio=args.mlp_ratio, hidden_ratio=args.hidden_ratio, layer_strategy="every_k" if args.keep_every > 1 else None,
                             keep_every=args.keep_every if args.keep_every > 1 else None)
     steps = prune_model(student, pruning, processor, dataset=calibration)
     return student, [{"method": "student_from_teacher", "pruning": pruning.to_dict()}, *steps]
