@@ -56,7 +56,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path.insert(0, str(HERE))
+if str(HERE) not in sys.path:
+    sys.path.append(str(HERE))  # appended: benchmarks/onnx.py must never shadow the onnx package
 
 from _common import environment, hardware, refuse_active_wait_policy  # noqa: E402
 
