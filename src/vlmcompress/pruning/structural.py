@@ -228,7 +228,8 @@ def prune_hidden(model, plan: dict) -> dict:
         bad = [d for d in remove if not 0 <= d < width]
         if bad:
             raise VlmcompressError(f"the {tower} tower's hidden width is {width} (dimensions 0..{width - 1}), not {bad[:5]}")
-        keep = [d for d in range(width) if d not in set(remove)]
+        dropped = set(remove)
+        keep = [d for d in range(width) if d not in dropped]
         if not keep:
             raise VlmcompressError(f"the plan removes the {tower} tower's whole hidden width: keep at least one head's")
         attn = [adapter.attention(layer) for layer in adapter.layers(tower)]

@@ -144,9 +144,13 @@ def stage_configs(stage: Stage, family: str, first: bool):
         if stage.kind == "distill":
             config_fields, training_fields, student_fields = distill_option_sets(family, first)
             _check_keys(where, opts, config_fields | training_fields | student_fields | {"teacher", "cache_teacher"})
-            if "cache_teacher" in opts and opts["cache_teacher"] not in (True, False, "auto", "true", "false"):
-                _fail(f"{where}.cache_teacher", f"expected true, false or auto, got {opts['cache_teacher']!r}")
             from . import distill as workflow
+
+            if "cache_teacher" in opts:  # the data argument's own choices; YAML's true/false read as their names
+                choices = next(f for f in dataclasses.fields(workflow.DataArguments)
+                               if f.name == "cache_teacher").metadata["choices"]
+                if str(opts["cache_teacher"]).lower() not in choices:
+                    _fail(f"{where}.cache_teacher", f"expected true, false or auto, got {opts['cache_teacher']!r}")
 
             _, _, config_cls, _ = workflow.ARGUMENTS[family]
             return config_cls(**{k: v for k, v in opts.items() if k in config_fields})
