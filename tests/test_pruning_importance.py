@@ -5,6 +5,7 @@ from conftest import tiny_clip
 from vlmcompress.adapters import get_adapter
 from vlmcompress.errors import VlmcompressError
 from vlmcompress.pruning.importance import (
+    AblationImportance,
     MagnitudeImportance,
     RandomImportance,
     TaylorImportance,
@@ -75,6 +76,39 @@ def test_taylor_scores_a_silent_head_zero_and_leaves_no_trace(processor, batches
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert all(p.requires_grad for p in model.parameters())
+
+
+def test_ablation_scores_a_silent_head_zero_an_active_one_positive_and_leaves_no_trace(processor, batches):
+    model = tiny_clip(processor)
+    _silence_head(model, "vision", 1, 3)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    scores = AblationImportance()(model, batches)
+    heads = scores["heads"]
+    assert set(heads) == {"vision", "text"} and len(heads["vision"][1]) == 4
+    assert heads["vision"][1][3] == pytest.approx(0.0, abs=1e-6)  # gating a silent head changes no output
+    assert all(s > 1e-6 for i, s in enumerate(heads["vision"][1]) if i != 3)
+    assert all(s > 1e-6 for layer in heads["text"].values() for s in layer)
+    # neurons: Taylor's scores on the same batches
+    assert scores["neurons"] == TaylorImportance()(model, batches)["neurons"]
+    adapter = get_adapter(model)
+    for tower in ("vision", "text"):
+        for layer in adapter.layers(tower):
+            assert not adapter.attention(layer).out._forward_pre_hooks
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    with pytest.raises(VlmcompressError, match="calibration"):
+        AblationImportance()(model, None)
+
+
+def test_ablation_is_the_default_and_uses_its_own_sample_count(processor):
+    from vlmcompress.pruning.config import PruningConfig, prune_model
+
+    config = PruningConfig(head_ratio=0.25, head_scope="per_layer", calibration_batch_size=64)
+    assert config.importance == "ablation" and config.calibration_samples is None
+    model = tiny_clip(processor)
+    steps = prune_model(model, config, processor)
+    assert [s["importance"] for s in steps] == ["ablation"]
+    assert all(get_adapter(model).attention(layer).num_heads == 3 for _, _, layer in get_adapter(model).layer_units())
 
 
 def test_taylor_needs_data(processor):

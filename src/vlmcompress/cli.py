@@ -523,8 +523,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="attention-head sites whose heads may go, comma-separated: a tower's self-attention (vision, "
                     "text, text_decoder) or BLIP's cross-attention (text_cross, text_decoder_cross); default: every "
                     "head site of --towers")
-    pr.add_argument("--importance", default="taylor", choices=["taylor", "magnitude", "random"],
-                    help="how heads and neurons are ranked (default: taylor, on calibration data)")
+    pr.add_argument("--importance", default="ablation", choices=["ablation", "taylor", "magnitude", "random"],
+                    help="how heads and neurons are ranked: ablation (the default: each head removed alone on "
+                    "calibration data, scored by how far the outputs move; neurons by taylor), taylor (gradients), "
+                    "magnitude (weight norms) or random")
     pr.add_argument("--head-ratio", type=_fraction, default=0.0, help="fraction of attention heads to remove")
     pr.add_argument("--head-scope", default="global", choices=["global", "per_layer"],
                     help="rank heads across the layers of a tower (default) or within each layer")
@@ -544,7 +546,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="for block_influence: how many per tower, e.g. vision:1 text:1")
     pr.add_argument("--scores", help="importance scores saved earlier (skip scoring)")
     pr.add_argument("--save-scores", help="write the importance scores to this JSON file")
-    pr.add_argument("--calibration-samples", type=_positive_int, default=256, help="samples for scoring (default 256)")
+    pr.add_argument("--calibration-samples", type=_positive_int, default=None,
+                    help="samples for scoring (default: 512 for ablation, 256 for taylor)")
     _add_dataset_args(pr, "calibration", "train")
     pr.add_argument("--seed", type=int, default=0)
     _add_eval_and_loading(pr)

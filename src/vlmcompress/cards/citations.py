@@ -99,8 +99,9 @@ def citations_for(report: dict) -> list[dict]:
         method = step.get("method")
         importance = str(step.get("importance") or "")
         if method == "head_pruning":
-            keys += ["michel2019"] if importance.startswith("taylor") else []
-        if method in ("head_pruning", "mlp_pruning") and importance.startswith("taylor"):
+            keys += ["michel2019"] if importance.startswith(("taylor", "ablation")) else []
+        if (method == "mlp_pruning" and importance.startswith("ablation")) or (
+                method in ("head_pruning", "mlp_pruning") and importance.startswith("taylor")):
             keys.append("molchanov2017")
         if step.get("schedule") == "cubic":
             keys.append("zhu2017")

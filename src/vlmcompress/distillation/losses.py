@@ -12,31 +12,8 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
-
-def similarity_logits(image_embeds, text_embeds, logit_scale):
-    """logit_scale.exp() * cos(image, text): the matrix CLIP's softmax runs over (rows: images)."""
-    image_embeds = F.normalize(image_embeds.float(), dim=-1)
-    text_embeds = F.normalize(text_embeds.float(), dim=-1)
-    return logit_scale.float().exp().clamp(max=100) * image_embeds @ text_embeds.t()
-
-
-def _kl_rows(student_logits, teacher_logits, temperature):
-    t_logp = F.log_softmax(teacher_logits / temperature, dim=-1)
-    s_logp = F.log_softmax(student_logits / temperature, dim=-1)
-    # KL(teacher || student) = sum p_t (log p_t - log p_s), averaged over rows
-    return (t_logp.exp() * (t_logp - s_logp)).sum(dim=-1).mean()
-
-
-def similarity_kl_loss(student_logits, teacher_logits, temperature: float = 1.0):
-    """KL(teacher || student) over image->text rows and text->image rows, averaged, scaled by T^2."""
-    if student_logits.shape != teacher_logits.shape:
-        raise ValueError(f"similarity matrices differ in shape: student {tuple(student_logits.shape)}, "
-                         f"teacher {tuple(teacher_logits.shape)}")
-    teacher_logits = teacher_logits.detach().float()
-    student_logits = student_logits.float()
-    i2t = _kl_rows(student_logits, teacher_logits, temperature)
-    t2i = _kl_rows(student_logits.t(), teacher_logits.t(), temperature)
-    return (i2t + t2i) / 2 * temperature ** 2
+# the output KLs live with the other shared objectives (importance scoring measures with them too)
+from ..objectives import similarity_kl_loss, similarity_logits, token_kl_loss  # noqa: F401
 
 
 def _match(student, teacher, projection, kind):
@@ -75,22 +52,6 @@ def embedding_loss(student_embeds, teacher_embeds, projection=None, kind: str = 
     if kind == "mse":
         return (student - teacher).pow(2).sum(dim=-1).mean()
     return (1 - (student * teacher).sum(dim=-1)).mean()
-
-
-def token_kl_loss(student_logits, teacher_logits, temperature: float = 1.0, mask=None):
-    """Token-level KL(teacher || student) on (B, T, V) decoder logits, padding excluded, times T^2."""
-    if student_logits.shape != teacher_logits.shape:
-        raise ValueError(f"decoder logits differ in shape: student {tuple(student_logits.shape)}, "
-                         f"teacher {tuple(teacher_logits.shape)} (student and teacher need one vocabulary)")
-    t_logp = F.log_softmax(teacher_logits.detach().float() / temperature, dim=-1)
-    s_logp = F.log_softmax(student_logits.float() / temperature, dim=-1)
-    per_token = (t_logp.exp() * (t_logp - s_logp)).sum(dim=-1)
-    if mask is None:
-        loss = per_token.mean()
-    else:
-        mask = mask.to(per_token.dtype)
-        loss = (per_token * mask).sum() / mask.sum().clamp(min=1)
-    return loss * temperature ** 2
 
 
 def uniform_layer_map(teacher_layers: int, student_layers: int) -> dict:

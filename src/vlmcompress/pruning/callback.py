@@ -62,9 +62,9 @@ class PruningCallback(TrainerCallback):
                 or config.layer_strategy:
             raise VlmcompressError("PruningCallback prunes gradually by ratio: set head_ratio and/or mlp_ratio (plans "
                                    "and layer dropping are one-shot: use prune_model)")
-        if config.importance != "taylor":
+        if config.importance not in ("taylor", PruningConfig.importance):  # the default: whatever the config says
             raise VlmcompressError("PruningCallback scores units by Taylor importance accumulated while training: "
-                                   f"importance must be 'taylor', got {config.importance!r}")
+                                   f"importance must be 'taylor' (or left at its default), got {config.importance!r}")
         if start_step < 0 or (end_step is not None and end_step <= start_step):
             raise VlmcompressError(f"PruningCallback needs 0 <= start_step < end_step, got {start_step} and {end_step}")
         self.config = config

@@ -11,7 +11,7 @@ from . import importance as imp
 from .structural import prune_heads, prune_hidden, prune_layers, prune_mlp
 
 CONFIG_FILENAME = "pruning_config.json"
-IMPORTANCE_NAMES = ("taylor", "magnitude", "random")
+IMPORTANCE_NAMES = ("taylor", "ablation", "magnitude", "random")
 
 
 @dataclass
@@ -31,7 +31,9 @@ class PruningConfig(JsonConfig):
     #: attention-head sites whose heads may go: a tower's self-attention ("vision", "text", ...) and BLIP's
     #: cross-attention ("text_cross", "text_decoder_cross"). None: every head site of ``towers``
     head_sites: list | None = None
-    importance: str = "taylor"
+    #: how heads and neurons are ranked: "ablation" (heads removed one at a time, scored by the output KL; neurons
+    #: by taylor: the best measured on the evidence page), "taylor", "magnitude" or "random"
+    importance: str = "ablation"
     head_ratio: float = 0.0
     head_scope: str = "global"
     head_plan: dict | None = None
@@ -43,7 +45,9 @@ class PruningConfig(JsonConfig):
     layer_strategy: str | None = None
     keep_every: int | None = None
     remove_layers: dict | None = None
-    calibration_samples: int = 256
+    #: calibration samples for data-driven importance (None: the importance's own default, 512 for ablation, 256
+    #: for taylor)
+    calibration_samples: int | None = None
     calibration_batch_size: int = 32
     seed: int = 0
 
@@ -65,6 +69,8 @@ class PruningConfig(JsonConfig):
         if isinstance(self.importance, str) and self.importance not in IMPORTANCE_NAMES:
             raise VlmcompressError(f"importance must be one of {', '.join(IMPORTANCE_NAMES)}, got {self.importance!r}")
         for name in ("calibration_samples", "calibration_batch_size"):
+            if name == "calibration_samples" and self.calibration_samples is None:
+                continue
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise VlmcompressError(f"{name} must be a positive whole number, got {getattr(self, name)!r}")
         if self.keep_every is not None and self.keep_every < 1:
@@ -156,7 +162,8 @@ def prune_model(model, config: PruningConfig, processor=None, *, dataset=None, s
         if batches is None:
             if processor is None:
                 raise VlmcompressError("calibration needs the model's processor")
-            batches = imp.calibration_batches(processor, dataset, num_samples=config.calibration_samples,
+            samples = config.calibration_samples or getattr(imp.IMPORTANCE.get(config.importance), "default_samples", 256)
+            batches = imp.calibration_batches(processor, dataset, num_samples=samples,
                                               batch_size=config.calibration_batch_size, seed=config.seed,
                                               text_padding=adapter.text_padding)
         return batches
@@ -178,6 +185,8 @@ def prune_model(model, config: PruningConfig, processor=None, *, dataset=None, s
         criterion = imp.get_importance(config.importance)
         if isinstance(criterion, imp.RandomImportance):
             criterion.seed = config.seed
+        if isinstance(criterion, imp.AblationImportance):
+            criterion.score_heads = bool(config.head_ratio or config.hidden_ratio)  # else only neurons are used
         scores = criterion(model, get_batches() if criterion.needs_data else None)
         if on_scores is not None:
             on_scores(scores)

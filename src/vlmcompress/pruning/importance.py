@@ -9,6 +9,11 @@ back in instead of being recomputed.
   output, accumulated over calibration batches (Michel et al. 2019, "Are Sixteen Heads Really Better than One?").
   transformers v5 has no head mask, so the gates go in through forward pre-hooks that are removed afterwards and
   leave no trace in the model.
+- ``AblationImportance``: each head removed alone (its gate set to 0), scored by how far the model's output moves
+  from the unpruned model's on calibration data: the KL of the image-text similarity softmaxes (two-tower models) or
+  of the next-token distributions (captioners), the quantity distillation then minimises. Neurons, too many to remove
+  one by one, are ranked by Taylor. Zeroth order where Taylor is first order: at the unpruned point the gradient of a
+  well-trained model's loss says little about removing a whole head (the evidence page measures both).
 - ``RandomImportance``: a seeded baseline.
 """
 
@@ -94,6 +99,7 @@ class GateHooks:
 class TaylorImportance:
     name = "taylor"
     needs_data = True
+    default_samples = 256
 
     def __call__(self, model, batches=None) -> dict:
         if not batches:
@@ -131,7 +137,63 @@ class TaylorImportance:
         return {"heads": heads, "neurons": neurons}
 
 
-IMPORTANCE = {"magnitude": MagnitudeImportance, "taylor": TaylorImportance, "random": RandomImportance}
+def _output_kl(adapter, ref, out) -> float:
+    """KL(unpruned || gated) of the outputs distillation compares: next-token distributions (captioners, padding
+    excluded) or the image-text similarity softmaxes in both directions (two-tower models)."""
+    from ..objectives import similarity_kl_loss, similarity_logits, token_kl_loss
+
+    if ref.token_logits is not None:
+        return token_kl_loss(out.token_logits, ref.token_logits, mask=ref.token_mask).item()
+    return similarity_kl_loss(similarity_logits(out.image_embeds, out.text_embeds, out.logit_scale),
+                              similarity_logits(ref.image_embeds, ref.text_embeds, ref.logit_scale)).item()
+
+
+class AblationImportance:
+    """A head's score: the mean output KL (``_output_kl``) on the calibration batches when it alone is gated off.
+    One forward pass per head and batch; neuron scores come from ``TaylorImportance`` on the same batches."""
+
+    name = "ablation"
+    needs_data = True
+    default_samples = 512
+
+    def __init__(self, score_heads: bool = True):
+        self.score_heads = score_heads  # False: neuron scores only (no head is to be removed)
+
+    @torch.no_grad()
+    def _head_scores(self, model, batches) -> dict:
+        adapter = get_adapter(model)
+        was_training = model.training
+        model.eval()
+        gates = GateHooks(model)
+        try:
+            refs = [adapter.features(model, **_inputs(b)) for b in batches]
+            heads: dict = {}
+            units = [(key, h) for key, g in gates.head_gates.items() for h in range(g.numel())]
+            for (site, i), h in progress(units, desc="ablation importance (heads)", leave=False):
+                gate = gates.head_gates[(site, i)]
+                gate[h] = 0.0
+                kl = sum(_output_kl(adapter, ref, adapter.features(model, **_inputs(b))) for b, ref in zip(batches, refs))
+                gate[h] = 1.0
+                heads.setdefault(site, {}).setdefault(i, [0.0] * gate.numel())[h] = kl / len(batches)
+        finally:
+            gates.remove()
+            model.train(was_training)
+        return heads
+
+    def __call__(self, model, batches=None) -> dict:
+        if not batches:
+            raise VlmcompressError("ablation importance needs calibration batches (see calibration_batches)")
+        taylor = TaylorImportance()(model, batches)
+        return {"heads": self._head_scores(model, batches) if self.score_heads else taylor["heads"],
+                "neurons": taylor["neurons"]}
+
+
+def _inputs(batch: dict) -> dict:
+    return {k: batch[k] for k in ("pixel_values", "input_ids", "attention_mask") if batch.get(k) is not None}
+
+
+IMPORTANCE = {"magnitude": MagnitudeImportance, "taylor": TaylorImportance, "ablation": AblationImportance,
+              "random": RandomImportance}
 
 
 def get_importance(name_or_obj):

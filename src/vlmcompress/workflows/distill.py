@@ -54,7 +54,7 @@ class StudentArguments:
     head_ratio: float = field(default=0.0, metadata={"help": "Inherited student: fraction of attention heads removed (global per tower)."})
     mlp_ratio: float = field(default=0.25, metadata={"help": "Inherited student: fraction of MLP neurons removed in every layer."})
     hidden_ratio: float = field(default=0.0, metadata={"help": "Inherited student: fraction of each tower's hidden width removed, with as many heads per layer (head_dim kept): a narrow student of the stock shape, TinyCLIP-style (CLIP; not with --head_ratio)."})
-    importance: str = field(default="taylor", metadata={"help": "Inherited student: taylor, magnitude or random ranking of heads/neurons."})
+    importance: str = field(default="ablation", metadata={"help": "Inherited student: ranking of heads/neurons: ablation (heads removed one at a time, scored by the output KL; neurons by taylor), taylor, magnitude or random."})
     towers: str = field(default="vision,text", metadata={"help": "Towers the inherited student shrinks."})
 
     def __post_init__(self):
