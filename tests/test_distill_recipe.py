@@ -96,6 +96,8 @@ def _recipe_module():
     (["--eval_images_per_number", "0"], "must be at least 1"),
     (["--mlp_ratio", "1.5"], r"fraction in \[0, 1\)"),
     (["--cache_teacher", "maybe"], "cache_teacher"),
+    (["--prune_gradually", "true", "--mlp_ratio", "0"], "needs --head_ratio and/or --mlp_ratio"),
+    (["--head_scope", "layerwise"], "global or per_layer"),
 ])
 def test_bad_input_raises_before_writing(tmp_path, args, message):
     from vlmcompress.errors import VlmcompressError
@@ -131,6 +133,29 @@ def test_students_from_a_config_and_from_a_checkpoint(processor, tiny_clip_dir, 
     save_compressed(teacher, processor, tmp_path / "pruned")
     student, steps = recipe.build_student(None, processor, recipe.StudentArguments(student=str(tmp_path / "pruned")))
     assert student.config.vision_config.layer_num_heads == [3, 4] and steps[0]["method"] == "student_from_checkpoint"
+
+
+def test_gradual_pruning_while_distilling_reaches_the_ratios_and_reloads(tiny_clip_dir, tmp_path):
+    from vlmcompress.adapters import get_adapter
+    from vlmcompress.loading import load_checkpoint
+
+    out = tmp_path / "gradual"
+    report = _recipe_module().main([
+        "--teacher", str(tiny_clip_dir), "--keep_every", "1", "--head_ratio", "0.5", "--head_scope", "per_layer",
+        "--mlp_ratio", "0.5", "--prune_gradually", "true", "--prune_end", "0.5", "--max_steps", "6",
+        "--per_device_train_batch_size", "8", "--train_images_per_number", "1", "--eval_images_per_number", "1",
+        "--disable_tqdm", "true", "--latency_rounds", "1", "--output_dir", str(out)])
+    methods = [s["method"] for s in report["steps"]]
+    assert "head_pruning" in methods and "mlp_pruning" in methods and methods.index("distillation") == len(methods) - 1
+    gradual = next(s for s in report["steps"] if s["method"] == "mlp_pruning")
+    assert gradual["schedule"] == "cubic" and gradual["end_step"] == 3
+    model, _, _ = load_checkpoint(str(out))
+    teacher, _, _ = load_checkpoint(str(tiny_clip_dir))
+    for (_, _, attn), (_, _, t_attn) in zip(get_adapter(model).head_units(), get_adapter(teacher).head_units()):
+        assert attn.num_heads == t_attn.num_heads // 2  # per layer: every layer keeps half its heads
+    for (_, _, mlp), (_, _, t_mlp) in zip(get_adapter(model).mlp_units(), get_adapter(teacher).mlp_units()):
+        assert mlp.num_neurons == t_mlp.num_neurons // 2
+    assert report["after"]["params"] < report["before"]["params"]
 
 
 def test_user_data_set_with_other_column_names(processor, tiny_clip_dir, tmp_path):

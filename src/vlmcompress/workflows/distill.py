@@ -56,6 +56,9 @@ class StudentArguments:
     hidden_ratio: float = field(default=0.0, metadata={"help": "Inherited student: fraction of each tower's hidden width removed, with as many heads per layer (head_dim kept): a narrow student of the stock shape, TinyCLIP-style (CLIP; not with --head_ratio)."})
     importance: str = field(default="ablation", metadata={"help": "Inherited student: ranking of heads/neurons: ablation (heads removed one at a time, scored by the output KL; neurons by taylor), taylor, magnitude or random."})
     towers: str = field(default="vision,text", metadata={"help": "Towers the inherited student shrinks."})
+    head_scope: str = field(default="global", metadata={"help": "Inherited student: rank heads across the layers of a tower (global) or within each layer (per_layer)."})
+    prune_gradually: bool = field(default=False, metadata={"help": "Inherited student: remove --head_ratio/--mlp_ratio gradually while distilling (PruningCallback: Taylor scores accumulated over the steps, cubic schedule) instead of one-shot before training; layers (--keep_every) still go first."})
+    prune_end: float = field(default=0.75, metadata={"help": "With --prune_gradually: the fraction of the steps by which the ratios are reached (the rest trains the final shape)."})
 
     def __post_init__(self):
         if self.keep_every < 1:
@@ -63,6 +66,16 @@ class StudentArguments:
         for name in ("head_ratio", "mlp_ratio", "hidden_ratio"):
             if not 0 <= getattr(self, name) < 1:
                 raise VlmcompressError(f"--{name} is a fraction in [0, 1), got {getattr(self, name)}")
+        if self.head_scope not in ("global", "per_layer"):
+            raise VlmcompressError(f"--head_scope is global or per_layer, got {self.head_scope!r}")
+        if self.prune_gradually:
+            if not (self.head_ratio or self.mlp_ratio):
+                raise VlmcompressError("--prune_gradually needs --head_ratio and/or --mlp_ratio to reach")
+            if self.hidden_ratio or self.student or self.student_config:
+                raise VlmcompressError("--prune_gradually prunes the inherited student: not with --hidden_ratio, "
+                                       "--student or --student_config")
+            if not 0 < self.prune_end <= 1:
+                raise VlmcompressError(f"--prune_end is a fraction of the steps in (0, 1], got {self.prune_end}")
 
     def teacher_path(self) -> str | None:
         """The teacher to load (None: load_model's default, the embedded CLIP teacher)."""
@@ -197,11 +210,30 @@ def build_student(teacher, processor, args: StudentArguments, calibration=None):
         torch.manual_seed(0)
         return type(teacher)(config), [{"method": "student_from_config", "overrides": overrides}]
     student = copy.deepcopy(teacher)
-    pruning = PruningConfig(towers=args.towers.split(","), importance=args.importance, head_ratio=args.head_ratio,
-                            mlp_ratio=args.mlp_ratio, hidden_ratio=args.hidden_ratio, layer_strategy="every_k" if args.keep_every > 1 else None,
-                            keep_every=args.keep_every if args.keep_every > 1 else None)
+    one_shot = not args.prune_gradually  # gradually: heads and neurons go while training (gradual_pruning)
+    fields = dict(towers=args.towers.split(","), importance=args.importance,
+                  head_ratio=args.head_ratio if one_shot else 0.0, head_scope=args.head_scope,
+                  mlp_ratio=args.mlp_ratio if one_shot else 0.0, hidden_ratio=args.hidden_ratio,
+                  layer_strategy="every_k" if args.keep_every > 1 else None,
+                  keep_every=args.keep_every if args.keep_every > 1 else None)
+    if not one_shot and args.keep_every == 1:  # every unit goes gradually, while training: nothing to do now
+        return student, [{"method": "student_from_teacher", "pruning": fields}]
+    pruning = PruningConfig(**fields)
     steps = prune_model(student, pruning, processor, dataset=calibration)
     return student, [{"method": "student_from_teacher", "pruning": pruning.to_dict()}, *steps]
+
+
+def gradual_pruning(args: StudentArguments, max_steps: int):
+    """The PruningCallback of ``--prune_gradually`` (None without it): the ratios reached at ``prune_end`` of the
+    steps, Taylor scores accumulated while training."""
+    if not args.prune_gradually:
+        return None
+    from ..pruning.callback import PruningCallback
+
+    end = max(1, int(args.prune_end * max_steps)) if max_steps and max_steps > 0 else None
+    return PruningCallback(PruningConfig(towers=args.towers.split(","), head_ratio=args.head_ratio,
+                                         head_scope=args.head_scope, mlp_ratio=args.mlp_ratio, importance="taylor"),
+                           start_step=0, end_step=end)
 
 
 def load_data(data: DataArguments, seed: int):
@@ -307,11 +339,13 @@ def distill(student_args, data_args, distill_cfg, training_args, *, base_model=N
     collator = ImageTextCollator(processor, data_args.image_column, data_args.caption_column, data_args.label_column,
                                  padding=get_adapter(student).text_padding, shift=data_args.augment_shift,
                                  seed=training_args.seed)
+    gradual = gradual_pruning(student_args, training_args.max_steps)
     card_info = ModelCardCallback(hyperparameters={"distillation": distill_cfg.to_dict(),
                                                    "student": {k: v for k, v in vars(student_args).items() if v is not None}})
     # the Trainer never pushes: the finished folder (student, report, card) is pushed once at the end
     trainer = DistillationTrainer(model=student, args=without_push(training_args), train_dataset=train,
-                                  data_collator=collator, processing_class=processor, callbacks=[card_info],
+                                  data_collator=collator, processing_class=processor,
+                                  callbacks=[card_info] + ([gradual] if gradual else []),
                                   teacher=teacher, distillation_config=distill_cfg)
     result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     student = trainer.trained_student()  # FSDP: a collective, called on every rank
@@ -319,6 +353,9 @@ def distill(student_args, data_args, distill_cfg, training_args, *, base_model=N
           f"({type(trainer.model_wrapped).__name__})", flush=True)
     if not trainer.is_world_process_zero():
         return None
+    if gradual is not None:
+        steps += gradual.report_steps  # the heads and neurons it removed, in the inherited student's numbering
+        s_params = count_parameters(student)
 
     student.eval()
     steps.append({
