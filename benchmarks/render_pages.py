@@ -55,6 +55,8 @@ SOURCES = {
     "evidence_clip": ("benchmarks/run.py --suite clip", "every method against its baselines on the embedded CLIP "
                       "teacher: four distilled students, pruning before and after recovery by importance, combined "
                       "chains, and the Pareto frontier of accuracy kept vs bytes"),
+    "evidence_blip": ("benchmarks/run.py --suite blip", "the same for the embedded BLIP captioner: four distilled "
+                      "students, pruning before and after recovery by importance, and the Pareto frontier"),
     "onnx": ("benchmarks/onnx.py", "PyTorch fp32, ONNX Runtime fp32 and int8 and bitsandbytes int8/nf4 of the embedded "
              "teacher, a distilled student and a ViT-B/32-sized image tower, timed side by side in interleaved rounds "
              "in one process"),

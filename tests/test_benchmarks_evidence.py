@@ -69,6 +69,34 @@ def test_quick_run_writes_every_row_the_page_and_the_plot(tmp_path):
     assert r.stdout.count("done earlier") == len(expected)
 
 
+def test_quick_blip_suite_writes_every_row_with_caption_accuracy(tmp_path):
+    out, work = tmp_path / "out", tmp_path / "work"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--suite", "blip", "--out", str(out),
+           "--work", str(work), "--threads", "1"]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
+    assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-3000:])
+    data = json.loads((out / "evidence_blip.json").read_text())
+    bench = _bench()
+
+    from vlmcompress.embedded.blip_captioner import blip_teacher_path
+
+    teacher_config = json.loads((Path(blip_teacher_path()) / "config.json").read_text())
+    assert [row["name"] for row in data["rows"]] == [row["name"] for row in bench.blip_rows(data["settings"], teacher_config)]
+    assert data["accuracy"] == "caption_accuracy" and data["teacher"]["caption_accuracy"] > 0
+    rows = {row["name"]: row for row in data["rows"]}
+    for row in data["rows"]:
+        assert row["recipe"]["family"] == "blip"
+        assert all(0 <= st["after"]["caption_accuracy"] <= 1 for st in row["stages"]), row["name"]
+    params = lambda name: rows[name]["stages"][-1]["after"]["params"]  # noqa: E731
+    assert params("(iii) random init, caption loss only") == params("(i) inherited + distillation") < data["teacher"]["params"]
+    losses = rows["(ii) inherited, caption loss only"]["stages"][0]["training"]["losses"]
+    assert losses.get("token", 0) == 0 and losses.get("caption")
+    assert data["targets"] and all(t["met"] is None for t in data["targets"])
+    page = (out / "evidence_blip.md").read_text()
+    assert "BLIP captioner" in page and "caption accuracy" in page and "retrieval" in page
+
+
 def test_frontier_and_advice_from_points():
     bench = _bench()
 
