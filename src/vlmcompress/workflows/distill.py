@@ -51,7 +51,7 @@ class StudentArguments:
     student: str | None = field(default=None, metadata={"help": "Start from this checkpoint (e.g. a pruned folder) instead of building a student."})
     student_config: str | None = field(default=None, metadata={"help": 'Random-init student from the teacher config with these overrides (JSON or JSON file), e.g. {"vision_config": {"num_hidden_layers": 2}}.'})
     keep_every: int = field(default=2, metadata={"help": "Inherited student: keep teacher layers 0, k, 2k, ... of each tower (1 keeps all)."})
-    head_ratio: float = field(default=0.0, metadata={"help": "Inherited student: fraction of attention heads removed (global per tower)."})
+    head_ratio: float = field(default=0.0, metadata={"help": "Inherited student: fraction of attention heads removed (ranked as --head_scope says)."})
     mlp_ratio: float = field(default=0.25, metadata={"help": "Inherited student: fraction of MLP neurons removed in every layer."})
     hidden_ratio: float = field(default=0.0, metadata={"help": "Inherited student: fraction of each tower's hidden width removed, with as many heads per layer (head_dim kept): a narrow student of the stock shape, TinyCLIP-style (CLIP; not with --head_ratio)."})
     importance: str = field(default="ablation", metadata={"help": "Inherited student: ranking of heads/neurons: ablation (heads removed one at a time, scored by the output KL; neurons by taylor), taylor, magnitude or random."})
