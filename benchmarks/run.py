@@ -88,6 +88,7 @@ PRUNINGS = {
 INHERITED = {"keep_every": 2, "mlp_ratio": 0.25, "importance": "taylor"}  # distill's inherited student (neurons only:
 # taylor and ablation rank neurons alike)
 CONTRASTIVE_ONLY = {"logit_weight": 0.0, "embedding_weight": 0.0, "contrastive_weight": 1.0}
+LOADED = 3.0  # a 1-minute load average above this on 2 cores: something else ran beside the training process
 NOISE_POINTS = {"seen": 0.5, "heldout": 1.3}  # one standard error over 9,000 / 1,000 test images, in points
 
 
@@ -252,8 +253,10 @@ def run_row(row: dict, s: dict, work: Path, done: dict, log) -> dict:
                        "after": slim(report["after"]), "training": training_figures(report)})
     log(f"  {row['name']}: {seconds:.0f} s; " + ", ".join(
         f"{st['name']} {pct(st['after'].get(ACCURACY[s['family']]))}" for st in stages))
+    # the machine's 1-minute load average as the row ended: this process's own threads make about --threads; more
+    # means other work shared the cores, and the row's seconds are not clean (the page says so)
     return {**{k: v for k, v in row.items() if k != "stages"}, "recipe": recipe, "seconds": round(seconds, 1),
-            "stages": stages}
+            "stages": stages, "load_avg_1m": round(os.getloadavg()[0], 2)}
 
 
 def run_rows_child(work: Path) -> int:
@@ -627,6 +630,12 @@ def render(results: dict, plot_name: str) -> str:
                      "n/a" if a["latency_ratio"] is None else f"{a['latency_ratio']:.2f}x"] for a in results["advice"]])
     for note in results.get("notes", []):
         lines += ["", note]
+    busy = [r["name"] for r in rows if (r.get("load_avg_1m") or 0) > LOADED]
+    if busy:
+        lines += ["", f"Shared machine: {len(busy)} of {len(rows)} rows ended with a 1-minute load average above "
+                  f"{LOADED:g} (other work ran beside the training), so their seconds and samples/s overstate the cost; "
+                  "accuracy and bytes are unaffected, latency ratios are timed side by side: "
+                  + ", ".join(busy) + "."]
     return "\n".join(lines) + "\n"
 
 
