@@ -57,6 +57,9 @@ SOURCES = {
                       "chains, and the Pareto frontier of accuracy kept vs bytes"),
     "evidence_blip": ("benchmarks/run.py --suite blip", "the same for the embedded BLIP captioner: four distilled "
                       "students, pruning before and after recovery by importance, and the Pareto frontier"),
+    "evidence_blip_retrieval": ("benchmarks/run.py --suite blip_retrieval", "BLIP retrieval: a retrieval teacher "
+                                "trained on the digits in the run, four students distilled with the ITC and ITM terms, "
+                                "the ITM term left out, heads/MLP pruning with recovery, and the Pareto frontier"),
     "onnx": ("benchmarks/onnx.py", "PyTorch fp32, ONNX Runtime fp32 and int8 and bitsandbytes int8/nf4 of the embedded "
              "teacher, a distilled student and a ViT-B/32-sized image tower, timed side by side in interleaved rounds "
              "in one process"),
@@ -674,7 +677,8 @@ def render_evidence(name: str, data: dict) -> str:
 
 
 RENDERERS = {"pruning": render_pruning, "quantization": render_quantization, "onnx": render_onnx,
-             "real_size": render_real_size, "evidence_clip": render_evidence, "evidence_blip": render_evidence}
+             "real_size": render_real_size, "evidence_clip": render_evidence, "evidence_blip": render_evidence,
+             "evidence_blip_retrieval": render_evidence}
 
 
 def render_index(names: list[str]) -> str:

@@ -117,3 +117,32 @@ def test_loading_the_benchmark_leaves_the_onnx_package_importable():
 
     assert sys.path.index(str(ROOT / "benchmarks")) > 0
     assert importlib.util.find_spec("onnx").origin != str(ROOT / "benchmarks" / "onnx.py")
+
+
+def test_quick_blip_retrieval_suite_trains_its_teacher_and_distills_itm(tmp_path):
+    out, work = tmp_path / "out", tmp_path / "work"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--suite", "blip_retrieval", "--out",
+           str(out), "--work", str(work), "--threads", "1"]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
+    assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-3000:])
+    data = json.loads((out / "evidence_blip_retrieval.json").read_text())
+    bench = _bench()
+
+    from vlmcompress.embedded.blip_captioner import blip_teacher_path
+
+    teacher_config = json.loads((Path(blip_teacher_path()) / "config.json").read_text())
+    assert [row["name"] for row in data["rows"]] == [row["name"] for row in bench.retrieval_rows(data["settings"], teacher_config)]
+    saved = json.loads((work / "blip_retrieval" / "teacher" / "config.json").read_text())
+    assert saved["architectures"] == ["BlipForImageTextRetrieval"]
+    assert data["teacher_training"]["steps"] == data["settings"]["retrieval_teacher_steps"]
+    assert data["accuracy"] == "zero_shot_accuracy" and 0 <= data["teacher"]["zero_shot_accuracy"] <= 1
+    rows = {row["name"]: row for row in data["rows"]}
+    for row in data["rows"]:
+        assert row["recipe"]["family"] == "clip" and row["recipe"]["model"] == str(work / "blip_retrieval" / "teacher")
+    first = rows["(i) inherited + distillation"]["stages"][0]["training"]
+    assert first["losses"]["itm"] == 1.0 and "itm" in first["last_terms"]
+    assert "itm" not in (rows["inherited, ITC distillation without the ITM term"]["stages"][0]["training"]["last_terms"])
+    assert data["targets"] and all(t["met"] is None for t in data["targets"])
+    page = (out / "evidence_blip_retrieval.md").read_text()
+    assert "BLIP retrieval" in page and "ITM KL to the teacher" in page

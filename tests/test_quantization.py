@@ -152,6 +152,37 @@ def test_default_skip_off_quantizes_the_projections_and_reloads(processor, tmp_p
         QuantizationConfig(bits=4, default_skip="no")
 
 
+def test_dtype_keeps_what_stays_unquantized_in_bfloat16_and_reloads(clip64_dir, processor, tmp_path):
+    """``dtype``: embeddings, LayerNorms and the Linears kept in full precision in bf16 (half their bytes), the
+    4-bit Linears as they were; the folder reloads with plain from_pretrained in that dtype, giving the same outputs."""
+    from transformers import CLIPModel
+
+    both = {}
+    for dtype in (None, "bfloat16"):
+        config = QuantizationConfig(bits=4, compute_dtype=dtype or "float32", dtype=dtype)
+        model = quantize(str(clip64_dir), config)
+        save_quantized(model, processor, tmp_path / str(dtype), config)
+        both[dtype] = (model, weight_bytes(model, tmp_path / str(dtype)))
+    model, sizes = both["bfloat16"]
+    fp32_model, fp32_sizes = both[None]
+    assert model.text_model.embeddings.token_embedding.weight.dtype == torch.bfloat16
+    assert model.visual_projection.weight.dtype == torch.bfloat16  # a Linear kept in full precision, by default
+    assert fp32_model.text_model.embeddings.token_embedding.weight.dtype == torch.float32
+    assert model.vlmcompress_quantization["dtype"] == "bfloat16" and fp32_model.vlmcompress_quantization["dtype"] == "float32"
+    assert sizes["token_embedding"] * 2 == fp32_sizes["token_embedding"]
+    assert abs(sizes["quantized_linear"] - fp32_sizes["quantized_linear"]) < 0.01 * fp32_sizes["quantized_linear"]  # (metadata)
+    assert sizes["total"] < fp32_sizes["total"]
+    x = _inputs()
+    before = embeddings(model, x[0].to(torch.bfloat16), x[1])
+    reloaded = CLIPModel.from_pretrained(tmp_path / "bfloat16")
+    assert reloaded.text_model.embeddings.token_embedding.weight.dtype == torch.bfloat16
+    assert type(reloaded.vision_model.encoder.layers[0].mlp.fc1).__name__ == "Linear4bit"
+    assert cosine(embeddings(reloaded, x[0].to(torch.bfloat16), x[1]), before) >= 0.9999
+    assert cosine(before, embeddings(fp32_model, *x)) >= 0.98  # bf16 rounding of the rest, not a different model
+    with pytest.raises(VlmcompressError, match="--dtype must be one of"):
+        QuantizationConfig(bits=4, dtype="int4")
+
+
 def test_bad_options_are_one_clear_error(clip64_dir, processor):
     from transformers import CLIPModel
 

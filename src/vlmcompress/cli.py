@@ -220,7 +220,8 @@ def cmd_quantize(args):
     _set_verbosity(args)
     check_output_dir(args.output_dir, overwrite=args.overwrite)
     config = QuantizationConfig(bits=args.bits, quant_type=args.quant_type, double_quant=args.double_quant,
-                                compute_dtype=args.compute_dtype, towers=args.towers, skip=list(args.skip or []),
+                                compute_dtype=args.compute_dtype, dtype=args.dtype, towers=args.towers,
+                                skip=list(args.skip or []),
                                 default_skip=not args.no_default_skip, device=args.device)
     require_bitsandbytes()
     eval_kwargs = None if args.no_eval else _eval_plan(args)
@@ -571,6 +572,9 @@ def build_parser() -> argparse.ArgumentParser:
     qu.add_argument("--double-quant", action="store_true", help="4-bit: quantize the block scales too")
     qu.add_argument("--compute-dtype", default="float32", choices=["float32", "bfloat16", "float16"],
                     help="4-bit matmul dtype (default float32)")
+    qu.add_argument("--dtype", choices=["float32", "bfloat16", "float16"],
+                    help="dtype of what stays unquantized: embeddings, LayerNorms, the Linears kept in full precision "
+                    "(default: the model's); bfloat16 halves their bytes, most of a small 4-bit checkpoint")
     qu.add_argument("--towers", type=_names, action="extend", default=None,
                     help="comma-separated towers to quantize: vision, text, text_decoder (default: every tower the "
                     "model has)")

@@ -29,7 +29,7 @@ Pruning steps record what they removed in the base model's original numbering::
 Quantization steps say what ``config.json``'s ``quantization_config`` does, and why each Linear kept full precision::
 
     {"method": "quantization", "backend": "bitsandbytes", "bits": 4, "quant_type": "nf4" | "fp4" | "llm_int8",
-     "double_quant": true, "compute_dtype": "float32", "towers": ["vision", "text"],
+     "double_quant": true, "compute_dtype": "float32", "dtype": "float32", "towers": ["vision", "text"],
      "skipped_modules": [...llm_int8_skip_modules...], "skipped_by_default": [...], "skipped_by_user": [...],
      "skipped_for_shape": [...], "quantized_linears": 32, "full_precision_linears": 2, "quantize_embeddings": false}
     {"method": "qlora", "r": 8, "alpha": 16, "dropout": 0.0, "adapted_linears": 48, "trainable_params": 73728,

@@ -237,12 +237,13 @@ def _describe(step: dict) -> tuple[list[str], set]:
         if step.get("double_quant"):
             what += " with double quantization"
         lines.append(f"weights stored {what} (bitsandbytes)"
-                     + (f", computing in {step['compute_dtype']}" if step.get("compute_dtype") else ""))
+                     + (f", computing in {step['compute_dtype']}" if step.get("compute_dtype") else "")
+                     + (f"; the rest in {step['dtype']}" if step.get("dtype") not in (None, "float32") else ""))
         if step.get("towers"):
             lines.append(f"towers quantized: {fmt_value(step['towers'])}")
         if "skipped_modules" in step:
             lines.append(f"modules kept in full precision: {fmt_value(step.get('skipped_modules')) or 'none'}")
-        used |= {"bits", "quant_type", "double_quant", "compute_dtype", "towers", "skipped_modules"}
+        used |= {"bits", "quant_type", "double_quant", "compute_dtype", "dtype", "towers", "skipped_modules"}
     elif method == "distillation":
         if step.get("teacher"):
             lines.append(f"teacher: {model_names(step['teacher'])[0]}")

@@ -21,13 +21,17 @@ class QuantizationConfig(JsonConfig):
     boundary, a regex with that boundary, or a suffix) to the family defaults the adapter keeps in full precision;
     each pattern must match at least one Linear. ``default_skip=False`` quantizes the family's defaults too (CLIP's
     and SigLIP's projections and heads, BLIP's projection and ITM heads): smaller, at some accuracy. ``towers`` not listed stay in full precision (None: every tower).
-    ``compute_dtype`` is the 4-bit matmul dtype (float32 on CPU unless the CPU has fast bf16).
+    ``compute_dtype`` is the 4-bit matmul dtype (float32 on CPU unless the CPU has fast bf16). ``dtype`` is what
+    bitsandbytes leaves unquantized is stored and run in (the token and position embeddings, the patch convolution,
+    LayerNorms, the Linears kept in full precision), as ``from_pretrained(dtype=...)`` loads them: None keeps the
+    model's; ``bfloat16`` halves those bytes, which dominate a small 4-bit checkpoint.
     """
 
     bits: int = 8
     quant_type: str | None = None  # 4-bit: nf4 when not given
     double_quant: bool = False
     compute_dtype: str = "float32"
+    dtype: str | None = None
     towers: list | None = None
     skip: list = field(default_factory=list)
     default_skip: bool = True
@@ -57,6 +61,8 @@ class QuantizationConfig(JsonConfig):
         if self.compute_dtype not in COMPUTE_DTYPES:
             raise VlmcompressError(
                 f"--compute-dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {self.compute_dtype!r}")
+        if self.dtype is not None and self.dtype not in COMPUTE_DTYPES:
+            raise VlmcompressError(f"--dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {self.dtype!r}")
         from ..adapters import known_tower_names
 
         names = known_tower_names()

@@ -191,11 +191,11 @@ def quantize(model_or_path, config: QuantizationConfig | None = None, **options)
         plan = plan_skips(_skeleton(cls, hf_config), config)
         dtype = getattr(hf_config, "dtype", None)
         dtype = dtype if isinstance(dtype, torch.dtype) else getattr(torch, str(dtype or "float32"), torch.float32)
-        return _load(cls, path, config, plan, dtype)
+        return _load(cls, path, config, plan, getattr(torch, config.dtype) if config.dtype else dtype)
     model = model_or_path
     ensure_not_quantized(model)
     plan = plan_skips(model, config)
-    dtype = get_adapter(model).input_dtype()
+    dtype = getattr(torch, config.dtype) if config.dtype else get_adapter(model).input_dtype()
     source = getattr(model, "name_or_path", "") or ""
     with tempfile.TemporaryDirectory(prefix="vlmcompress-quantize-") as tmp:
         save_compressed(model, None, tmp)  # adds vlmcompress's class for pruned shapes
@@ -222,6 +222,7 @@ def quantization_step(model, config: QuantizationConfig | None = None, plan: dic
         "quant_type": qc.get("bnb_4bit_quant_type") if bits == 4 else "llm_int8",
         "double_quant": bool(qc.get("bnb_4bit_use_double_quant")) if bits == 4 else False,
         "compute_dtype": str(qc.get("bnb_4bit_compute_dtype") or "float32").replace("torch.", "") if bits == 4 else "float16",
+        "dtype": str(get_adapter(model).input_dtype()).replace("torch.", ""),  # of what stays unquantized
         "towers": (config or QuantizationConfig()).towers_of(get_adapter(model).towers()),
         "skipped_modules": list(qc.get("llm_int8_skip_modules") or []),
         "quantized_linears": len(quantized),

@@ -31,6 +31,7 @@ class QuantizeArguments:
     quant_type: str | None = field(default=None, metadata={"help": "4-bit data type: nf4 (default) or fp4."})
     double_quant: bool = field(default=False, metadata={"help": "4-bit: quantize the block scales too."})
     compute_dtype: str = field(default="float32", metadata={"help": "4-bit matmul dtype: float32, bfloat16 or float16."})
+    dtype: str | None = field(default=None, metadata={"help": "dtype of what stays unquantized (embeddings, LayerNorms, Linears kept in full precision): float32, bfloat16 or float16 (default: the model's)."})
     towers: str = field(default="", metadata={"help": "Comma-separated towers to quantize (vision, text, text_decoder); default: every tower."})
     skip: list[str] = field(default_factory=list, metadata={"help": "More Linears to keep in full precision (name prefix, regex or suffix); each must match."})
     qlora: bool = field(default=False, metadata={"help": "Train LoRA adapters on the quantized model (QLoRA)."})
@@ -75,7 +76,8 @@ def quantize_and_recover(args: QuantizeArguments, training_args: TrainingArgumen
     check_output_dir(output_dir, overwrite=getattr(training_args, "overwrite_output_dir", False),
                      flag="--overwrite_output_dir")
     config = QuantizationConfig(bits=args.bits, quant_type=args.quant_type, double_quant=args.double_quant,
-                                compute_dtype=args.compute_dtype, towers=[t for t in args.towers.split(",") if t] or None,
+                                compute_dtype=args.compute_dtype, dtype=args.dtype,
+                                towers=[t for t in args.towers.split(",") if t] or None,
                                 skip=list(args.skip))
     model, processor, path = load_checkpoint(args.model_name_or_path)
     eval_kw = dict(images_per_number=args.eval_images_per_number, latency_batch_size=args.latency_batch_size)
