@@ -55,6 +55,9 @@ SOURCES = {
     "evidence_clip": ("benchmarks/run.py --suite clip", "every method against its baselines on the embedded CLIP "
                       "teacher: four distilled students, pruning before and after recovery by importance, combined "
                       "chains, and the Pareto frontier of accuracy kept vs bytes"),
+    "evidence_clip_small": ("benchmarks/run.py --suite clip_small", "the <= 10% tier of the embedded CLIP teacher: one "
+                            "distilled student quantized three ways, down to every Linear in nf4 with double "
+                            "quantization and the rest in bf16, and the half-depth chain in that layout"),
     "evidence_blip": ("benchmarks/run.py --suite blip", "the same for the embedded BLIP captioner: four distilled "
                       "students, pruning before and after recovery by importance, and the Pareto frontier"),
     "evidence_blip_retrieval": ("benchmarks/run.py --suite blip_retrieval", "BLIP retrieval: a retrieval teacher "
@@ -677,7 +680,8 @@ def render_evidence(name: str, data: dict) -> str:
 
 
 RENDERERS = {"pruning": render_pruning, "quantization": render_quantization, "onnx": render_onnx,
-             "real_size": render_real_size, "evidence_clip": render_evidence, "evidence_blip": render_evidence,
+             "real_size": render_real_size, "evidence_clip": render_evidence, "evidence_clip_small": render_evidence,
+             "evidence_blip": render_evidence,
              "evidence_blip_retrieval": render_evidence}
 
 
