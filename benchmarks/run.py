@@ -28,6 +28,12 @@ nothing copied from it. A run that stops resumes from its last finished row when
 * **combined**: prune -> distill -> quantize chains (nf4 and int8; the clip_small recipe with every Linear in nf4),
   bytes on disk, memory, latency and accuracy at each stage.
 
+The other suites: **clip_small** (the <= 10% tier: one distilled student quantized four ways, down to every Linear
+in nf4 and the rest in bf16, and smaller students in that layout: MLP -75%, half depth and narrow, the last two
+distilled longer); **blip** (the captioner: four students, pruning with recovery); **blip_retrieval** (a BlipForImageTextRetrieval
+teacher trained first by recipes/train_blip_retrieval_teacher.py, four students distilled with the ITC and ITM terms,
+the ITM term left out, heads/MLP pruning with recovery).
+
 Accuracy: the embedded digits test split (100 numbers; --images-per-number per number; "held-out" = the 10 numbers
 no model was trained on). Latency: after every row has run, the teacher and every row's final checkpoint are loaded
 into this process and timed in --latency-rounds interleaved rounds (each turn the median of 7 image+text forwards at
@@ -180,16 +186,17 @@ def clip_rows(s: dict, teacher_config: dict) -> list[dict]:
 
 
 NF4 = {"bits": 4, "quant_type": "nf4"}
-#: the smallest 4-bit layout: every Linear in nf4 with its block scales quantized too, and what bitsandbytes leaves
-#: unquantized (token and position embeddings, the patch convolution, LayerNorms) in bf16
-NF4_SMALLEST = {**NF4, "default_skip": False, "double_quant": True, "dtype": "bfloat16", "compute_dtype": "bfloat16"}
+#: the smallest 4-bit layout measured: every Linear in nf4, and what bitsandbytes leaves unquantized (token and
+#: position embeddings, the patch convolution, LayerNorms, biases) in bf16; double quantization is a row of its own
+#: (at these widths its per-Linear tables outweigh the block scales it shrinks)
+NF4_SMALLEST = {**NF4, "default_skip": False, "dtype": "bfloat16", "compute_dtype": "bfloat16"}
+SMALLEST = "nf4 (all Linears, the rest in bf16)"
 
 
 def small_rows(s: dict, teacher_config: dict) -> list[dict]:
-    """The <= 10% tier: one distilled heads/MLP -50% student quantized three ways (nf4 as the CLIP suite does it,
-    every Linear in nf4, and the smallest layout: nf4 everywhere, double quantization, the rest in bf16), and the
-    half-depth chain of the clip_small recipe and the narrow tier's student, both distilled for small_steps, in the
-    smallest layout."""
+    """The <= 10% tier: one distilled heads/MLP -50% student quantized four ways (nf4 as the CLIP suite does it, every
+    Linear in nf4, the rest in bf16 too, and double quantization on top), then smaller students in the smallest layout:
+    MLP -75%, and the half-depth and narrow students distilled for small_steps."""
     batch = {"per_device_train_batch_size": s["batch_size"]}
     both = {**PRUNINGS["heads -50% + MLP -50%"], "importance": DEFAULT_IMPORTANCE}
     base = "heads/MLP -50% + distill + nf4"
@@ -198,15 +205,18 @@ def small_rows(s: dict, teacher_config: dict) -> list[dict]:
          "stages": [{"prune": both}, {"distill": {"max_steps": s["steps"], **batch}}, {"quantize": dict(NF4)}]},
         {"section": "combined", "name": "heads/MLP -50% + distill + nf4 (all Linears)", "base": (base, 2),
          "stages": [{"quantize": {**NF4, "default_skip": False}}]},
+        {"section": "combined", "name": f"heads/MLP -50% + distill + {SMALLEST}", "base": (base, 2),
+         "stages": [{"quantize": dict(NF4_SMALLEST)}]},
         {"section": "combined", "name": "heads/MLP -50% + distill + nf4 (all Linears, double quant, the rest in bf16)",
-         "base": (base, 2), "stages": [{"quantize": dict(NF4_SMALLEST)}]},
-        {"section": "combined",
-         "name": "half depth, heads -50%, MLP -75% + distill + nf4 (all Linears, double quant, the rest in bf16)",
+         "base": (base, 2), "stages": [{"quantize": {**NF4_SMALLEST, "double_quant": True}}]},
+        {"section": "combined", "name": f"heads -50%, MLP -75% + distill + {SMALLEST}",
+         "stages": [{"prune": {**both, "mlp_ratio": 0.75}}, {"distill": {"max_steps": s["steps"], **batch}},
+                    {"quantize": dict(NF4_SMALLEST)}]},
+        {"section": "combined", "name": f"half depth, heads -50%, MLP -75% + distill, longer + {SMALLEST}",
          "stages": [{"prune": {"layer_strategy": "every_k", "keep_every": 2, "head_ratio": 0.5,
                                "head_scope": "per_layer", "mlp_ratio": 0.75}},
                     {"distill": {"max_steps": s["small_steps"], **batch}}, {"quantize": dict(NF4_SMALLEST)}]},
-        {"section": "combined",
-         "name": "narrow (half width) + distill, longer + nf4 (all Linears, double quant, the rest in bf16)",
+        {"section": "combined", "name": f"narrow (half width) + distill, longer + {SMALLEST}",
          "stages": [{"distill": {**NARROW, "max_steps": s["small_steps"], **batch}},
                     {"quantize": dict(NF4_SMALLEST)}]},
     ]
@@ -289,13 +299,16 @@ def retrieval_rows(s: dict, teacher_config: dict) -> list[dict]:
 
 
 ROWS = {"clip": clip_rows, "clip_small": small_rows, "blip": blip_rows, "blip_retrieval": retrieval_rows}
-NOTES = {"clip": ["The <= 10% tier (the smallest 4-bit layout: every Linear in nf4, double quantization, the rest "
-                  "in bf16) has its own page: [evidence_clip_small.md](evidence_clip_small.md)."],
+NOTES = {"clip": ["The <= 10% tier (the smallest 4-bit layout: every Linear in nf4, the rest in bf16; smaller "
+                  "students in it, among them the narrow student distilled longer) has its own page: "
+                  "[evidence_clip_small.md](evidence_clip_small.md)."],
          "clip_small": ["What is left in full precision dominates a small 4-bit checkpoint: the token embedding, "
-                        "position embeddings, patch convolution and LayerNorms, which bitsandbytes does not quantize. "
-                        "Storing them in bf16 (`--dtype bfloat16`) halves those bytes; `--double-quant` shrinks the "
-                        "block scales and `--no-default-skip` puts the projections in nf4 too. The rows share one "
-                        "distilled student where their names say so (stage marked shared)."],
+                        "position embeddings, patch convolution, LayerNorms and biases, which bitsandbytes does not "
+                        "quantize. Storing them in bf16 (`--dtype bfloat16`) halves those bytes and "
+                        "`--no-default-skip` puts the projections in nf4 too; `--double-quant` stores a 256-entry table "
+                        "per Linear, more than it saves on layers this small. The first four rows share one distilled "
+                        "student (stages marked shared); 'longer' rows distil for the longer step count of the training "
+                        "line."],
          "blip": ["BLIP retrieval (a BlipForImageTextRetrieval distilled with the ITC and ITM terms) has its own page: "
                   "[evidence_blip_retrieval.md](evidence_blip_retrieval.md)."],
          "blip_retrieval": ["The retrieval teacher is trained by `recipes/train_blip_retrieval_teacher.py` at the start "
@@ -651,6 +664,8 @@ def render(results: dict, plot_name: str) -> str:
     def section(name):
         return [r for r in rows if r["section"] == name]
 
+    longer = any(st.get("kind") == "distill" and (st.get("options") or {}).get("max_steps") == s.get("small_steps")
+                 != s["steps"] for r in rows for st in r["stages"])
     lines = [f"# The evidence: {text['title']}", "",
              "<!-- generated by benchmarks/run.py / render_pages.py: do not edit -->", "",
              f"Generated by `python benchmarks/run.py --suite {suite}` from `benchmarks/results/evidence_{suite}.json`."
@@ -660,8 +675,9 @@ def render(results: dict, plot_name: str) -> str:
              f"{results['environment'].get('transformers')}",
              f"- accuracy: embedded digits test split, {s['images_per_number']} images per number (100 numbers; "
              f"held-out = the 10 numbers never trained on), seen / held-out {text['accuracy']}",
-             f"- training: {s['steps']} steps per distillation row, {s['recovery_steps']} recovery steps per pruning "
-             f"row, batch {batch}, seed 42, {s['train_images_per_number']} training images per seen number, "
+             f"- training: {s['steps']} steps per distillation row"
+             + (f" ({s['small_steps']} for the chains distilled longer)" if longer else "")
+             + f", {s['recovery_steps']} recovery steps per pruning row, batch {batch}, seed 42, {s['train_images_per_number']} training images per seen number, "
              "OMP_WAIT_POLICY=ACTIVE in the training process",
              f"- latency: every final checkpoint and the teacher timed side by side in {lat['rounds']} interleaved "
              f"rounds, image+text forward at batch {lat['batch_size']}, {lat['threads']} threads, {lat['dtype']}, "

@@ -148,7 +148,7 @@ def test_quick_blip_retrieval_suite_trains_its_teacher_and_distills_itm(tmp_path
     assert "BLIP retrieval" in page and "ITM KL to the teacher" in page
 
 
-def test_quick_clip_small_suite_quantizes_one_student_three_ways(tmp_path):
+def test_quick_clip_small_suite_quantizes_one_student_four_ways(tmp_path):
     out, work = tmp_path / "out", tmp_path / "work"
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     cmd = [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--suite", "clip_small", "--out", str(out),
@@ -157,7 +157,7 @@ def test_quick_clip_small_suite_quantizes_one_student_three_ways(tmp_path):
     assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-3000:])
     data = json.loads((out / "evidence_clip_small.json").read_text())
     rows = {row["name"]: row for row in data["rows"]}
-    nf4, smallest = rows["heads/MLP -50% + distill + nf4"], rows["heads/MLP -50% + distill + nf4 (all Linears, double quant, the rest in bf16)"]
+    nf4, smallest = rows["heads/MLP -50% + distill + nf4"], rows["heads/MLP -50% + distill + nf4 (all Linears, the rest in bf16)"]
     assert smallest["stages"][1]["inherited"] and smallest["stages"][1]["folder"] == nf4["stages"][1]["folder"]
     assert smallest["stages"][-1]["options"]["dtype"] == "bfloat16"
     assert smallest["stages"][-1]["after"]["size_bytes"] < rows["heads/MLP -50% + distill + nf4 (all Linears)"]["stages"][-1]["after"]["size_bytes"] < nf4["stages"][-1]["after"]["size_bytes"]
