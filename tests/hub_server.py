@@ -352,12 +352,19 @@ class _Handler(BaseHTTPRequestHandler):
     def agent_harnesses(self, body, query):
         self._send(200, {"standardEnvVars": [], "harnesses": {}})
 
+    def organization_overview(self, org, body, query):
+        # bitsandbytes (through the ``kernels`` package, on AVX512-BF16 CPUs) asks whether kernels-community publishes
+        # trusted kernels before fetching its CPU kernel: this Hub has no organizations, as the Hub answers for an
+        # unknown one, and bitsandbytes falls back to its own CPU code
+        raise _Error(404, f"Organization {org} not found")
+
     REPO = r"([^/]+/[^/]+)"
     ROUTES = [
         ("POST", r"/api/repos/create", create_repo),
         ("POST", r"/api/validate-yaml", validate_yaml),
         ("GET", r"/api/whoami-v2", whoami),
         ("GET", r"/api/agent-harnesses", agent_harnesses),
+        ("GET", r"/api/organizations/([^/]+)/overview", organization_overview),
         ("POST", rf"/api/models/{REPO}/preupload/([^/]+)", preupload),
         ("POST", rf"/api/models/{REPO}/commit/([^/]+)", commit),
         ("POST", rf"/api/models/{REPO}/branch/([^/]+)", create_branch),

@@ -86,6 +86,25 @@ def test_a_user_file_dropped_into_an_earlier_result_protects_it(tiny_clip_dir, t
     assert (out / "my-notes.txt").read_text() == "what I learned"
 
 
+def test_a_trainer_folder_killed_mid_checkpoint_is_still_ours(tmp_path):
+    """A recipe's distillation stage killed while the Trainer wrote checkpoint-20 leaves it without trainer_state.json
+    beside a complete checkpoint-10: still the Trainer's folder (resumable), while a lone partial checkpoint or a
+    user's file is not."""
+    from vlmcompress.io import is_vlmcompress_output
+
+    stage = tmp_path / "02-distill"
+    (stage / "checkpoint-10").mkdir(parents=True)
+    (stage / "checkpoint-10" / "trainer_state.json").write_text("{}")
+    (stage / "checkpoint-20").mkdir()
+    (stage / "checkpoint-20" / "model.safetensors").write_bytes(b"partial")
+    assert is_vlmcompress_output(stage)
+    lone = tmp_path / "lone"
+    (lone / "checkpoint-20").mkdir(parents=True)
+    assert not is_vlmcompress_output(lone)
+    (stage / "notes.txt").write_text("mine")
+    assert not is_vlmcompress_output(stage)
+
+
 def test_save_compressed_replaces_a_folder_whole_or_refuses(processor, tmp_path):
     from conftest import tiny_clip
     from vlmcompress import VlmcompressError, finish_checkpoint, save_compressed

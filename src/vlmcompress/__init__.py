@@ -16,14 +16,20 @@ __version__ = "0.1.0"
 
 
 class _KnownNoise(logging.Filter):
-    """bitsandbytes 0.50 logs a warning at import on AVX512-BF16 CPUs when the optional ``kernels`` package is absent;
-    its own CPU code path is used instead and works (FACTS). Dropped at its source logger, nothing else is."""
+    """bitsandbytes 0.50 on AVX512-BF16 CPUs tries, at import, to fetch a CPU kernel from the Hub's kernels-community
+    (through the ``kernels`` package, which transformers now installs) and logs a warning when it cannot: absent,
+    offline (``kernels`` says it skips the publisher check) or untrusted. Its own CPU code path is used instead and
+    works (FACTS). Those two notices are dropped at their source loggers, nothing else is."""
 
     def filter(self, record):
-        return not str(record.msg).startswith("Failed to load CPU gemm_4bit_forward from kernels-community")
+        msg = str(record.msg)
+        return not (msg.startswith("Failed to load CPU gemm_4bit_forward from kernels-community")
+                    or (msg.startswith("Skipping publisher trust check for 'kernels-community/")
+                        and "bitsandbytes" in msg))
 
 
 logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_KnownNoise())
+logging.getLogger("kernels._internals.hf_hub").addFilter(_KnownNoise())
 # LLM.int8 casts fp32 activations to fp16 on every call and says so each time; what it does is in the report and card
 warnings.filterwarnings("ignore", message="MatMul8bitLt: inputs will be cast from torch.float32 to float16")
 

@@ -116,10 +116,12 @@ def is_vlmcompress_output(folder) -> bool:
         except (OSError, ValueError):
             return False
         return isinstance(data, dict) and "vlmcompress_version" in data and "format_version" in data
-    entries = list(folder.iterdir())
-    checkpoints = [e for e in entries if e.is_dir() and e.name.startswith("checkpoint-")
-                   and (e / "trainer_state.json").is_file()]
-    return bool(checkpoints) and all(e in checkpoints or e.name == "runs" for e in entries)
+    entries = [e for e in folder.iterdir() if not is_atomic_temp(e)]
+    # a run killed while the Trainer wrote a checkpoint leaves that one without its trainer_state.json: still the
+    # Trainer's folder, as long as a complete checkpoint sits beside it
+    checkpoints = [e for e in entries if e.is_dir() and re.match(r"^checkpoint-\d+$", e.name)]
+    complete = [e for e in checkpoints if (e / "trainer_state.json").is_file()]
+    return bool(complete) and all(e in checkpoints or e.name == "runs" for e in entries)
 
 
 def _protected(path: Path) -> str | None:

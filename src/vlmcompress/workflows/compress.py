@@ -377,8 +377,10 @@ class Pipeline:
         training.setdefault("save_total_limit", 1)
         resume = None
         if folder.is_dir() and not (folder / "compression_report.json").is_file():
-            checkpoints = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-            if checkpoints and (checkpoints[-1] / "trainer_state.json").is_file():
+            # the last complete checkpoint: a run killed while saving leaves the newest without trainer_state.json
+            checkpoints = sorted((c for c in folder.glob("checkpoint-*") if re.match(r"^checkpoint-\d+$", c.name)
+                                  and (c / "trainer_state.json").is_file()), key=lambda p: int(p.name.split("-")[1]))
+            if checkpoints:
                 resume = str(checkpoints[-1])
                 self.log(f"stage {stage.name}: resuming from {checkpoints[-1].name}")
         training_args = training_cls(output_dir=str(folder), overwrite_output_dir=True, resume_from_checkpoint=resume,
