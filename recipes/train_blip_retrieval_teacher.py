@@ -28,10 +28,9 @@ import torch  # noqa: E402
 from transformers import BlipForImageTextRetrieval, HfArgumentParser  # noqa: E402
 
 from vlmcompress.adapters import get_adapter  # noqa: E402
-from vlmcompress.embedded import digits  # noqa: E402
 from vlmcompress.embedded.blip_captioner import TEXT_MAX_LENGTH, blip_teacher_path  # noqa: E402
-from vlmcompress.embedded.clip_teacher import pixel_values_from_uint8  # noqa: E402
-from vlmcompress.embedded.training import optimizer_step, save_and_measure, warmup_cosine  # noqa: E402
+from vlmcompress.embedded.training import (adamw, caption_tables, optimizer_step, sample_caption_batch,  # noqa: E402
+                                           save_and_measure, warmup_cosine)
 from vlmcompress.io import check_output_dir  # noqa: E402
 from vlmcompress.loading import load_checkpoint  # noqa: E402
 from vlmcompress.utils import progress  # noqa: E402
@@ -93,28 +92,15 @@ def main(args: RetrievalTeacherArguments | None = None):
     model.train()
     tokenizer, image_processor = processor.tokenizer, processor.image_processor
 
-    seen = np.asarray(digits.SEEN_NUMBERS)
-    n_templates = len(digits.TEMPLATES)
-    texts = [digits.caption(n, t) for n in range(digits.NUM_CLASSES) for t in digits.TEMPLATES]
-    enc = tokenizer(texts, padding="max_length", max_length=TEXT_MAX_LENGTH, truncation=True, return_tensors="pt")
-    ids_table = enc["input_ids"].view(digits.NUM_CLASSES, n_templates, -1)
-    mask_table = enc["attention_mask"].view(digits.NUM_CLASSES, n_templates, -1)
-
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "norm" not in n.lower() and "embedding" not in n]
-    rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "norm" not in n.lower() and "embedding" not in n)]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
-                                   {"params": rest, "weight_decay": 0.0}],
-                                  lr=args.learning_rate, betas=(0.9, 0.98), eps=1e-6)
+    tables = caption_tables(tokenizer, TEXT_MAX_LENGTH)
+    optimizer = adamw(model, args.learning_rate, args.weight_decay)
     scheduler = warmup_cosine(optimizer, args.warmup_ratio, args.max_steps)
     log, start = [], time.time()
     bar = progress(range(args.max_steps), desc="training BLIP retrieval teacher", unit="step")
     for step in bar:
-        labels = rng.choice(seen, size=args.batch_size)
-        images = digits.sample_images(labels, rng, split="train", max_shift=args.max_shift)
-        template = torch.from_numpy(rng.integers(n_templates, size=args.batch_size))
-        labels_t = torch.from_numpy(labels)
-        loss = adapter.training_loss(pixel_values_from_uint8(images, image_processor), ids_table[labels_t, template],
-                                     mask_table[labels_t, template], labels=labels_t)
+        pixel_values, input_ids, attention_mask, labels = sample_caption_batch(rng, args.batch_size, image_processor,
+                                                                               tables, args.max_shift)
+        loss = adapter.training_loss(pixel_values, input_ids, attention_mask, labels=labels)
         optimizer_step(loss, model, optimizer, scheduler, args.max_grad_norm)
         if step % 25 == 0 or step == args.max_steps - 1:
             log.append({"step": step, "loss": round(loss.item(), 4), "lr": scheduler.get_last_lr()[0],

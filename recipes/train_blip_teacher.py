@@ -26,10 +26,9 @@ import torch  # noqa: E402
 from transformers import BlipForConditionalGeneration, HfArgumentParser  # noqa: E402
 
 from vlmcompress.adapters import get_adapter  # noqa: E402
-from vlmcompress.embedded import digits  # noqa: E402
-from vlmcompress.embedded.clip_teacher import pixel_values_from_uint8  # noqa: E402
 from vlmcompress.embedded.blip_captioner import BLIP_TEACHER_NAME, TEXT_MAX_LENGTH, blip_config, build_blip_processor  # noqa: E402
-from vlmcompress.embedded.training import digit_probe_loss, optimizer_step, save_and_measure, warmup_cosine  # noqa: E402
+from vlmcompress.embedded.training import (adamw, caption_tables, digit_probe_loss, optimizer_step,  # noqa: E402
+                                           sample_caption_batch, save_and_measure, warmup_cosine)
 from vlmcompress.io import check_output_dir  # noqa: E402
 from vlmcompress.utils import progress  # noqa: E402
 
@@ -72,30 +71,18 @@ def main(args: BlipTeacherArguments | None = None):
     adapter = get_adapter(model)
     model.train()
 
-    seen = np.asarray(digits.SEEN_NUMBERS)
-    n_templates = len(digits.TEMPLATES)
-    texts = [digits.caption(n, t) for n in range(digits.NUM_CLASSES) for t in digits.TEMPLATES]
-    enc = tokenizer(texts, padding="max_length", max_length=TEXT_MAX_LENGTH, truncation=True, return_tensors="pt")
-    ids_table = enc["input_ids"].view(digits.NUM_CLASSES, n_templates, -1)
-    mask_table = enc["attention_mask"].view(digits.NUM_CLASSES, n_templates, -1)
-
+    tables = caption_tables(tokenizer, TEXT_MAX_LENGTH)
     probe = torch.nn.Linear(config.vision_config.hidden_size, 20)
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "norm" not in n.lower() and "embedding" not in n]
-    rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "norm" not in n.lower() and "embedding" not in n)]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
-                                   {"params": rest + list(probe.parameters()), "weight_decay": 0.0}],
-                                  lr=args.learning_rate, betas=(0.9, 0.98), eps=1e-6)
+    optimizer = adamw(model, args.learning_rate, args.weight_decay, extra=probe.parameters())
     scheduler = warmup_cosine(optimizer, args.warmup_ratio, args.max_steps)
     log, start = [], time.time()
     bar = progress(range(args.max_steps), desc="training BLIP teacher", unit="step")
     for step in bar:
-        labels = rng.choice(seen, size=args.batch_size)
-        images = digits.sample_images(labels, rng, split="train", max_shift=args.max_shift)
-        template = torch.from_numpy(rng.integers(n_templates, size=args.batch_size))
-        labels_t = torch.from_numpy(labels)
-        input_ids, lm_labels = adapter.caption_inputs(ids_table[labels_t, template], mask_table[labels_t, template])
-        out = model(pixel_values=pixel_values_from_uint8(images, image_processor), input_ids=input_ids,
-                    attention_mask=mask_table[labels_t, template], labels=lm_labels, output_hidden_states=False)
+        pixel_values, ids, mask, labels_t = sample_caption_batch(rng, args.batch_size, image_processor, tables,
+                                                                 args.max_shift)
+        input_ids, lm_labels = adapter.caption_inputs(ids, mask)
+        out = model(pixel_values=pixel_values, input_ids=input_ids, attention_mask=mask, labels=lm_labels,
+                    output_hidden_states=False)
         lm_loss = out.loss
         digit_loss = torch.zeros(())
         if args.digit_loss_weight:

@@ -20,14 +20,20 @@ def _bench():
     return module
 
 
-def test_quick_run_writes_every_row_the_page_and_the_plot(tmp_path):
+def _quick(suite: str, tmp_path):
+    """``benchmarks/run.py --quick --suite SUITE`` in a fresh process (no OMP_WAIT_POLICY: it times models): the
+    command, its result, the JSON it wrote, and the out and work folders."""
     out, work = tmp_path / "out", tmp_path / "work"
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--suite", "clip", "--out", str(out),
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--suite", suite, "--out", str(out),
            "--work", str(work), "--threads", "1"]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
     assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-3000:])
-    data = json.loads((out / "evidence_clip.json").read_text())
+    return cmd, env, json.loads((out / f"evidence_{suite}.json").read_text()), out, work
+
+
+def test_quick_run_writes_every_row_the_page_and_the_plot(tmp_path):
+    cmd, env, data, out, work = _quick("clip", tmp_path)
     bench = _bench()
 
     from vlmcompress.loading import resolve_model_path
@@ -70,13 +76,7 @@ def test_quick_run_writes_every_row_the_page_and_the_plot(tmp_path):
 
 
 def test_quick_blip_suite_writes_every_row_with_caption_accuracy(tmp_path):
-    out, work = tmp_path / "out", tmp_path / "work"
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--suite", "blip", "--out", str(out),
-           "--work", str(work), "--threads", "1"]
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
-    assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-3000:])
-    data = json.loads((out / "evidence_blip.json").read_text())
+    cmd, env, data, out, work = _quick("blip", tmp_path)
     bench = _bench()
 
     from vlmcompress.embedded.blip_captioner import blip_teacher_path
@@ -120,13 +120,7 @@ def test_loading_the_benchmark_leaves_the_onnx_package_importable():
 
 
 def test_quick_blip_retrieval_suite_trains_its_teacher_and_distills_itm(tmp_path):
-    out, work = tmp_path / "out", tmp_path / "work"
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--suite", "blip_retrieval", "--out",
-           str(out), "--work", str(work), "--threads", "1"]
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
-    assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-3000:])
-    data = json.loads((out / "evidence_blip_retrieval.json").read_text())
+    cmd, env, data, out, work = _quick("blip_retrieval", tmp_path)
     bench = _bench()
 
     from vlmcompress.embedded.blip_captioner import blip_teacher_path
@@ -149,13 +143,7 @@ def test_quick_blip_retrieval_suite_trains_its_teacher_and_distills_itm(tmp_path
 
 
 def test_quick_clip_small_suite_quantizes_one_student_four_ways(tmp_path):
-    out, work = tmp_path / "out", tmp_path / "work"
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--suite", "clip_small", "--out", str(out),
-           "--work", str(work), "--threads", "1"]
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
-    assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-3000:])
-    data = json.loads((out / "evidence_clip_small.json").read_text())
+    cmd, env, data, out, work = _quick("clip_small", tmp_path)
     rows = {row["name"]: row for row in data["rows"]}
     nf4, smallest = rows["heads/MLP -50% + distill + nf4"], rows["heads/MLP -50% + distill + nf4 (all Linears, the rest in bf16)"]
     assert smallest["stages"][1]["inherited"] and smallest["stages"][1]["folder"] == nf4["stages"][1]["folder"]

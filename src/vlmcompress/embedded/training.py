@@ -16,6 +16,46 @@ def digit_probe_loss(probe, embeds, labels):
     return F.cross_entropy(logits[:, :10], labels // 10) + F.cross_entropy(logits[:, 10:], labels % 10)
 
 
+def caption_tables(tokenizer, max_length: int):
+    """Token ids and attention masks of every number's caption in every training template: two tensors of shape
+    (numbers, templates, max_length), indexed by (number, template)."""
+    from . import digits
+
+    texts = [digits.caption(n, t) for n in range(digits.NUM_CLASSES) for t in digits.TEMPLATES]
+    enc = tokenizer(texts, padding="max_length", max_length=max_length, truncation=True, return_tensors="pt")
+    shape = (digits.NUM_CLASSES, len(digits.TEMPLATES), -1)
+    return enc["input_ids"].view(shape), enc["attention_mask"].view(shape)
+
+
+def sample_caption_batch(rng, batch_size: int, image_processor, tables, max_shift: int):
+    """Fresh training images of random seen numbers, each with a caption from a random template: (pixel_values,
+    input_ids, attention_mask, labels)."""
+    import numpy as np
+
+    from . import digits
+    from .clip_teacher import pixel_values_from_uint8
+
+    ids_table, mask_table = tables
+    labels = rng.choice(np.asarray(digits.SEEN_NUMBERS), size=batch_size)
+    images = digits.sample_images(labels, rng, split="train", max_shift=max_shift)
+    template = torch.from_numpy(rng.integers(len(digits.TEMPLATES), size=batch_size))
+    labels_t = torch.from_numpy(labels)
+    return (pixel_values_from_uint8(images, image_processor), ids_table[labels_t, template],
+            mask_table[labels_t, template], labels_t)
+
+
+def adamw(model, lr: float, weight_decay: float, extra=()):
+    """AdamW (betas 0.9/0.98) with weight decay on matrices only (not norms, embeddings or vectors); ``extra``:
+    more parameters without decay (e.g. an auxiliary probe's)."""
+    def decays(name, p):
+        return p.ndim >= 2 and "norm" not in name.lower() and "embedding" not in name
+
+    decay = [p for n, p in model.named_parameters() if decays(n, p)]
+    rest = [p for n, p in model.named_parameters() if not decays(n, p)]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                              {"params": rest + list(extra), "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.98), eps=1e-6)
+
+
 def warmup_cosine(optimizer, warmup_ratio: float, max_steps: int):
     """Linear warm-up over ``warmup_ratio`` of the steps, then cosine decay to 0."""
     warmup = max(1, int(warmup_ratio * max_steps))
