@@ -21,10 +21,10 @@ class QuantizationConfig(JsonConfig):
     boundary, a regex with that boundary, or a suffix) to the family defaults the adapter keeps in full precision;
     each pattern must match at least one Linear. ``default_skip=False`` quantizes the family's defaults too (CLIP's
     and SigLIP's projections and heads, BLIP's projection and ITM heads): smaller, at some accuracy. ``towers`` not listed stay in full precision (None: every tower).
-    ``compute_dtype`` is the 4-bit matmul dtype (float32 on CPU unless the CPU has fast bf16). ``dtype`` is what
-    bitsandbytes leaves unquantized is stored and run in (the token and position embeddings, the patch convolution,
-    LayerNorms, the Linears kept in full precision), as ``from_pretrained(dtype=...)`` loads them: None keeps the
-    model's; ``bfloat16`` halves those bytes, which dominate a small 4-bit checkpoint.
+    ``compute_dtype`` is the 4-bit matmul dtype (float32 on CPU unless the CPU has fast bf16). ``dtype`` is the
+    dtype of everything bitsandbytes leaves unquantized (the token and position embeddings, the patch convolution,
+    LayerNorms, biases, the Linears kept in full precision), stored and run as ``from_pretrained(dtype=...)`` loads
+    them: None keeps the model's; ``bfloat16`` halves those bytes, which dominate a small 4-bit checkpoint.
     """
 
     bits: int = 8
