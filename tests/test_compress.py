@@ -126,7 +126,7 @@ def test_a_killed_distillation_stage_resumes_from_its_checkpoint(tmp_path, tiny_
     recipe = {"model": str(tiny_clip_dir), "data": {"train_images_per_number": 4}, "eval": {"skip": True},
               "output_dir": str(out),
               "stages": [{"prune": {"head_ratio": 0.25, "importance": "magnitude"}},
-                         {"distill": {"max_steps": 1000, "save_steps": 10, "per_device_train_batch_size": 16,
+                         {"distill": {"max_steps": 300, "save_steps": 10, "per_device_train_batch_size": 16,
                                       "logging_steps": 100, "cache_teacher": False}}]}
     path = _write(tmp_path / "r.yaml", recipe)
     env = dict(os.environ, VLMCOMPRESS_NO_PROGRESS="1")
@@ -137,7 +137,7 @@ def test_a_killed_distillation_stage_resumes_from_its_checkpoint(tmp_path, tiny_
     while time.time() < deadline and not any(stage.glob("checkpoint-*/trainer_state.json")):
         assert proc.poll() is None, proc.stdout.read()
         time.sleep(0.2)
-    proc.send_signal(signal.SIGKILL)  # far from the end (1,000 steps): the stage is mid-training
+    proc.send_signal(signal.SIGKILL)  # far from the end (300 steps): the stage is mid-training
     proc.wait()
     assert (out / "01-prune" / "stage.json").is_file()
     assert not (stage / "stage.json").exists() and not (stage / "compression_report.json").exists()
