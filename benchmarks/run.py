@@ -82,6 +82,7 @@ ACCURACY = {"clip": "zero_shot_accuracy", "clip_small": "zero_shot_accuracy", "b
 RECIPE_FAMILY = {"clip": "clip", "clip_small": "clip", "blip": "blip", "blip_retrieval": "clip"}
 #: suites whose teacher is trained first, in the suite's work folder, by a recipe (there is no shipped one)
 TEACHER_RECIPES = {"blip_retrieval": "train_blip_retrieval_teacher.py"}
+TEACHER_DIR = "teacher"  # where in a suite's work folder its trained teacher goes
 
 
 def _default_importance() -> str:
@@ -267,7 +268,6 @@ def blip_rows(s: dict, teacher_config: dict) -> list[dict]:
                    or (r["pruning"] == "MLP -50%" and r["importance"] == "taylor")]
 
 
-RETRIEVAL_INHERITED = {"keep_every": 2, "mlp_ratio": 0.25, "importance": "taylor"}
 ITM = {"itm_weight": 1.0, "cache_teacher": False}  # the ITM KL needs the teacher's cross-attention pass: no cache
 
 
@@ -277,18 +277,18 @@ def retrieval_rows(s: dict, teacher_config: dict) -> list[dict]:
     recovery by the default importance and by magnitude."""
     batch = {"per_device_train_batch_size": s["blip_batch_size"]}
     steps, recovery = {"max_steps": s["steps"], **batch}, {"max_steps": s["recovery_steps"], **batch}
-    random_init = {"student_config": random_student_overrides(teacher_config, RETRIEVAL_INHERITED)}
+    random_init = {"student_config": random_student_overrides(teacher_config, INHERITED)}
     rows = [
         {"section": "students", "name": "(i) inherited + distillation",
-         "stages": [{"distill": {**RETRIEVAL_INHERITED, **ITM, **steps}}]},
+         "stages": [{"distill": {**INHERITED, **ITM, **steps}}]},
         {"section": "students", "name": "(ii) inherited, contrastive only",
-         "stages": [{"distill": {**RETRIEVAL_INHERITED, **CONTRASTIVE_ONLY, **steps}}]},
+         "stages": [{"distill": {**INHERITED, **CONTRASTIVE_ONLY, **steps}}]},
         {"section": "students", "name": "(iii) random init, contrastive only",
          "stages": [{"distill": {**random_init, **CONTRASTIVE_ONLY, **steps}}]},
         {"section": "students", "name": "(iv) random init + distillation",
          "stages": [{"distill": {**random_init, **ITM, **steps}}]},
         {"section": "losses", "name": "inherited, ITC distillation without the ITM term",
-         "stages": [{"distill": {**RETRIEVAL_INHERITED, **steps}}]},
+         "stages": [{"distill": {**INHERITED, **steps}}]},
     ]
     for importance in (DEFAULT_IMPORTANCE, "magnitude"):
         what = "heads -50% + MLP -50%"
@@ -322,7 +322,7 @@ def train_suite_teacher(suite: str, work: Path, s: dict) -> Path:
     """The suite's teacher folder, trained by its recipe unless an earlier run left it whole (its report written)."""
     import importlib.util
 
-    folder = work / "teacher"
+    folder = work / TEACHER_DIR
     if (folder / "compression_report.json").is_file():
         print(f"teacher: {folder} (trained earlier)", flush=True)
         return folder
@@ -553,6 +553,11 @@ def targets(rows, teacher, quick: bool, key: str = "zero_shot_accuracy", bars: b
     return out
 
 
+def met_label(met, quick: bool, yes: str, no: str) -> str:
+    """A target's met / not met, and for a target that is neither: a quick run's (no evidence) or one with no bar."""
+    return {True: yes, False: no, None: "(quick run)" if quick else "no bar"}[met]
+
+
 def frontier(points: list[dict]) -> list[dict]:
     """The points no other point beats on both bytes (smaller) and accuracy kept (higher), smallest first."""
     best, out = -1.0, []
@@ -688,8 +693,7 @@ def render(results: dict, plot_name: str) -> str:
              f"- the library's default importance: {results.get('default_importance', 'taylor')}",
              "", "## Targets", ""]
     lines += table(["target", "measured", "met"],
-                   [[t["target"], t["value"], {True: "yes", False: "**no**",
-                                                None: "(quick run)" if s["quick"] else "no bar"}[t["met"]]]
+                   [[t["target"], t["value"], met_label(t["met"], s["quick"], "yes", "**no**")]
                     for t in results["targets"]])
     if section("students"):
         lines += ["", "## Distillation: four students", "",
@@ -818,9 +822,8 @@ def run_suite(suite: str, s: dict, work: Path, log) -> dict:
     from vlmcompress.embedded.blip_captioner import blip_teacher_path
     from vlmcompress.loading import resolve_model_path
 
-    teacher_path = blip_teacher_path() if suite == "blip" else resolve_model_path(None)
-    if suite in TEACHER_RECIPES:  # trained in the training process from the captioner, whose config it keeps
-        teacher_path = blip_teacher_path()
+    # a suite's trained teacher (TEACHER_RECIPES) comes from the captioner and keeps its config
+    teacher_path = blip_teacher_path() if suite.startswith("blip") else resolve_model_path(None)
     teacher_config = json.loads((Path(teacher_path) / "config.json").read_text())
     rows_def = ROWS[suite](s, teacher_config)
     key = ACCURACY[suite]
@@ -843,8 +846,8 @@ def run_suite(suite: str, s: dict, work: Path, log) -> dict:
     rows = [done[r["name"]] for r in rows_def]
     trained = None
     if suite in TEACHER_RECIPES:
-        teacher_path = str(work / "teacher")
-        step = json.loads((work / "teacher" / "compression_report.json").read_text())["steps"][0]
+        teacher_path = str(work / TEACHER_DIR)
+        step = json.loads((work / TEACHER_DIR / "compression_report.json").read_text())["steps"][0]
         trained = {"recipe": f"recipes/{TEACHER_RECIPES[suite]}", "steps": step.get("max_steps"),
                    "batch_size": step.get("batch_size"), "train_seconds": step.get("train_seconds"),
                    "objective": step.get("objective")}
@@ -902,7 +905,7 @@ def main(argv=None) -> int:
             log(f"{suite}: {len(results['rows'])} rows in {results['wall_time_s']:.0f} s; wrote "
                 f"{results_dir / f'evidence_{suite}.json'} and {pages_dir / f'evidence_{suite}.md'}")
             for t in results["targets"]:
-                log(f"  target: {t['target']}: {t['value']} ({ {True: 'met', False: 'NOT met', None: 'quick' if s['quick'] else 'no bar'}[t['met']]})")
+                log(f"  target: {t['target']}: {t['value']} ({met_label(t['met'], s['quick'], 'met', 'NOT met')})")
     finally:
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)

@@ -101,6 +101,14 @@ def foreign_entries(folder) -> list[str]:
     return sorted(out)
 
 
+def trainer_checkpoints(folder, complete: bool = False) -> list[Path]:
+    """The Trainer's ``checkpoint-N`` folders in ``folder``, by step; ``complete``: only those holding their
+    ``trainer_state.json`` (a run killed while the Trainer wrote one leaves it without)."""
+    found = [e for e in Path(folder).iterdir() if e.is_dir() and re.match(r"^checkpoint-\d+$", e.name)
+             and (not complete or (e / "trainer_state.json").is_file())]
+    return sorted(found, key=lambda e: int(e.name.split("-")[1]))
+
+
 def is_vlmcompress_output(folder) -> bool:
     """A folder vlmcompress wrote: its ``compression_report.json`` is one of ours (or it holds nothing but a training
     recipe's resumable Trainer checkpoints), and nothing in it is a file vlmcompress does not write."""
@@ -119,9 +127,9 @@ def is_vlmcompress_output(folder) -> bool:
     entries = [e for e in folder.iterdir() if not is_atomic_temp(e)]
     # a run killed while the Trainer wrote a checkpoint leaves that one without its trainer_state.json: still the
     # Trainer's folder, as long as a complete checkpoint sits beside it
-    checkpoints = [e for e in entries if e.is_dir() and re.match(r"^checkpoint-\d+$", e.name)]
-    complete = [e for e in checkpoints if (e / "trainer_state.json").is_file()]
-    return bool(complete) and all(e in checkpoints or e.name == "runs" for e in entries)
+    checkpoints = trainer_checkpoints(folder)
+    return bool(trainer_checkpoints(folder, complete=True)) and all(e in checkpoints or e.name == "runs"
+                                                                   for e in entries)
 
 
 def _protected(path: Path) -> str | None:

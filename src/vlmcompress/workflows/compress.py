@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from ..errors import VlmcompressError
+from ..io import trainer_checkpoints
 from .recipe import Recipe, Stage, stage_configs, stage_target
 
 STAGE_FILE = "stage.json"
@@ -377,9 +378,7 @@ class Pipeline:
         training.setdefault("save_total_limit", 1)
         resume = None
         if folder.is_dir() and not (folder / "compression_report.json").is_file():
-            # the last complete checkpoint: a run killed while saving leaves the newest without trainer_state.json
-            checkpoints = sorted((c for c in folder.glob("checkpoint-*") if re.match(r"^checkpoint-\d+$", c.name)
-                                  and (c / "trainer_state.json").is_file()), key=lambda p: int(p.name.split("-")[1]))
+            checkpoints = trainer_checkpoints(folder, complete=True)  # a run killed while saving: not the newest
             if checkpoints:
                 resume = str(checkpoints[-1])
                 self.log(f"stage {stage.name}: resuming from {checkpoints[-1].name}")
@@ -388,9 +387,8 @@ class Pipeline:
         report = workflow.distill(student_args, data_args, config, training_args, base_model=str(previous),
                                   report_extra={"stage": stage.name})
         if self.ranks.main:
-            for checkpoint in folder.glob("checkpoint-*"):  # the run finished: its resume points are not the model
-                if checkpoint.is_dir() and re.match(r"^checkpoint-\d+$", checkpoint.name):
-                    shutil.rmtree(checkpoint)
+            for checkpoint in trainer_checkpoints(folder):  # the run finished: its resume points are not the model
+                shutil.rmtree(checkpoint)
         return report
 
 
