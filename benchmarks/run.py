@@ -67,7 +67,7 @@ if str(HERE) not in sys.path:
 
 from _common import environment, hardware, refuse_active_wait_policy  # noqa: E402
 
-SUITES = ("clip", "clip_small", "blip", "blip_retrieval")
+SUITES = ("clip", "clip_small", "blip", "blip_retrieval", "generalization")
 #: small_steps: the <= 10% chain's distillation (the clip_small recipe's 1800 steps); blip_batch_size: the BLIP
 #: distillation default (its training images are 64 per step)
 FULL = dict(steps=400, recovery_steps=200, small_steps=1800, batch_size=128, blip_batch_size=64, images_per_number=100,
@@ -77,9 +77,9 @@ QUICK = dict(steps=3, recovery_steps=2, small_steps=3, batch_size=16, blip_batch
              stage_defaults={"prune": {"calibration_samples": 16}, "distill": {"logging_steps": 1}})
 #: what each suite's accuracy is: zero-shot top-1 (CLIP) or how often the greedy caption names the number (BLIP)
 ACCURACY = {"clip": "zero_shot_accuracy", "clip_small": "zero_shot_accuracy", "blip": "caption_accuracy",
-            "blip_retrieval": "zero_shot_accuracy"}
+            "blip_retrieval": "zero_shot_accuracy", "generalization": "zero_shot_accuracy"}
 #: the recipes' family of each suite: two-tower (CLIP, SigLIP, BLIP retrieval) or the captioner
-RECIPE_FAMILY = {"clip": "clip", "clip_small": "clip", "blip": "blip", "blip_retrieval": "clip"}
+RECIPE_FAMILY = {"clip": "clip", "clip_small": "clip", "blip": "blip", "blip_retrieval": "clip", "generalization": "clip"}
 #: suites whose teacher is trained first, in the suite's work folder, by a recipe (there is no shipped one)
 TEACHER_RECIPES = {"blip_retrieval": "train_blip_retrieval_teacher.py"}
 TEACHER_DIR = "teacher"  # where in a suite's work folder its trained teacher goes
@@ -184,6 +184,53 @@ def clip_rows(s: dict, teacher_config: dict) -> list[dict]:
                     {"quantize": {"bits": 4, "quant_type": "nf4", "default_skip": False}}]},
     ]
     return rows
+
+
+#: the generalization suite: each distillation variant of the inherited student, once per seed; a variant is judged on
+#: the worse of its seen and held-out kept (CLIP is used zero-shot on classes its compression data never showed)
+SEEDS = (42, 43, 44)
+GENERALIZATION = (
+    ("default (similarity KL + embedding)", {}),
+    ("contrastive only (no teacher)", CONTRASTIVE_ONLY),
+    ("default + contrastive", {"contrastive_weight": 1.0}),
+    ("embedding only", {"logit_weight": 0.0}),
+    ("default at lr 1e-3", {"learning_rate": 1e-3}),
+)
+
+
+def generalization_rows(s: dict, teacher_config: dict) -> list[dict]:
+    steps = {"max_steps": s["steps"], "per_device_train_batch_size": s["batch_size"]}
+    return [{"section": "generalization", "name": f"{variant}, seed {seed}", "variant": variant, "seed": seed,
+             "stages": [{"distill": {**INHERITED, **options, **steps, "seed": seed}}]}
+            for variant, options in GENERALIZATION for seed in SEEDS]
+
+
+def seed_groups(rows, teacher, key) -> list[dict]:
+    """The rows of each variant over its seeds: mean and sd of the accuracy and of what is kept, seen and held-out."""
+    groups = {}
+    for r in rows:
+        if r.get("variant"):
+            groups.setdefault(r["variant"], []).append(r)
+    out = []
+    for variant, members in groups.items():
+        g = {"variant": variant, "seeds": [r["seed"] for r in members]}
+        for name, heldout in (("seen", False), ("heldout", True)):
+            acc = [final(r)[f"{key}_heldout" if heldout else key] for r in members]
+            g[name] = statistics.mean(acc)
+            g[f"{name}_sd"] = statistics.stdev(acc) if len(acc) > 1 else None
+            g[f"{name}_kept"] = kept({key: g[name], f"{key}_heldout": g[name]}, teacher, key, heldout=heldout)
+        g["worse_kept"] = min(g["seen_kept"], g["heldout_kept"])
+        out.append(g)
+    return out
+
+
+def seed_noise(groups) -> dict:
+    """The seed-to-seed noise: the pooled sd of the variants (each over its seeds), seen and held-out, in points."""
+    out = {}
+    for name in ("seen", "heldout"):
+        sds = [g[f"{name}_sd"] for g in groups if g[f"{name}_sd"] is not None]
+        out[name] = 100 * (statistics.mean(sd * sd for sd in sds) ** 0.5) if sds else None
+    return out
 
 
 NF4 = {"bits": 4, "quant_type": "nf4"}
@@ -298,7 +345,8 @@ def retrieval_rows(s: dict, teacher_config: dict) -> list[dict]:
     return rows
 
 
-ROWS = {"clip": clip_rows, "clip_small": small_rows, "blip": blip_rows, "blip_retrieval": retrieval_rows}
+ROWS = {"clip": clip_rows, "clip_small": small_rows, "blip": blip_rows, "blip_retrieval": retrieval_rows,
+        "generalization": generalization_rows}
 NOTES = {"clip": ["The <= 10% tier (the smallest 4-bit layout: every Linear in nf4, the rest in bf16; smaller "
                   "students in it, among them the narrow student distilled longer) has its own page: "
                   "[evidence_clip_small.md](evidence_clip_small.md)."],
@@ -337,12 +385,9 @@ def train_suite_teacher(suite: str, work: Path, s: dict) -> Path:
     return folder
 
 
-def run_row(row: dict, s: dict, work: Path, done: dict, log) -> dict:
-    """Run one row's recipe through ``run_recipe`` (what ``vlmcompress compress`` runs); read every stage's report."""
-    import yaml
-
-    from vlmcompress.workflows.compress import run_recipe
-
+def row_recipe(row: dict, s: dict, work: Path, done: dict) -> dict:
+    """The recipe (a dict, as ``vlmcompress compress`` reads it) of one row; ``done``: the rows run before it, whose
+    stage folders a row with a ``base`` starts from."""
     out = work / slug(row["name"])
     stages = [{kind: {**s.get("stage_defaults", {}).get(kind, {}), **options} for kind, options in stage.items()}
               for stage in row["stages"]]  # a quick run: few calibration samples, every step logged
@@ -355,6 +400,17 @@ def run_row(row: dict, s: dict, work: Path, done: dict, log) -> dict:
         recipe["model"] = done[parent]["stages"][index - 1]["folder"]
     elif s.get("teacher_dir"):
         recipe["model"] = s["teacher_dir"]
+    return recipe
+
+
+def run_row(row: dict, s: dict, work: Path, done: dict, log) -> dict:
+    """Run one row's recipe through ``run_recipe`` (what ``vlmcompress compress`` runs); read every stage's report."""
+    import yaml
+
+    from vlmcompress.workflows.compress import run_recipe
+
+    out = work / slug(row["name"])
+    recipe = row_recipe(row, s, work, done)
     path = work / f"{slug(row['name'])}.yaml"
     path.write_text(yaml.safe_dump(recipe, sort_keys=False))
     t0 = time.time()
@@ -538,6 +594,22 @@ def targets(rows, teacher, quick: bool, key: str = "zero_shot_accuracy", bars: b
                     f"magnitude on seen and held-out by more than the noise (~{NOISE_POINTS['seen']} / "
                     f"~{NOISE_POINTS['heldout']} points)", "value": f"{d_seen:+.1f} seen, {d_held:+.1f} held-out points",
                     "met": d_seen > NOISE_POINTS["seen"] and d_held > NOISE_POINTS["heldout"]})
+    groups = {g["variant"]: g for g in seed_groups(rows, teacher, key)}
+    if groups:
+        noise = seed_noise(list(groups.values()))
+        default, alone = groups.get(GENERALIZATION[0][0]), groups.get("contrastive only (no teacher)")
+        if default:
+            out.append({"target": "default distillation, inherited student: kept >= 97% seen and >= 97% held-out "
+                        f"(mean of {len(default['seeds'])} seeds)",
+                        "value": f"{pct(default['seen_kept'], 2)} seen, {pct(default['heldout_kept'], 2)} held-out",
+                        "met": default["seen_kept"] >= 0.97 and default["heldout_kept"] >= 0.97})
+        if default and alone and noise["heldout"] is not None:
+            d_held, d_seen = 100 * (default["heldout"] - alone["heldout"]), 100 * (default["seen"] - alone["seen"])
+            bar = 2 * noise["heldout"] * (2 / len(default["seeds"])) ** 0.5
+            out.append({"target": "default distillation beats contrastive-only on held-out by more than the noise "
+                        "(2 standard errors of the difference of the means) and is not worse on seen",
+                        "value": f"{d_held:+.1f} held-out (bar {bar:.1f}), {d_seen:+.1f} seen points",
+                        "met": d_held > bar and d_seen >= 0})
     combined = [r for r in rows if r["section"] == "combined"]
     if combined:
         ok = [r for r in combined if (final(r)["size_bytes"] / teacher["size_bytes"] <= 0.10
@@ -627,6 +699,8 @@ SUITE_TEXT = {
     "blip": {"title": "BLIP captioner (embedded teacher)",
              "accuracy": "caption accuracy (the greedy caption names the right number)",
              "students": "every 2nd layer of the vision tower and of the text decoder, MLP -35%"},
+    "generalization": {"title": "CLIP distillation that keeps held-out accuracy (3 seeds)",
+                       "accuracy": "zero-shot top-1", "students": "every 2nd layer of each tower, MLP -25%"},
     "blip_retrieval": {"title": "BLIP retrieval (a retrieval teacher trained on the digits)",
                        "accuracy": "zero-shot top-1 through the ITC embeddings",
                        "students": "every 2nd layer of the vision tower and of the text encoder, MLP -25%; "
@@ -695,6 +769,36 @@ def render(results: dict, plot_name: str) -> str:
     lines += table(["target", "measured", "met"],
                    [[t["target"], t["value"], met_label(t["met"], s["quick"], "yes", "**no**")]
                     for t in results["targets"]])
+    groups = seed_groups(rows, teacher, key)
+    if groups:
+        noise = seed_noise(groups)
+        base = groups[0]
+        n = len(base["seeds"])
+        se = None if noise["heldout"] is None else 2 * noise["heldout"] * (2 / n) ** 0.5
+        lines += ["", f"## Generalization: seen and held-out over {n} seeds", "",
+                  f"The inherited student of the CLIP suite's (i), {s['steps']} steps, each variant once per seed "
+                  f"({', '.join(str(x) for x in base['seeds'])}: the seed sets the training data's order and "
+                  "augmentation, and any random initialisation). Held-out numbers never appear in any training caption. "
+                  "A variant is judged on the worse of its seen and held-out kept.", ""]
+
+        def mean_sd(g, name):
+            sd = g[f"{name}_sd"]
+            return pct(g[name]) + ("" if sd is None else f" ± {100 * sd:.1f}")
+
+        lines += table(["variant", "seen (mean ± sd)", "held-out (mean ± sd)", "kept seen / held-out",
+                        "worse of the two kept", "vs the first row: seen / held-out points"],
+                       [[g["variant"], mean_sd(g, "seen"), mean_sd(g, "heldout"),
+                         f"{pct(g['seen_kept'])} / {pct(g['heldout_kept'])}", pct(g["worse_kept"]),
+                         "-" if g is base else f"{100 * (g['seen'] - base['seen']):+.1f} / "
+                         f"{100 * (g['heldout'] - base['heldout']):+.1f}"
+                         + ("" if se is None or g is base or abs(100 * (g["heldout"] - base["heldout"])) <= se
+                            else " (held-out: beyond the noise)")]
+                        for g in groups])
+        if noise["seen"] is not None:
+            lines += ["", f"Seed-to-seed noise (the sd over seeds, pooled over the variants): {noise['seen']:.1f} "
+                      f"points seen, {noise['heldout']:.1f} held-out; a difference of two {n}-seed means is beyond the "
+                      f"noise above 2 standard errors: {2 * noise['seen'] * (2 / n) ** 0.5:.1f} seen, {se:.1f} "
+                      "held-out points."]
     if section("students"):
         lines += ["", "## Distillation: four students", "",
                   f"Same student shape ({text['students']}), same data, steps and seed.", ""]

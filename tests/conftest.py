@@ -10,6 +10,34 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+#: the fast tier's limit per test (set-up + call), in seconds: a test that needs more is marked ``slow`` and keeps a
+#: cheap stand-in in the fast tier. VLMCOMPRESS_SLOW_LIMIT_S overrides it (e.g. on a machine known to be slower).
+SLOW_LIMIT_S = float(os.environ.get("VLMCOMPRESS_SLOW_LIMIT_S", "30"))
+
+
+def pytest_collection_modifyitems(config, items):
+    """A ``distributed`` test (real multi-process launches) belongs to the slow tier too."""
+    for item in items:
+        if item.get_closest_marker("distributed") and not item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Fail an unmarked test whose set-up and call took more than SLOW_LIMIT_S: the fast tier stays fast."""
+    outcome = yield
+    report = outcome.get_result()
+    if call.when == "setup":
+        item._vlmcompress_setup_s = call.duration
+        return
+    if call.when != "call" or not report.passed or item.get_closest_marker("slow"):
+        return
+    took = call.duration + getattr(item, "_vlmcompress_setup_s", 0.0)
+    if took > SLOW_LIMIT_S:
+        report.outcome = "failed"
+        report.longrepr = (f"{item.nodeid} took {took:.1f} s (set-up + call), over the fast tier's {SLOW_LIMIT_S:.0f} s: "
+                           "make it cheaper, or mark it @pytest.mark.slow and keep a cheap stand-in in the fast tier")
+
 
 def tiny_clip(processor, layers=2, hidden=32, heads=4, seed=0, projection=16):
     from transformers import CLIPModel

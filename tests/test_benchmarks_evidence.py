@@ -1,10 +1,13 @@
-"""benchmarks/run.py --quick runs every row of the evidence suite end to end and writes its JSON, page and plot."""
+"""benchmarks/run.py --quick runs every row of the evidence suite end to end and writes its JSON, page and plot (the
+slow tier); the fast tier checks that every row of every suite, quick and full, is a valid recipe."""
 
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,6 +35,7 @@ def _quick(suite: str, tmp_path):
     return cmd, env, json.loads((out / f"evidence_{suite}.json").read_text()), out, work
 
 
+@pytest.mark.slow
 def test_quick_run_writes_every_row_the_page_and_the_plot(tmp_path):
     cmd, env, data, out, work = _quick("clip", tmp_path)
     bench = _bench()
@@ -75,6 +79,7 @@ def test_quick_run_writes_every_row_the_page_and_the_plot(tmp_path):
     assert r.stdout.count("done earlier") == len(expected)
 
 
+@pytest.mark.slow
 def test_quick_blip_suite_writes_every_row_with_caption_accuracy(tmp_path):
     cmd, env, data, out, work = _quick("blip", tmp_path)
     bench = _bench()
@@ -95,6 +100,34 @@ def test_quick_blip_suite_writes_every_row_with_caption_accuracy(tmp_path):
     assert data["targets"] and all(t["met"] is None for t in data["targets"])
     page = (out / "evidence_blip.md").read_text()
     assert "BLIP captioner" in page and "caption accuracy" in page and "retrieval" in page
+
+
+@pytest.mark.parametrize("quick", [True, False], ids=["quick", "full"])
+@pytest.mark.parametrize("suite", ["clip", "clip_small", "blip", "blip_retrieval", "generalization"])
+def test_every_row_of_every_suite_is_a_valid_recipe(suite, quick, tmp_path):
+    """The fast tier's stand-in for running the suites: each row's recipe, as the suite would run it, passes the
+    recipe checks ``vlmcompress compress`` makes before any work (stage options, their order, every stage config)."""
+    from vlmcompress.embedded.blip_captioner import blip_teacher_path
+    from vlmcompress.loading import resolve_model_path
+    from vlmcompress.workflows.recipe import recipe_from_dict
+
+    bench = _bench()
+    teacher = blip_teacher_path() if suite.startswith("blip") else resolve_model_path(None)
+    teacher_config = json.loads((Path(teacher) / "config.json").read_text())
+    s = dict(bench.QUICK if quick else bench.FULL, quick=quick, accuracy=bench.ACCURACY[suite],
+             family=bench.RECIPE_FAMILY[suite])
+    if suite in bench.TEACHER_RECIPES:
+        s["teacher_dir"] = str(tmp_path / bench.TEACHER_DIR)
+    rows = bench.ROWS[suite](s, teacher_config)
+    assert len({row["name"] for row in rows}) == len(rows), "row names are their folders and keys: unique"
+    done = {}
+    for row in rows:
+        if row.get("base"):
+            assert row["base"][0] in done, f"{row['name']} starts from a row that runs after it"
+        recipe = recipe_from_dict(bench.row_recipe(row, s, tmp_path, done))
+        assert [st.kind for st in recipe.stages] == [next(iter(st)) for st in row["stages"]]
+        done[row["name"]] = {"stages": [{"folder": str(tmp_path / bench.slug(row["name"]) / f"{i:02d}")}
+                                        for i in range(1, len(row["stages"]) + 1)]}
 
 
 def test_frontier_and_advice_from_points():
@@ -119,6 +152,7 @@ def test_loading_the_benchmark_leaves_the_onnx_package_importable():
     assert importlib.util.find_spec("onnx").origin != str(ROOT / "benchmarks" / "onnx.py")
 
 
+@pytest.mark.slow
 def test_quick_blip_retrieval_suite_trains_its_teacher_and_distills_itm(tmp_path):
     cmd, env, data, out, work = _quick("blip_retrieval", tmp_path)
     bench = _bench()
@@ -142,6 +176,7 @@ def test_quick_blip_retrieval_suite_trains_its_teacher_and_distills_itm(tmp_path
     assert "BLIP retrieval" in page and "ITM KL to the teacher" in page
 
 
+@pytest.mark.slow
 def test_quick_clip_small_suite_quantizes_one_student_four_ways(tmp_path):
     cmd, env, data, out, work = _quick("clip_small", tmp_path)
     rows = {row["name"]: row for row in data["rows"]}
@@ -153,3 +188,33 @@ def test_quick_clip_small_suite_quantizes_one_student_four_ways(tmp_path):
     assert [t["target"] for t in data["targets"]] == ["a checkpoint <= 10% of the teacher's bytes keeping >= 95% of its seen accuracy"]
     page = (out / "evidence_clip_small.md").read_text()
     assert "10% tier" in page and "## Distillation: four students" not in page and "## Combined chains" in page
+
+
+@pytest.mark.slow
+def test_quick_generalization_suite_runs_every_variant_once_per_seed(tmp_path):
+    cmd, env, data, out, work = _quick("generalization", tmp_path)
+    bench = _bench()
+    names = [row["name"] for row in data["rows"]]
+    assert len(names) == len(bench.GENERALIZATION) * len(bench.SEEDS)
+    seeds = {row["seed"]: row["stages"][0]["training"] for row in data["rows"] if row["variant"] == bench.GENERALIZATION[0][0]}
+    assert sorted(seeds) == list(bench.SEEDS)
+    assert [t["met"] for t in data["targets"]] == [None, None]
+    page = (out / "evidence_generalization.md").read_text()
+    assert "## Generalization: seen and held-out over 3 seeds" in page and "Seed-to-seed noise" in page
+
+
+def test_seed_groups_give_mean_sd_and_the_worse_of_seen_and_held_out():
+    bench = _bench()
+    teacher = {"zero_shot_accuracy": 0.8, "zero_shot_accuracy_heldout": 0.5}
+
+    def row(variant, seed, seen, held):
+        return {"variant": variant, "seed": seed, "stages": [{"after": {"zero_shot_accuracy": seen,
+                                                                        "zero_shot_accuracy_heldout": held}}]}
+
+    rows = [row("a", 1, 0.78, 0.40), row("a", 2, 0.80, 0.44), row("a", 3, 0.82, 0.42), row("b", 1, 0.70, 0.50),
+            row("b", 2, 0.70, 0.50), row("b", 3, 0.70, 0.50)]
+    a, b = bench.seed_groups(rows, teacher, "zero_shot_accuracy")
+    assert abs(a["seen"] - 0.80) < 1e-9 and abs(a["seen_sd"] - 0.02) < 1e-9 and abs(a["heldout_kept"] - 0.84) < 1e-9
+    assert abs(a["worse_kept"] - 0.84) < 1e-9 and abs(b["worse_kept"] - 0.875) < 1e-9 and b["seen_sd"] == 0
+    noise = bench.seed_noise([a, b])
+    assert abs(noise["seen"] - 100 * (0.02 ** 2 / 2) ** 0.5) < 1e-9

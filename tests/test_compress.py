@@ -118,6 +118,48 @@ def test_stages_chain_resume_and_rerun_from_a_stage(tmp_path, tiny_clip_dir):
     assert r.returncode == 0 and r.stdout.count("running") == 2, r.stdout
 
 
+def test_a_distillation_stage_that_died_after_a_checkpoint_resumes_from_it(tmp_path, tiny_clip_dir, monkeypatch):
+    """The fast tier's stand-in for the SIGKILL test below, in this process: the distillation stage dies at step 3,
+    after the Trainer saved checkpoint-2; the stage folder does not look complete, and the rerun skips the prune stage,
+    resumes from checkpoint-2, trains the remaining steps only and leaves no checkpoint in the final folder."""
+    from transformers import Trainer
+
+    out = tmp_path / "out"
+    recipe = {"model": str(tiny_clip_dir), "data": {"train_images_per_number": 1}, "eval": {"skip": True},
+              "output_dir": str(out),
+              "stages": [{"prune": {"head_ratio": 0.25, "importance": "magnitude"}},
+                         {"distill": {"max_steps": 4, "save_steps": 2, "per_device_train_batch_size": 8,
+                                      "logging_steps": 1, "cache_teacher": False}}]}
+    path = _write(tmp_path / "r.yaml", recipe)
+    step = Trainer.training_step
+    trained = []
+
+    def dies_at_step_3(self, *args, **kwargs):
+        if self.state.global_step == 2 and (Path(self.args.output_dir) / "checkpoint-2").is_dir():
+            raise RuntimeError("the process died here")
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "training_step", dies_at_step_3)
+    r = _cli("compress", path)
+    assert r.returncode == 1, r.stdout + r.stderr
+    stage = out / "02-distill"
+    assert (out / "01-prune" / "stage.json").is_file() and (stage / "checkpoint-2" / "trainer_state.json").is_file()
+    assert not (stage / "stage.json").exists() and not (stage / "compression_report.json").exists()
+
+    def counts(self, *args, **kwargs):
+        trained.append(self.state.global_step)
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "training_step", counts)
+    r = _cli("compress", path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "stage 01-prune: complete" in r.stdout and "resuming from checkpoint-2" in r.stdout, r.stdout
+    assert trained == [2, 3]  # steps 3 and 4 only
+    assert (stage / "stage.json").is_file() and not list(stage.glob("checkpoint-*"))
+    assert json.loads((stage / "compression_report.json").read_text())["steps"][-1]["training"]["global_step"] == 4
+
+
+@pytest.mark.slow
 def test_a_killed_distillation_stage_resumes_from_its_checkpoint(tmp_path, tiny_clip_dir):
     """Kill the run (SIGKILL) once the distillation stage has written a Trainer checkpoint: the stage folder does not
     look complete (no stage.json, no report), the rerun skips the finished prune stage, resumes from the checkpoint and
@@ -199,6 +241,7 @@ def test_example_recipes_validate():
         assert recipe.stages and recipe.output_dir
 
 
+@pytest.mark.distributed
 def test_two_processes_under_accelerate(tmp_path, tiny_clip_dir):
     """accelerate launch with two real (gloo) processes: prune on the main process, distillation on both (DDP)."""
     out = tmp_path / "out"

@@ -30,12 +30,20 @@ def _run(args, launcher=()):
                           timeout=500)
 
 
-def test_default_student_is_half_the_teacher_and_reloads_with_the_stock_class(tmp_path):
+def test_default_student_is_half_the_teacher_and_reloads_with_the_stock_class(tmp_path, capsys):
+    """``run_distillation(argv)`` in this process: the recipe's run (the script itself runs as a process in
+    test_bad_input_on_the_command_line_is_one_line_and_exit_1 and, with two processes, in the distributed tier)."""
     from transformers import CLIPModel, CLIPProcessor
 
+    from vlmcompress.workflows.distill import run_distillation
+
     out = tmp_path / "student"
-    r = _run([*SMALL, "--output_dir", str(out)])
-    assert r.returncode == 0, r.stderr[-3000:]
+    threads = torch.get_num_threads()
+    try:
+        assert run_distillation([*SMALL, "--output_dir", str(out)], family="clip", prog="distill_clip") == 0
+    finally:
+        torch.set_num_threads(threads)
+    assert "rank 0/1: trained 3 steps" in capsys.readouterr().out
     report = read_report(out)
     steps = [s["method"] for s in report["steps"]]
     assert steps == ["student_from_teacher", "layer_pruning", "mlp_pruning", "distillation"]
@@ -56,6 +64,7 @@ def test_default_student_is_half_the_teacher_and_reloads_with_the_stock_class(tm
     assert sum(p.numel() for p in model.parameters()) == report["after"]["params"]
 
 
+@pytest.mark.distributed
 def test_two_real_processes_with_accelerate_launch(tmp_path):
     out = tmp_path / "ddp"
     launcher = ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
@@ -219,6 +228,7 @@ def test_distill_blip_refuses_the_embedding_cache(tmp_path):
     assert r.stderr.strip().splitlines()[-1].startswith("distill_blip: error: --cache_teacher stores image/text embeddings")
 
 
+@pytest.mark.distributed
 def test_distill_blip_with_two_real_processes(tmp_path):
     out = tmp_path / "blip-ddp"
     launcher = ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",

@@ -6,6 +6,8 @@
   this interpreter's folder (the venv's ``bin``) first on PATH, offline (``HF_HUB_OFFLINE=1``) and without progress
   bars (``VLMCOMPRESS_NO_PROGRESS=1``). One test per block, named ``file:line``.
 - ```text blocks are not run: they need the network or a Hub account, or run for minutes.
+- Running every block takes minutes, so it is the slow tier; the fast tier compiles every Python block and parses
+  every ``vlmcompress`` command line of every block (text blocks too) with the real parsers.
 - docs/benchmarks/*.md equal what ``benchmarks/render_pages.py`` renders from benchmarks/results/*.json.
 - No figure is typed by hand in the prose (numbers with units such as %, ms or MiB belong in generated pages).
 """
@@ -85,6 +87,7 @@ def test_docs_have_blocks():
     assert RUNNABLE, "no python/bash block found"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path,block", RUNNABLE, ids=[_id(p, b) for p, b in RUNNABLE])
 def test_code_block_runs(path, block, tmp_path):
     code = block["code"]
@@ -105,6 +108,70 @@ def test_code_block_runs(path, block, tmp_path):
         pytest.fail(f"{_id(path, block)} ran past {BLOCK_TIMEOUT_S} s: a docs block must be fast")
     assert result.returncode == 0, (f"{_id(path, block)} failed (exit {result.returncode}):\n"
                                     f"--- stdout\n{result.stdout[-3000:]}\n--- stderr\n{result.stderr[-4000:]}")
+
+
+def test_every_python_block_compiles():
+    """The fast tier's stand-in for running the blocks: each Python block is valid Python, with no "..." left in."""
+    failures = []
+    for path, block in RUNNABLE:
+        if RUN_LANGS[block["lang"]] != "python":
+            continue
+        try:
+            compile(block["code"], _id(path, block), "exec")
+        except SyntaxError as exc:
+            failures.append(f"{_id(path, block)}: {exc}")
+    assert not failures, "\n".join(failures)
+
+
+def command_lines(code: str) -> list[list[str]]:
+    """The ``vlmcompress ...`` commands of a shell block as argument lists (continuations joined, comments, pipes,
+    redirections and ``&&`` chains cut off; ``$VAR`` kept as a word)."""
+    import shlex
+
+    out = []
+    for line in code.replace("\\\n", " ").splitlines():
+        try:
+            words = shlex.split(line, comments=True)
+        except ValueError:
+            continue
+        command, at_start = [], True
+        for word in words:
+            if word in ("&&", "||", ";", "|", "then", "if", "fi") or word.startswith(("2>", ">")):
+                out.append(command)
+                command, at_start = [], True
+                continue
+            if at_start and re.match(r"^[A-Z_]+=", word):  # VAR=value before the command
+                continue
+            command.append(word)
+            at_start = False
+        out.append(command)
+    return [c[1:] for c in out if len(c) > 1 and c[0].split("/")[-1] == "vlmcompress"]
+
+
+def test_every_vlmcompress_line_parses():
+    """The fast tier's stand-in for running the blocks: every ``vlmcompress`` command in README and docs (text blocks
+    included) parses with the real parser: the options it names exist and their values are accepted."""
+    from vlmcompress.cli import _distill_argv, build_parser
+    from vlmcompress.workflows.distill import parse_arguments
+
+    parsed, failures = 0, []
+    for path, block in ALL_BLOCKS:
+        if block["lang"] not in ("bash", "sh", "shell", "text", ""):
+            continue
+        for args in command_lines(block["code"]):
+            where = f"{_id(path, block)}: vlmcompress {' '.join(args)}"
+            try:
+                routed = _distill_argv(args)
+                if routed is not None:
+                    family, rest = routed
+                    parse_arguments(rest, family=family)
+                else:
+                    build_parser().parse_args(args)
+                parsed += 1
+            except (SystemExit, ValueError):  # argparse exits; HfArgumentParser raises on options it does not know
+                failures.append(where)
+    assert not failures, "commands that do not parse:\n" + "\n".join(failures)
+    assert parsed >= 30, f"only {parsed} vlmcompress lines found: has the docs' shape changed?"
 
 
 def test_readme_commands_match_ci():

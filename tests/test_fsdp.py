@@ -46,6 +46,7 @@ def _image(value=0):
     return Image.new("L", (56, 56), color=value * 200)
 
 
+@pytest.mark.distributed
 def test_two_process_fsdp_distillation(tmp_path, processor):
     from transformers import CLIPModel
 

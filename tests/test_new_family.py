@@ -1,6 +1,7 @@
 """The promise that adding a model family touches one module: a toy family registered in one file (this one) runs
 prune -> save -> reload -> report -> card through the library, with no other change."""
 
+import pytest
 import torch
 from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
@@ -57,7 +58,6 @@ class ToyModel(PreTrainedModel):
         return self.vision(x)
 
 
-@register_adapter
 class ToyAdapter(ModelAdapter):
     family = "toy"
     model_types = ("toy_vlm",)
@@ -85,35 +85,55 @@ class ToyAdapter(ModelAdapter):
         return MlpParts(module=layer, up_names=["up"], down_name="down")
 
 
-def test_a_family_in_one_module_prunes_saves_reloads_and_reports(tmp_path):
-    from vlmcompress import PruningConfig, finish_checkpoint, prune_model, read_report
+@pytest.fixture
+def toy_family():
+    """The toy family registered for one test only: the tests collected after this one see the shipped families."""
     from vlmcompress.adapters import ADAPTERS
 
+    register_adapter(ToyAdapter)
     try:
-        torch.manual_seed(0)
-        model = ToyModel(ToyConfig()).eval()
-        x = torch.randn(2, 5, 16)
-        steps = prune_model(model, PruningConfig(head_plan={"vision": {"0": [1]}}, mlp_plan={"vision": {"1": list(range(8))}}))
-        pruned_out = model(x)
-        assert model.vision.layers[0].q.out_features == 12 and model.vision.layers[1].up.out_features == 24
-        report = finish_checkpoint(model, None, tmp_path / "toy", base_model=None, steps=steps,
-                                   save=lambda m, p, folder: (m.save_pretrained(folder), {"kind": "stock", "class": "ToyModel"})[1])
-        assert report["model_family"] == "toy"
-        back = read_report(tmp_path / "toy")
-        assert back["steps"][0]["removed_heads"] == {"vision": {"0": [1]}}
-        assert "Toy" in (tmp_path / "toy" / "README.md").read_text()
-        # the config records the shapes; a toy family rebuilds them as its own modeling code would
-        reloaded = ToyModel(ToyConfig())
-        for i, layer in enumerate(reloaded.vision.layers):
-            heads = model.config.layer_num_heads[i] if getattr(model.config, "layer_num_heads", None) else 4
-            width = heads * layer.head_dim
-            layer.q, layer.k, layer.v = (nn.Linear(16, width) for _ in range(3))
-            layer.o = nn.Linear(width, 16)
-            n = (model.config.layer_intermediate_sizes or [32, 32])[i]
-            layer.up, layer.down = nn.Linear(16, n), nn.Linear(n, 16)
-        from safetensors.torch import load_file
-
-        reloaded.load_state_dict(load_file(str(tmp_path / "toy" / "model.safetensors")))
-        assert torch.allclose(reloaded.eval()(x), pruned_out, atol=1e-6)
+        yield ToyAdapter
     finally:
         ADAPTERS.remove(ToyAdapter)
+
+
+def test_the_toy_family_is_registered_only_inside_its_fixture(toy_family):
+    from vlmcompress.adapters import ADAPTERS, adapter_for_family
+
+    assert adapter_for_family("toy") is toy_family and ADAPTERS[0] is toy_family
+
+
+def test_no_toy_family_outside_its_fixture():
+    from vlmcompress.adapters import adapter_for_family, known_tower_names
+
+    assert adapter_for_family("toy") is None and "toy" not in known_tower_names()
+
+
+def test_a_family_in_one_module_prunes_saves_reloads_and_reports(tmp_path, toy_family):
+    from vlmcompress import PruningConfig, finish_checkpoint, prune_model, read_report
+
+    torch.manual_seed(0)
+    model = ToyModel(ToyConfig()).eval()
+    x = torch.randn(2, 5, 16)
+    steps = prune_model(model, PruningConfig(head_plan={"vision": {"0": [1]}}, mlp_plan={"vision": {"1": list(range(8))}}))
+    pruned_out = model(x)
+    assert model.vision.layers[0].q.out_features == 12 and model.vision.layers[1].up.out_features == 24
+    report = finish_checkpoint(model, None, tmp_path / "toy", base_model=None, steps=steps,
+                               save=lambda m, p, folder: (m.save_pretrained(folder), {"kind": "stock", "class": "ToyModel"})[1])
+    assert report["model_family"] == "toy"
+    back = read_report(tmp_path / "toy")
+    assert back["steps"][0]["removed_heads"] == {"vision": {"0": [1]}}
+    assert "Toy" in (tmp_path / "toy" / "README.md").read_text()
+    # the config records the shapes; a toy family rebuilds them as its own modeling code would
+    reloaded = ToyModel(ToyConfig())
+    for i, layer in enumerate(reloaded.vision.layers):
+        heads = model.config.layer_num_heads[i] if getattr(model.config, "layer_num_heads", None) else 4
+        width = heads * layer.head_dim
+        layer.q, layer.k, layer.v = (nn.Linear(16, width) for _ in range(3))
+        layer.o = nn.Linear(width, 16)
+        n = (model.config.layer_intermediate_sizes or [32, 32])[i]
+        layer.up, layer.down = nn.Linear(16, n), nn.Linear(n, 16)
+    from safetensors.torch import load_file
+
+    reloaded.load_state_dict(load_file(str(tmp_path / "toy" / "model.safetensors")))
+    assert torch.allclose(reloaded.eval()(x), pruned_out, atol=1e-6)

@@ -6,9 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from vlmcompress.loading import load_checkpoint
 
 
+@pytest.mark.distributed
 def test_pruning_callback_with_two_process_accelerate_launch(tmp_path):
     script = Path(__file__).with_name("ddp_pruning_script.py")
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
