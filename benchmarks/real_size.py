@@ -127,6 +127,10 @@ def parse_args(argv=None):
                         help="1 layer per tower at half width, batches 1 and 2, 1 round, BLIP at 64 px, 2 new tokens, "
                              "memory measured in this process (a test of the script: < 60 s on a quiet machine)")
     parser.add_argument("--json", help="write environment, settings, rows and targets as JSON")
+    parser.add_argument("--importance-cost", action="store_true",
+                        help="only time scoring every head and neuron of the CLIP with each data-driven importance "
+                        "(fisher, taylor measured; ablation estimated from one forward pass), e.g. --json "
+                        "benchmarks/results/real_size_importance.json")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # internal: run memory jobs (JSON list) and print results
     args = parser.parse_args(argv)
     if args.quick:
@@ -775,6 +779,63 @@ def print_distill(rows):
               f"{r['step_wall_s']:7.1f}")
 
 
+def importance_cost(args, torch) -> dict:
+    """Seconds to score every head and neuron of the CLIP (random weights, random 224 px images and 77-token texts)
+    with each data-driven importance at its default calibration settings (``default_samples`` at
+    ``PruningConfig.calibration_batch_size``). fisher and taylor run whole; ablation's head scores (one forward pass
+    per head and batch, hours at this size) are estimated from the measured time of one forward pass, plus its
+    taylor neuron scores measured at ablation's sample count."""
+    from vlmcompress import PruningConfig
+    from vlmcompress.adapters import get_adapter
+    from vlmcompress.pruning.importance import IMPORTANCE
+
+    model, _ = build_clip(args, "fp32")
+    adapter = get_adapter(model)
+    batch_size = PruningConfig.calibration_batch_size
+    batch = 2 if args.quick else batch_size
+
+    def batches(samples):
+        out = []
+        for _ in range(max(1, samples // batch_size)):
+            pixel_values, input_ids = clip_inputs(torch, batch, "cpu", torch.float32, args.quick)
+            out.append({"pixel_values": pixel_values, "input_ids": input_ids})
+        return out
+
+    heads = sum(a.num_heads for _, _, a in adapter.head_units())
+    neurons = sum(m.num_neurons for _, _, m in adapter.mlp_units())
+    rows = {}
+    for name in ("fisher", "taylor"):
+        samples = IMPORTANCE[name].default_samples
+        data = batches(samples)
+        t0 = time.perf_counter()
+        IMPORTANCE[name]()(model, data)
+        rows[name] = {"seconds": time.perf_counter() - t0, "samples": samples, "batches": len(data),
+                      "how": "measured: the whole scoring"}
+        print(f"  {name}: {rows[name]['seconds']:.1f} s for {len(data)} batches", flush=True)
+    samples = IMPORTANCE["ablation"].default_samples
+    data = batches(samples)
+    t0 = time.perf_counter()
+    IMPORTANCE["taylor"]()(model, data)
+    neuron_s = time.perf_counter() - t0
+    with torch.no_grad():
+        inputs = {"pixel_values": data[0]["pixel_values"], "input_ids": data[0]["input_ids"]}
+        adapter.features(model, **inputs)  # warm-up
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            adapter.features(model, **inputs)
+            times.append(time.perf_counter() - t0)
+    forward_s = statistics.median(times)
+    passes = (heads + 1) * len(data)  # every head gated off alone on every batch, and the unpruned reference
+    rows["ablation"] = {"seconds": neuron_s + passes * forward_s, "samples": samples, "batches": len(data),
+                        "how": f"estimated: {passes} forward passes x {forward_s:.2f} s (median of 3 measured) + the "
+                        f"taylor neuron scores measured at {samples} samples ({neuron_s:.1f} s)"}
+    print(f"  ablation: ~{rows['ablation']['seconds']:.0f} s ({rows['ablation']['how']})", flush=True)
+    return {"heads": heads, "neurons": neurons, "batch_size": batch, "rows": rows,
+            "target": {"goal": "the default importance scores every head and neuron in <= 10 min on 2 CPU cores",
+                       "limit_s": 600}}
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     refuse_active_wait_policy(SCRIPT)  # before torch (and its OpenMP runtime) is imported
@@ -795,6 +856,26 @@ def main(argv=None) -> int:
         print(f"{SCRIPT}: --device cuda but torch sees no CUDA device (the CPU run is the default)", file=sys.stderr)
         return 1
     torch.set_num_threads(args.threads)
+    if args.importance_cost:
+        from vlmcompress import PruningConfig
+
+        print(f"{SCRIPT}: importance scoring cost, {hardware()}, {torch.get_num_threads()} threads", flush=True)
+        part = importance_cost(args, torch)
+        default = PruningConfig.importance
+        part["default_importance"] = default
+        part["target"]["measured_s"] = part["rows"][default]["seconds"]
+        part["target"]["met"] = None if args.quick else part["rows"][default]["seconds"] <= 600
+        if args.json:
+            data = {"environment": environment(),
+                    "settings": {"hardware": hardware(), "threads": torch.get_num_threads(), "dtype": "float32",
+                                 "quick": args.quick, "weights": "random (seed 0); nothing downloaded",
+                                 "shapes_of": "openai/clip-vit-base-patch32",
+                                 "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")},
+                    "importance_cost": part}
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(json.dumps(data, indent=2, default=str) + "\n")
+            print(f"wrote {args.json}")
+        return 0
     clock = Clock(torch, args.device)
     t_start = time.perf_counter()
     print(f"{SCRIPT}: {hardware() if args.device == 'cpu' else torch.cuda.get_device_name(0)}; torch "

@@ -63,6 +63,11 @@ SOURCES = {
     "evidence_blip_retrieval": ("benchmarks/run.py --suite blip_retrieval", "BLIP retrieval: a retrieval teacher "
                                 "trained on the digits in the run, four students distilled with the ITC and ITM terms, "
                                 "the ITM term left out, heads/MLP pruning with recovery, and the Pareto frontier"),
+    "evidence_generalization": ("benchmarks/run.py --suite generalization", "what compression keeps on the numbers "
+                                "no training caption showed: distillation variants and pruning by importance, each "
+                                "over 3 seeds (mean, sd, the seed-to-seed noise)"),
+    "real_size_importance": ("benchmarks/real_size.py --importance-cost", "what scoring every head and neuron costs on a "
+                             "ViT-B/32-sized CLIP (random weights) per importance, at its default calibration settings"),
     "onnx": ("benchmarks/onnx.py", "PyTorch fp32, ONNX Runtime fp32 and int8 and bitsandbytes int8/nf4 of the embedded "
              "teacher, a distilled student and a ViT-B/32-sized image tower, timed side by side in interleaved rounds "
              "in one process"),
@@ -669,6 +674,29 @@ def render_real_size(name: str, data: dict) -> str:
     return "\n".join(lines)
 
 
+def render_importance_cost(name: str, data: dict) -> str:
+    env, st, part = data.get("environment") or {}, data.get("settings") or {}, data.get("importance_cost") or {}
+    target = part.get("target") or {}
+    lines = header_lines(name, "Benchmark: what scoring heads and neurons costs at ViT-B/32 size")
+    lines += ["## Settings (as recorded in the JSON)", "",
+              f"- hardware (CPU/GPU model): {plain(st.get('hardware'))}; torch threads: {plain(st.get('threads'))}; "
+              f"dtype: {plain(st.get('dtype'))}",
+              f"- torch version: {plain(env.get('torch'))}; transformers version: {plain(env.get('transformers'))}",
+              f"- model: shapes of {plain(st.get('shapes_of'))}, weights {plain(st.get('weights'))}: "
+              f"{plain(part.get('heads'))} heads, {plain(part.get('neurons'))} MLP neurons",
+              f"- calibration batches of {plain(part.get('batch_size'))} random 224 px images and 77-token texts",
+              f"- quick run (`--quick`: shrunken model, a test of the script): {plain(st.get('quick'))}",
+              f"- the library's default importance: {plain(part.get('default_importance'))}", "",
+              "## Seconds to score every head and neuron", ""]
+    lines += table(["importance", "calibration samples (default)", "batches", "seconds", "how"],
+                   [[k, plain(r.get("samples")), plain(r.get("batches")), f"{r['seconds']:.1f}", plain(r.get("how"))]
+                    for k, r in (part.get("rows") or {}).items()])
+    met = target.get("met")
+    lines += ["", f"Target: {plain(target.get('goal'))}: {plain(target.get('measured_s') and round(target['measured_s'], 1))} "
+              f"seconds, {'met' if met else 'not met' if met is False else 'no verdict (quick run)'}.", ""]
+    return "\n".join(lines)
+
+
 def render_evidence(name: str, data: dict) -> str:
     """The evidence suites' pages (``benchmarks/run.py`` writes the JSON and the Pareto plot beside the page)."""
     import importlib.util
@@ -682,7 +710,8 @@ def render_evidence(name: str, data: dict) -> str:
 RENDERERS = {"pruning": render_pruning, "quantization": render_quantization, "onnx": render_onnx,
              "real_size": render_real_size, "evidence_clip": render_evidence, "evidence_clip_small": render_evidence,
              "evidence_blip": render_evidence,
-             "evidence_blip_retrieval": render_evidence}
+             "evidence_blip_retrieval": render_evidence, "evidence_generalization": render_evidence,
+             "real_size_importance": render_importance_cost}
 
 
 def render_index(names: list[str]) -> str:

@@ -198,24 +198,38 @@ GENERALIZATION = (
 )
 
 
+#: pruning over seeds (the seed draws the calibration samples and the recovery's data order): one-shot and after the
+#: recovery, per importance; fisher is the empirical Fisher of per-sample gates, one backward pass per batch
+GENERALIZATION_PRUNINGS = (("heads -50%", ("ablation", "fisher", "magnitude")),
+                           ("heads -50% + MLP -50%", ("ablation", "fisher")))
+
+
 def generalization_rows(s: dict, teacher_config: dict) -> list[dict]:
     steps = {"max_steps": s["steps"], "per_device_train_batch_size": s["batch_size"]}
-    return [{"section": "generalization", "name": f"{variant}, seed {seed}", "variant": variant, "seed": seed,
+    recovery = {"max_steps": s["recovery_steps"], "per_device_train_batch_size": s["batch_size"]}
+    rows = [{"section": "generalization", "name": f"{variant}, seed {seed}", "variant": variant, "seed": seed,
              "stages": [{"distill": {**INHERITED, **options, **steps, "seed": seed}}]}
             for variant, options in GENERALIZATION for seed in SEEDS]
+    rows += [{"section": "generalization-pruning", "name": f"{what} ({importance}), seed {seed}",
+              "variant": f"{what} ({importance})", "pruning": what, "importance": importance, "seed": seed,
+              "stages": [{"prune": {**PRUNINGS[what], "importance": importance, "seed": seed}},
+                         {"distill": {**recovery, "seed": seed}}]}
+             for what, importances in GENERALIZATION_PRUNINGS for importance in importances for seed in SEEDS]
+    return rows
 
 
-def seed_groups(rows, teacher, key) -> list[dict]:
-    """The rows of each variant over its seeds: mean and sd of the accuracy and of what is kept, seen and held-out."""
+def seed_groups(rows, teacher, key, section: str = "generalization", stage: int = -1) -> list[dict]:
+    """The rows of each variant of ``section`` over its seeds, at ``stage``: mean and sd of the accuracy and of what
+    is kept, seen and held-out."""
     groups = {}
     for r in rows:
-        if r.get("variant"):
+        if r.get("variant") and r["section"] == section:
             groups.setdefault(r["variant"], []).append(r)
     out = []
     for variant, members in groups.items():
         g = {"variant": variant, "seeds": [r["seed"] for r in members]}
         for name, heldout in (("seen", False), ("heldout", True)):
-            acc = [final(r)[f"{key}_heldout" if heldout else key] for r in members]
+            acc = [r["stages"][stage]["after"][f"{key}_heldout" if heldout else key] for r in members]
             g[name] = statistics.mean(acc)
             g[f"{name}_sd"] = statistics.stdev(acc) if len(acc) > 1 else None
             g[f"{name}_kept"] = kept({key: g[name], f"{key}_heldout": g[name]}, teacher, key, heldout=heldout)
@@ -225,10 +239,11 @@ def seed_groups(rows, teacher, key) -> list[dict]:
 
 
 def seed_noise(groups) -> dict:
-    """The seed-to-seed noise: the pooled sd of the variants (each over its seeds), seen and held-out, in points."""
+    """The seed-to-seed noise: the pooled sd of the variants (each over its seeds), seen and held-out, in points; a
+    variant the seed does not move (sd 0: magnitude importance, one-shot) is left out of the pool."""
     out = {}
     for name in ("seen", "heldout"):
-        sds = [g[f"{name}_sd"] for g in groups if g[f"{name}_sd"] is not None]
+        sds = [g[f"{name}_sd"] for g in groups if g[f"{name}_sd"]]
         out[name] = 100 * (statistics.mean(sd * sd for sd in sds) ** 0.5) if sds else None
     return out
 
@@ -610,6 +625,22 @@ def targets(rows, teacher, quick: bool, key: str = "zero_shot_accuracy", bars: b
                         "(2 standard errors of the difference of the means) and is not worse on seen",
                         "value": f"{d_held:+.1f} held-out (bar {bar:.1f}), {d_seen:+.1f} seen points",
                         "met": d_held > bar and d_seen >= 0})
+    one_shot = {g["variant"]: g for g in seed_groups(rows, teacher, key, "generalization-pruning", stage=0)}
+    recovered = {g["variant"]: g for g in seed_groups(rows, teacher, key, "generalization-pruning")}
+    mine, magnitude = one_shot.get(f"heads -50% ({DEFAULT_IMPORTANCE})"), one_shot.get("heads -50% (magnitude)")
+    if mine and magnitude:
+        noise = seed_noise(list(one_shot.values()))
+        d_held, d_seen = 100 * (mine["heldout"] - magnitude["heldout"]), 100 * (mine["seen"] - magnitude["seen"])
+        out.append({"target": f"one-shot heads -50% per layer, the default importance ({DEFAULT_IMPORTANCE}): beats "
+                    "magnitude on held-out by more than 2x the noise (the pooled seed sd of the one-shot rows), and "
+                    "on seen", "value": f"{d_held:+.1f} held-out (2x noise {2 * noise['heldout']:.1f}), {d_seen:+.1f} seen points",
+                    "met": d_held > 2 * noise["heldout"] and d_seen > 0})
+    both = recovered.get(f"heads -50% + MLP -50% ({DEFAULT_IMPORTANCE})")
+    if both:
+        out.append({"target": f"heads -50% + MLP -50% ({DEFAULT_IMPORTANCE}) after the recovery: kept >= 97% seen and "
+                    f">= 97% held-out (mean of {len(both['seeds'])} seeds)",
+                    "value": f"{pct(both['seen_kept'], 2)} seen, {pct(both['heldout_kept'], 2)} held-out",
+                    "met": both["seen_kept"] >= 0.97 and both["heldout_kept"] >= 0.97})
     combined = [r for r in rows if r["section"] == "combined"]
     if combined:
         ok = [r for r in combined if (final(r)["size_bytes"] / teacher["size_bytes"] <= 0.10
@@ -799,6 +830,31 @@ def render(results: dict, plot_name: str) -> str:
                       f"points seen, {noise['heldout']:.1f} held-out; a difference of two {n}-seed means is beyond the "
                       f"noise above 2 standard errors: {2 * noise['seen'] * (2 / n) ** 0.5:.1f} seen, {se:.1f} "
                       "held-out points."]
+    one_shot = seed_groups(rows, teacher, key, "generalization-pruning", stage=0)
+    if one_shot:
+        recovered = {g["variant"]: g for g in seed_groups(rows, teacher, key, "generalization-pruning")}
+        noise = seed_noise(one_shot)
+        lines += ["", f"## Pruning by importance over {len(one_shot[0]['seeds'])} seeds: one-shot and after the recovery", "",
+                  f"Per layer, from the teacher; {s['recovery_steps']} recovery steps of the default distillation. The "
+                  "seed draws the calibration samples (data-driven importances) and the recovery's data order. "
+                  "fisher: the empirical Fisher of per-sample gates (one backward pass per calibration batch); ablation: "
+                  "each head gated off alone (one forward pass per head and batch); magnitude: weight norms.", ""]
+
+        def mean_sd2(g, name):
+            sd = g[f"{name}_sd"]
+            return pct(g[name]) + ("" if sd is None else f" ± {100 * sd:.1f}")
+
+        by_seed = {r["variant"]: r for r in rows if r["section"] == "generalization-pruning"}
+        lines += table(["pruning (importance)", "one-shot seen", "one-shot held-out", "recovered seen",
+                        "recovered held-out", "recovered kept seen / held-out", "prune stage s (eval included)"],
+                       [[g["variant"], mean_sd2(g, "seen"), mean_sd2(g, "heldout"),
+                         mean_sd2(recovered[g["variant"]], "seen"), mean_sd2(recovered[g["variant"]], "heldout"),
+                         f"{pct(recovered[g['variant']]['seen_kept'])} / {pct(recovered[g['variant']]['heldout_kept'])}",
+                         f"{by_seed[g['variant']]['stages'][0]['seconds']:.0f}"] for g in one_shot])
+        if noise["seen"] is not None:
+            lines += ["", f"Seed-to-seed noise of the one-shot rows (pooled sd): {noise['seen']:.1f} points seen, "
+                      f"{noise['heldout']:.1f} held-out (magnitude needs no data: the seed does not move its one-shot "
+                      "result, and it is left out of the pool)."]
     if section("students"):
         lines += ["", "## Distillation: four students", "",
                   f"Same student shape ({text['students']}), same data, steps and seed.", ""]

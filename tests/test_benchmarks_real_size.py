@@ -69,3 +69,18 @@ def test_real_size_quick_writes_every_row(tmp_path):
     # bfloat16 halves the teacher's weights (integer buffers such as position ids stay as they are)
     ratio = rows["teacher bfloat16"]["teacher_memory_footprint_bytes"] / rows["teacher float32"]["teacher_memory_footprint_bytes"]
     assert 0.45 < ratio < 0.55
+
+
+def test_importance_cost_quick_times_every_data_driven_importance(tmp_path):
+    out = tmp_path / "real_size_importance.json"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "real_size.py"), "--quick", "--importance-cost",
+                        "--threads", "1", "--json", str(out)], capture_output=True, text=True, env=env, cwd=ROOT,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    part = json.loads(out.read_text())["importance_cost"]
+    assert set(part["rows"]) == {"fisher", "taylor", "ablation"} and part["heads"] > 0 and part["neurons"] > 0
+    assert all(_positive(row["seconds"]) and row["batches"] >= 1 for row in part["rows"].values())
+    assert part["rows"]["ablation"]["how"].startswith("estimated") and part["target"]["met"] is None  # quick: no verdict
+    # ablation's forward per head and batch makes it the costliest, by far
+    assert part["rows"]["ablation"]["seconds"] > 3 * part["rows"]["fisher"]["seconds"]

@@ -14,7 +14,7 @@ from vlmcompress.errors import VlmcompressError
 from vlmcompress.loading import load_checkpoint
 from vlmcompress.modeling import save_compressed
 from vlmcompress.pruning import prune_heads, prune_layers, prune_mlp
-from vlmcompress.pruning.importance import MagnitudeImportance, TaylorImportance, calibration_batches
+from vlmcompress.pruning.importance import FisherImportance, MagnitudeImportance, TaylorImportance, calibration_batches
 
 # the same script runs here and in a fresh process that never imports vlmcompress
 FORWARD = r"""
@@ -164,7 +164,9 @@ def test_importance_scores_for_blip(blip_processor):
         before = {k: v.clone() for k, v in model.state_dict().items()}
         taylor = TaylorImportance()(model, batches)
         magnitude = MagnitudeImportance()(model)
-        for scores in (taylor, magnitude):
+        fisher = FisherImportance()(model, batches)  # per-sample gates through cross-attention and ITM negatives
+        assert all(s >= 0 for layers in fisher["heads"].values() for v in layers.values() for s in v)
+        for scores in (taylor, magnitude, fisher):
             assert set(scores["heads"]) == set(get_adapter(model).head_sites())
             assert {s for s in scores["heads"] if s.endswith("_cross")} == {
                 "text_cross" if "Retrieval" in cls_name else "text_decoder_cross"}

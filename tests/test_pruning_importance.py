@@ -6,6 +6,9 @@ from vlmcompress.adapters import get_adapter
 from vlmcompress.errors import VlmcompressError
 from vlmcompress.pruning.importance import (
     AblationImportance,
+    FisherImportance,
+    GateHooks,
+    SampleGateHooks,
     MagnitudeImportance,
     RandomImportance,
     TaylorImportance,
@@ -98,6 +101,60 @@ def test_ablation_scores_a_silent_head_zero_an_active_one_positive_and_leaves_no
     assert all(torch.equal(before[k], after[k]) for k in before)
     with pytest.raises(VlmcompressError, match="calibration"):
         AblationImportance()(model, None)
+
+
+def test_fisher_scores_a_silent_head_zero_and_leaves_no_trace(processor, batches):
+    model = tiny_clip(processor)
+    _silence_head(model, "vision", 0, 2)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    scores = FisherImportance()(model, batches)
+    assert scores["heads"]["vision"][0][2] == 0.0
+    assert all(s > 0 for layer in scores["heads"]["text"].values() for s in layer)
+    assert all(len(v) == 4 for layers in scores["heads"].values() for v in layers.values())
+    assert all(s >= 0 for layer in scores["neurons"]["vision"].values() for s in layer)
+    adapter = get_adapter(model)
+    for _, _, layer in adapter.layer_units():
+        assert not adapter.attention(layer).out._forward_pre_hooks and not adapter.mlp(layer).down._forward_pre_hooks
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(p.requires_grad for p in model.parameters())
+    with pytest.raises(VlmcompressError, match="calibration"):
+        FisherImportance()(model, None)
+
+
+def test_per_sample_gates_split_the_batch_gradient_and_fisher_squares_them(processor, batches):
+    """Each sample's gate gradient sums to the shared gate's gradient (what Taylor reads), and the Fisher score is the
+    mean over samples of their squares: a per-sample second moment, not the batch gradient squared."""
+    model = tiny_clip(processor)
+    adapter = get_adapter(model)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    batch = batches[0]
+    shared = GateHooks(model)
+    key = ("text", 1)
+    (grad_shared,) = torch.autograd.grad(adapter.training_loss(**batch), [shared.head_gates[key]])
+    shared.remove()
+    size = len(batch["input_ids"])
+    per = SampleGateHooks(model, size)
+    (grad_per,) = torch.autograd.grad(adapter.training_loss(**batch), [per.per_sample(per.head_gates[key])])
+    per.remove()
+    assert grad_per.shape == (size, 4)
+    assert torch.allclose(grad_per.sum(0), grad_shared, atol=1e-6)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    fisher = FisherImportance()(model, [batch])["heads"]["text"][1]
+    assert fisher == pytest.approx((grad_per.pow(2).sum(0) / size).tolist(), rel=1e-5)
+    assert fisher != pytest.approx((grad_shared.pow(2) / size).tolist(), rel=1e-3)
+
+
+def test_fisher_prunes_through_the_config_with_its_own_sample_count(processor):
+    from vlmcompress.pruning.config import IMPORTANCE_NAMES, PruningConfig, prune_model
+
+    assert "fisher" in IMPORTANCE_NAMES
+    model = tiny_clip(processor)
+    steps = prune_model(model, PruningConfig(head_ratio=0.25, head_scope="per_layer", mlp_ratio=0.25,
+                                             importance="fisher", calibration_batch_size=64), processor)
+    assert [s["importance"] for s in steps] == ["fisher", "fisher"]
+    assert all(get_adapter(model).attention(layer).num_heads == 3 for _, _, layer in get_adapter(model).layer_units())
 
 
 def test_ablation_is_the_default_and_uses_its_own_sample_count(processor):

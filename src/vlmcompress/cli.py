@@ -524,10 +524,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="attention-head sites whose heads may go, comma-separated: a tower's self-attention (vision, "
                     "text, text_decoder) or BLIP's cross-attention (text_cross, text_decoder_cross); default: every "
                     "head site of --towers")
-    pr.add_argument("--importance", default="ablation", choices=["ablation", "taylor", "magnitude", "random"],
+    pr.add_argument("--importance", default="ablation", choices=["ablation", "fisher", "taylor", "magnitude", "random"],
                     help="how heads and neurons are ranked: ablation (the default: each head removed alone on "
-                    "calibration data, scored by how far the outputs move; neurons by taylor), taylor (gradients), "
-                    "magnitude (weight norms) or random")
+                    "calibration data, scored by how far the outputs move; neurons by taylor; one forward pass per "
+                    "head and batch), fisher (the empirical Fisher of per-sample gates: ablation's quantity to second "
+                    "order, one backward pass per batch), taylor (gradients), magnitude (weight norms) or random")
     pr.add_argument("--head-ratio", type=_fraction, default=0.0, help="fraction of attention heads to remove")
     pr.add_argument("--head-scope", default="global", choices=["global", "per_layer"],
                     help="rank heads across the layers of a tower (default) or within each layer")

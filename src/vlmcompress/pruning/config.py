@@ -11,7 +11,7 @@ from . import importance as imp
 from .structural import prune_heads, prune_hidden, prune_layers, prune_mlp
 
 CONFIG_FILENAME = "pruning_config.json"
-IMPORTANCE_NAMES = ("taylor", "ablation", "magnitude", "random")
+IMPORTANCE_NAMES = tuple(imp.IMPORTANCE)  # the criteria importance.py registers
 
 
 @dataclass
