@@ -195,6 +195,9 @@ GENERALIZATION = (
     ("default + contrastive", {"contrastive_weight": 1.0}),
     ("embedding only", {"logit_weight": 0.0}),
     ("default at lr 1e-3", {"learning_rate": 1e-3}),
+    # the label set a user will query, as unpaired texts: the zero-shot prompts of all 100 numbers (no image and no
+    # training caption of a held-out number; its prompts' teacher embeddings only)
+    ("default + unpaired class prompts (text term)", {"text_weight": 1.0}, {"texts": "embedded"}),
 )
 
 
@@ -208,8 +211,8 @@ def generalization_rows(s: dict, teacher_config: dict) -> list[dict]:
     steps = {"max_steps": s["steps"], "per_device_train_batch_size": s["batch_size"]}
     recovery = {"max_steps": s["recovery_steps"], "per_device_train_batch_size": s["batch_size"]}
     rows = [{"section": "generalization", "name": f"{variant}, seed {seed}", "variant": variant, "seed": seed,
-             "stages": [{"distill": {**INHERITED, **options, **steps, "seed": seed}}]}
-            for variant, options in GENERALIZATION for seed in SEEDS]
+             "stages": [{"distill": {**INHERITED, **options, **steps, "seed": seed}}], **({"data": data[0]} if data else {})}
+            for variant, options, *data in GENERALIZATION for seed in SEEDS]
     rows += [{"section": "generalization-pruning", "name": f"{what} ({importance}), seed {seed}",
               "variant": f"{what} ({importance})", "pruning": what, "importance": importance, "seed": seed,
               "stages": [{"prune": {**PRUNINGS[what], "importance": importance, "seed": seed}},
@@ -408,7 +411,7 @@ def row_recipe(row: dict, s: dict, work: Path, done: dict) -> dict:
               for stage in row["stages"]]  # a quick run: few calibration samples, every step logged
     recipe = {"family": s["family"], "stages": stages, "output_dir": str(out),
               "data": {"images_per_number": s["images_per_number"],
-                       "train_images_per_number": s["train_images_per_number"]},
+                       "train_images_per_number": s["train_images_per_number"], **row.get("data", {})},
               "eval": {"latency_rounds": s["eval_rounds"], "latency_batch_size": s["latency_batch_size"]}}
     if row.get("base"):
         parent, index = row["base"]

@@ -265,3 +265,40 @@ def test_blip_retrieval_student_trains_with_its_own_contrastive_term(blip_proces
         from vlmcompress.adapters import get_adapter
 
         get_adapter(tiny_blip("BlipForConditionalGeneration")).pair_loss(None, None)
+
+
+def test_unpaired_texts_pull_the_students_text_embeddings_of_classes_without_images(processor, train_rows, tmp_path):
+    """The text term: the teacher embeds the unpaired texts once; the student's text embeddings of them move towards
+    the teacher's, held-out numbers (no training image, no training caption) included."""
+    from vlmcompress.distillation.losses import embedding_loss
+    from vlmcompress.workflows.distill import read_unpaired_texts, unpaired_texts
+
+    texts = read_unpaired_texts("embedded")
+    assert len(texts) == 100 * len(digits.ZERO_SHOT_TEMPLATES)
+    heldout = [t for t in texts if digits.number_in_caption(t) in digits.HELDOUT_NUMBERS]
+    assert heldout and not set(heldout) & set(train_rows["text"])
+    teacher, student = tiny_clip(processor, seed=0), tiny_clip(processor, seed=1)
+    enc = processor.tokenizer(heldout, padding=True, return_tensors="pt")
+
+    def distance():
+        with torch.no_grad():
+            return embedding_loss(student.get_text_features(**enc).pooler_output,
+                                  teacher.get_text_features(**enc).pooler_output).item()
+
+    before = distance()
+    cfg = DistillationConfig(logit_weight=0.0, embedding_weight=0.0, text_weight=1.0, text_batch_size=32)
+    trainer = DistillationTrainer(model=student, args=_args(tmp_path, max_steps=30), train_dataset=train_rows,
+                                  data_collator=ImageTextCollator(processor), teacher=teacher, distillation_config=cfg,
+                                  unpaired_texts=unpaired_texts("embedded", processor, {"padding": True}))
+    assert trainer.unpaired_texts["teacher_embeds"].shape[0] == len(texts)
+    trainer.train()
+    assert all("loss_text" in e for e in trainer.state.log_history if "loss" in e)
+    assert distance() < 0.5 * before
+    with pytest.raises(VlmcompressError, match="needs unpaired texts"):
+        DistillationTrainer(model=tiny_clip(processor), args=_args(tmp_path), train_dataset=train_rows,
+                            data_collator=ImageTextCollator(processor), teacher=teacher, distillation_config=cfg)
+    for source, message in ((None, "needs --text_dataset"), (str(tmp_path / "nope.txt"), "does not exist")):
+        with pytest.raises(VlmcompressError, match=message):
+            read_unpaired_texts(source)
+    (tmp_path / "labels.txt").write_text("a photo of a cat\n\n  a photo of a dog  \n")
+    assert read_unpaired_texts(str(tmp_path / "labels.txt")) == ["a photo of a cat", "a photo of a dog"]

@@ -89,7 +89,8 @@ class DistillationTrainer(Trainer):
     ``teacher_text_embeds``), which replace the teacher's forward pass.
     """
 
-    def __init__(self, *args, teacher, distillation_config: DistillationConfig | None = None, **kwargs):
+    def __init__(self, *args, teacher, distillation_config: DistillationConfig | None = None, unpaired_texts=None,
+                 **kwargs):
         super().__init__(*args, **kwargs)
         self.distillation_config = cfg = distillation_config or DistillationConfig()
         cfg.validate()
@@ -118,6 +119,7 @@ class DistillationTrainer(Trainer):
                                                                                  self.student_adapter.is_captioner):
             raise VlmcompressError(f"teacher ({type(teacher).__name__}) and student ({type(unwrap_model(self.model)).__name__}) "
                                    "must be the same model family and task")
+        self.unpaired_texts = self._embed_unpaired_texts(unpaired_texts) if cfg.text_weight else None
         self.layer_maps = self._layer_maps(cfg.layer_map) if cfg.hidden_weight else {}
         self.distill_projections = self._projections().to(self.args.device)
         self._terms: dict = {}
@@ -125,6 +127,30 @@ class DistillationTrainer(Trainer):
         self.add_callback(_ProjectionSync(self))
 
     # --- set-up ----------------------------------------------------------------------------------------------
+    def _embed_unpaired_texts(self, texts) -> dict:
+        """The unpaired texts' token ids and the teacher's embeddings of them, computed once."""
+        if not texts or texts.get("input_ids") is None or not len(texts["input_ids"]):
+            raise VlmcompressError("text_weight needs unpaired texts: pass --text_dataset (a file with one text per "
+                                   "line, or embedded), or set text_weight to 0")
+        ids, mask = texts["input_ids"], texts.get("attention_mask")
+        dev = self.args.device
+        with torch.no_grad():
+            embeds = torch.cat([self.teacher_adapter.text_embeddings(
+                ids[i:i + 256].to(dev), None if mask is None else mask[i:i + 256].to(dev)).float()
+                for i in range(0, len(ids), 256)])
+        return {"input_ids": ids, "attention_mask": mask, "teacher_embeds": embeds}
+
+    def _unpaired_text_term(self):
+        """The feature loss between the student's and the teacher's embeddings of a random draw of unpaired texts."""
+        texts, cfg, dev = self.unpaired_texts, self.distillation_config, self.args.device
+        pick = torch.randperm(len(texts["input_ids"]))[:cfg.text_batch_size]
+        mask = texts["attention_mask"]
+        student = self.student_adapter.text_embeddings(texts["input_ids"][pick].to(dev),
+                                                       None if mask is None else mask[pick].to(dev))
+        proj = self.distill_projections
+        return embedding_loss(student, texts["teacher_embeds"][pick].to(dev),
+                              proj["embed_text"] if "embed_text" in proj else None, cfg.embedding_loss)
+
     def _layer_maps(self, explicit) -> dict:
         maps = {}
         s_towers = self.student_adapter.towers()
@@ -153,7 +179,7 @@ class DistillationTrainer(Trainer):
             t_w = self.teacher_adapter.tower_config(tower).hidden_size
             if s_w != t_w:
                 mods[f"hidden_{tower}"] = nn.Linear(s_w, t_w)
-        if self.distillation_config.embedding_weight:
+        if self.distillation_config.embedding_weight or self.distillation_config.text_weight:
             s_p = getattr(unwrap_model(self.model).config, "projection_dim", None)
             t_p = getattr(self.teacher.config, "projection_dim", None)
             if s_p is not None and t_p is not None and s_p != t_p:
@@ -269,6 +295,8 @@ class DistillationTrainer(Trainer):
                                            student.token_mask)
         if cfg.caption_weight:
             terms["caption"] = student.own_loss
+        if cfg.text_weight:
+            terms["text"] = self._unpaired_text_term()
         if cfg.contrastive_weight:
             dev = student.image_embeds.device
             terms["contrastive"] = self.student_adapter.pair_loss(student.image_embeds.float(), student.text_embeds.float(),

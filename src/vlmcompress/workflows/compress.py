@@ -363,6 +363,8 @@ class Pipeline:
                                         "train_images_per_number") if k in data}
         if data.get("images_per_number"):
             data_kw["eval_images_per_number"] = data["images_per_number"]
+        if data.get("texts"):
+            data_kw["text_dataset"] = data["texts"]  # unpaired texts for the text term
         if cache_teacher is not None:
             data_kw["cache_teacher"] = str(cache_teacher).lower()  # YAML's true/false, or auto
         data_args = data_cls(dataset_name=data.get("train"), dataset_config_name=data.get("train_config"),

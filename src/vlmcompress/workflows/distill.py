@@ -99,6 +99,7 @@ class DataArguments:
     caption_column: str = field(default="text", metadata={"help": "Caption column."})
     label_column: str = field(default="label", metadata={"help": "Label column (optional: used by the contrastive term and by evaluation)."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Use at most this many training rows."})
+    text_dataset: str | None = field(default=None, metadata={"help": "Unpaired texts for --text_weight: a text file with one text per line (the class names or prompts you will query, classes without training images included), or `embedded` (the embedded benchmark's zero-shot prompts of all 100 numbers)."})
     train_images_per_number: int = field(default=160, metadata={"help": "Embedded data: training images per seen number (90 numbers)."})
     eval_images_per_number: int = field(default=100, metadata={"help": "Embedded data: test images per number (100 numbers)."})
     augment_shift: int = field(default=0, metadata={"help": "Shift training images by up to N px each time they are drawn (cannot be combined with teacher caching)."})
@@ -312,6 +313,33 @@ def _move_checkpoints(out_dir: Path):
     return move
 
 
+def read_unpaired_texts(source: str | None) -> list[str]:
+    """The texts of --text_dataset: ``embedded`` (every class's zero-shot prompts of the embedded benchmark) or a file
+    with one text per line (blank lines skipped)."""
+    if not source:
+        raise VlmcompressError("--text_weight needs --text_dataset: a text file with one text per line (e.g. your "
+                               "class names or prompts), or embedded")
+    if source == "embedded":
+        from ..embedded import digits
+
+        return [prompt for prompts in digits.class_prompts() for prompt in prompts]
+    path = Path(source).expanduser()
+    if not path.is_file():
+        raise VlmcompressError(f"--text_dataset {source} does not exist: expected a text file with one text per line, "
+                               "or embedded")
+    texts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not texts:
+        raise VlmcompressError(f"--text_dataset {source} holds no text: expected one text per line")
+    return texts
+
+
+def unpaired_texts(source, processor, padding) -> dict:
+    texts = read_unpaired_texts(source)
+    tokenizer = getattr(processor, "tokenizer", processor)
+    enc = tokenizer(texts, truncation=True, return_tensors="pt", **padding)
+    return {"input_ids": enc["input_ids"], "attention_mask": enc.get("attention_mask")}
+
+
 def distill(student_args, data_args, distill_cfg, training_args, *, base_model=None, report_extra=None):
     """Build the student, train it against the teacher, finish the checkpoint; returns its report (None on ranks
     other than 0). ``base_model`` is what the report names as the student's origin (default: the teacher; a pipeline
@@ -321,6 +349,8 @@ def distill(student_args, data_args, distill_cfg, training_args, *, base_model=N
                      flag="--overwrite_output_dir (or --resume_from_checkpoint)")
     if student_args.student_config:
         student_args.student_config = _json_overrides(student_args.student_config)  # fail before any work
+    if distill_cfg.text_weight:
+        read_unpaired_texts(data_args.text_dataset)  # fail before any work
     use_cache = use_teacher_cache(data_args.cache_teacher, augment=data_args.augment_shift > 0, config=distill_cfg)
     set_threads(data_args.threads, training_args.world_size)
     started = time.time()
@@ -339,6 +369,8 @@ def distill(student_args, data_args, distill_cfg, training_args, *, base_model=N
     collator = ImageTextCollator(processor, data_args.image_column, data_args.caption_column, data_args.label_column,
                                  padding=get_adapter(student).text_padding, shift=data_args.augment_shift,
                                  seed=training_args.seed)
+    unpaired = unpaired_texts(data_args.text_dataset, processor, get_adapter(student).text_padding) \
+        if distill_cfg.text_weight else None
     gradual = gradual_pruning(student_args, training_args.max_steps)
     card_info = ModelCardCallback(hyperparameters={"distillation": distill_cfg.to_dict(),
                                                    "student": {k: v for k, v in vars(student_args).items() if v is not None}})
@@ -346,7 +378,7 @@ def distill(student_args, data_args, distill_cfg, training_args, *, base_model=N
     trainer = DistillationTrainer(model=student, args=without_push(training_args), train_dataset=train,
                                   data_collator=collator, processing_class=processor,
                                   callbacks=[card_info] + ([gradual] if gradual else []),
-                                  teacher=teacher, distillation_config=distill_cfg)
+                                  teacher=teacher, distillation_config=distill_cfg, unpaired_texts=unpaired)
     result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     student = trainer.trained_student()  # FSDP: a collective, called on every rank
     print(f"rank {training_args.process_index}/{training_args.world_size}: trained {trainer.state.global_step} steps "
