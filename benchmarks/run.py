@@ -198,6 +198,8 @@ GENERALIZATION = (
     # the label set a user will query, as unpaired texts: the zero-shot prompts of all 100 numbers (no image and no
     # training caption of a held-out number; its prompts' teacher embeddings only)
     ("default + unpaired class prompts (text term)", {"text_weight": 1.0}, {"texts": "embedded"}),
+    ("contrastive + unpaired class prompts (text term only from the teacher)", {**CONTRASTIVE_ONLY, "text_weight": 1.0},
+     {"texts": "embedded"}),
 )
 
 

@@ -107,12 +107,11 @@ class SampleGateHooks(GateHooks):
     image-text matching with its negatives, gets the gates repeated k times)."""
 
     def __init__(self, model, batch_size: int):
-        self.batch_size = batch_size
+        self.batch_size, self._per_sample = batch_size, {}
         super().__init__(model)
 
     def _hook(self, gate, width):
         per_sample = torch.ones(self.batch_size, gate.numel(), device=gate.device, requires_grad=True)
-        self._per_sample = getattr(self, "_per_sample", {})
         self._per_sample[id(gate)] = per_sample
         batch_size = self.batch_size
 
