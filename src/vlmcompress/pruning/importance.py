@@ -24,6 +24,7 @@ back in instead of being recomputed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -130,6 +131,22 @@ class SampleGateHooks(GateHooks):
         return self._per_sample[id(gate)]
 
 
+@contextlib.contextmanager
+def _frozen_eval(model):
+    """The model in eval mode with no parameter requiring grad (gradients flow to the gates only), put back after."""
+    was_training = model.training
+    requires = {p: p.requires_grad for p in model.parameters()}
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    try:
+        yield model
+    finally:
+        for p, r in requires.items():
+            p.requires_grad_(r)
+        model.train(was_training)
+
+
 class FisherImportance:
     name = "fisher"
     needs_data = True
@@ -139,13 +156,8 @@ class FisherImportance:
         if not batches:
             raise VlmcompressError("fisher importance needs calibration batches (see calibration_batches)")
         adapter = get_adapter(model)
-        was_training = model.training
-        model.eval()
         sums, samples = {}, 0
-        requires = {p: p.requires_grad for p in model.parameters()}
-        for p in model.parameters():
-            p.requires_grad_(False)
-        try:
+        with _frozen_eval(model):
             for batch in progress(batches, desc="fisher importance", leave=False):
                 size = len(batch["input_ids"] if batch.get("input_ids") is not None else batch["pixel_values"])
                 gates = SampleGateHooks(model, size)
@@ -161,10 +173,6 @@ class FisherImportance:
                         square = grad.detach().float().pow(2).sum(0)
                         sums[(kind, key)] = square if (kind, key) not in sums else sums[(kind, key)] + square
                 samples += size
-        finally:
-            for p, r in requires.items():
-                p.requires_grad_(r)
-            model.train(was_training)
         out = {"heads": {}, "neurons": {}}
         for (kind, (tower, i)), total in sums.items():
             out[kind].setdefault(tower, {})[i] = (total / samples).tolist()
@@ -180,30 +188,21 @@ class TaylorImportance:
         if not batches:
             raise VlmcompressError("Taylor importance needs calibration batches (see calibration_batches)")
         adapter = get_adapter(model)
-        was_training = model.training
-        model.eval()
         gates = GateHooks(model)
         head_acc = {k: torch.zeros_like(g) for k, g in gates.head_gates.items()}
         neuron_acc = {k: torch.zeros_like(g) for k, g in gates.neuron_gates.items()}
-        requires = {p: p.requires_grad for p in model.parameters()}
-        for p in model.parameters():
-            p.requires_grad_(False)
+        keys = list(gates.head_gates) + list(gates.neuron_gates)
+        params = list(gates.head_gates.values()) + list(gates.neuron_gates.values())
+        n_heads = len(gates.head_gates)
         try:
-            for batch in progress(batches, desc="taylor importance", leave=False):
-                loss = adapter.training_loss(**batch)
-                params = list(gates.head_gates.values()) + list(gates.neuron_gates.values())
-                grads = torch.autograd.grad(loss, params, allow_unused=True)
-                keys = list(gates.head_gates) + list(gates.neuron_gates)
-                n_heads = len(gates.head_gates)
-                for j, (key, grad) in enumerate(zip(keys, grads)):
-                    if grad is None:
-                        continue
-                    (head_acc if j < n_heads else neuron_acc)[key] += grad.detach().abs()
+            with _frozen_eval(model):
+                for batch in progress(batches, desc="taylor importance", leave=False):
+                    grads = torch.autograd.grad(adapter.training_loss(**batch), params, allow_unused=True)
+                    for j, (key, grad) in enumerate(zip(keys, grads)):
+                        if grad is not None:
+                            (head_acc if j < n_heads else neuron_acc)[key] += grad.detach().abs()
         finally:
             gates.remove()
-            for p, r in requires.items():
-                p.requires_grad_(r)
-            model.train(was_training)
         heads, neurons = {}, {}
         for (tower, i), acc in head_acc.items():
             heads.setdefault(tower, {})[i] = (acc / len(batches)).tolist()
