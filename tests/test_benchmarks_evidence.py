@@ -194,8 +194,10 @@ def test_quick_clip_small_suite_quantizes_one_student_four_ways(tmp_path):
 def test_quick_generalization_suite_runs_every_variant_once_per_seed(tmp_path):
     cmd, env, data, out, work = _quick("generalization", tmp_path)
     bench = _bench()
-    names = [row["name"] for row in data["rows"]]
-    assert len(names) == len(bench.GENERALIZATION) * len(bench.SEEDS)
+    sections = [row["section"] for row in data["rows"]]
+    assert sections.count("generalization") == len(bench.GENERALIZATION) * len(bench.SEEDS)
+    assert sections.count("generalization-pruning") == len(bench.SEEDS) * sum(
+        len(importances) for _, importances in bench.GENERALIZATION_PRUNINGS)
     seeds = {row["seed"]: row["stages"][0]["training"] for row in data["rows"] if row["variant"] == bench.GENERALIZATION[0][0]}
     assert sorted(seeds) == list(bench.SEEDS)
     assert len(data["targets"]) == 4 and all(t["met"] is None for t in data["targets"])
