@@ -27,9 +27,9 @@ class DistillationConfig(JsonConfig):
 
     The total loss is ``logit_weight * KL(similarity) + embedding_weight * feature loss + hidden_weight * hidden-state
     loss + contrastive_weight * the student's own contrastive loss + text_weight * the text embeddings' feature loss on
-    unpaired texts (+ itm_weight * KL of the image-text matching logits, BLIP retrieval)`` for two-tower models (CLIP, SigLIP, BLIP retrieval), and ``token_weight * token-level
-    KL + hidden_weight * hidden-state loss + caption_weight * the student's own captioning loss`` for captioners
-    (BLIP); every term is logged as ``loss_<name>``.
+    unpaired texts (+ itm_weight * KL of the image-text matching logits, BLIP retrieval)`` for two-tower models (CLIP,
+    SigLIP, BLIP retrieval), and ``token_weight * token-level KL + hidden_weight * hidden-state loss + caption_weight *
+    the student's own captioning loss`` for captioners (BLIP); every term is logged as ``loss_<name>``.
     """
 
     logit_weight: float = field(default=1.0, metadata={"help": "Weight of the similarity-matrix KL (both directions, x T^2)."})
