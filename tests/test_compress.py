@@ -118,6 +118,14 @@ def test_stages_chain_resume_and_rerun_from_a_stage(tmp_path, tiny_clip_dir):
     assert r.returncode == 0 and r.stdout.count("running") == 2, r.stdout
 
 
+def _prune_then_distill(tmp_path, model, out, train_images_per_number, **distill) -> Path:
+    """A recipe file: magnitude heads -25%, then a distillation stage without the teacher cache."""
+    return _write(tmp_path / "r.yaml", {
+        "model": str(model), "data": {"train_images_per_number": train_images_per_number}, "eval": {"skip": True},
+        "output_dir": str(out), "stages": [{"prune": {"head_ratio": 0.25, "importance": "magnitude"}},
+                                           {"distill": {**distill, "cache_teacher": False}}]})
+
+
 def test_a_distillation_stage_that_died_after_a_checkpoint_resumes_from_it(tmp_path, tiny_clip_dir, monkeypatch):
     """The fast tier's stand-in for the SIGKILL test below, in this process: the distillation stage dies at step 3,
     after the Trainer saved checkpoint-2; the stage folder does not look complete, and the rerun skips the prune stage,
@@ -125,12 +133,8 @@ def test_a_distillation_stage_that_died_after_a_checkpoint_resumes_from_it(tmp_p
     from transformers import Trainer
 
     out = tmp_path / "out"
-    recipe = {"model": str(tiny_clip_dir), "data": {"train_images_per_number": 1}, "eval": {"skip": True},
-              "output_dir": str(out),
-              "stages": [{"prune": {"head_ratio": 0.25, "importance": "magnitude"}},
-                         {"distill": {"max_steps": 4, "save_steps": 2, "per_device_train_batch_size": 8,
-                                      "logging_steps": 1, "cache_teacher": False}}]}
-    path = _write(tmp_path / "r.yaml", recipe)
+    path = _prune_then_distill(tmp_path, tiny_clip_dir, out, 1, max_steps=4, save_steps=2,
+                               per_device_train_batch_size=8, logging_steps=1)
     step = Trainer.training_step
     trained = []
 
@@ -165,12 +169,8 @@ def test_a_killed_distillation_stage_resumes_from_its_checkpoint(tmp_path, tiny_
     look complete (no stage.json, no report), the rerun skips the finished prune stage, resumes from the checkpoint and
     finishes; no checkpoint is left in the final folder."""
     out = tmp_path / "out"
-    recipe = {"model": str(tiny_clip_dir), "data": {"train_images_per_number": 4}, "eval": {"skip": True},
-              "output_dir": str(out),
-              "stages": [{"prune": {"head_ratio": 0.25, "importance": "magnitude"}},
-                         {"distill": {"max_steps": 300, "save_steps": 10, "per_device_train_batch_size": 16,
-                                      "logging_steps": 100, "cache_teacher": False}}]}
-    path = _write(tmp_path / "r.yaml", recipe)
+    path = _prune_then_distill(tmp_path, tiny_clip_dir, out, 4, max_steps=300, save_steps=10,
+                               per_device_train_batch_size=16, logging_steps=100)
     env = dict(os.environ, VLMCOMPRESS_NO_PROGRESS="1")
     proc = subprocess.Popen([sys.executable, "-m", "vlmcompress", "compress", str(path)], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env=env)
