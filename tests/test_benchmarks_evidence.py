@@ -221,3 +221,17 @@ def test_seed_groups_give_mean_sd_and_the_worse_of_seen_and_held_out():
     assert abs(a["worse_kept"] - 0.84) < 1e-9 and abs(b["worse_kept"] - 0.875) < 1e-9 and b["seen_sd"] == 0
     noise = bench.seed_noise([a, b])
     assert abs(noise["seen"] - 100 * 0.02) < 1e-9  # b's seeds agree exactly (sd 0): left out of the pool
+
+
+def test_committed_evidence_was_measured_with_todays_default_importance():
+    """A first staleness guard: every committed result that names the library's default importance was measured with
+    today's default; a changed default fails here, naming the files to regenerate."""
+    from vlmcompress.pruning.config import PruningConfig
+
+    stale = []
+    for path in sorted((ROOT / "benchmarks" / "results").glob("*.json")):
+        data = json.loads(path.read_text())
+        recorded = data.get("default_importance") or (data.get("importance_cost") or {}).get("default_importance")
+        if recorded is not None and recorded != PruningConfig.importance:
+            stale.append(f"{path.relative_to(ROOT)} (measured with {recorded})")
+    assert not stale, f"regenerate (the default importance is now {PruningConfig.importance}): " + ", ".join(stale)
