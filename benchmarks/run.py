@@ -236,10 +236,11 @@ def seed_groups(rows, teacher, key, section: str = "generalization", stage: int 
     for variant, members in groups.items():
         g = {"variant": variant, "seeds": [r["seed"] for r in members]}
         for name, heldout in (("seen", False), ("heldout", True)):
-            acc = [r["stages"][stage]["after"][f"{key}_heldout" if heldout else key] for r in members]
+            metric = f"{key}_heldout" if heldout else key
+            acc = [r["stages"][stage]["after"][metric] for r in members]
             g[name] = statistics.mean(acc)
             g[f"{name}_sd"] = statistics.stdev(acc) if len(acc) > 1 else None
-            g[f"{name}_kept"] = kept({key: g[name], f"{key}_heldout": g[name]}, teacher, key, heldout=heldout)
+            g[f"{name}_kept"] = kept({metric: g[name]}, teacher, key, heldout=heldout)
         g["worse_kept"] = min(g["seen_kept"], g["heldout_kept"])
         out.append(g)
     return out
@@ -253,6 +254,17 @@ def seed_noise(groups) -> dict:
         sds = [g[f"{name}_sd"] for g in groups if g[f"{name}_sd"]]
         out[name] = 100 * (statistics.mean(sd * sd for sd in sds) ** 0.5) if sds else None
     return out
+
+
+def noise_bar(sd_points: float, seeds: int) -> float:
+    """Where a difference of two ``seeds``-seed means leaves the noise: 2 standard errors of that difference."""
+    return 2 * sd_points * (2 / seeds) ** 0.5
+
+
+def mean_sd(group: dict, name: str) -> str:
+    """A seed group's mean accuracy and its sd in points, e.g. '88.4% ± 0.4'."""
+    sd = group[f"{name}_sd"]
+    return pct(group[name]) + ("" if sd is None else f" ± {100 * sd:.1f}")
 
 
 NF4 = {"bits": 4, "quant_type": "nf4"}
@@ -431,8 +443,8 @@ def run_row(row: dict, s: dict, work: Path, done: dict, log) -> dict:
 
     from vlmcompress.workflows.compress import run_recipe
 
-    out = work / slug(row["name"])
     recipe = row_recipe(row, s, work, done)
+    out = Path(recipe["output_dir"])
     path = work / f"{slug(row['name'])}.yaml"
     path.write_text(yaml.safe_dump(recipe, sort_keys=False))
     t0 = time.time()
@@ -627,7 +639,7 @@ def targets(rows, teacher, quick: bool, key: str = "zero_shot_accuracy", bars: b
                         "met": default["seen_kept"] >= 0.97 and default["heldout_kept"] >= 0.97})
         if default and alone and noise["heldout"] is not None:
             d_held, d_seen = 100 * (default["heldout"] - alone["heldout"]), 100 * (default["seen"] - alone["seen"])
-            bar = 2 * noise["heldout"] * (2 / len(default["seeds"])) ** 0.5
+            bar = noise_bar(noise["heldout"], len(default["seeds"]))
             out.append({"target": "default distillation beats contrastive-only on held-out by more than the noise "
                         "(2 standard errors of the difference of the means) and is not worse on seen",
                         "value": f"{d_held:+.1f} held-out (bar {bar:.1f}), {d_seen:+.1f} seen points",
@@ -812,17 +824,12 @@ def render(results: dict, plot_name: str) -> str:
         noise = seed_noise(groups)
         base = groups[0]
         n = len(base["seeds"])
-        se = None if noise["heldout"] is None else 2 * noise["heldout"] * (2 / n) ** 0.5
+        se = None if noise["heldout"] is None else noise_bar(noise["heldout"], n)
         lines += ["", f"## Generalization: seen and held-out over {n} seeds", "",
                   f"The inherited student of the CLIP suite's (i), {s['steps']} steps, each variant once per seed "
                   f"({', '.join(str(x) for x in base['seeds'])}: the seed sets the training data's order and "
                   "augmentation, and any random initialisation). Held-out numbers never appear in any training caption. "
                   "A variant is judged on the worse of its seen and held-out kept.", ""]
-
-        def mean_sd(g, name):
-            sd = g[f"{name}_sd"]
-            return pct(g[name]) + ("" if sd is None else f" ± {100 * sd:.1f}")
-
         lines += table(["variant", "seen (mean ± sd)", "held-out (mean ± sd)", "kept seen / held-out",
                         "worse of the two kept", "vs the first row: seen / held-out points"],
                        [[g["variant"], mean_sd(g, "seen"), mean_sd(g, "heldout"),
@@ -835,7 +842,7 @@ def render(results: dict, plot_name: str) -> str:
         if noise["seen"] is not None:
             lines += ["", f"Seed-to-seed noise (the sd over seeds, pooled over the variants): {noise['seen']:.1f} "
                       f"points seen, {noise['heldout']:.1f} held-out; a difference of two {n}-seed means is beyond the "
-                      f"noise above 2 standard errors: {2 * noise['seen'] * (2 / n) ** 0.5:.1f} seen, {se:.1f} "
+                      f"noise above 2 standard errors: {noise_bar(noise['seen'], n):.1f} seen, {se:.1f} "
                       "held-out points."]
     one_shot = seed_groups(rows, teacher, key, "generalization-pruning", stage=0)
     if one_shot:
@@ -847,15 +854,11 @@ def render(results: dict, plot_name: str) -> str:
                   "fisher: the empirical Fisher of per-sample gates (one backward pass per calibration batch); ablation: "
                   "each head gated off alone (one forward pass per head and batch); magnitude: weight norms.", ""]
 
-        def mean_sd2(g, name):
-            sd = g[f"{name}_sd"]
-            return pct(g[name]) + ("" if sd is None else f" ± {100 * sd:.1f}")
-
         by_seed = {r["variant"]: r for r in rows if r["section"] == "generalization-pruning"}
         lines += table(["pruning (importance)", "one-shot seen", "one-shot held-out", "recovered seen",
                         "recovered held-out", "recovered kept seen / held-out", "prune stage s (eval included)"],
-                       [[g["variant"], mean_sd2(g, "seen"), mean_sd2(g, "heldout"),
-                         mean_sd2(recovered[g["variant"]], "seen"), mean_sd2(recovered[g["variant"]], "heldout"),
+                       [[g["variant"], mean_sd(g, "seen"), mean_sd(g, "heldout"),
+                         mean_sd(recovered[g["variant"]], "seen"), mean_sd(recovered[g["variant"]], "heldout"),
                          f"{pct(recovered[g['variant']]['seen_kept'])} / {pct(recovered[g['variant']]['heldout_kept'])}",
                          f"{by_seed[g['variant']]['stages'][0]['seconds']:.0f}"] for g in one_shot])
         if noise["seen"] is not None:

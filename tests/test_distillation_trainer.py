@@ -289,7 +289,7 @@ def test_unpaired_texts_pull_the_students_text_embeddings_of_classes_without_ima
     cfg = DistillationConfig(logit_weight=0.0, embedding_weight=0.0, text_weight=1.0, text_batch_size=32)
     trainer = DistillationTrainer(model=student, args=_args(tmp_path, max_steps=30), train_dataset=train_rows,
                                   data_collator=ImageTextCollator(processor), teacher=teacher, distillation_config=cfg,
-                                  unpaired_texts=unpaired_texts("embedded", processor, {"padding": True}))
+                                  unpaired_texts=unpaired_texts(texts, processor, {"padding": True}))
     assert trainer.unpaired_texts["teacher_embeds"].shape[0] == len(texts)
     trainer.train()
     assert all("loss_text" in e for e in trainer.state.log_history if "loss" in e)

@@ -17,6 +17,7 @@ import pytest
 from test_cli import _assert_one_line_error, run_cli
 
 PRUNE = ["--head-plan", '{"vision": {"0": [1]}}', "--no-eval"]
+DEAD_PID = 2 ** 22 + 54321  # above Linux's default pid_max: a run that was killed (no such process)
 
 
 def _prune(model, out, *extra, cwd=None):
@@ -128,15 +129,14 @@ def test_leftovers_of_a_killed_run_are_cleaned_and_an_aside_result_restored(tiny
 
     out = tmp_path / "pruned"
     assert _prune(tiny_clip_dir, out).returncode == 0
-    dead = 2 ** 22 + 12345  # above Linux's default pid_max: no such process
-    (tmp_path / f".pruned.tmp-{dead}-abc").mkdir()
-    (tmp_path / f".pruned.tmp-{dead}-abc" / "model.safetensors").write_bytes(b"partial")
+    (tmp_path / f".pruned.tmp-{DEAD_PID}-abc").mkdir()
+    (tmp_path / f".pruned.tmp-{DEAD_PID}-abc" / "model.safetensors").write_bytes(b"partial")
     live = tmp_path / f".pruned.tmp-{os.getppid()}-xyz"
     live.mkdir()  # a run still alive (our parent): kept
     check_output_dir(out, overwrite=True)
-    assert not (tmp_path / f".pruned.tmp-{dead}-abc").exists() and live.exists()
+    assert not (tmp_path / f".pruned.tmp-{DEAD_PID}-abc").exists() and live.exists()
     # killed between moving the earlier result aside and moving the new one in: the next run puts it back
-    os.replace(out, tmp_path / f".pruned.old-{dead}")
+    os.replace(out, tmp_path / f".pruned.old-{DEAD_PID}")
     clean_stale_temps(out)
     assert (out / "compression_report.json").is_file()
 
@@ -264,9 +264,6 @@ KILL_ARGS = {
                 "--importance", "magnitude", "--save_strategy", "steps", "--save_steps", "10", "--disable_tqdm", "true",
                 "--report_to", "none"],
 }
-
-
-DEAD_PID = 2 ** 22 + 54321  # above Linux's default pid_max: a run that was killed
 
 
 @pytest.mark.parametrize("moment", ["mid-work, no earlier result", "mid-work over an earlier result",

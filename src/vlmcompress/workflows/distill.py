@@ -333,8 +333,8 @@ def read_unpaired_texts(source: str | None) -> list[str]:
     return texts
 
 
-def unpaired_texts(source, processor, padding) -> dict:
-    texts = read_unpaired_texts(source)
+def unpaired_texts(texts: list[str], processor, padding) -> dict:
+    """Token ids (and attention mask) of the unpaired texts, padded as the student's collator pads captions."""
     tokenizer = getattr(processor, "tokenizer", processor)
     enc = tokenizer(texts, truncation=True, return_tensors="pt", **padding)
     return {"input_ids": enc["input_ids"], "attention_mask": enc.get("attention_mask")}
@@ -349,8 +349,7 @@ def distill(student_args, data_args, distill_cfg, training_args, *, base_model=N
                      flag="--overwrite_output_dir (or --resume_from_checkpoint)")
     if student_args.student_config:
         student_args.student_config = _json_overrides(student_args.student_config)  # fail before any work
-    if distill_cfg.text_weight:
-        read_unpaired_texts(data_args.text_dataset)  # fail before any work
+    texts = read_unpaired_texts(data_args.text_dataset) if distill_cfg.text_weight else None  # fail before any work
     use_cache = use_teacher_cache(data_args.cache_teacher, augment=data_args.augment_shift > 0, config=distill_cfg)
     set_threads(data_args.threads, training_args.world_size)
     started = time.time()
@@ -369,8 +368,7 @@ def distill(student_args, data_args, distill_cfg, training_args, *, base_model=N
     collator = ImageTextCollator(processor, data_args.image_column, data_args.caption_column, data_args.label_column,
                                  padding=get_adapter(student).text_padding, shift=data_args.augment_shift,
                                  seed=training_args.seed)
-    unpaired = unpaired_texts(data_args.text_dataset, processor, get_adapter(student).text_padding) \
-        if distill_cfg.text_weight else None
+    unpaired = unpaired_texts(texts, processor, get_adapter(student).text_padding) if texts else None
     gradual = gradual_pruning(student_args, training_args.max_steps)
     card_info = ModelCardCallback(hyperparameters={"distillation": distill_cfg.to_dict(),
                                                    "student": {k: v for k, v in vars(student_args).items() if v is not None}})
