@@ -52,6 +52,7 @@ the "if you need X, use Y" table generated from the frontier; ``--out DIR`` writ
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -71,10 +72,10 @@ from _common import environment, hardware, refuse_active_wait_policy  # noqa: E4
 
 SUITES = ("clip", "clip_small", "blip", "blip_retrieval", "generalization")
 #: small_steps: the <= 10% chain's distillation (the clip_small recipe's 1800 steps); blip_batch_size: the BLIP
-#: distillation default (its training images are 64 per step)
-FULL = dict(steps=400, recovery_steps=200, small_steps=1800, batch_size=128, blip_batch_size=64, images_per_number=100,
+#: distillation default (its training images are 64 per step); default_steps: the distill command's max_steps
+FULL = dict(steps=400, recovery_steps=200, small_steps=1800, default_steps=900, batch_size=128, blip_batch_size=64, images_per_number=100,
             train_images_per_number=160, eval_rounds=3, latency_rounds=5, latency_batch_size=32, retrieval_teacher_steps=600)
-QUICK = dict(steps=3, recovery_steps=2, small_steps=3, batch_size=16, blip_batch_size=8, images_per_number=1,
+QUICK = dict(steps=3, recovery_steps=2, small_steps=3, default_steps=4, batch_size=16, blip_batch_size=8, images_per_number=1,
              train_images_per_number=2, eval_rounds=1, latency_rounds=1, latency_batch_size=4, retrieval_teacher_steps=2,
              stage_defaults={"prune": {"calibration_samples": 16}, "distill": {"logging_steps": 1}})
 #: what each suite's accuracy is: zero-shot top-1 (CLIP) or how often the greedy caption names the number (BLIP)
@@ -202,6 +203,14 @@ GENERALIZATION = (
     ("default + unpaired class prompts (text term)", {"text_weight": 1.0}, {"texts": "embedded"}),
     ("contrastive + unpaired class prompts (text term only from the teacher)", {**CONTRASTIVE_ONLY, "text_weight": 1.0},
      {"texts": "embedded"}),
+    # which teacher term costs held-out: the similarity KL alone, then with the text term and the student's own loss
+    ("similarity KL only", {"embedding_weight": 0.0}),
+    ("similarity KL + unpaired class prompts", {"embedding_weight": 0.0, "text_weight": 1.0}, {"texts": "embedded"}),
+    ("similarity KL + contrastive + unpaired class prompts",
+     {"embedding_weight": 0.0, "contrastive_weight": 1.0, "text_weight": 1.0}, {"texts": "embedded"}),
+    # at the distill command's default steps (900; a step count named as a setting is read from the settings)
+    ("default, 900 steps", {"max_steps": "default_steps"}),
+    ("contrastive only (no teacher), 900 steps", {**CONTRASTIVE_ONLY, "max_steps": "default_steps"}),
 )
 
 
@@ -215,7 +224,9 @@ def generalization_rows(s: dict, teacher_config: dict) -> list[dict]:
     steps = {"max_steps": s["steps"], "per_device_train_batch_size": s["batch_size"]}
     recovery = {"max_steps": s["recovery_steps"], "per_device_train_batch_size": s["batch_size"]}
     rows = [{"section": "generalization", "name": f"{variant}, seed {seed}", "variant": variant, "seed": seed,
-             "stages": [{"distill": {**INHERITED, **options, **steps, "seed": seed}}], **({"data": data[0]} if data else {})}
+             "stages": [{"distill": {**INHERITED, **steps, **options, "seed": seed,
+                                     **({"max_steps": s[options["max_steps"]]} if isinstance(options.get("max_steps"), str)
+                                        else {})}}], **({"data": data[0]} if data else {})}
             for variant, options, *data in GENERALIZATION for seed in SEEDS]
     rows += [{"section": "generalization-pruning", "name": f"{what} ({importance}), seed {seed}",
               "variant": f"{what} ({importance})", "pruning": what, "importance": importance, "seed": seed,
@@ -518,8 +529,13 @@ def _last_terms(loss_log) -> dict | None:
 
 
 def slug(name: str) -> str:
+    """A folder name for a row: its name's letters and digits; a long name keeps its start and end (the seed) and a
+    hash of the whole, so two rows never share a folder."""
     keep = "".join(c if c.isalnum() else "-" for c in name.lower())
-    return "-".join(p for p in keep.split("-") if p)[:60]
+    out = "-".join(p for p in keep.split("-") if p)
+    if len(out) <= 60:
+        return out
+    return f"{out[:36]}-{hashlib.sha1(name.encode()).hexdigest()[:8]}-{out[-14:]}"
 
 
 def pct(value, digits=1) -> str:
