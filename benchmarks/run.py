@@ -208,6 +208,8 @@ GENERALIZATION = (
     ("similarity KL + unpaired class prompts", {"embedding_weight": 0.0, "text_weight": 1.0}, {"texts": "embedded"}),
     ("similarity KL + contrastive + unpaired class prompts",
      {"embedding_weight": 0.0, "contrastive_weight": 1.0, "text_weight": 1.0}, {"texts": "embedded"}),
+    # for deployments that embed their labels once with the teacher's text tower: only the image tower is compressed
+    ("image tower only (the teacher's text tower, frozen)", {"freeze_towers": "text"}),
     # at the distill command's default steps (900; a step count named as a setting is read from the settings)
     ("default, 900 steps", {"max_steps": "default_steps"}),
     ("contrastive only (no teacher), 900 steps", {**CONTRASTIVE_ONLY, "max_steps": "default_steps"}),

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from vlmcompress.errors import VlmcompressError
 from vlmcompress.report import read_report
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "distill_clip.py"
@@ -262,3 +263,30 @@ def test_recipe_output_folder_rule(tmp_path):
         with pytest.raises(VlmcompressError, match=message):
             _recipe_module().main(args)
     assert (user / "notes.txt").read_text() == "mine" and (ours / "compression_report.json").exists()
+
+
+def test_a_frozen_text_tower_is_the_teachers_and_only_the_image_tower_is_compressed(tiny_clip_dir, tmp_path):
+    """``--freeze_towers text``: the inherited student keeps the teacher's text tower whole, its weights never move,
+    the image tower is shrunk and trained, and the report and card say so."""
+    from safetensors.torch import load_file
+
+    out = tmp_path / "image-only"
+    report = _recipe_module().main([
+        "--teacher", str(tiny_clip_dir), "--freeze_towers", "text", "--max_steps", "4", "--learning_rate", "1e-2",
+        "--per_device_train_batch_size", "8", "--train_images_per_number", "1", "--eval_images_per_number", "1",
+        "--importance", "magnitude", "--disable_tqdm", "true", "--latency_rounds", "1", "--output_dir", str(out)])
+    teacher, student = load_file(str(tiny_clip_dir / "model.safetensors")), load_file(str(out / "model.safetensors"))
+    text = [k for k in teacher if k.startswith(("text_model.", "text_projection."))]
+    assert text and all(torch.equal(teacher[k], student[k]) for k in text)
+    vision = [k for k in student if k.startswith("vision_model.") and k in teacher]
+    assert len(vision) < sum(k.startswith("vision_model.") for k in teacher)  # layers dropped
+    assert any(not torch.equal(teacher[k], student[k]) for k in vision if teacher[k].shape == student[k].shape)
+    distill = report["steps"][-1]
+    assert distill["frozen_towers"] == ["text"] and report["steps"][0]["pruning"]["towers"] == ["vision"]
+    assert "frozen (not trained): the text tower" in (out / "README.md").read_text()
+    with pytest.raises(VlmcompressError, match="unknown tower 'txt'"):
+        _recipe_module().main(["--teacher", str(tiny_clip_dir), "--freeze_towers", "txt", "--max_steps", "1",
+                               "--train_images_per_number", "1", "--output_dir", str(tmp_path / "bad")])
+    with pytest.raises(VlmcompressError, match="leaves no tower to shrink"):
+        _recipe_module().main(["--teacher", str(tiny_clip_dir), "--freeze_towers", "vision,text", "--max_steps", "1",
+                               "--train_images_per_number", "1", "--output_dir", str(tmp_path / "bad2")])

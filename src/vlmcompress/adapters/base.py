@@ -183,8 +183,20 @@ class ModelAdapter:
     #: ``nn.Linear``, so patch/position embeddings (Conv2d/Embedding) and ``logit_scale`` stay full precision anyway.
     quantization_keep: tuple[str, ...] = ()
 
+    #: tower name -> the model's Linear from that tower into the shared embedding space (attribute from the root)
+    tower_projections: dict = {}
+
     def __init__(self, model):
         self.model = model
+
+    def tower_modules(self, tower: str) -> list:
+        """The modules only ``tower`` runs: the tower and its projection into the embedding space (what freezing a
+        tower freezes)."""
+        towers = self.towers()
+        if tower not in towers:
+            raise VlmcompressError(f"unknown tower {tower!r}: this {self.family} model has {', '.join(towers)}")
+        projection = getattr(self.model, self.tower_projections[tower], None) if tower in self.tower_projections else None
+        return [towers[tower]] + ([projection] if projection is not None else [])
 
     @classmethod
     def matches_config(cls, config) -> bool:

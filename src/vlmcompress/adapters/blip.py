@@ -65,6 +65,7 @@ class BlipAdapter(ModelAdapter):
   booktitle = {International Conference on Machine Learning (ICML)},
   year      = {2022}
 }""")
+    tower_projections = {"vision": "vision_proj", "text": "text_proj"}
     #: tower name -> attribute paths, first present wins
     tower_paths = {"vision": ("vision_model",), "text": ("text_encoder", "text_model"), "text_decoder": ("text_decoder.bert",)}
     # the heads every embedding or token passes through: ITC projections, the ITM head, the LM head (tied to the

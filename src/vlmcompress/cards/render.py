@@ -254,9 +254,11 @@ def _describe(step: dict) -> tuple[list[str], set]:
             lines.append("loss weights: " + ", ".join(f"{k} {fmt_value(v)}" for k, v in losses.items()))
         if step.get("temperature") is not None:
             lines.append(f"temperature: {fmt_value(step['temperature'])}")
+        if step.get("frozen_towers"):
+            lines.append("frozen (not trained): " + ", ".join(f"the {t} tower" for t in step["frozen_towers"]))
         if step.get("max_steps") is not None:
             lines.append(f"training steps: {fmt_value(step['max_steps'])}")
-        used |= {"teacher", "student_init", "losses", "temperature", "max_steps"}
+        used |= {"teacher", "student_init", "losses", "temperature", "frozen_towers", "max_steps"}
     return lines, used
 
 

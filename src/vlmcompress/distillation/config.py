@@ -47,6 +47,7 @@ class DistillationConfig(JsonConfig):
     token_temperature: float = field(default=1.0, metadata={"help": "Captioners: softmax temperature of the token-level KL (x T^2)."})
     caption_weight: float = field(default=0.0, metadata={"help": "Captioners: weight of the student's own next-token cross-entropy on the captions."})
     teacher_dtype: str | None = field(default=None, metadata={"help": "Run the teacher in float16/bfloat16 (default: as loaded)."})
+    freeze_towers: str | None = field(default=None, metadata={"help": "Towers not trained, comma-separated (e.g. text): an inherited student keeps the teacher's copy of them, whole and frozen, and only the other towers are compressed. For deployments that precompute label embeddings with the teacher's text tower."})
 
     filename = CONFIG_FILENAME
     kind = "distillation"
@@ -75,6 +76,8 @@ class DistillationConfig(JsonConfig):
                 raise VlmcompressError(f"layer_map must be JSON like {{\"vision\": {{\"4\": 2}}}}: {exc}") from None
         if self.layer_map is not None and not isinstance(self.layer_map, dict):
             raise VlmcompressError("layer_map must map tower -> {teacher layer: student layer}")
+        if self.freeze_towers is not None and not isinstance(self.freeze_towers, str):
+            self.freeze_towers = ",".join(self.freeze_towers)  # a recipe's YAML list
         if self.teacher_dtype not in TEACHER_DTYPES:
             raise VlmcompressError(f"teacher_dtype must be float32, float16 or bfloat16, got {self.teacher_dtype!r}")
 
@@ -97,6 +100,9 @@ class DistillationConfig(JsonConfig):
             return None
         losses = " and ".join(names) + (" losses" if len(names) > 1 else " loss")
         return f"{where} stores image/text embeddings only, which the {losses} cannot use"
+
+    def frozen_towers(self) -> list[str]:
+        return [t.strip() for t in (self.freeze_towers or "").split(",") if t.strip()]
 
     def active_losses(self) -> dict:
         return {name: getattr(self, f"{name}_weight") for name in ALL_TERMS if getattr(self, f"{name}_weight")}

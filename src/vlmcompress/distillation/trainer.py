@@ -54,6 +54,20 @@ def default_layer_map(teacher_adapter, student_adapter, tower) -> dict:
     return uniform_layer_map(n_t, n_s)
 
 
+def freeze_towers(student, towers) -> list[str]:
+    """Stops ``towers`` (and their projections into the embedding space) from training; one clear error when a name
+    is not a tower of the student or nothing would be left to train."""
+    if not towers:
+        return []
+    adapter = get_adapter(student)
+    for tower in towers:
+        for module in adapter.tower_modules(tower):
+            module.requires_grad_(False)
+    if not any(p.requires_grad for name, p in student.named_parameters() if "logit_" not in name):
+        raise VlmcompressError(f"freeze_towers={','.join(towers)} leaves no tower to train: freeze fewer towers")
+    return list(towers)
+
+
 class _ProjectionSync(TrainerCallback):
     """Keeps the trainer's learned projections in step across processes, zeroes their gradients after each optimizer
     step (Trainer only zeroes the model's) and saves them into checkpoints."""
@@ -105,6 +119,7 @@ class DistillationTrainer(Trainer):
         if inactive and self.is_world_process_zero():
             warnings.warn(inactive, stacklevel=2)
         cfg.check_task(self.student_adapter.is_captioner)
+        self.frozen_towers = freeze_towers(unwrap_model(self.model), cfg.frozen_towers())
         if cfg.itm_weight and not self.student_adapter.has_itm:
             raise VlmcompressError(f"itm_weight needs an image-text matching head (BlipForImageTextRetrieval), not "
                                    f"{type(unwrap_model(self.model)).__name__}: set it to 0")

@@ -357,6 +357,16 @@ def distill(student_args, data_args, distill_cfg, training_args, *, base_model=N
     train, test = load_data(data_args, training_args.seed)
     teacher, processor, teacher_path = load_checkpoint(student_args.teacher_path())
     calibration = standard_columns(train, data_args.image_column, data_args.caption_column)
+    frozen = distill_cfg.frozen_towers()
+    for tower in frozen:
+        get_adapter(teacher).tower_modules(tower)  # an unknown tower name: one line, before the student is built
+    if frozen and not (student_args.student or student_args.student_config):
+        # the student keeps the teacher's copy of a frozen tower: only the other towers are shrunk
+        shrink = [t for t in student_args.towers.split(",") if t not in frozen]
+        if not shrink:
+            raise VlmcompressError(f"--freeze_towers {','.join(frozen)} leaves no tower to shrink out of --towers "
+                                   f"{student_args.towers}: freeze fewer towers")
+        student_args.towers = ",".join(shrink)
     student, steps = build_student(teacher, processor, student_args, calibration)
     t_params, s_params = count_parameters(teacher), count_parameters(student)
     print(f"teacher {t_params:,} parameters; student {s_params:,} ({s_params / t_params:.1%})", flush=True)
@@ -401,6 +411,7 @@ def distill(student_args, data_args, distill_cfg, training_args, *, base_model=N
         "processes": training_args.world_size,
         "distributed": str(trainer.accelerator.distributed_type).split(".")[-1],
         "cache_teacher": use_cache,
+        **({"frozen_towers": frozen} if frozen else {}),
         "training": card_info.training_record(),
     })
     eval_kw = {"dataset": test, "images_per_number": data_args.eval_images_per_number,
