@@ -23,7 +23,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 BLIP_TEACHER = str(HERE.parent / "src" / "vlmcompress" / "assets" / "blip-digits-captioner")
 OUT = HERE / "examples"
-COPIED = ("README.md", "compression_report.json", "config.json", "*.png")
+COPIED = ("README.md", "compression_report.json", "config.json", "recipe.yaml", "*.png")
 
 
 @dataclass
@@ -56,6 +56,11 @@ EXAMPLES = [
             "neurons (`recipes/distill_blip.py` defaults)", recipe="distill_blip"),
     Example("blip-distilled-nf4", ["quantize", "{base}", "--bits", "4", "--quant-type", "nf4", "--images-per-number", "20"],
             "the distilled BLIP captioner, then 4-bit NF4", base="blip-distilled"),
+    Example("clip-small", ["compress", str(HERE.parent / "recipes" / "clip_small.yaml")],
+            "`vlmcompress compress recipes/clip_small.yaml`: a narrow student (every 2nd layer, half the width and "
+            "heads, MLP -25%) inherited from the teacher and distilled from it, then nf4 of every Linear, the "
+            "projections included, the rest in bf16 (one recipe, two stage folders; the card shows the chain and the "
+            "recipe)"),
 ]
 
 
@@ -71,6 +76,9 @@ def run(example: Example, scratch: Path, outputs: dict) -> Path:
         cmd = [sys.executable, "-m", "vlmcompress", *argv, "--output-dir", str(folder)]
         print("$ vlmcompress " + " ".join(argv + ["--output-dir", f"<{example.name}>"]), flush=True)
     subprocess.run(cmd, check=True)
+    stages = sorted(p for p in folder.glob("[0-9][0-9]-*") if p.is_dir())
+    if stages:  # a recipe: the model is its last stage's folder
+        folder = stages[-1]
     dest = OUT / example.name
     if dest.exists():
         shutil.rmtree(dest)
