@@ -208,6 +208,9 @@ GENERALIZATION = (
     ("similarity KL + unpaired class prompts", {"embedding_weight": 0.0, "text_weight": 1.0}, {"texts": "embedded"}),
     ("similarity KL + contrastive + unpaired class prompts",
      {"embedding_weight": 0.0, "contrastive_weight": 1.0, "text_weight": 1.0}, {"texts": "embedded"}),
+    # CLIP-KD's interactive contrastive loss: the student's embeddings contrasted with the teacher's of the batch
+    ("default + interactive contrastive (CLIP-KD ICL)", {"icl_weight": 1.0}),
+    ("interactive contrastive only", {"logit_weight": 0.0, "embedding_weight": 0.0, "icl_weight": 1.0}),
     # for deployments that embed their labels once with the teacher's text tower: only the image tower is compressed
     ("image tower only (the teacher's text tower, frozen)", {"freeze_towers": "text"}),
     # at the distill command's default steps (900; a step count named as a setting is read from the settings)

@@ -310,3 +310,15 @@ def test_every_training_log_shape_renders_its_table_and_plot(tmp_path):
     bad["steps"] = [{"method": "qlora", "loss_log": [{"step": 1, "loss": 2.0}]}]
     with pytest.raises(ReportError, match=r"steps\[0\].loss_log belongs in steps\[0\].training.loss_log"):
         write_report(bad, tmp_path / "bad")
+
+
+def test_fisher_importance_and_the_interactive_contrastive_term_are_cited():
+    from vlmcompress.cards.citations import citations_for
+
+    report = {"model_family": "clip", "steps": [
+        {"method": "head_pruning", "importance": "fisher"},
+        {"method": "distillation", "losses": {"icl": 1.0}}]}
+    keys = [c["key"] for c in citations_for(report)]
+    assert "kwon2022" in keys and "clip_kd" in keys and "tinyclip" not in keys
+    assert "kwon2022" not in [c["key"] for c in citations_for({"model_family": "clip", "steps": [
+        {"method": "head_pruning", "importance": "magnitude"}]})]

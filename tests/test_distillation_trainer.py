@@ -302,3 +302,27 @@ def test_unpaired_texts_pull_the_students_text_embeddings_of_classes_without_ima
             read_unpaired_texts(source)
     (tmp_path / "labels.txt").write_text("a photo of a cat\n\n  a photo of a dog  \n")
     assert read_unpaired_texts(str(tmp_path / "labels.txt")) == ["a photo of a cat", "a photo of a dog"]
+
+
+def test_interactive_contrastive_term_is_the_students_own_loss_when_it_equals_the_teacher(processor, train_rows,
+                                                                                          tmp_path):
+    """CLIP-KD's ICL contrasts the student's embeddings with the teacher's: for a student that is a copy of the teacher
+    it equals the student's own contrastive loss; it trains a different student and is logged as loss_icl."""
+    import copy
+
+    teacher = tiny_clip(processor, seed=0)
+    cfg = DistillationConfig(logit_weight=0.0, embedding_weight=0.0, icl_weight=1.0, contrastive_weight=1.0)
+    trainer = DistillationTrainer(model=copy.deepcopy(teacher), args=_args(tmp_path), train_dataset=train_rows,
+                                  data_collator=ImageTextCollator(processor), teacher=teacher, distillation_config=cfg)
+    batch = ImageTextCollator(processor)([train_rows[i] for i in range(0, 180, 12)])
+    with torch.no_grad():
+        terms, _ = trainer.distillation_terms(trainer.model, batch)
+    assert terms["icl"].item() == pytest.approx(terms["contrastive"].item(), rel=1e-5)
+    student = tiny_clip(processor, seed=1)
+    trainer = DistillationTrainer(model=student, args=_args(tmp_path, max_steps=6, logging_steps=3),
+                                  train_dataset=train_rows, data_collator=ImageTextCollator(processor),
+                                  teacher=teacher, distillation_config=DistillationConfig(
+                                      logit_weight=0.0, embedding_weight=0.0, icl_weight=1.0))
+    trainer.train()
+    logged = [e for e in trainer.state.log_history if "loss" in e]
+    assert all("loss_icl" in e for e in logged) and logged[-1]["loss_icl"] < logged[0]["loss_icl"]

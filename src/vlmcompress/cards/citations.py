@@ -63,6 +63,12 @@ BIBTEX = {
   booktitle = {IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)},
   year      = {2024}
 }""",
+    "kwon2022": """@inproceedings{kwon2022fast,
+  title     = {A Fast Post-Training Pruning Framework for Transformers},
+  author    = {Kwon, Woosuk and Kim, Sehoon and Mahoney, Michael W. and Hassoun, Joseph and Keutzer, Kurt and Gholami, Amir},
+  booktitle = {Advances in Neural Information Processing Systems (NeurIPS)},
+  year      = {2022}
+}""",
 }
 
 #: why a card cites each entry (shown above the BibTeX)
@@ -76,7 +82,8 @@ WHAT = {
     "lora": "low-rank adapters",
     "hinton2015": "knowledge distillation with temperature-softened targets",
     "tinyclip": "affinity (similarity-matrix) mimicking for CLIP distillation",
-    "clip_kd": "feature distillation of CLIP embeddings",
+    "clip_kd": "feature and interactive-contrastive distillation of CLIP embeddings",
+    "kwon2022": "head and neuron importance from the Fisher information of their gates",
 }
 
 
@@ -100,6 +107,8 @@ def citations_for(report: dict) -> list[dict]:
         importance = str(step.get("importance") or "")
         if method == "head_pruning":
             keys += ["michel2019"] if importance.startswith(("taylor", "ablation")) else []
+        if method in ("head_pruning", "mlp_pruning") and importance.startswith("fisher"):
+            keys.append("kwon2022")
         if (method == "mlp_pruning" and importance.startswith("ablation")) or (
                 method in ("head_pruning", "mlp_pruning") and importance.startswith("taylor")):
             keys.append("molchanov2017")
@@ -117,7 +126,7 @@ def citations_for(report: dict) -> list[dict]:
             keys.append("hinton2015")
             if _truthy_weight(losses, "logit"):
                 keys.append("tinyclip")
-            if _truthy_weight(losses, "embedding", "hidden"):
+            if _truthy_weight(losses, "embedding", "hidden", "icl"):
                 keys.append("clip_kd")
     seen, out = set(), []
     for key in keys:

@@ -10,10 +10,10 @@ from ..io import JsonConfig
 
 LOSS_KINDS = ("mse", "cosine")
 TEACHER_DTYPES = (None, "float32", "float16", "bfloat16")
-ALL_TERMS = ("logit", "embedding", "hidden", "contrastive", "itm", "token", "caption", "text")
+ALL_TERMS = ("logit", "embedding", "hidden", "contrastive", "icl", "itm", "token", "caption", "text")
 #: terms only a captioner (decoder, no image-text embeddings) has, and terms only two-tower models have
 CAPTION_ONLY_TERMS = ("token", "caption")
-TWO_TOWER_TERMS = ("logit", "embedding", "contrastive", "itm", "text")
+TWO_TOWER_TERMS = ("logit", "embedding", "contrastive", "icl", "itm", "text")
 #: terms that cached teacher outputs (final image/text embeddings) cannot serve, named for messages
 UNCACHEABLE_TERMS = {"hidden": "hidden-state", "itm": "ITM", "token": "token-level", "caption": "captioning"}
 
@@ -26,7 +26,8 @@ class DistillationConfig(JsonConfig):
     """Weights of the loss terms (0 turns a term off) and their settings.
 
     The total loss is ``logit_weight * KL(similarity) + embedding_weight * feature loss + hidden_weight * hidden-state
-    loss + contrastive_weight * the student's own contrastive loss + text_weight * the text embeddings' feature loss on
+    loss + contrastive_weight * the student's own contrastive loss + icl_weight * the contrastive loss of student against
+    teacher embeddings (CLIP-KD's ICL) + text_weight * the text embeddings' feature loss on
     unpaired texts (+ itm_weight * KL of the image-text matching logits, BLIP retrieval)`` for two-tower models (CLIP,
     SigLIP, BLIP retrieval), and ``token_weight * token-level KL + hidden_weight * hidden-state loss + caption_weight *
     the student's own captioning loss`` for captioners (BLIP); every term is logged as ``loss_<name>``.
@@ -40,6 +41,7 @@ class DistillationConfig(JsonConfig):
     hidden_loss: str = field(default="mse", metadata={"help": "mse or cosine, per token (text padding excluded)."})
     layer_map: str | None = field(default=None, metadata={"help": 'Teacher layer -> student layer per tower (a dict, or its JSON), 1-based layer outputs, e.g. {"vision": {"2": 1, "4": 2}} (default: the layers a student inherited, else uniform).'})
     contrastive_weight: float = field(default=0.0, metadata={"help": "Weight of the student's own contrastive (or sigmoid) loss."})
+    icl_weight: float = field(default=0.0, metadata={"help": "Weight of CLIP-KD's interactive contrastive loss: the student's image embeddings contrasted against the teacher's text embeddings of the batch, and the student's text against the teacher's images."})
     text_weight: float = field(default=0.0, metadata={"help": "Weight of the text-only embedding loss on unpaired texts (--text_dataset): the student's text embeddings of a list the teacher embeds once, e.g. the class names and prompts you will query, classes without images included."})
     text_batch_size: int = field(default=64, metadata={"help": "Unpaired texts drawn per step for the text term."})
     itm_weight: float = field(default=0.0, metadata={"help": "BLIP retrieval: weight of the KL on the image-text matching head's logits (own and a shifted caption per image)."})

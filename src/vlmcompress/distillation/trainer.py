@@ -194,7 +194,8 @@ class DistillationTrainer(Trainer):
             t_w = self.teacher_adapter.tower_config(tower).hidden_size
             if s_w != t_w:
                 mods[f"hidden_{tower}"] = nn.Linear(s_w, t_w)
-        if self.distillation_config.embedding_weight or self.distillation_config.text_weight:
+        cfg = self.distillation_config
+        if cfg.embedding_weight or cfg.text_weight or cfg.icl_weight:
             s_p = getattr(unwrap_model(self.model).config, "projection_dim", None)
             t_p = getattr(self.teacher.config, "projection_dim", None)
             if s_p is not None and t_p is not None and s_p != t_p:
@@ -312,11 +313,26 @@ class DistillationTrainer(Trainer):
             terms["caption"] = student.own_loss
         if cfg.text_weight:
             terms["text"] = self._unpaired_text_term()
+        if cfg.icl_weight:
+            terms["icl"] = self._interactive_contrastive(student, teacher, labels)
         if cfg.contrastive_weight:
             dev = student.image_embeds.device
             terms["contrastive"] = self.student_adapter.pair_loss(student.image_embeds.float(), student.text_embeds.float(),
                                                                   None if labels is None else labels.to(dev))
         return terms, student
+
+    def _interactive_contrastive(self, student, teacher, labels):
+        """CLIP-KD's ICL: the student's image embeddings against the teacher's text embeddings, and the student's text
+        against the teacher's images, with the student's own pair loss (its temperature; same label = positive);
+        a narrower student's embeddings pass through the width projections."""
+        proj = self.distill_projections
+        image, text = student.image_embeds.float(), student.text_embeds.float()
+        if "embed_image" in proj:
+            image, text = proj["embed_image"](image), proj["embed_text"](text)
+        labels = None if labels is None else labels.to(image.device)
+        t_image, t_text = teacher.image_embeds.float().to(image.device), teacher.text_embeds.float().to(image.device)
+        return (self.student_adapter.pair_loss(image, t_text, labels)
+                + self.student_adapter.pair_loss(t_image, text, labels)) / 2
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         cfg = self.distillation_config
