@@ -54,6 +54,13 @@ def _one_line(r, needle):
     ("target: {max_size_mib: 1}\nstages: [{quantize: {bits: 8}}]\noutput_dir: x\n", "add a prune stage"),
     ("stages: [{prune: {head_ratio: 0.3}}]\n", "output_dir: missing"),
     ("stages: [{prune: {head_ratio: 0.3}}]\noutput_dir: x\nsteps: 3\n", "top level: unknown key 'steps'"),
+    # values of the wrong type or range, which used to fail mid-stage or train something else
+    ("stages: [{distill: {max_steps: -5}}]\noutput_dir: x\n", "stage 1 (distill).max_steps: expected a positive number"),
+    ("stages: [{distill: {max_steps: 1e3}}]\noutput_dir: x\n",
+     "stage 1 (distill).max_steps: expected a whole number, got '1e3' (YAML read it as text"),
+    ("stages: [{distill: {learning_rate: fast}}]\noutput_dir: x\n", "stage 1 (distill).learning_rate: expected a number, got 'fast'"),
+    ("stages: [{prune: {head_ratio: '0.5'}}]\noutput_dir: x\n", "stage 1 (prune).head_ratio: expected a number, got '0.5'"),
+    ("stages: [{quantize: {bits: '8'}}]\noutput_dir: x\n", "stage 1 (quantize).bits: expected a whole number, got '8'"),
 ])
 def test_a_bad_recipe_is_one_line_before_anything_runs(text, needle):
     with pytest.raises(VlmcompressError, match=None) as err:

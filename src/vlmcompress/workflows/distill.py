@@ -15,6 +15,7 @@ evaluated on the same test set and the student is written to ``--output_dir`` by
 from __future__ import annotations
 
 import copy
+import difflib
 import json
 import os
 import shutil
@@ -140,6 +141,12 @@ class DistillTrainingArguments(TrainingArguments):
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep image/caption columns for the collator."})
     use_cpu: bool = field(default=not torch.cuda.is_available(), metadata={"help": "Train on CPU (default when no GPU: also makes 2-process CPU runs use DDP)."})
     dataloader_drop_last: bool = field(default=True, metadata={"help": "Equal batch sizes (the similarity KL compares batch-sized matrices)."})
+
+    def __post_init__(self):
+        if self.max_steps < 1 and self.max_steps != -1:
+            raise VlmcompressError(f"--max_steps must be a positive number of optimizer steps, got {self.max_steps} "
+                                   "(-1 trains --num_train_epochs epochs instead)")
+        super().__post_init__()
 
 
 @dataclass
@@ -300,9 +307,19 @@ def parse_arguments(argv=None, family: str = "clip", prog: str | None = None):
     """(student, data, distillation, training) arguments from ``argv`` (a list; None: sys.argv) or one JSON file."""
     parser = hf_argument_parser(ARGUMENTS[family], prog=prog)
     argv = sys.argv[1:] if argv is None else list(argv)
-    if len(argv) == 1 and argv[0].endswith(".json"):
-        return parser.parse_json_file(os.path.abspath(argv[0]))
-    return parser.parse_args_into_dataclasses(args=argv)
+    try:
+        if len(argv) == 1 and argv[0].endswith(".json"):
+            return parser.parse_json_file(os.path.abspath(argv[0]))
+        *parsed, remaining = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+    except ValueError as exc:  # a dataclass's own check (TrainingArguments raises ValueError): its first line
+        raise VlmcompressError(str(exc).strip().splitlines()[0]) from None
+    if remaining:
+        bad = next((a for a in remaining if a.startswith("-")), remaining[0])
+        known = [o for action in parser._actions for o in action.option_strings]
+        close = difflib.get_close_matches(bad.split("=")[0], known, n=1)
+        raise VlmcompressError(f"unknown option {bad}" + (f": did you mean {close[0]}?" if close else "")
+                               + f" ({parser.prog} --help lists them)")
+    return tuple(parsed)
 
 
 def _move_checkpoints(out_dir: Path):

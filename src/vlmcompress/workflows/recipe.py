@@ -102,6 +102,72 @@ def _fields(*classes) -> set:
     return {f.name for cls in classes for f in dataclasses.fields(cls)}
 
 
+def _fits(value, tp) -> bool:
+    """Whether a YAML value fits a dataclass field's type (a type this cannot judge passes: the config decides)."""
+    import enum
+    import types
+    import typing
+
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, arg) for arg in typing.get_args(tp))
+    if tp is type(None):
+        return value is None
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is str:
+        return isinstance(value, str)
+    if tp in (list, tuple) or origin in (list, tuple):
+        return isinstance(value, (list, tuple))
+    if tp is dict or origin is dict:
+        return isinstance(value, dict)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return isinstance(value, tp) or value in [m.value for m in tp]
+    return True
+
+
+def _type_name(tp) -> str:
+    import types
+    import typing
+
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return " or ".join(dict.fromkeys(_type_name(a) for a in typing.get_args(tp)))
+    names = {bool: "true or false", int: "a whole number", float: "a number", str: "a string", type(None): "null",
+             list: "a list", dict: "a mapping"}
+    return names.get(tp, names.get(typing.get_origin(tp), getattr(tp, "__name__", str(tp))))
+
+
+def check_types(where: str, given: dict, *classes) -> None:
+    """Each option's value against its field's declared type: one line naming the key, the value and what fits
+    (``head_ratio: '0.5'`` or ``max_steps: 1e3``, which YAML reads as strings, fail here, before any work)."""
+    import typing
+
+    hints = {}
+    for cls in reversed(classes):
+        try:
+            hints.update(typing.get_type_hints(cls))
+        except Exception:  # a type this Python cannot resolve: those fields are left to the config
+            continue
+    for key, value in given.items():
+        tp = hints.get(key)
+        if tp is not None and not _fits(value, tp):
+            _fail(f"{where}.{key}", f"expected {_type_name(tp)}, got {value!r}" + (
+                " (YAML read it as text: write the number plainly, without quotes, e.g. 1000 rather than 1e3)"
+                if isinstance(value, str) and _is_number(value) else ""))
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def check_target(where, target) -> dict:
     _check_keys(where, target, TARGET_KEYS, "budget")
     if not any(k in target for k in ("max_size_mib", "max_latency_ms", "max_params")):
@@ -133,6 +199,7 @@ def stage_configs(stage: Stage, family: str, first: bool):
 
             target = opts.pop("target", None)
             _check_keys(where, opts, _fields(PruningConfig))
+            check_types(where, opts, PruningConfig)
             if target is not None:
                 check_target(f"{where}.target", target)
                 ratio_keys = [k for k in ("head_ratio", "mlp_ratio", "drop_layers", "keep_every", "remove_layers",
@@ -147,18 +214,26 @@ def stage_configs(stage: Stage, family: str, first: bool):
             _check_keys(where, opts, config_fields | training_fields | student_fields | {"teacher", "cache_teacher"})
             from . import distill as workflow
 
+            student_cls, _, config_cls, training_cls = workflow.ARGUMENTS[family]
+            check_types(where, {k: v for k, v in opts.items() if k not in ("cache_teacher", "freeze_towers")},
+                        config_cls, training_cls, student_cls)
+            steps = opts.get("max_steps")
+            if steps is not None and steps < 1 and steps != -1:
+                _fail(f"{where}.max_steps", f"expected a positive number of optimizer steps, got {steps} (-1 trains "
+                      "num_train_epochs epochs instead)")
+
             if "cache_teacher" in opts:  # the data argument's own choices; YAML's true/false read as their names
                 choices = next(f for f in dataclasses.fields(workflow.DataArguments)
                                if f.name == "cache_teacher").metadata["choices"]
                 if str(opts["cache_teacher"]).lower() not in choices:
                     _fail(f"{where}.cache_teacher", f"expected true, false or auto, got {opts['cache_teacher']!r}")
 
-            _, _, config_cls, _ = workflow.ARGUMENTS[family]
             return config_cls(**{k: v for k, v in opts.items() if k in config_fields})
         if stage.kind == "quantize":
             from ..quantization import QuantizationConfig
 
             _check_keys(where, opts, _fields(QuantizationConfig))
+            check_types(where, opts, QuantizationConfig)
             return QuantizationConfig(**opts)
         _check_keys(where, opts, EXPORT_KEYS)
         if opts.get("format", "onnx") != "onnx":
