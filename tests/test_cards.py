@@ -82,6 +82,11 @@ def test_pruned_card_metadata_numbers_plot_and_snippet(tmp_path):
     _, _, side_body = render(tmp_path / "side")
     assert "| latency (median batch) | 35.27 ms | 30.12 ms | x0.62 (x0.60-x0.65) |" in side_body
     assert "timed in turn in 5 interleaved rounds in one process (batch 32, 2 threads)" in side_body
+    # one round has no spread to judge the ratio by: the card does not show it
+    checkpoint(tmp_path / "one", after=dict(AFTER, latency_vs_base=dict(side, rounds=1, ratio_min=0.62, ratio_max=0.62)))
+    _, _, one_body = render(tmp_path / "one")
+    row = next(line for line in one_body.splitlines() if line.startswith("| latency (median batch)"))
+    assert "x0.62" not in row and "not shown (1 timing round(s); 3 or more show it)" in row
     # what was done, with its numbers
     assert "text tower: 1 layer removed (3, numbered as in the base model)" in body
     assert "vision tower: 3 heads removed in 2 layers — layer 0: 1 head (0); layer 1: 2 heads (0, 3)" in body

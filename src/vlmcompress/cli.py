@@ -158,10 +158,6 @@ def _finish(args, model, processor, path, steps, before, eval_kwargs, *, configs
                                latency_rounds=args.latency_rounds, overwrite=args.overwrite)
     if not args.no_eval:
         print(format_metrics_table({"before": before, "after": report["after"]}))
-        ratio = (report["after"] or {}).get("latency_vs_base")
-        if ratio:
-            print(f"latency after/before: {ratio['ratio']:.2f}x (range {ratio['ratio_min']:.2f}-{ratio['ratio_max']:.2f} "
-                  f"over {ratio['rounds']} interleaved rounds, batch {ratio['batch_size']}, {ratio['threads']} threads)")
     print(f"wrote {args.output_dir}; it loads with {load_hint(report['loading'])}")
     return report
 
@@ -249,11 +245,6 @@ def cmd_export(args):
     step = report["steps"][-1]
     if not args.no_eval:
         print(format_metrics_table({"pytorch": report["before"], "onnxruntime": report["after"]}))
-        ratio = report["after"].get("latency_vs_base")
-        if ratio:
-            print(f"latency onnxruntime/pytorch: {ratio['ratio']:.2f}x (range {ratio['ratio_min']:.2f}-"
-                  f"{ratio['ratio_max']:.2f} over {ratio['rounds']} interleaved rounds, batch {ratio['batch_size']}, "
-                  f"{ratio['threads']} threads)")
     parity = ", ".join(f"{role} max |diff| {p['max_abs_diff']:.1e}, min cosine {p['min_cosine']:.5f}"
                        for role, p in step["parity"].items())
     print(f"parity against PyTorch: {parity}")

@@ -421,8 +421,43 @@ def table_rows(metrics_dicts) -> list:
                  or key not in FRACTION_KEYS)]
 
 
-def format_metrics_table(columns: dict) -> str:
-    """A plain-text table: one row per metric, one column per named METRICS dict."""
+#: fewer interleaved latency rounds than this give a ratio with no spread worth showing: printed as indicative, never
+#: in a card
+MIN_LATENCY_ROUNDS = 3
+
+
+def latency_ratio_text(ratio: dict, what: str = "after/before") -> str:
+    """One line for a side-by-side latency ratio (``latency_vs_base``): the median ratio with its range over the
+    rounds, or, under MIN_LATENCY_ROUNDS rounds, the figure alone marked indicative."""
+    rounds = ratio.get("rounds") or 1
+    if rounds < MIN_LATENCY_ROUNDS:
+        spread = (f"{'a single round' if rounds == 1 else f'{rounds} rounds'}: indicative, no range "
+                  f"(--latency-rounds {MIN_LATENCY_ROUNDS} or more gives one)")
+    else:
+        spread = f"range {ratio['ratio_min']:.2f}-{ratio['ratio_max']:.2f} over {rounds} interleaved rounds"
+    return f"latency {what}: {ratio['ratio']:.2f}x ({spread}, batch {ratio.get('batch_size')}, {ratio.get('threads')} threads)"
+
+
+def _side_by_side(columns: dict) -> tuple[dict, dict | None]:
+    """Two columns whose second was timed against the first in one run (``latency_vs_base``): both latencies become
+    that run's medians, so the table and the ratio line never disagree (two runs' figures on a shared machine are
+    not comparable)."""
+    names = list(columns)
+    ratio = (columns[names[-1]] or {}).get("latency_vs_base") if len(names) == 2 else None
+    if not isinstance(ratio, dict) or not ratio.get("base_ms") or not ratio.get("model_ms"):
+        return columns, None
+    import statistics
+
+    first, second = (dict(columns[n] or {}) for n in names)
+    first["latency_ms"], second["latency_ms"] = statistics.median(ratio["base_ms"]), statistics.median(ratio["model_ms"])
+    return {names[0]: first, names[1]: second}, ratio
+
+
+def format_metrics_table(columns: dict, what: str | None = None) -> str:
+    """A plain-text table: one row per metric, one column per named METRICS dict. When the second of two columns was
+    timed side by side against the first, both show that measurement and a line gives the ratio (``what``: its
+    label, default "SECOND/FIRST")."""
+    columns, ratio = _side_by_side(columns)
     names = list(columns)
     rows = [["metric", *names]]
     for key, label in table_rows(columns.values()):
@@ -442,4 +477,7 @@ def format_metrics_table(columns: dict) -> str:
                          f"(image+text forward, median of {m.get('latency_repeats')} timed batches)")
     notes = dict.fromkeys((columns[n] or {}).get("accuracy_note") for n in names)
     extra += [note for note in notes if note]
+    if ratio is not None:
+        extra.append(latency_ratio_text(ratio, what or f"{names[1]}/{names[0]}")
+                     + "; the latency row above is this side-by-side measurement")
     return "\n".join(lines + extra)

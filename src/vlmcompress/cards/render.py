@@ -452,9 +452,13 @@ def _latency_change(after, points=()) -> str:
     """The latency change only as measured side by side in one run (``latency_vs_base``): a ratio of two latencies
     from two runs on a shared machine says more about the machine than about the model. In a chain the ratio is to
     the last step's input (the checkpoint before this model), and the cell says so."""
+    from ..report import MIN_LATENCY_ROUNDS
+
     ratio = (after or {}).get("latency_vs_base")
     if not isinstance(ratio, dict) or ratio.get("ratio") is None:
         return ""
+    if (ratio.get("rounds") or 1) < MIN_LATENCY_ROUNDS:  # one or two rounds: no spread to judge it by
+        return f"not shown ({ratio.get('rounds') or 1} timing round(s); {MIN_LATENCY_ROUNDS} or more show it)"
     cell = f"x{ratio['ratio']:.2f} (x{ratio['ratio_min']:.2f}-x{ratio['ratio_max']:.2f})"
     return cell + (f" vs {points[-2]['label']}" if len(points) > 2 else "")
 
