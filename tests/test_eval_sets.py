@@ -85,6 +85,21 @@ def test_retrieval_protocol_counts_hits_by_image_not_by_label():
     assert m["recall_at_2_i2t"] >= m["recall_at_1_i2t"] and m["retrieval_texts"] == 5 and m["retrieval_images"] == 3
 
 
+def test_top5_and_recall_at_k_are_not_measured_where_they_are_right_by_construction():
+    """Top-5 over 5 classes or fewer, and recall@k over k candidates or fewer, find every positive whatever the model:
+    they are None (not measured, absent from cards), not a trivial 100%."""
+    m = zero_shot_metrics(torch.eye(4)[[0, 1, 2, 3]].flip(0), torch.eye(4), [0, 1, 2, 3])  # every image wrong
+    assert m["zero_shot_accuracy"] == 0 and m["zero_shot_top5_accuracy"] is None
+    ranked = torch.arange(6, 0, -1).float().repeat(3, 1)  # class 0 first ... class 5 last, for every image
+    six = zero_shot_metrics(ranked, torch.eye(6), [4, 4, 5])  # the right class 5th, 5th and 6th
+    assert six["zero_shot_accuracy"] == 0 and six["zero_shot_top5_accuracy"] == pytest.approx(2 / 3)
+    image_emb, text_emb = torch.eye(3), torch.eye(3)[[2, 0, 1, 1, 0]]  # 3 images, 5 captions
+    m = retrieval_metrics(image_emb, text_emb, [0, 1, 2, 2, 1], ks=(1, 3, 5))
+    assert m["recall_at_1_i2t"] is not None and m["recall_at_3_i2t"] is not None  # 3 < 5 captions
+    assert m["recall_at_5_i2t"] is None and m["recall_at_3_t2i"] is None and m["recall_at_5_t2i"] is None
+    assert m["recall_at_1_t2i"] == pytest.approx(0.0)
+
+
 def test_shipped_metrics_load_offline_and_count_as_by_hand():
     """BLEU-4 and ROUGE-L through evaluate.load(<folder>) (HF_HUB_OFFLINE=1 in this process), against counts by hand."""
     assert os.environ.get("HF_HUB_OFFLINE") == "1"
@@ -159,7 +174,7 @@ def test_zero_shot_and_retrieval_on_real_photos(processor, photo_folder):
                        measure_size=False)
     assert m["eval_protocols"] == ["retrieval"] and m["retrieval_texts"] == 12 and m["retrieval_images"] == 6
     assert m["recall_at_1_i2t"] <= m["recall_at_5_i2t"] <= m["recall_at_10_i2t"] == 1.0  # 10 >= 6 images' captions
-    assert m["recall_at_10_t2i"] == 1.0 and m["zero_shot_accuracy"] is None
+    assert m["recall_at_10_t2i"] is None and m["zero_shot_accuracy"] is None  # 10 >= 6 images: not measured
 
 
 def test_embedded_captioner_scores_far_above_a_random_one_on_captions(blip_processor):

@@ -79,9 +79,11 @@ def class_embeddings(adapter, tokenizer, class_prompts):
     return torch.nn.functional.normalize(torch.stack([c.mean(0) for c in chunks]), dim=-1)
 
 
-def recall_at_k(similarity: torch.Tensor, query_labels, target_labels, k: int) -> float:
-    """Share of queries whose top-k targets contain one with the query's label."""
-    k = min(k, similarity.shape[1])
+def recall_at_k(similarity: torch.Tensor, query_labels, target_labels, k: int) -> float | None:
+    """Share of queries whose top-k targets contain one with the query's label (None with k or fewer targets: every
+    query would find its positive by construction)."""
+    if k >= similarity.shape[1]:
+        return None
     top = similarity.topk(k, dim=1).indices
     target_labels = torch.as_tensor(target_labels)
     query_labels = torch.as_tensor(query_labels)
