@@ -294,3 +294,25 @@ def test_a_frozen_text_tower_is_the_teachers_and_only_the_image_tower_is_compres
     with pytest.raises(VlmcompressError, match="leaves no tower to shrink"):
         _recipe_module().main(["--teacher", str(tiny_clip_dir), "--freeze_towers", "vision,text", "--max_steps", "1",
                                "--train_images_per_number", "1", "--output_dir", str(tmp_path / "bad2")])
+
+
+def test_an_evaluation_set_the_teacher_cannot_be_scored_on_fails_before_training(tiny_clip_dir, tmp_path,
+                                                                                   monkeypatch):
+    """The teacher is evaluated before the student trains: one unreadable image in --eval_dataset_name stops the run
+    before its first step (it used to surface after the whole training run, with the student lost)."""
+    from PIL import Image
+    from transformers import Trainer
+
+    for c in ("a", "b"):
+        (tmp_path / "photos" / c).mkdir(parents=True)
+        for i in range(2):
+            Image.new("RGB", (32, 32), (100 * i, 0, 0)).save(tmp_path / "photos" / c / f"{i}.png")
+    (tmp_path / "photos" / "b" / "broken.png").write_bytes(b"not a png")
+    steps = []
+    monkeypatch.setattr(Trainer, "training_step", lambda self, *a, **k: steps.append(1) or torch.tensor(0.0))
+    out = tmp_path / "never"
+    with pytest.raises(Exception, match="broken.png"):
+        _recipe_module().main(["--teacher", str(tiny_clip_dir), "--eval_dataset_name", str(tmp_path / "photos"),
+                               "--max_steps", "50", "--per_device_train_batch_size", "8",
+                               "--train_images_per_number", "1", "--importance", "magnitude", "--output_dir", str(out)])
+    assert not steps and not out.exists()

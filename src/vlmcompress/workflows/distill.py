@@ -384,6 +384,12 @@ def distill(student_args, data_args, distill_cfg, training_args, *, base_model=N
             raise VlmcompressError(f"--freeze_towers {','.join(frozen)} leaves no tower to shrink out of --towers "
                                    f"{student_args.towers}: freeze fewer towers")
         student_args.towers = ",".join(shrink)
+    eval_kw = {"dataset": test, "images_per_number": data_args.eval_images_per_number,
+               "templates": data_args.templates, "task": data_args.eval_task,
+               "latency_batch_size": data_args.latency_batch_size}
+    measure = not data_args.skip_eval and training_args.process_index == 0
+    # the teacher is measured first: an evaluation set it cannot be scored on fails before any work, not after training
+    before = evaluate_model(teacher, processor, model_path=teacher_path, **eval_kw) if measure else None
     student, steps = build_student(teacher, processor, student_args, calibration)
     t_params, s_params = count_parameters(teacher), count_parameters(student)
     print(f"teacher {t_params:,} parameters; student {s_params:,} ({s_params / t_params:.1%})", flush=True)
@@ -431,11 +437,6 @@ def distill(student_args, data_args, distill_cfg, training_args, *, base_model=N
         **({"frozen_towers": frozen} if frozen else {}),
         "training": card_info.training_record(),
     })
-    eval_kw = {"dataset": test, "images_per_number": data_args.eval_images_per_number,
-               "templates": data_args.templates, "task": data_args.eval_task,
-               "latency_batch_size": data_args.latency_batch_size}
-    measure = not data_args.skip_eval
-    before = evaluate_model(teacher, processor, model_path=teacher_path, **eval_kw) if measure else None
     out_dir = Path(training_args.output_dir)
     # the folder was checked before training; what is there now is this run's own Trainer checkpoints
     report = finish_checkpoint(
