@@ -130,6 +130,17 @@ def _fits(value, tp) -> bool:
     return True
 
 
+def _numeric(tp) -> bool:
+    """A number or true/false field (optionally null): the ones whose wrong values fail deep inside a stage; text,
+    list and mapping fields take several shapes and are checked by their config."""
+    import types
+    import typing
+
+    args = typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType) else (tp,)
+    args = [a for a in args if a is not type(None)]
+    return bool(args) and all(a in (int, float, bool) for a in args)
+
+
 def _type_name(tp) -> str:
     import types
     import typing
@@ -154,7 +165,7 @@ def check_types(where: str, given: dict, *classes) -> None:
             continue
     for key, value in given.items():
         tp = hints.get(key)
-        if tp is not None and not _fits(value, tp):
+        if tp is not None and _numeric(tp) and not _fits(value, tp):
             _fail(f"{where}.{key}", f"expected {_type_name(tp)}, got {value!r}" + (
                 " (YAML read it as text: write the number plainly, without quotes, e.g. 1000 rather than 1e3)"
                 if isinstance(value, str) and _is_number(value) else ""))
@@ -215,8 +226,8 @@ def stage_configs(stage: Stage, family: str, first: bool):
             from . import distill as workflow
 
             student_cls, _, config_cls, training_cls = workflow.ARGUMENTS[family]
-            check_types(where, {k: v for k, v in opts.items() if k not in ("cache_teacher", "freeze_towers")},
-                        config_cls, training_cls, student_cls)
+            check_types(where, {k: v for k, v in opts.items() if k != "cache_teacher"}, config_cls, training_cls,
+                        student_cls)
             steps = opts.get("max_steps")
             if steps is not None and steps < 1 and steps != -1:
                 _fail(f"{where}.max_steps", f"expected a positive number of optimizer steps, got {steps} (-1 trains "
