@@ -1,8 +1,10 @@
 import json
 import os
+import re
 import subprocess
 import sys
 
+import pytest
 
 
 def run_cli(*args, cwd=None):
@@ -80,3 +82,23 @@ def test_debug_shows_traceback(tmp_path):
 def test_help_explains():
     r = run_cli("evaluate", "--help")
     assert r.returncode == 0 and "embedded teacher" in r.stdout
+
+
+def test_an_onnx_folder_given_to_a_command_that_changes_weights_is_one_line(tmp_path):
+    """An exported folder (onnx_config.json beside the graphs) cannot be pruned, quantized, exported again or distilled
+    from: one line naming the fix, not an AttributeError from the ONNX Runtime wrapper."""
+    from vlmcompress.errors import VlmcompressError
+    from vlmcompress.loading import load_checkpoint
+    from vlmcompress.modeling.onnx_runtime import ONNX_CONFIG
+
+    onnx = tmp_path / "exported"
+    onnx.mkdir()
+    (onnx / ONNX_CONFIG).write_text("{}")
+    (onnx / "config.json").write_text(json.dumps({"model_type": "clip"}))  # an export keeps the model's config
+    for command in (["prune", "--head-ratio", "0.25"], ["export"]):
+        r = run_cli(command[0], str(onnx), *command[1:], "--no-eval", "-o", str(tmp_path / f"out-{command[0]}"))
+        _assert_one_line_error(r, "holds ONNX graphs (vlmcompress export)")
+        assert not (tmp_path / f"out-{command[0]}").exists()
+    for purpose in ("quantization", "distillation (--teacher)"):
+        with pytest.raises(VlmcompressError, match=f"which {re.escape(purpose)} cannot change: give the PyTorch"):
+            load_checkpoint(str(onnx), torch_for=purpose)

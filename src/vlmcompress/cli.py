@@ -197,7 +197,7 @@ def cmd_prune(args):
         calibration = standard_columns(calibration, args.image_column, args.text_column, args.label_column)
     scores = load_scores(args.scores) if args.scores else None
     eval_kwargs = None if args.no_eval else _eval_plan(args)
-    model, processor, path = load_checkpoint(args.model, trust_remote_code=args.trust_remote_code)
+    model, processor, path = load_checkpoint(args.model, trust_remote_code=args.trust_remote_code, torch_for="pruning")
     before = None if args.no_eval else evaluate_model(model, processor, model_path=path, **eval_kwargs)
     base = None if args.no_eval else copy.deepcopy(model)  # the latency ratio is measured side by side
     on_scores = (lambda s: save_scores(s, args.save_scores)) if args.save_scores else None
@@ -221,7 +221,8 @@ def cmd_quantize(args):
                                 default_skip=not args.no_default_skip, device=args.device)
     require_bitsandbytes()
     eval_kwargs = None if args.no_eval else _eval_plan(args)
-    model, processor, path = load_checkpoint(args.model, trust_remote_code=args.trust_remote_code)
+    model, processor, path = load_checkpoint(args.model, trust_remote_code=args.trust_remote_code,
+                                             torch_for="quantization")
     ensure_not_quantized(model)
     plan_skips(model, config)  # a --skip that matches nothing fails before the evaluation
     before = None if args.no_eval else evaluate_model(model, processor, model_path=path, **eval_kwargs)

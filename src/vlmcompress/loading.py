@@ -160,8 +160,10 @@ def load_model(name_or_path: str | None = None, **kwargs):
 
 
 def load_checkpoint(name_or_path: str | None = None, *, trust_remote_code: bool = False, device_map: str | None = None,
-                    **kwargs) -> LoadedCheckpoint:
-    """(model, processor, path) of a CLIP/SigLIP/BLIP checkpoint: a folder, a Hub id, or None (the embedded teacher)."""
+                    torch_for: str | None = None, **kwargs) -> LoadedCheckpoint:
+    """(model, processor, path) of a CLIP/SigLIP/BLIP checkpoint: a folder, a Hub id, or None (the embedded teacher).
+    An exported ONNX folder loads as an ONNX Runtime model, unless ``torch_for`` names what needs PyTorch weights
+    (``"pruning"``): then it is one clear error."""
     from transformers import AutoConfig, AutoModel, AutoProcessor
 
     from .adapters import adapter_for_config
@@ -171,6 +173,9 @@ def load_checkpoint(name_or_path: str | None = None, *, trust_remote_code: bool 
     from .modeling.onnx_runtime import is_onnx_folder
 
     if local and is_onnx_folder(path):  # exported graphs (vlmcompress export): run by ONNX Runtime
+        if torch_for:
+            raise VlmcompressError(f"{path} holds ONNX graphs (vlmcompress export), which {torch_for} cannot change: "
+                                   "give the PyTorch checkpoint it was exported from")
         from .modeling.onnx_runtime import OnnxModel
 
         try:

@@ -33,7 +33,8 @@ def export_onnx(model_or_path=None, output_dir=None, *, processor=None, int8: bo
     require_onnx()
     check_output_dir(output_dir, overwrite=overwrite, flag=overwrite_flag)
     if processor is None or model_or_path is None or isinstance(model_or_path, (str, bytes)) or hasattr(model_or_path, "__fspath__"):
-        model, processor, path = load_checkpoint(None if model_or_path is None else str(model_or_path))
+        model, processor, path = load_checkpoint(None if model_or_path is None else str(model_or_path),
+                                                 torch_for="export")
     else:
         model, path = model_or_path, getattr(model_or_path, "name_or_path", None) or None
     if eval_kwargs is not None:

@@ -210,7 +210,7 @@ def _merge(base: dict, overrides: dict) -> dict:
 def build_student(teacher, processor, args: StudentArguments, calibration=None):
     """(student, report steps describing how it was made)."""
     if args.student:
-        student, _, path = load_checkpoint(args.student)
+        student, _, path = load_checkpoint(args.student, torch_for="distillation (--student)")
         return student, [{"method": "student_from_checkpoint", "path": str(path)}]
     if args.student_config:
         overrides = _json_overrides(args.student_config)
@@ -372,7 +372,7 @@ def distill(student_args, data_args, distill_cfg, training_args, *, base_model=N
     started = time.time()
 
     train, test = load_data(data_args, training_args.seed)
-    teacher, processor, teacher_path = load_checkpoint(student_args.teacher_path())
+    teacher, processor, teacher_path = load_checkpoint(student_args.teacher_path(), torch_for="distillation (--teacher)")
     calibration = standard_columns(train, data_args.image_column, data_args.caption_column)
     frozen = distill_cfg.frozen_towers()
     for tower in frozen:

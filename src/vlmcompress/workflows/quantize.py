@@ -79,7 +79,7 @@ def quantize_and_recover(args: QuantizeArguments, training_args: TrainingArgumen
                                 compute_dtype=args.compute_dtype, dtype=args.dtype,
                                 towers=[t for t in args.towers.split(",") if t] or None,
                                 skip=list(args.skip))
-    model, processor, path = load_checkpoint(args.model_name_or_path)
+    model, processor, path = load_checkpoint(args.model_name_or_path, torch_for="quantization")
     eval_kw = dict(images_per_number=args.eval_images_per_number, latency_batch_size=args.latency_batch_size)
     before = evaluate_model(model, processor, model_path=path, **eval_kw)
     quantized = quantize(model, config)
