@@ -260,8 +260,10 @@ def seed_groups(rows, teacher, key, section: str = "generalization", stage: int 
             g[f"{name}_sd"] = statistics.stdev(acc) if len(acc) > 1 else None
             g[f"{name}_kept"] = kept({metric: g[name]}, teacher, key, heldout=heldout)
         g["worse_kept"] = min(g["seen_kept"], g["heldout_kept"])
-        g["params"] = statistics.mean(r["stages"][stage]["after"]["params"] for r in members)
-        g["seconds"] = statistics.mean(r["stages"][stage]["seconds"] for r in members)
+        params = [r["stages"][stage]["after"].get("params") for r in members]
+        seconds = [r["stages"][stage].get("seconds") for r in members]
+        g["params"] = statistics.mean(params) if None not in params else None
+        g["seconds"] = statistics.mean(seconds) if None not in seconds else None
         g["steps"] = (members[0]["stages"][stage].get("options") or {}).get("max_steps")
         out.append(g)
     return out
@@ -674,7 +676,7 @@ def targets(rows, teacher, quick: bool, key: str = "zero_shot_accuracy", bars: b
                             "on seen", "value": f"{d_held:+.1f} held-out (bar {bar:.1f}), {d_seen:+.1f} seen points",
                             "met": d_held > bar and d_seen >= 0})
         narrow = groups.get(NARROW_VARIANT)
-        if narrow:
+        if narrow and narrow["params"] is not None:
             share = narrow["params"] / teacher["params"]
             out.append({"target": f"narrow student (<= 25% of the parameters), {narrow['steps']} steps: kept >= 95% seen "
                         f"and >= 95% held-out (mean of {len(narrow['seeds'])} seeds)",
@@ -870,7 +872,8 @@ def render(results: dict, plot_name: str) -> str:
                   "A variant is judged on the worse of its seen and held-out kept.", ""]
         lines += table(["variant", "steps", "params (of the teacher's)", "seen (mean ± sd)", "held-out (mean ± sd)",
                         "kept seen / held-out", "worse of the two kept", "vs the first row: seen / held-out points"],
-                       [[g["variant"], str(g["steps"]), f"{g['params']:,.0f} ({g['params'] / teacher['params']:.0%})",
+                       [[g["variant"], str(g["steps"]),
+                         "-" if g["params"] is None else f"{g['params']:,.0f} ({g['params'] / teacher['params']:.0%})",
                          mean_sd(g, "seen"), mean_sd(g, "heldout"),
                          f"{pct(g['seen_kept'])} / {pct(g['heldout_kept'])}", pct(g["worse_kept"]),
                          "-" if g is base else f"{100 * (g['seen'] - base['seen']):+.1f} / "
@@ -897,7 +900,7 @@ def render(results: dict, plot_name: str) -> str:
                        [[g["variant"], mean_sd(g, "seen"), mean_sd(g, "heldout"),
                          mean_sd(recovered[g["variant"]], "seen"), mean_sd(recovered[g["variant"]], "heldout"),
                          f"{pct(recovered[g['variant']]['seen_kept'])} / {pct(recovered[g['variant']]['heldout_kept'])}",
-                         f"{g['seconds']:.0f}"] for g in one_shot])
+                         "-" if g["seconds"] is None else f"{g['seconds']:.0f}"] for g in one_shot])
         if noise["seen"] is not None:
             lines += ["", f"Seed-to-seed noise of the one-shot rows (pooled sd): {noise['seen']:.1f} points seen, "
                       f"{noise['heldout']:.1f} held-out (magnitude needs no data: the seed does not move its one-shot "
