@@ -215,7 +215,6 @@ GENERALIZATION = (
     ("image tower only (the teacher's text tower, frozen)", {"freeze_towers": "text"}),
     # at the distill command's default steps (900; a step count named as a setting is read from the settings)
     ("default, 900 steps", {"max_steps": "default_steps"}),
-    ("contrastive only (no teacher), 900 steps", {**CONTRASTIVE_ONLY, "max_steps": "default_steps"}),
     # the narrow tier (< 25% of the parameters: half depth, half width and heads, MLP -25%), distilled longer
     (NARROW_VARIANT := "narrow student (half width), 1,800 steps", {"hidden_ratio": 0.5, "max_steps": "small_steps"}),
 )
