@@ -102,3 +102,27 @@ def test_an_onnx_folder_given_to_a_command_that_changes_weights_is_one_line(tmp_
     for purpose in ("quantization", "distillation (--teacher)"):
         with pytest.raises(VlmcompressError, match=f"which {re.escape(purpose)} cannot change: give the PyTorch"):
             load_checkpoint(str(onnx), torch_for=purpose)
+
+
+def test_latency_rounds_default_is_written_once():
+    """Every entry point that times a model side by side defaults to report.LATENCY_ROUNDS (the recipe pipeline
+    used 3 while the commands used 5)."""
+    import inspect
+
+    from vlmcompress.checkpoint import finish_checkpoint
+    from vlmcompress.cli import build_parser
+    from vlmcompress.export import export_onnx
+    from vlmcompress.report import LATENCY_ROUNDS
+    from vlmcompress.workflows.compress import Pipeline
+    from vlmcompress.workflows.distill import DataArguments
+    from vlmcompress.workflows.recipe import recipe_from_dict
+
+    parser = build_parser()
+    for command in (["prune"], ["quantize", "--bits", "8"], ["export"]):
+        assert parser.parse_args([*command, "-o", "x"]).latency_rounds == LATENCY_ROUNDS, command
+    assert DataArguments().latency_rounds == LATENCY_ROUNDS
+    for function in (export_onnx, finish_checkpoint):
+        assert inspect.signature(function).parameters["latency_rounds"].default == LATENCY_ROUNDS
+    recipe = recipe_from_dict({"output_dir": "x", "stages": [{"quantize": {"bits": 8}}]})
+    pipeline = Pipeline(recipe, inputs_only=True, log=lambda text: None)
+    assert pipeline._latency({"latency_batch_size": 32})["latency_rounds"] == LATENCY_ROUNDS

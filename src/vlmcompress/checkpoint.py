@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from .io import atomic_output_dir
-from .report import new_report, write_report
+from .report import LATENCY_ROUNDS, new_report, write_report
 
 
 def _save_default(model, processor, folder) -> dict:
@@ -46,7 +46,7 @@ def write_card_or_warn(folder, report=None) -> bool:
 def finish_checkpoint(model, processor, output_dir, *, base_model, steps, model_family: str | None = None,
                       before: dict | None = None, evaluate: Callable | None = None, configs=(),
                       save: Callable | None = None, write_extra: Callable | None = None,
-                      latency_base=None, latency_batch_size: int = 32, latency_rounds: int = 5,
+                      latency_base=None, latency_batch_size: int = 32, latency_rounds: int = LATENCY_ROUNDS,
                       overwrite: bool = False, overwrite_flag: str = "--overwrite", model_name: str | None = None,
                       report_extra: dict | None = None, card: bool = True) -> dict:
     """Write ``model`` as a finished, self-describing checkpoint in ``output_dir``; return its report.

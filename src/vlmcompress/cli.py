@@ -435,12 +435,14 @@ def _add_eval_set_args(parser, aliases=False):
 
 def _add_eval_and_loading(parser):
     """The before/after evaluation and loading options every command that writes a checkpoint takes."""
+    from .report import LATENCY_ROUNDS
+
     _add_eval_set_args(parser)
     parser.add_argument("--latency-batch-size", type=_positive_int, default=32,
                         help="batch size of the timed forward (default 32)")
-    parser.add_argument("--latency-rounds", type=_positive_int, default=5,
+    parser.add_argument("--latency-rounds", type=_positive_int, default=LATENCY_ROUNDS,
                         help="interleaved rounds in which the model before and after take turns to be timed; the card "
-                        "shows the median ratio and its range (default 5)")
+                        f"shows the median ratio and its range (default {LATENCY_ROUNDS})")
     parser.add_argument("--no-eval", action="store_true", help="skip the before/after evaluation")
     parser.add_argument("--trust-remote-code", action="store_true", help="allow a checkpoint's own modeling code")
     _add_common(parser)

@@ -424,6 +424,8 @@ def table_rows(metrics_dicts) -> list:
 #: fewer interleaved latency rounds than this give a ratio with no spread worth showing: printed as indicative, never
 #: in a card
 MIN_LATENCY_ROUNDS = 3
+#: interleaved rounds of the side-by-side latency measurement, in every command, recipe and Python entry point
+LATENCY_ROUNDS = 5
 
 
 def latency_ratio_text(ratio: dict, what: str = "after/before") -> str:

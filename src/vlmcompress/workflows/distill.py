@@ -41,7 +41,7 @@ from ..hub import push_if_requested, without_push
 from ..io import check_output_dir
 from ..loading import load_checkpoint
 from ..pruning.config import PruningConfig, prune_model
-from ..report import format_metrics_table
+from ..report import LATENCY_ROUNDS, format_metrics_table
 from ..threads import set_threads
 from ..utils import hf_argument_parser
 
@@ -107,7 +107,7 @@ class DataArguments:
     cache_teacher: str = field(default="auto", metadata={"choices": ["auto", "true", "false"], "help": "Compute the teacher's embeddings once (datasets.map, cached on disk in $VLMCOMPRESS_CACHE or ~/.cache/vlmcompress) and skip its forward pass afterwards. auto: on unless --augment_shift or --hidden_weight needs the teacher every step."})
     threads: int = field(default=0, metadata={"help": "torch threads per process (0: the machine's cores divided by the processes; `accelerate launch` without a config sets OMP_NUM_THREADS=1 even for one process)."})
     skip_eval: bool = field(default=False, metadata={"help": "Do not evaluate teacher and student (metrics are recorded as not measured)."})
-    latency_rounds: int = field(default=5, metadata={"help": "Interleaved rounds in which teacher and student take turns to be timed (the card shows the median ratio and its range)."})
+    latency_rounds: int = field(default=LATENCY_ROUNDS, metadata={"help": "Interleaved rounds in which teacher and student take turns to be timed (the card shows the median ratio and its range)."})
     latency_batch_size: int = field(default=32, metadata={"help": "Batch size of the latency measurement (image+text forward, or one caption per image for a captioner)."})
 
     def __post_init__(self):
