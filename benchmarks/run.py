@@ -33,8 +33,10 @@ in nf4 and the rest in bf16, and smaller students in that layout: MLP -75%, half
 distilled longer); **blip** (the captioner: four students, pruning with recovery); **blip_retrieval** (a BlipForImageTextRetrieval
 teacher trained first by recipes/train_blip_retrieval_teacher.py, four students distilled with the ITC and ITM terms,
 the ITM term left out, heads/MLP pruning with recovery); **generalization** (CLIP held-out accuracy over 3 seeds:
-distillation variants of (i)'s student, among them the text term on unpaired class prompts, and heads / heads+MLP
-pruning by ablation, fisher and magnitude importance, one-shot and after recovery; mean, sd and the seed noise).
+distillation variants of (i)'s student (which loss terms, the text term on unpaired class prompts, CLIP-KD's
+interactive contrastive loss, the teacher's text tower frozen, the default at the distill command's 900 steps), the
+narrow tier at 1,800 steps, and heads / heads+MLP pruning by ablation, fisher and magnitude importance, one-shot and
+after recovery; mean, sd and the seed noise).
 
 Accuracy: the embedded digits test split (100 numbers; --images-per-number per number; "held-out" = the 10 numbers
 no model was trained on). Latency: after every row has run, the teacher and every row's final checkpoint are loaded
