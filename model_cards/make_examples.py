@@ -37,7 +37,8 @@ class Example:
 
 EXAMPLES = [
     Example("heads25", ["prune", "--head-ratio", "0.25"],
-            "25% of attention heads removed by Taylor importance (per-layer shapes: loads with remote code)"),
+            "25% of attention heads removed by the default importance (ablation: each head scored by how far removing "
+            "it moves the outputs; per-layer shapes: loads with remote code)"),
     Example("half-depth", ["prune", "--drop-layers", "vision:1,3", "text:1,3"],
             "layers 1 and 3 of both towers dropped (stock CLIPModel reloads it)"),
     Example("mixed", ["prune", "--layer-strategy", "block_influence", "--remove-layers", "vision:1", "text:1",
@@ -51,7 +52,7 @@ EXAMPLES = [
             "combined across methods: the distilled student, then 4-bit NF4", base="distilled"),
     Example("blip-heads25", ["prune", BLIP_TEACHER, "--head-ratio", "0.25", "--images-per-number", "20"],
             "BLIP captioner (`vlmcompress/blip-digits-captioner`): 25% of the heads of its vision tower and of the "
-            "decoder's self- and cross-attention removed by Taylor importance (fused qkv sliced; remote code)"),
+            "decoder's self- and cross-attention removed by the default (ablation) importance (fused qkv sliced; remote code)"),
     Example("blip-distilled", [], "BLIP captioner distilled into a student with half the layers and 65% of the MLP "
             "neurons (`recipes/distill_blip.py` defaults)", recipe="distill_blip"),
     Example("blip-distilled-nf4", ["quantize", "{base}", "--bits", "4", "--quant-type", "nf4", "--images-per-number", "20"],
