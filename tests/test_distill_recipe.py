@@ -316,3 +316,15 @@ def test_an_evaluation_set_the_teacher_cannot_be_scored_on_fails_before_training
                                "--max_steps", "50", "--per_device_train_batch_size", "8",
                                "--train_images_per_number", "1", "--importance", "magnitude", "--output_dir", str(out)])
     assert not steps and not out.exists()
+
+
+def test_distill_takes_the_other_commands_spellings():
+    """`--overwrite` as the other commands spell it, and kebab-case flags, beside distill's snake_case."""
+    from vlmcompress.workflows.distill import parse_arguments
+
+    assert parse_arguments(["--overwrite"])[3].overwrite_output_dir is True
+    assert parse_arguments(["--overwrite_output_dir"])[3].overwrite_output_dir is True
+    student, data, config, training = parse_arguments(["--max-steps", "7", "--keep-every", "3", "--text-weight", "0.5",
+                                                        "--text-dataset", "embedded", "--latency-rounds", "4"])
+    assert (training.max_steps, student.keep_every, config.text_weight, data.latency_rounds) == (7, 3, 0.5, 4)
+    assert parse_arguments([])[3].overwrite_output_dir is False

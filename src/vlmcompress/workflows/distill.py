@@ -129,7 +129,7 @@ class DistillTrainingArguments(TrainingArguments):
     """TrainingArguments with defaults that finish the embedded job in a few minutes on 2 CPU cores."""
 
     output_dir: str = field(default="outputs/distill_clip", metadata={"help": "Where the student, its processor, compression_report.json and card go: a new or empty folder, or an earlier vlmcompress output with --overwrite_output_dir (a folder holding anything else is refused)."})
-    overwrite_output_dir: bool = field(default=False, metadata={"help": "Replace output_dir when it holds an earlier vlmcompress result (never a folder holding anything else)."})
+    overwrite_output_dir: bool = field(default=False, metadata={"aliases": ["--overwrite"], "help": "Replace output_dir when it holds an earlier vlmcompress result (never a folder holding anything else)."})
     max_steps: int = field(default=900, metadata={"help": "Optimizer steps."})
     per_device_train_batch_size: int = field(default=128, metadata={"help": "Image-caption pairs per step and process."})
     learning_rate: float = field(default=4e-3, metadata={"help": "Peak learning rate (AdamW)."})
