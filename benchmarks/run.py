@@ -34,8 +34,8 @@ distilled longer); **blip** (the captioner: four students, pruning with recovery
 teacher trained first by recipes/train_blip_retrieval_teacher.py, four students distilled with the ITC and ITM terms,
 the ITM term left out, heads/MLP pruning with recovery); **generalization** (CLIP held-out accuracy over 3 seeds:
 distillation variants of (i)'s student (which loss terms, the text term on unpaired class prompts, CLIP-KD's
-interactive contrastive loss, the teacher's text tower frozen, the default at the distill command's 900 steps), the
-narrow tier at 1,800 steps, and heads / heads+MLP pruning by ablation, fisher and magnitude importance, one-shot and
+interactive contrastive loss, the teacher's text tower frozen, the default at the distill command's 900 steps), and
+heads / heads+MLP pruning by ablation, fisher and magnitude importance, one-shot and
 after recovery; mean, sd and the seed noise).
 
 Accuracy: the embedded digits test split (100 numbers; --images-per-number per number; "held-out" = the 10 numbers
@@ -217,8 +217,6 @@ GENERALIZATION = (
     ("image tower only (the teacher's text tower, frozen)", {"freeze_towers": "text"}),
     # at the distill command's default steps (900; a step count named as a setting is read from the settings)
     ("default, 900 steps", {"max_steps": "default_steps"}),
-    # the narrow tier (< 25% of the parameters: half depth, half width and heads, MLP -25%), distilled longer
-    (NARROW_VARIANT := "narrow student (half width), 1,800 steps", {"hidden_ratio": 0.5, "max_steps": "small_steps"}),
 )
 
 
@@ -676,14 +674,6 @@ def targets(rows, teacher, quick: bool, key: str = "zero_shot_accuracy", bars: b
                             "more than the noise (2 standard errors of the difference of the means) and is not worse "
                             "on seen", "value": f"{d_held:+.1f} held-out (bar {bar:.1f}), {d_seen:+.1f} seen points",
                             "met": d_held > bar and d_seen >= 0})
-        narrow = groups.get(NARROW_VARIANT)
-        if narrow and narrow["params"] is not None:
-            share = narrow["params"] / teacher["params"]
-            out.append({"target": f"narrow student (<= 25% of the parameters), {narrow['steps']} steps: kept >= 95% seen "
-                        f"and >= 95% held-out (mean of {len(narrow['seeds'])} seeds)",
-                        "value": f"{share:.1%} of the parameters; {pct(narrow['seen_kept'], 2)} seen, "
-                        f"{pct(narrow['heldout_kept'], 2)} held-out",
-                        "met": share <= 0.25 and narrow["seen_kept"] >= 0.95 and narrow["heldout_kept"] >= 0.95})
     one_shot = {g["variant"]: g for g in seed_groups(rows, teacher, key, "generalization-pruning", stage=0)}
     recovered = {g["variant"]: g for g in seed_groups(rows, teacher, key, "generalization-pruning")}
     mine, magnitude = one_shot.get(f"heads -50% ({DEFAULT_IMPORTANCE})"), one_shot.get("heads -50% (magnitude)")
