@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 CLIP_ROWS = ["fp32", "heads -50%", "MLP -50%", "heads -50% + MLP -50%", "half depth", "int8", "nf4"]
 PRUNED = CLIP_ROWS[1:5]
@@ -17,6 +19,7 @@ def _positive(value) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
 
 
+@pytest.mark.slow  # 22-31 s here, near the fast tier's 30 s limit on a slower machine
 def test_real_size_quick_writes_every_row(tmp_path):
     out = tmp_path / "real_size.json"
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
