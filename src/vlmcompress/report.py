@@ -455,10 +455,9 @@ def _side_by_side(columns: dict) -> tuple[dict, dict | None]:
     return {names[0]: first, names[1]: second}, ratio
 
 
-def format_metrics_table(columns: dict, what: str | None = None) -> str:
+def format_metrics_table(columns: dict) -> str:
     """A plain-text table: one row per metric, one column per named METRICS dict. When the second of two columns was
-    timed side by side against the first, both show that measurement and a line gives the ratio (``what``: its
-    label, default "SECOND/FIRST")."""
+    timed side by side against the first, both show that measurement and a line gives the ratio ("SECOND/FIRST")."""
     columns, ratio = _side_by_side(columns)
     names = list(columns)
     rows = [["metric", *names]]
@@ -480,6 +479,6 @@ def format_metrics_table(columns: dict, what: str | None = None) -> str:
     notes = dict.fromkeys((columns[n] or {}).get("accuracy_note") for n in names)
     extra += [note for note in notes if note]
     if ratio is not None:
-        extra.append(latency_ratio_text(ratio, what or f"{names[1]}/{names[0]}")
+        extra.append(latency_ratio_text(ratio, f"{names[1]}/{names[0]}")
                      + "; the latency row above is this side-by-side measurement")
     return "\n".join(lines + extra)
