@@ -201,7 +201,7 @@ def test_quick_generalization_suite_runs_every_variant_once_per_seed(tmp_path):
         len(importances) for _, importances in bench.GENERALIZATION_PRUNINGS)
     seeds = {row["seed"]: row["stages"][0]["training"] for row in data["rows"] if row["variant"] == bench.GENERALIZATION[0][0]}
     assert sorted(seeds) == list(bench.SEEDS)
-    assert len(data["targets"]) == 4 and all(t["met"] is None for t in data["targets"])
+    assert len(data["targets"]) == 5 and all(t["met"] is None for t in data["targets"])
     page = (out / "evidence_generalization.md").read_text()
     assert "## Generalization: seen and held-out over 3 seeds" in page and "Seed-to-seed noise" in page
     assert "## Pruning by importance over 3 seeds" in page and "heads -50% (fisher)" in page
