@@ -281,10 +281,15 @@ class Pipeline:
             return None
         return lambda m, f: evaluate_model(m, processor, model_path=f, **eval_kwargs)
 
+    @property
+    def latency_rounds(self) -> int:
+        """The recipe's eval.latency_rounds, else the library's one default."""
+        return self.recipe.eval.get("latency_rounds", LATENCY_ROUNDS)
+
     def _latency(self, eval_kwargs) -> dict:
         if eval_kwargs is None:
             return {}
-        return dict(latency_rounds=self.recipe.eval.get("latency_rounds", LATENCY_ROUNDS),
+        return dict(latency_rounds=self.latency_rounds,
                     latency_batch_size=eval_kwargs["latency_batch_size"])
 
     def _load(self, previous):
@@ -341,7 +346,7 @@ class Pipeline:
         from ..export import export_onnx
 
         return export_onnx(str(previous), folder, int8=bool(stage.options.get("int8", False)), eval_kwargs=eval_kwargs,
-                           evaluate=eval_kwargs is not None, latency_rounds=self.recipe.eval.get("latency_rounds", LATENCY_ROUNDS),
+                           evaluate=eval_kwargs is not None, latency_rounds=self.latency_rounds,
                            overwrite=True)
 
     def _distill(self, stage, folder, previous, base, first):
@@ -370,7 +375,7 @@ class Pipeline:
             data_kw["cache_teacher"] = str(cache_teacher).lower()  # YAML's true/false, or auto
         data_args = data_cls(dataset_name=data.get("train"), dataset_config_name=data.get("train_config"),
                              eval_dataset_name=self.eval_name(base), skip_eval=bool(self.recipe.eval.get("skip")),
-                             latency_rounds=self.recipe.eval.get("latency_rounds", LATENCY_ROUNDS),
+                             latency_rounds=self.latency_rounds,
                              latency_batch_size=self.recipe.eval.get("latency_batch_size", 32), **data_kw)
         config = config_cls(**{k: v for k, v in opts.items() if k in config_fields})
         training = {k: v for k, v in opts.items() if k in training_fields}
