@@ -129,7 +129,7 @@ def parse_args(argv=None):
     parser.add_argument("--json", help="write environment, settings, rows and targets as JSON")
     parser.add_argument("--importance-cost", action="store_true",
                         help="only time scoring every head and neuron of the CLIP with each data-driven importance "
-                        "(fisher, taylor measured; ablation estimated from one forward pass), e.g. --json "
+                        "(fisher, taylor measured; ablation measured on one batch, times the batches), e.g. --json "
                         "benchmarks/results/real_size_importance.json")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # internal: run memory jobs (JSON list) and print results
     args = parser.parse_args(argv)
@@ -782,9 +782,9 @@ def print_distill(rows):
 def importance_cost(args, torch) -> dict:
     """Seconds to score every head and neuron of the CLIP (random weights, random 224 px images and 77-token texts)
     with each data-driven importance at its default calibration settings (``default_samples`` at
-    ``PruningConfig.calibration_batch_size``). fisher and taylor run whole; ablation's head scores (one forward pass
-    per head and batch, hours at this size) are estimated from the measured time of one forward pass, plus its
-    taylor neuron scores measured at ablation's sample count."""
+    ``PruningConfig.calibration_batch_size``). fisher and taylor run whole; ablation's head scores (a pass per head
+    and batch) are measured on one batch and multiplied by the batches, at its default sample count and at a quarter
+    of it, plus its taylor neuron scores measured at each."""
     from vlmcompress import PruningConfig
     from vlmcompress.adapters import get_adapter
     from vlmcompress.pruning.importance import IMPORTANCE
@@ -812,25 +812,23 @@ def importance_cost(args, torch) -> dict:
         rows[name] = {"seconds": time.perf_counter() - t0, "samples": samples, "batches": len(data),
                       "how": "measured: the whole scoring"}
         print(f"  {name}: {rows[name]['seconds']:.1f} s for {len(data)} batches", flush=True)
-    samples = IMPORTANCE["ablation"].default_samples
-    data = batches(samples)
+    # ablation: every head gated off alone on one batch, measured (each batch costs the same: its reference pass,
+    # then per head the layers from the head's on, the rest replayed), times the batches of the default sample count
+    # and of a quarter of it, plus the taylor neuron scores measured at each
+    data = batches(IMPORTANCE["ablation"].default_samples)
     t0 = time.perf_counter()
-    IMPORTANCE["taylor"]()(model, data)
-    neuron_s = time.perf_counter() - t0
-    with torch.no_grad():
-        inputs = {"pixel_values": data[0]["pixel_values"], "input_ids": data[0]["input_ids"]}
-        adapter.features(model, **inputs)  # warm-up
-        times = []
-        for _ in range(3):
-            t0 = time.perf_counter()
-            adapter.features(model, **inputs)
-            times.append(time.perf_counter() - t0)
-    forward_s = statistics.median(times)
-    passes = (heads + 1) * len(data)  # every head gated off alone on every batch, and the unpruned reference
-    rows["ablation"] = {"seconds": neuron_s + passes * forward_s, "samples": samples, "batches": len(data),
-                        "how": f"estimated: {passes} forward passes x {forward_s:.2f} s (median of 3 measured) + the "
-                        f"taylor neuron scores measured at {samples} samples ({neuron_s:.1f} s)"}
-    print(f"  ablation: ~{rows['ablation']['seconds']:.0f} s ({rows['ablation']['how']})", flush=True)
+    IMPORTANCE["ablation"]()._head_scores(model, data[:1])
+    batch_s = time.perf_counter() - t0
+    print(f"  ablation: every head on one batch of {batch}: {batch_s:.1f} s", flush=True)
+    for name, part in (("ablation", data), (f"ablation, {len(data) // 4 * batch_size} samples", data[: len(data) // 4])):
+        t0 = time.perf_counter()
+        IMPORTANCE["taylor"]()(model, part)
+        neuron_s = time.perf_counter() - t0
+        samples = len(part) * batch_size
+        rows[name] = {"seconds": neuron_s + len(part) * batch_s, "samples": samples, "batches": len(part),
+                      "how": f"estimated: every head on 1 batch, measured ({batch_s:.1f} s), x {len(part)} batches + the "
+                      f"taylor neuron scores measured at {samples} samples ({neuron_s:.1f} s)"}
+        print(f"  {name}: ~{rows[name]['seconds']:.0f} s ({rows[name]['how']})", flush=True)
     return {"heads": heads, "neurons": neurons, "batch_size": batch, "rows": rows,
             "target": {"goal": "the default importance scores every head and neuron in <= 10 min on 2 CPU cores",
                        "limit_s": 600}}

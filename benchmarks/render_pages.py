@@ -66,6 +66,9 @@ SOURCES = {
     "evidence_generalization": ("benchmarks/run.py --suite generalization", "what compression keeps on the numbers "
                                 "no training caption showed: distillation variants and pruning by importance, each "
                                 "over 3 seeds (mean, sd, the seed-to-seed noise)"),
+    "evidence_generalization_long": ("benchmarks/run.py --suite generalization_long", "the same at 1800 steps: "
+                                     "the default distillation against contrastive-only, and the narrow tier (<= 25% "
+                                     "of the parameters), each over 3 seeds"),
     "real_size_importance": ("benchmarks/real_size.py --importance-cost", "what scoring every head and neuron costs on a "
                              "ViT-B/32-sized CLIP (random weights) per importance, at its default calibration settings"),
     "onnx": ("benchmarks/onnx.py", "PyTorch fp32, ONNX Runtime fp32 and int8 and bitsandbytes int8/nf4 of the embedded "
@@ -711,6 +714,7 @@ RENDERERS = {"pruning": render_pruning, "quantization": render_quantization, "on
              "real_size": render_real_size, "evidence_clip": render_evidence, "evidence_clip_small": render_evidence,
              "evidence_blip": render_evidence,
              "evidence_blip_retrieval": render_evidence, "evidence_generalization": render_evidence,
+             "evidence_generalization_long": render_evidence,
              "real_size_importance": render_importance_cost}
 
 

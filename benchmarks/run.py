@@ -72,7 +72,7 @@ if str(HERE) not in sys.path:
 
 from _common import environment, hardware, refuse_active_wait_policy  # noqa: E402
 
-SUITES = ("clip", "clip_small", "blip", "blip_retrieval", "generalization")
+SUITES = ("clip", "clip_small", "blip", "blip_retrieval", "generalization", "generalization_long")
 #: small_steps: the <= 10% chain's distillation (the clip_small recipe's 1800 steps); blip_batch_size: the BLIP
 #: distillation default (its training images are 64 per step); default_steps: the distill command's max_steps
 FULL = dict(steps=400, recovery_steps=200, small_steps=1800, default_steps=900, batch_size=128, blip_batch_size=64, images_per_number=100,
@@ -82,9 +82,11 @@ QUICK = dict(steps=3, recovery_steps=2, small_steps=3, default_steps=4, batch_si
              stage_defaults={"prune": {"calibration_samples": 16}, "distill": {"logging_steps": 1}})
 #: what each suite's accuracy is: zero-shot top-1 (CLIP) or how often the greedy caption names the number (BLIP)
 ACCURACY = {"clip": "zero_shot_accuracy", "clip_small": "zero_shot_accuracy", "blip": "caption_accuracy",
-            "blip_retrieval": "zero_shot_accuracy", "generalization": "zero_shot_accuracy"}
+            "blip_retrieval": "zero_shot_accuracy", "generalization": "zero_shot_accuracy",
+            "generalization_long": "zero_shot_accuracy"}
 #: the recipes' family of each suite: two-tower (CLIP, SigLIP, BLIP retrieval) or the captioner
-RECIPE_FAMILY = {"clip": "clip", "clip_small": "clip", "blip": "blip", "blip_retrieval": "clip", "generalization": "clip"}
+RECIPE_FAMILY = {"clip": "clip", "clip_small": "clip", "blip": "blip", "blip_retrieval": "clip", "generalization": "clip",
+                 "generalization_long": "clip"}
 #: suites whose teacher is trained first, in the suite's work folder, by a recipe (there is no shipped one)
 TEACHER_RECIPES = {"blip_retrieval": "train_blip_retrieval_teacher.py"}
 TEACHER_DIR = "teacher"  # where in a suite's work folder its trained teacher goes
@@ -226,14 +228,32 @@ GENERALIZATION_PRUNINGS = (("heads -50%", ("ablation", "fisher", "magnitude")),
                            ("heads -50% + MLP -50%", ("ablation", "fisher")))
 
 
-def generalization_rows(s: dict, teacher_config: dict) -> list[dict]:
+#: the longer schedules (their own suite, as each row costs 3-5 minutes): the default against contrastive-only at
+#: the clip_small recipe's 1800 steps, and the narrow tier (<= 25% of the parameters) over seeds at 1800 steps
+GENERALIZATION_LONG = (
+    ("default, 1800 steps", {"max_steps": "small_steps"}),
+    ("contrastive only (no teacher), 1800 steps", {**CONTRASTIVE_ONLY, "max_steps": "small_steps"}),
+    ("narrow (half width): default, 1800 steps", {"hidden_ratio": NARROW["hidden_ratio"], "max_steps": "small_steps"}),
+)
+
+
+def seeded_distillations(s: dict, variants) -> list[dict]:
+    """Each distillation variant of the inherited student once per seed; a variant's max_steps may name a setting."""
     steps = {"max_steps": s["steps"], "per_device_train_batch_size": s["batch_size"]}
-    recovery = {"max_steps": s["recovery_steps"], "per_device_train_batch_size": s["batch_size"]}
-    rows = [{"section": "generalization", "name": f"{variant}, seed {seed}", "variant": variant, "seed": seed,
+    return [{"section": "generalization", "name": f"{variant}, seed {seed}", "variant": variant, "seed": seed,
              "stages": [{"distill": {**INHERITED, **steps, **options, "seed": seed,
                                      **({"max_steps": s[options["max_steps"]]} if isinstance(options.get("max_steps"), str)
                                         else {})}}], **({"data": data[0]} if data else {})}
-            for variant, options, *data in GENERALIZATION for seed in SEEDS]
+            for variant, options, *data in variants for seed in SEEDS]
+
+
+def generalization_long_rows(s: dict, teacher_config: dict) -> list[dict]:
+    return seeded_distillations(s, GENERALIZATION_LONG)
+
+
+def generalization_rows(s: dict, teacher_config: dict) -> list[dict]:
+    recovery = {"max_steps": s["recovery_steps"], "per_device_train_batch_size": s["batch_size"]}
+    rows = seeded_distillations(s, GENERALIZATION)
     rows += [{"section": "generalization-pruning", "name": f"{what} ({importance}), seed {seed}",
               "variant": f"{what} ({importance})", "pruning": what, "importance": importance, "seed": seed,
               "stages": [{"prune": {**PRUNINGS[what], "importance": importance, "seed": seed}},
@@ -402,7 +422,7 @@ def retrieval_rows(s: dict, teacher_config: dict) -> list[dict]:
 
 
 ROWS = {"clip": clip_rows, "clip_small": small_rows, "blip": blip_rows, "blip_retrieval": retrieval_rows,
-        "generalization": generalization_rows}
+        "generalization": generalization_rows, "generalization_long": generalization_long_rows}
 NOTES = {"clip": ["The <= 10% tier (the smallest 4-bit layout: every Linear in nf4, the rest in bf16; smaller "
                   "students in it, among them the narrow student distilled longer) has its own page: "
                   "[evidence_clip_small.md](evidence_clip_small.md)."],
@@ -658,7 +678,7 @@ def targets(rows, teacher, quick: bool, key: str = "zero_shot_accuracy", bars: b
     groups = {g["variant"]: g for g in seed_groups(rows, teacher, key)}
     if groups:
         noise = seed_noise(list(groups.values()))
-        for suffix in ("", ", 900 steps"):
+        for suffix in ("", ", 900 steps", ", 1800 steps"):
             default, alone = groups.get(GENERALIZATION[0][0] if not suffix else f"default{suffix}"), \
                 groups.get(f"contrastive only (no teacher){suffix}")
             steps = default["steps"] if default else None
@@ -674,6 +694,14 @@ def targets(rows, teacher, quick: bool, key: str = "zero_shot_accuracy", bars: b
                             "more than the noise (2 standard errors of the difference of the means) and is not worse "
                             "on seen", "value": f"{d_held:+.1f} held-out (bar {bar:.1f}), {d_seen:+.1f} seen points",
                             "met": d_held > bar and d_seen >= 0})
+        narrow = groups.get(GENERALIZATION_LONG[2][0])
+        if narrow and narrow["params"] is not None:
+            share = narrow["params"] / teacher["params"]
+            out.append({"target": f"narrow student (<= 25% of the teacher's parameters), {narrow['steps']} steps: kept "
+                        f">= 95% seen and >= 95% held-out (mean of {len(narrow['seeds'])} seeds)",
+                        "value": f"{share:.1%} of the parameters; {pct(narrow['seen_kept'], 2)} seen, "
+                        f"{pct(narrow['heldout_kept'], 2)} held-out",
+                        "met": share <= 0.25 and narrow["seen_kept"] >= 0.95 and narrow["heldout_kept"] >= 0.95})
     one_shot = {g["variant"]: g for g in seed_groups(rows, teacher, key, "generalization-pruning", stage=0)}
     recovered = {g["variant"]: g for g in seed_groups(rows, teacher, key, "generalization-pruning")}
     mine, magnitude = one_shot.get(f"heads -50% ({DEFAULT_IMPORTANCE})"), one_shot.get("heads -50% (magnitude)")
@@ -781,6 +809,9 @@ SUITE_TEXT = {
              "students": "every 2nd layer of the vision tower and of the text decoder, MLP -35%"},
     "generalization": {"title": "CLIP distillation that keeps held-out accuracy (3 seeds)",
                        "accuracy": "zero-shot top-1", "students": "every 2nd layer of each tower, MLP -25%"},
+    "generalization_long": {"title": "CLIP distillation at 1800 steps: held-out accuracy and the narrow tier (3 seeds)",
+                            "accuracy": "zero-shot top-1",
+                            "students": "every 2nd layer of each tower, MLP -25% (narrow: half the width and heads too)"},
     "blip_retrieval": {"title": "BLIP retrieval (a retrieval teacher trained on the digits)",
                        "accuracy": "zero-shot top-1 through the ITC embeddings",
                        "students": "every 2nd layer of the vision tower and of the text encoder, MLP -25%; "

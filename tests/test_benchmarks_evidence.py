@@ -103,7 +103,7 @@ def test_quick_blip_suite_writes_every_row_with_caption_accuracy(tmp_path):
 
 
 @pytest.mark.parametrize("quick", [True, False], ids=["quick", "full"])
-@pytest.mark.parametrize("suite", ["clip", "clip_small", "blip", "blip_retrieval", "generalization"])
+@pytest.mark.parametrize("suite", ["clip", "clip_small", "blip", "blip_retrieval", "generalization", "generalization_long"])
 def test_every_row_of_every_suite_is_a_valid_recipe(suite, quick, tmp_path):
     """The fast tier's stand-in for running the suites: each row's recipe, as the suite would run it, passes the
     recipe checks ``vlmcompress compress`` makes before any work (stage options, their order, every stage config)."""

@@ -82,7 +82,9 @@ def test_importance_cost_quick_times_every_data_driven_importance(tmp_path):
                        timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     part = json.loads(out.read_text())["importance_cost"]
-    assert set(part["rows"]) == {"fisher", "taylor", "ablation"} and part["heads"] > 0 and part["neurons"] > 0
+    assert set(part["rows"]) == {"fisher", "taylor", "ablation", "ablation, 128 samples"}
+    assert part["heads"] > 0 and part["neurons"] > 0
+    assert part["rows"]["ablation"]["batches"] == 4 * part["rows"]["ablation, 128 samples"]["batches"]
     assert all(_positive(row["seconds"]) and row["batches"] >= 1 for row in part["rows"].values())
     assert part["rows"]["ablation"]["how"].startswith("estimated") and part["target"]["met"] is None  # quick: no verdict
     # ablation's forward per head and batch makes it the costliest, by far

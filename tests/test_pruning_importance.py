@@ -208,3 +208,50 @@ def test_layer_strategies(processor, batches):
     assert plan == {"vision": [2], "text": [1]}
     with pytest.raises(VlmcompressError, match="keep at least one"):
         select_layers(model, "block_influence", num_remove={"vision": 4}, batches=batches)
+
+
+def _count_calls(modules):
+    calls = {id(m): 0 for m in modules}
+    handles = [m.register_forward_pre_hook(lambda mod, args, key=id(m): calls.__setitem__(key, calls[key] + 1))
+               for m in modules]
+    return calls, handles
+
+
+@pytest.mark.parametrize("family", ["clip", "blip_retrieval", "blip_captioner"])
+def test_ablation_replays_what_a_head_cannot_change_and_scores_the_same(family, processor, blip_processor, batches):
+    """Ablation's passes replay the layers before the gated head and every tower that does not read its tower: the
+    scores equal whole-model passes' to float rounding, and the skipped modules really are skipped."""
+    from conftest import tiny_blip
+
+    if family == "clip":
+        model, data = tiny_clip(processor), batches
+    else:
+        model = tiny_blip("BlipForConditionalGeneration" if family == "blip_captioner" else "BlipForImageTextRetrieval")
+        data = calibration_batches(blip_processor, num_samples=8, batch_size=4)
+    adapter = get_adapter(model)
+    replayed = AblationImportance(replay=True)._head_scores(model, data)
+    whole = AblationImportance(replay=False)._head_scores(model, data)
+    assert replayed.keys() == whole.keys()
+    for site in whole:
+        for i in whole[site]:
+            assert replayed[site][i] == pytest.approx(whole[site][i], rel=1e-4, abs=1e-7), (site, i)
+    # (counted on a Linear inside: a replayed module is still called, its forward is what is skipped) the first
+    # vision layer runs in the reference pass and for its own heads' passes only; a two-tower model's text tower runs
+    # only for text heads, a text tower that reads the image (BLIP's, with cross-attention) for every head
+    first = adapter.attention(adapter.layers("vision")[0]).out
+    text_name = "text_decoder" if family == "blip_captioner" else "text"
+    text = adapter.attention(adapter.layers(text_name)[-1]).out
+    calls, handles = _count_calls([first, text])
+    try:
+        AblationImportance()._head_scores(model, data)
+    finally:
+        for h in handles:
+            h.remove()
+    heads = {site: sum(len(v) for v in layers.values()) for site, layers in whole.items()}
+    first_heads = len(whole["vision"][0])
+    assert calls[id(first)] == len(data) * (1 + first_heads)
+    text_heads = sum(n for site, n in heads.items() if site.startswith(text_name))
+    # BLIP's text towers have cross-attention to the image: they read it (replayed only when nothing reads the gate)
+    expected_text = sum(heads.values()) if family.startswith("blip") else text_heads
+    assert calls[id(text)] == len(data) * (1 + expected_text)
+    assert not any("forward" in vars(m) for m in model.modules()), "no replayed forward is left on a module"

@@ -266,6 +266,11 @@ class ModelAdapter:
     def tower_config(self, tower: str):
         raise NotImplementedError
 
+    def tower_reads(self, tower: str) -> tuple[str, ...]:
+        """The towers whose outputs ``tower`` reads (a text decoder's cross-attention reads the image tower); a tower
+        that reads none is left unchanged by anything done to the others (ablation importance replays it)."""
+        return ()
+
     def layers(self, tower: str):
         raise NotImplementedError
 

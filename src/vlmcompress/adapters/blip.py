@@ -153,6 +153,10 @@ class BlipAdapter(ModelAdapter):
                 sites[f"{tower}{CROSS_SUFFIX}"] = tower
         return sites
 
+    def tower_reads(self, tower: str) -> tuple[str, ...]:
+        # a text tower with cross-attention reads the image tower's output
+        return ("vision",) if f"{tower}{CROSS_SUFFIX}" in self.head_sites() and "vision" in self.towers() else ()
+
     def head_parts(self, site: str, layer) -> AttentionParts:
         return self._bert_parts(layer.crossattention) if site.endswith(CROSS_SUFFIX) else self.attention(layer)
 

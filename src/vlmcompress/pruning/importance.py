@@ -222,16 +222,82 @@ def _output_kl(adapter, ref, out) -> float:
                               similarity_logits(ref.image_embeds, ref.text_embeds, ref.logit_scale)).item()
 
 
+class _Replay:
+    """The outputs of modules recorded in one forward pass, handed back in call order by later passes on the same
+    inputs instead of running those modules: gating a head off cannot change the layers before it, nor a tower that
+    does not read the gated one, so an ablation pass runs only what the gate can move."""
+
+    def __init__(self, modules):
+        self.modules = list(modules)
+        self.outputs: dict = {}
+
+    @contextlib.contextmanager
+    def recording(self):
+        self.outputs = {id(m): [] for m in self.modules}
+        handles = [m.register_forward_hook(lambda mod, args, out, key=id(m): self.outputs[key].append(_shallow(out)))
+                   for m in self.modules]
+        try:
+            yield
+        finally:
+            for h in handles:
+                h.remove()
+
+    @contextlib.contextmanager
+    def replaying(self, modules):
+        calls = {}
+        for m in modules:
+            recorded = self.outputs[id(m)]
+            calls[id(m)] = iter(recorded)
+            # an instance attribute, deleted below; a fresh container each call, as callers reassign its fields
+            # (CLIP's get_image_features replaces pooler_output with its projection)
+            m.forward = lambda *args, _calls=calls[id(m)], **kwargs: _shallow(next(_calls))
+        try:
+            yield
+        finally:
+            for m in modules:
+                del m.forward
+        if any(next(c, None) is not None for c in calls.values()):
+            raise RuntimeError("ablation importance: a replayed module was called fewer times than when recorded")
+
+
+def _shallow(output):
+    """A new container holding the same tensors: a transformers ModelOutput, a tuple or list, or a tensor itself."""
+    if isinstance(output, dict):
+        return type(output)(**output)
+    if isinstance(output, (tuple, list)):
+        return type(output)(output)
+    return output
+
+
+def _unchanged_by(adapter, tower: str, layer: int) -> list:
+    """The modules whose outputs gating a head of ``tower``'s layer ``layer`` cannot change: the layers before it and
+    every tower that does not read ``tower`` (directly or through another tower)."""
+    towers = adapter.towers()
+    moved = {tower}
+    while True:
+        more = {t for t in towers if t not in moved and moved & set(adapter.tower_reads(t))}
+        if not more:
+            break
+        moved |= more
+    gated = towers[tower]
+    whole = [module for name, module in towers.items() if name not in moved
+             and not any(m is gated for m in module.modules()) and not any(m is module for m in gated.modules())]
+    return list(adapter.layers(tower))[:layer] + whole
+
+
 class AblationImportance:
     """A head's score: the mean output KL (``_output_kl``) on the calibration batches when it alone is gated off.
-    One forward pass per head and batch; neuron scores come from ``TaylorImportance`` on the same batches."""
+    One forward pass per head and batch, of the part of the model the head can change (the layers before it and the
+    towers that do not read its tower are replayed from the batch's reference pass); neuron scores come from
+    ``TaylorImportance`` on the same batches."""
 
     name = "ablation"
     needs_data = True
     default_samples = 512
 
-    def __init__(self, score_heads: bool = True):
+    def __init__(self, score_heads: bool = True, replay: bool = True):
         self.score_heads = score_heads  # False: neuron scores only (no head is to be removed)
+        self.replay = replay  # False: every pass runs the whole model (same scores, slower; kept for the tests)
 
     @torch.no_grad()
     def _head_scores(self, model, batches) -> dict:
@@ -239,19 +305,35 @@ class AblationImportance:
         was_training = model.training
         model.eval()
         gates = GateHooks(model)
+        towers = adapter.towers()
+        sites = adapter.head_sites()
+        replay = _Replay({id(m): m for name in towers for m in [towers[name], *adapter.layers(name)]}.values())
         try:
-            refs = [adapter.features(model, **_inputs(b)) for b in batches]
-            heads: dict = {}
             units = [(key, h) for key, g in gates.head_gates.items() for h in range(g.numel())]
-            for (site, i), h in progress(units, desc="ablation importance (heads)", leave=False):
-                gate = gates.head_gates[(site, i)]
-                gate[h] = 0.0
-                kl = sum(_output_kl(adapter, ref, adapter.features(model, **_inputs(b))) for b, ref in zip(batches, refs))
-                gate[h] = 1.0
-                heads.setdefault(site, {}).setdefault(i, [0.0] * gate.numel())[h] = kl / len(batches)
+            skipped = {(site, i): _unchanged_by(adapter, sites[site], i) if self.replay else []
+                       for site, i in gates.head_gates}
+            totals = {key: [0.0] * g.numel() for key, g in gates.head_gates.items()}
+            bar = progress(total=len(units) * len(batches), desc="ablation importance (heads)", leave=False)
+            for batch in batches:
+                with replay.recording():
+                    ref = adapter.features(model, **_inputs(batch))
+                for (site, i), h in units:
+                    gate = gates.head_gates[(site, i)]
+                    gate[h] = 0.0
+                    try:
+                        with replay.replaying(skipped[(site, i)]):
+                            out = adapter.features(model, **_inputs(batch))
+                    finally:
+                        gate[h] = 1.0
+                    totals[(site, i)][h] += _output_kl(adapter, ref, out)
+                    bar.update()
+            bar.close()
         finally:
             gates.remove()
             model.train(was_training)
+        heads: dict = {}
+        for (site, i), kl in totals.items():
+            heads.setdefault(site, {})[i] = [k / len(batches) for k in kl]
         return heads
 
     def __call__(self, model, batches=None) -> dict:
