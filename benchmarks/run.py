@@ -247,19 +247,34 @@ def seeded_distillations(s: dict, variants) -> list[dict]:
             for variant, options, *data in variants for seed in SEEDS]
 
 
+#: ablation's calibration size: its head scores cost a pass per head and batch, so a quarter of the default samples
+#: costs a quarter (benchmarks/real_size.py --importance-cost); one-shot and after the recovery, beside the default
+#: sample count and magnitude (no data)
+ABLATION_SAMPLES = 128
+
+
+def seeded_prunings(s: dict, prunings) -> list[dict]:
+    """Each (pruning, importance, calibration samples or None for the default) once per seed: one-shot, then the
+    recovery (the default distillation for recovery_steps)."""
+    recovery = {"max_steps": s["recovery_steps"], "per_device_train_batch_size": s["batch_size"]}
+    return [{"section": "generalization-pruning", "variant": variant, "name": f"{variant}, seed {seed}",
+             "pruning": what, "importance": importance, "seed": seed, **({"samples": samples} if samples else {}),
+             "stages": [{"prune": {**PRUNINGS[what], "importance": importance, "seed": seed,
+                                   **({"calibration_samples": samples} if samples else {})}},
+                        {"distill": {**recovery, "seed": seed}}]}
+            for what, importance, samples in prunings for seed in SEEDS
+            for variant in [f"{what} ({importance}" + (f", {samples} samples)" if samples else ")")]]
+
+
 def generalization_long_rows(s: dict, teacher_config: dict) -> list[dict]:
-    return seeded_distillations(s, GENERALIZATION_LONG)
+    return seeded_distillations(s, GENERALIZATION_LONG) + seeded_prunings(
+        s, [("heads -50%", "ablation", ABLATION_SAMPLES), ("heads -50%", "ablation", None),
+            ("heads -50%", "magnitude", None)])
 
 
 def generalization_rows(s: dict, teacher_config: dict) -> list[dict]:
-    recovery = {"max_steps": s["recovery_steps"], "per_device_train_batch_size": s["batch_size"]}
-    rows = seeded_distillations(s, GENERALIZATION)
-    rows += [{"section": "generalization-pruning", "name": f"{what} ({importance}), seed {seed}",
-              "variant": f"{what} ({importance})", "pruning": what, "importance": importance, "seed": seed,
-              "stages": [{"prune": {**PRUNINGS[what], "importance": importance, "seed": seed}},
-                         {"distill": {**recovery, "seed": seed}}]}
-             for what, importances in GENERALIZATION_PRUNINGS for importance in importances for seed in SEEDS]
-    return rows
+    return seeded_distillations(s, GENERALIZATION) + seeded_prunings(
+        s, [(what, importance, None) for what, importances in GENERALIZATION_PRUNINGS for importance in importances])
 
 
 def seed_groups(rows, teacher, key, section: str = "generalization", stage: int = -1) -> list[dict]:
@@ -712,6 +727,19 @@ def targets(rows, teacher, quick: bool, key: str = "zero_shot_accuracy", bars: b
                     "magnitude on held-out by more than 2x the noise (the pooled seed sd of the one-shot rows), and "
                     "on seen", "value": f"{d_held:+.1f} held-out (2x noise {2 * noise['heldout']:.1f}), {d_seen:+.1f} seen points",
                     "met": d_held > 2 * noise["heldout"] and d_seen > 0})
+    fewer, full = f"heads -50% (ablation, {ABLATION_SAMPLES} samples)", "heads -50% (ablation)"
+    if fewer in one_shot and full in one_shot:
+        parts, met = [], True
+        for label, groups_at in (("one-shot", one_shot), ("recovered", recovered)):
+            noise = seed_noise(list(groups_at.values()))
+            for name in ("seen", "heldout"):
+                d = 100 * (groups_at[fewer][name] - groups_at[full][name])
+                bar = noise_bar(noise[name], len(groups_at[full]["seeds"])) if noise[name] is not None else 0.0
+                parts.append(f"{label} {'held-out' if name == 'heldout' else name} {d:+.1f} (bar {bar:.1f})")
+                met = met and d >= -bar
+        out.append({"target": f"ablation on {ABLATION_SAMPLES} calibration samples (a quarter of the default's passes) "
+                    "is not worse than on the default count beyond the noise, seen and held-out, one-shot and after "
+                    "the recovery", "value": ", ".join(parts) + " points", "met": met})
     both = recovered.get(f"heads -50% + MLP -50% ({DEFAULT_IMPORTANCE})")
     if both:
         out.append({"target": f"heads -50% + MLP -50% ({DEFAULT_IMPORTANCE}) after the recovery: kept >= 97% seen and "
