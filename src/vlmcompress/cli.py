@@ -739,10 +739,12 @@ def main(argv=None) -> int:
 
         use_training_thread_policy()  # a recipe with a distillation stage is a training process (before torch)
     from .errors import VlmcompressError
+    from .io import releasing_outputs
     from .report import ReportError
 
     try:
-        return args.func(args) or 0
+        with releasing_outputs():  # the output folders this command locked are free again when it returns
+            return args.func(args) or 0
     except KeyboardInterrupt:
         print("interrupted; nothing was written", file=sys.stderr)
         return 130

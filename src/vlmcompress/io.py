@@ -25,10 +25,14 @@ _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.ER
 
 #: the name of a folder ``atomic_output_dir`` is building (``.NAME.tmp-PID-XXXX``); group 1 is NAME
 ATOMIC_TEMP_NAME = re.compile(r"^\.(.+)\.tmp-[A-Za-z0-9_-]+$")
+#: the lock beside an output folder a live run holds (``.NAME.vlmcompress-lock``, holding its PID)
+LOCK_NAME = re.compile(r"^\.(.+)\.vlmcompress-lock$")
 
 
 def is_atomic_temp(folder) -> bool:
-    return bool(ATOMIC_TEMP_NAME.match(Path(folder).name))
+    """A folder ``atomic_output_dir`` is building, or the lock file of an output folder (``lock_output``)."""
+    name = Path(folder).name
+    return bool(ATOMIC_TEMP_NAME.match(name) or LOCK_NAME.match(name))
 
 
 def _write_failure(exc) -> str | None:
@@ -56,6 +60,99 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+#: resolved output path -> the open lock file this process holds (a flock on it: the kernel drops it when the process
+#: dies, so a killed run's lock is never stale)
+_HELD_LOCKS: dict = {}
+
+
+def _lock_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.vlmcompress-lock")
+
+
+def lock_output(path) -> None:
+    """Hold the lock on output folder ``path`` for this process (re-entrant) until ``release_output`` or exit; a
+    folder another live run holds is refused in one line naming its PID. Only rank 0 of a distributed launch locks
+    (the other ranks write nothing there). Without ``fcntl`` (Windows) nothing is locked."""
+    from .errors import VlmcompressError
+
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        return
+    path = Path(path).expanduser().resolve()
+    if int(os.environ.get("RANK", "0")) != 0 or str(path) in _HELD_LOCKS:
+        return
+    if not path.parent.is_dir():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    if not _HELD_LOCKS:
+        import atexit
+
+        atexit.register(_release_all)  # a command's locks go with it (a killed one's flock goes with the process)
+    lock = _lock_path(path)
+    for _ in range(10):
+        handle = open(lock, "a+")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise VlmcompressError(f"output folder {path} is being written by another vlmcompress run (PID {holder}): "
+                                   "wait for it to finish, or choose another folder") from None
+        try:
+            same = os.fstat(handle.fileno()).st_ino == os.stat(lock).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:  # not a lock file its last holder removed between our open and our flock
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
+            _HELD_LOCKS[str(path)] = handle
+            return
+        handle.close()
+    raise VlmcompressError(f"could not lock the output folder {path}: its lock file {lock} keeps changing")
+
+
+def release_output(path) -> None:
+    """Give up this process's lock on output folder ``path`` (nothing if it holds none) and remove the lock file."""
+    path = Path(path).expanduser().resolve()
+    handle = _HELD_LOCKS.pop(str(path), None)
+    if handle is None:
+        return
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(_lock_path(path))  # before unlocking: a waiting run then finds no file, or a new one
+    handle.close()
+
+
+def _release_all() -> None:
+    for path in list(_HELD_LOCKS):
+        release_output(path)
+
+
+@contextlib.contextmanager
+def releasing_outputs():
+    """Release, after the block, every output-folder lock taken in it (a command run from Python)."""
+    before = set(_HELD_LOCKS)
+    try:
+        yield
+    finally:
+        for path in [p for p in _HELD_LOCKS if p not in before]:
+            release_output(path)
+
+
+@contextlib.contextmanager
+def releasing_output(path):
+    """Around a command whose ``check_output_dir`` locks ``path``: the lock is released after the block, unless this
+    process held it before."""
+    held = str(Path(path).expanduser().resolve()) in _HELD_LOCKS
+    try:
+        yield
+    finally:
+        if not held:
+            release_output(path)
 
 
 def clean_stale_temps(path) -> list[Path]:
@@ -178,21 +275,28 @@ def check_output_dir(path, *, overwrite: bool = False, flag: str = "--overwrite"
     given = str(path)
     resolved = resolve_output_path(path, refusal="refusing to write the checkpoint into {given!r}: it is {why}, and "
                                    "vlmcompress replaces its output folder whole; name a new folder, e.g. outputs/NAME")
-    clean_stale_temps(resolved)
-    if resolved.is_dir() and any(resolved.iterdir()):
-        if not is_vlmcompress_output(resolved):
-            names = foreign_entries(resolved) or sorted(p.name for p in resolved.iterdir())
-            shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-            raise VlmcompressError(f"output folder {given} holds files vlmcompress did not write ({shown}); vlmcompress "
-                                   "only ever replaces its own output folders: choose another folder")
-        if not overwrite:
-            raise VlmcompressError(f"output folder {given} holds an earlier vlmcompress result: pass {flag} to replace "
-                                   "it, or choose another folder")
     parent = resolved.parent
     while not parent.exists():
         parent = parent.parent
     if not os.access(parent, os.W_OK | os.X_OK):
         raise VlmcompressError(f"cannot write into {parent}: permission denied; choose a folder you can write to")
+    held = str(resolved) in _HELD_LOCKS
+    lock_output(resolved)  # a folder another live run writes: refused here, before any work
+    try:
+        clean_stale_temps(resolved)
+        if resolved.is_dir() and any(resolved.iterdir()):
+            if not is_vlmcompress_output(resolved):
+                names = foreign_entries(resolved) or sorted(p.name for p in resolved.iterdir())
+                shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+                raise VlmcompressError(f"output folder {given} holds files vlmcompress did not write ({shown}); "
+                                       "vlmcompress only ever replaces its own output folders: choose another folder")
+            if not overwrite:
+                raise VlmcompressError(f"output folder {given} holds an earlier vlmcompress result: pass {flag} to "
+                                       "replace it, or choose another folder")
+    except BaseException:
+        if not held:
+            release_output(resolved)
+        raise
     return resolved
 
 
@@ -206,7 +310,14 @@ def atomic_output_dir(path, overwrite: bool = False, flag: str = "--overwrite"):
     """
     from .errors import VlmcompressError
 
-    path = check_output_dir(path, overwrite=overwrite, flag=flag)
+    with releasing_output(path):
+        path = check_output_dir(path, overwrite=overwrite, flag=flag)
+        yield from _atomic_write(path, overwrite)
+
+
+def _atomic_write(path: Path, overwrite: bool):
+    from .errors import VlmcompressError
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f"{_temp_prefix(path, 'tmp')}{os.getpid()}-", dir=path.parent))

@@ -40,11 +40,12 @@ def _log(text: str) -> None:
 def check_pipeline_dir(path) -> Path:
     """The pipeline's output folder: new, empty, or an earlier pipeline's (its marker, stage folders vlmcompress wrote,
     and nothing else). A folder holding anything else is refused before any work, and never changed."""
-    from ..io import foreign_entries, is_atomic_temp, is_vlmcompress_output, resolve_output_path
+    from ..io import foreign_entries, is_atomic_temp, is_vlmcompress_output, lock_output, resolve_output_path
 
     given = str(path)
     resolved = resolve_output_path(path, refusal="refusing to use {given!r} as the pipeline's output_dir: it is "
                                    "{why}; name a new folder, e.g. outputs/NAME")
+    lock_output(resolved)  # another live pipeline writing there: refused before any work (released by run())
     if resolved.is_dir():
         foreign = []
         for entry in sorted(resolved.iterdir()):
@@ -174,6 +175,14 @@ class Pipeline:
 
     # ---------------------------------------------------------------- run
     def run(self) -> dict | None:
+        from ..io import release_output
+
+        try:
+            return self._run()
+        finally:
+            release_output(self.out)
+
+    def _run(self) -> dict | None:
         recipe = self.recipe
         started = time.time()
         if recipe.push:

@@ -360,7 +360,15 @@ def unpaired_texts(texts: list[str], processor, padding) -> dict:
 def distill(student_args, data_args, distill_cfg, training_args, *, base_model=None, report_extra=None):
     """Build the student, train it against the teacher, finish the checkpoint; returns its report (None on ranks
     other than 0). ``base_model`` is what the report names as the student's origin (default: the teacher; a pipeline
-    names the previous stage's folder, so the card shows the whole chain)."""
+    names the previous stage's folder, so the card shows the whole chain). The output folder is locked meanwhile."""
+    from ..io import releasing_output
+
+    with releasing_output(training_args.output_dir):  # check_output_dir, first in _distill, locks it
+        return _distill(student_args, data_args, distill_cfg, training_args, base_model=base_model,
+                        report_extra=report_extra)
+
+
+def _distill(student_args, data_args, distill_cfg, training_args, *, base_model=None, report_extra=None):
     resuming = bool(training_args.resume_from_checkpoint)
     check_output_dir(training_args.output_dir, overwrite=training_args.overwrite_output_dir or resuming,
                      flag="--overwrite_output_dir (or --resume_from_checkpoint)")
