@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -136,7 +137,7 @@ def test_every_way_of_giving_an_evaluation_set(photo_folder, tmp_path):
 
     classes = load_eval_set(str(photo_folder / "classes"))
     assert len(classes) == 12 and sorted(classes.class_names) == sorted(n for n, _ in PHOTOS.values())
-    assert classes.captions is None and classes.split == "train"  # an image folder's only split
+    assert classes.captions is None and classes.split is None  # class subfolders: no splits
     table = load_eval_set(str(photo_folder / "captions.csv"))
     assert len(table) == 6 and [len(c) for c in table.captions] == [2] * 6 and table.class_names is None
     assert table.captions[1] == PHOTOS["chelsea"][1]
@@ -257,3 +258,97 @@ def test_a_hub_model_id_without_network_is_one_line(tmp_path):
         "HF_HUB_CACHE": str(tmp_path / "cache")})
     _one_line(r, "openai/clip-vit-base-patch32 is not a local folder and the Hub at")
     assert "cannot be reached" in r.stderr and "pass a save_pretrained folder" in r.stderr
+
+
+# --- evaluation data read right: every edge refused or counted, never scored silently --------------------------------
+def _class_tree(root: Path, classes, per_class: int = 2, size: int = 16):
+    from PIL import Image
+
+    for c, name in enumerate(classes):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            Image.new("RGB", (size, size), (20 * c % 256, 40 * i % 256, 90)).save(root / name / f"{i}.png")
+    return root
+
+
+def test_class_folders_named_like_splits_are_classes(tmp_path):
+    """datasets' imagefolder reads train/test/val/... (and train_car) as splits, dropping the other classes; here
+    every subfolder is a class, as CLIP_benchmark's torchvision ImageFolder reads it."""
+    names = ["train", "test", "val", "dev", "eval", "train_car", "cat"]
+    got = load_eval_set(str(_class_tree(tmp_path / "f", names)))
+    assert sorted(got.class_names) == sorted(names) and len(got) == 2 * len(names)
+    assert all(got.class_names[label] in names for label in got.labels)
+    # a split layout (every subfolder a split name holding class subfolders) is read at --eval-split
+    _class_tree(tmp_path / "s" / "train", ["cat", "dog", "cow"], per_class=3)
+    _class_tree(tmp_path / "s" / "test", ["cat", "dog", "cow"], per_class=1)
+    test = load_eval_set(str(tmp_path / "s"))
+    assert test.split == "test" and len(test) == 3 and sorted(test.class_names) == ["cat", "cow", "dog"]
+    assert len(load_eval_set(str(tmp_path / "s"), split="train")) == 9
+    with pytest.raises(VlmcompressError, match="none is 'validation'"):
+        load_eval_set(str(tmp_path / "s"), split="validation")
+
+
+def test_images_of_any_mode_become_the_right_rgb(tmp_path):
+    """A 16-bit PNG (which convert('RGB') clips to white), palette, LA and CMYK images read as the 8-bit image."""
+    from PIL import Image
+
+    from vlmcompress.evaluation.eval_sets import to_rgb
+
+    grey = (np.arange(256, dtype=np.uint16).reshape(16, 16))
+    Image.fromarray((grey * 257).astype(np.uint16)).save(tmp_path / "deep.png")
+    with Image.open(tmp_path / "deep.png") as deep:
+        assert deep.mode.startswith("I") and (np.asarray(deep.convert("RGB")) == 255).mean() > 0.99  # PIL: white
+        rgb = np.asarray(to_rgb(deep))
+    assert rgb.shape == (16, 16, 3) and np.abs(rgb[..., 0].astype(int) - grey).max() <= 1
+    base = Image.fromarray(np.stack([grey.astype(np.uint8)] * 3, -1), mode="RGB")
+    for mode in ("P", "LA", "CMYK", "L"):
+        image = base.convert(mode, palette=Image.Palette.ADAPTIVE) if mode == "P" else base.convert(mode)
+        out = np.asarray(to_rgb(image)).astype(int)
+        assert out.shape == (16, 16, 3) and np.abs(out - np.asarray(base).astype(int)).mean() < 8, mode
+    # through a folder: the evaluation set hands the converted image to the processor
+    (tmp_path / "set" / "deep").mkdir(parents=True)
+    (tmp_path / "set" / "flat").mkdir()
+    Image.fromarray((grey * 257).astype(np.uint16)).save(tmp_path / "set" / "deep" / "a.png")
+    Image.new("L", (16, 16), 7).save(tmp_path / "set" / "flat" / "b.png")
+    got = load_eval_set(str(tmp_path / "set"))
+    first = np.asarray(got.images(slice(0, 1))[0])
+    assert first.mean() < 200 and np.abs(first[..., 0].astype(int) - grey).max() <= 1
+
+
+def test_bad_samples_are_refused_or_skipped_with_a_count_never_scored(tmp_path, capsys):
+    root = _class_tree(tmp_path / "f", ["cat", "dog", "cow"], per_class=3)
+    (root / "dog" / "1.png").write_bytes(b"not a png")  # corrupt
+    (root / "owl").mkdir()  # an empty class
+    with pytest.raises(VlmcompressError, match=r"class folder\(s\) owl hold no image.*--on-bad-sample skip"):
+        load_eval_set(str(root))
+    (root / "owl").rmdir()
+    with pytest.raises(VlmcompressError, match=r"1 image\(s\) cannot be read, e\.g\. .*dog/1\.png.*--on-bad-sample skip"):
+        load_eval_set(str(root))
+    (root / "owl").mkdir()
+    got = load_eval_set(str(root), on_bad_sample="skip")
+    err = capsys.readouterr().err
+    assert "1 class folder(s) hold no image" in err and "1 image(s) cannot be read left out" in err
+    assert len(got) == 8 and "owl" in got.class_names  # the empty class stays a zero-shot candidate
+
+    # captions: every caption kept (duplicates too, as CLIP_benchmark); an empty one is refused, or left out
+    images = tmp_path / "img"
+    _class_tree(images, ["x"], per_class=3)
+    table = tmp_path / "c.csv"
+    table.write_text("image,caption\nimg/x/0.png,a red dog\nimg/x/0.png,a red dog\nimg/x/1.png,\nimg/x/2.png,a cat\n"
+                     "img/x/2.png,  \n")
+    with pytest.raises(VlmcompressError, match=r"2 empty caption\(s\) in 'caption'"):
+        load_eval_set(str(table))
+    got = load_eval_set(str(table), on_bad_sample="skip")
+    assert got.captions == [["a red dog", "a red dog"], ["a cat"]] and len(got) == 2
+    assert "2 empty caption(s) in 'caption' left out" in capsys.readouterr().err
+    assert all("None" not in c for caps in got.captions for c in caps)
+
+
+def test_cli_on_bad_sample(tiny_clip_dir, tmp_path):
+    root = _class_tree(tmp_path / "f", ["cat", "dog"], per_class=2, size=32)
+    (root / "cat" / "0.png").write_bytes(b"\x89PNG broken")
+    _one_line(_cli("evaluate", str(tiny_clip_dir), "--eval-dataset", str(root), "--latency-repeats", "0"),
+              "cannot be read")
+    r = _cli("evaluate", str(tiny_clip_dir), "--eval-dataset", str(root), "--latency-repeats", "0", "--on-bad-sample",
+             "skip")
+    assert r.returncode == 0 and "1 image(s) cannot be read left out" in r.stderr, r.stderr

@@ -129,7 +129,7 @@ def _eval_plan(args) -> dict:
     dataset = resolve_eval_set(args.eval_dataset, resolve_model_path(args.model), split=args.eval_split,
                                config=args.eval_config, image_column=args.eval_image_column,
                                caption_column=args.eval_caption_column, label_column=args.eval_label_column,
-                               max_samples=args.max_eval_samples)
+                               max_samples=args.max_eval_samples, on_bad_sample=args.on_bad_sample)
     if isinstance(dataset, str) and dataset == NO_EVAL and not args.eval_dataset:
         print("note: no --eval-dataset for this model, so accuracy is not measured (size, memory and latency "
                        "are); name one to measure it")
@@ -421,6 +421,9 @@ def _add_eval_set_args(parser, aliases=False):
                    "(default: the first of captions, caption, text, sentences)")
     g.add_argument(*names("--eval-label-column", "--label-column"), dest="eval_label_column",
                    help="datasets.ClassLabel column whose names are the zero-shot classes (default: label)")
+    g.add_argument("--on-bad-sample", dest="on_bad_sample", default="error", choices=["error", "skip"],
+                   help="an unreadable image, an empty class folder or an empty caption: error (default: refused "
+                   "before any work, naming one) or skip (left out, counted in one warning line)")
     g.add_argument("--eval-task", default="auto", choices=["auto", "zero_shot", "retrieval", "captioning"],
                    help="protocol (default auto: zero-shot when there is a ClassLabel, retrieval when there are "
                    "captions, captioning for a captioner)")

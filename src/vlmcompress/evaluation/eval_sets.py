@@ -23,6 +23,7 @@ import numpy as np
 
 from ..embedded import digits
 from ..errors import VlmcompressError
+from ..utils import progress
 
 EMBEDDED = digits.DATASET_NAME
 NO_EVAL = "none"
@@ -30,6 +31,32 @@ IMAGE_COLUMNS = ("image", "img", "jpg", "png", "image_path", "file_name", "filep
 CAPTION_COLUMNS = ("captions", "caption", "text", "sentences", "sentence", "txt")
 LABEL_COLUMNS = ("label", "labels", "class", "fine_label")
 TABLE_SUFFIXES = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json"}
+#: files an image folder's class subfolders are read for
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".jfif")
+#: subfolder names ``datasets``' imagefolder reads as splits (and so would not read as classes)
+SPLIT_NAMES = ("train", "training", "test", "testing", "val", "valid", "validation", "dev", "eval", "evaluation")
+#: what to do with an unreadable image, an empty class folder or an empty caption
+ON_BAD_SAMPLE = ("error", "skip")
+
+
+def to_rgb(image):
+    """A PIL image as 8-bit RGB, from any mode: 16- and 32-bit integer and float greyscale are scaled to 0-255 by
+    their range (``convert("RGB")`` clips a 16-bit image to white); palette, LA, CMYK and the rest through PIL."""
+    from PIL import Image
+
+    if image.mode == "RGB":
+        return image
+    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
+        arr = np.asarray(image, dtype=np.float64)
+        if image.mode == "F" and arr.size and arr.max() <= 1.0:
+            scale = 1.0
+        elif image.mode.startswith("I;16") or (arr.size and arr.max() > 255):
+            scale = 65535.0 if image.mode.startswith("I;16") or arr.max() <= 65535 else float(arr.max())
+        else:
+            scale = 255.0
+        grey = np.clip(np.rint(arr / scale * 255.0), 0, 255).astype(np.uint8)
+        return Image.fromarray(grey, mode="L").convert("RGB")
+    return image.convert("RGB")
 
 
 @dataclass
@@ -48,7 +75,7 @@ class EvalSet:
         return len(self.dataset)
 
     def images(self, sl=slice(None)):
-        return self.dataset[sl]["image"]
+        return [to_rgb(image) for image in self.dataset[sl]["image"]]
 
     def describe(self) -> str:
         parts = [f"{len(self)} images"]
@@ -73,11 +100,48 @@ def _image_key(value) -> str:
     return repr(value)
 
 
+def _unreadable(value) -> str | None:
+    """Why an undecoded image cannot be opened (its header read), or None."""
+    import io
+
+    from PIL import Image
+
+    try:
+        source = value.get("path") if isinstance(value, dict) and value.get("bytes") is None else None
+        if source is None:
+            data = value.get("bytes") if isinstance(value, dict) else None
+            if data is None:
+                return "no image"
+            source = io.BytesIO(data)
+        with Image.open(source) as image:
+            image.size  # noqa: B018 - the header is read
+        return None
+    except Exception as exc:  # noqa: BLE001 - every reason PIL has is reported the same way
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def _bad(name: str, what: str, count: int, example: str, on_bad_sample: str) -> None:
+    """Refuse (``error``) or warn in one line (``skip``) about ``count`` bad samples of kind ``what``."""
+    import sys
+
+    if on_bad_sample == "error":
+        raise VlmcompressError(f"the evaluation data set {name}: {count} {what}, e.g. {example}: fix or remove them, or "
+                               "pass --on-bad-sample skip to leave them out (counted in a warning)")
+    print(f"warning: the evaluation data set {name}: {count} {what} left out (--on-bad-sample skip), e.g. {example}",
+          file=sys.stderr)
+
+
 def eval_set_from_dataset(dataset, name: str | None = None, *, image_column: str | None = None,
                           caption_column: str | None = None, label_column: str | None = None,
-                          max_samples: int | None = None, seed: int = 0, split: str | None = None) -> EvalSet:
-    """An ``EvalSet`` from a ``datasets.Dataset``; columns are found by their usual names unless given."""
+                          max_samples: int | None = None, seed: int = 0, split: str | None = None,
+                          on_bad_sample: str = "error") -> EvalSet:
+    """An ``EvalSet`` from a ``datasets.Dataset``; columns are found by their usual names unless given. Every image's
+    header is read first: an unreadable image, like an image whose caption is empty, is refused or, with
+    ``on_bad_sample="skip"``, left out with one warning line that counts them."""
     import datasets
+
+    if on_bad_sample not in ON_BAD_SAMPLE:
+        raise VlmcompressError(f"on_bad_sample must be one of {', '.join(ON_BAD_SAMPLE)}, got {on_bad_sample!r}")
 
     if dataset is None or len(dataset) == 0:
         named = f" {name}" if name else ""
@@ -110,19 +174,45 @@ def eval_set_from_dataset(dataset, name: str | None = None, *, image_column: str
         key = _image_key(value)
         first_row.setdefault(key, i)
         rows_of.setdefault(key, []).append(i)
-    order = list(first_row.values())
+    unreadable = {}
+    for key, i in progress(list(first_row.items()), desc="checking the evaluation images", leave=False):
+        why = _unreadable(undecoded[i])
+        if why is not None:
+            unreadable[key] = why
+    if unreadable:
+        key = next(iter(unreadable))
+        _bad(name, "image(s) cannot be read", len(unreadable), f"{key} ({unreadable[key]})", on_bad_sample)
+        for key in unreadable:
+            del first_row[key]
+        if not first_row:
+            raise VlmcompressError(f"the evaluation data set {name}: no image can be read")
     captions = None
     if caption_column:
+        # every caption of every image, duplicates included (CLIP_benchmark's protocol); an empty or missing one is
+        # a bad sample, never scored as the text "None"
         raw = dataset[caption_column]
-        captions = []
-        for key in first_row:
+        captions, empty, example = [], 0, None
+        for key in list(first_row):
             texts = []
             for i in rows_of[key]:
                 value = raw[i]
-                texts += [str(t) for t in value] if isinstance(value, (list, tuple)) else [str(value)]
-            captions.append([t for t in dict.fromkeys(texts) if t.strip()])
-        if any(not c for c in captions):
-            raise VlmcompressError(f"the evaluation data set {name}: some images have no caption in {caption_column!r}")
+                for text in (value if isinstance(value, (list, tuple)) else [value]):
+                    if text is None or not str(text).strip():
+                        empty += 1
+                        example = example or key
+                    else:
+                        texts.append(str(text))
+            if texts:
+                captions.append(texts)
+            elif on_bad_sample == "skip":
+                del first_row[key]
+            else:
+                captions.append(texts)
+        if empty:
+            _bad(name, f"empty caption(s) in {caption_column!r}", empty, f"one of {example}'s", on_bad_sample)
+        if not first_row:
+            raise VlmcompressError(f"the evaluation data set {name}: no image has a caption in {caption_column!r}")
+    order = list(first_row.values())
     labels = class_names = None
     if label_column:
         feature = dataset.features[label_column]
@@ -184,9 +274,61 @@ def _load_table(path: Path, image_column: str | None):
     return ds.cast_column(column, datasets.Image()), column
 
 
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(f for f in folder.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+                  and not any(part.startswith(".") for part in f.relative_to(folder).parts))
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    return sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
+def _class_folder(path: Path, name: str, split: str, on_bad_sample: str):
+    """A folder of class subfolders read as such, whatever the classes are called (``datasets``' imagefolder reads
+    ``train``, ``test``, ``val``... and names starting so as splits, dropping the other classes): the
+    ``datasets.Dataset`` (image paths, a ClassLabel of the subfolder names) and the split used. A folder whose
+    subfolders are all split names holding class subfolders (``test/cat/1.jpg``) is read at ``split``. None: not
+    this layout (no subfolder holds an image)."""
+    import datasets
+
+    subfolders = _subfolders(path)
+    used = None
+    splits = {d.name.lower(): d for d in subfolders if d.name.lower() in SPLIT_NAMES}
+    if subfolders and len(splits) == len(subfolders) and all(
+            _subfolders(d) and not any(f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES for f in d.iterdir())
+            for d in subfolders):
+        if split.lower() in splits:
+            used = splits[split.lower()].name
+        elif len(splits) == 1:
+            used = subfolders[0].name
+        else:
+            raise VlmcompressError(f"evaluation folder {name} has split folders {', '.join(d.name for d in subfolders)}"
+                                   f" and none is {split!r}: pass --eval-split")
+        path = path / used
+        subfolders = _subfolders(path)
+    images = {d.name: _images_in(d) for d in subfolders}
+    if not any(images.values()):
+        return None
+    empty = [c for c, files in images.items() if not files]
+    if empty:
+        if on_bad_sample == "error":
+            raise VlmcompressError(f"evaluation folder {name}: class folder(s) {', '.join(empty[:3])} hold no image: "
+                                   "remove them, or pass --on-bad-sample skip (such a class stays among the zero-shot "
+                                   "classes, with no image of its own)")
+        import sys
+
+        print(f"warning: evaluation folder {name}: {len(empty)} class folder(s) hold no image, e.g. {empty[0]} "
+              "(--on-bad-sample skip: kept among the zero-shot classes)", file=sys.stderr)
+    classes = list(images)
+    paths = [str(f) for c in classes for f in images[c]]
+    labels = [i for i, c in enumerate(classes) for _ in images[c]]
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=classes)})
+    return datasets.Dataset.from_dict({"image": paths, "label": labels}, features=features), used
+
+
 def load_eval_set(name: str, *, split: str = "test", config: str | None = None, image_column: str | None = None,
                   caption_column: str | None = None, label_column: str | None = None,
-                  max_samples: int | None = None, seed: int = 0):
+                  max_samples: int | None = None, seed: int = 0, on_bad_sample: str = "error"):
     """``EMBEDDED``, ``NO_EVAL`` or an ``EvalSet`` for ``name`` (see the module docstring)."""
     import datasets
 
@@ -204,18 +346,23 @@ def load_eval_set(name: str, *, split: str = "test", config: str | None = None, 
         ds, image_column = _load_table(path, image_column)
         used = None
     elif path.is_dir():
-        if any((path / f).is_file() for f in ("dataset_info.json", "dataset_dict.json", "state.json")):
-            from ..data.sources import open_dataset
-
-            ds = open_dataset(str(path))
+        saved = any((path / f).is_file() for f in ("dataset_info.json", "dataset_dict.json", "state.json"))
+        found = None if saved or any(path.glob("metadata.*")) else _class_folder(path, name, split, on_bad_sample)
+        if found:
+            ds, used = found
         else:
-            try:
-                ds = datasets.load_dataset("imagefolder", data_dir=str(path))
-            except Exception as exc:  # noqa: BLE001 - a folder with no images is one line
-                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                raise VlmcompressError(f"evaluation folder {name} is neither a save_to_disk folder nor an image folder "
-                                       f"(class subfolders of images): {first}") from exc
-        ds, used = _pick_split(ds, name, split)
+            if saved:
+                from ..data.sources import open_dataset
+
+                ds = open_dataset(str(path))
+            else:  # captions in a metadata.csv / metadata.jsonl, or images with no class subfolders: imagefolder
+                try:
+                    ds = datasets.load_dataset("imagefolder", data_dir=str(path))
+                except Exception as exc:  # noqa: BLE001 - a folder with no images is one line
+                    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                    raise VlmcompressError(f"evaluation folder {name} is neither a save_to_disk folder nor an image "
+                                           f"folder (class subfolders of images): {first}") from exc
+            ds, used = _pick_split(ds, name, split)
     elif looks_local(name):
         raise VlmcompressError(f"evaluation data set {name} does not exist: expected a save_to_disk folder, an image "
                                f"folder, a CSV/JSON file, a Hub data set name, {EMBEDDED} or {NO_EVAL}")
@@ -225,7 +372,8 @@ def load_eval_set(name: str, *, split: str = "test", config: str | None = None, 
         ds = open_dataset(name, config=config, split=None)
         ds, used = _pick_split(ds, name, split)
     return eval_set_from_dataset(ds, name, image_column=image_column, caption_column=caption_column,
-                                 label_column=label_column, max_samples=max_samples, seed=seed, split=used)
+                                 label_column=label_column, max_samples=max_samples, seed=seed, split=used,
+                                 on_bad_sample=on_bad_sample)
 
 
 def is_embedded_model(path, _depth: int = 0) -> bool:

@@ -150,7 +150,8 @@ class Pipeline:
                                    image_column=data.get("eval_image_column"),
                                    caption_column=data.get("eval_caption_column"),
                                    label_column=data.get("eval_label_column"),
-                                   max_samples=data.get("max_eval_samples"))
+                                   max_samples=data.get("max_eval_samples"),
+                                   on_bad_sample=data.get("on_bad_sample", "error"))
         return dict(dataset=dataset, images_per_number=data.get("images_per_number"),
                     latency_batch_size=self.recipe.eval.get("latency_batch_size", 32),
                     templates=data.get("templates"), task=data.get("eval_task", "auto"))
@@ -374,7 +375,7 @@ class Pipeline:
                                    **{k: v for k, v in opts.items() if k in student_fields})
         data_kw = {k: data[k] for k in ("train_split", "eval_split", "image_column", "caption_column", "label_column",
                                         "eval_image_column", "eval_caption_column", "eval_label_column", "eval_task",
-                                        "templates", "max_train_samples", "max_eval_samples",
+                                        "templates", "max_train_samples", "max_eval_samples", "on_bad_sample",
                                         "train_images_per_number") if k in data}
         if data.get("images_per_number"):
             data_kw["eval_images_per_number"] = data["images_per_number"]

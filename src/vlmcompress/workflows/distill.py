@@ -96,6 +96,7 @@ class DataArguments:
     eval_task: str = field(default="auto", metadata={"choices": ["auto", "zero_shot", "retrieval", "captioning"], "help": "Evaluation protocol (auto: zero-shot with a ClassLabel, retrieval with captions, captioning for a captioner)."})
     templates: str = field(default="default", metadata={"help": "Zero-shot prompts: default, openai_imagenet (CLIP's 80) or a file with one template per line, each with {}."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate on at most this many images (seeded random subset)."})
+    on_bad_sample: str = field(default="error", metadata={"choices": ["error", "skip"], "help": "An unreadable image, an empty class folder or an empty caption in the evaluation set: error (refused before any work) or skip (left out, counted in one warning line)."})
     image_column: str = field(default="image", metadata={"help": "Image column."})
     caption_column: str = field(default="text", metadata={"help": "Caption column."})
     label_column: str = field(default="label", metadata={"help": "Label column (optional: used by the contrastive term and by evaluation)."})
@@ -250,7 +251,8 @@ def load_data(data: DataArguments, seed: int):
     from ..evaluation import EMBEDDED, NO_EVAL, eval_set_from_dataset, load_eval_set
 
     columns = dict(image_column=data.eval_image_column, caption_column=data.eval_caption_column,
-                   label_column=data.eval_label_column, max_samples=data.max_eval_samples, seed=seed)
+                   label_column=data.eval_label_column, max_samples=data.max_eval_samples, seed=seed,
+                   on_bad_sample=data.on_bad_sample)
     named = load_eval_set(data.eval_dataset_name, split=data.eval_split, **columns) if data.eval_dataset_name else None
     if data.dataset_name is None:
         from ..embedded import digits
