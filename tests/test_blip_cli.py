@@ -41,7 +41,7 @@ def test_prune_blip_cli_report_and_card(cls_name, blip_dirs, tmp_path):
 
     out = tmp_path / "pruned"
     assert main(["prune", str(blip_dirs[cls_name]), "-o", str(out), "--head-ratio", "0.25", "--mlp-ratio", "0.5",
-                 "--calibration-samples", "16", "--images-per-number", "1", "--latency-batch-size", "4",
+                 "--dataset", "vlmcompress/digits-train", "--calibration-samples", "16", "--images-per-number", "1", "--latency-batch-size", "4",
                  "--latency-rounds", "1", "--eval-dataset", "vlmcompress/digits-test"]) == 0
     report = json.loads((out / "compression_report.json").read_text())
     assert report["model_family"] == "blip" and report["loading"]["class"] == f"Vlmcompress{cls_name}"

@@ -33,7 +33,7 @@ def test_pruning_config_errors():
 def test_prune_cli_writes_checkpoint_report_and_config(tiny_clip_dir, tmp_path):
     out = tmp_path / "pruned"
     r = run_cli("prune", str(tiny_clip_dir), "-o", str(out), "--head-ratio", "0.25", "--importance", "taylor",
-                "--calibration-samples", "32", "--drop-layers", "text:1", "--images-per-number", "1", "--latency-rounds", "2",
+                "--dataset", "vlmcompress/digits-train", "--calibration-samples", "32", "--drop-layers", "text:1", "--images-per-number", "1", "--latency-rounds", "2",
                 "--latency-batch-size", "4", "--save-scores", str(tmp_path / "scores.json"))
     assert r.returncode == 0, r.stderr
     report = read_report(out)
@@ -91,3 +91,31 @@ def test_prune_cli_calibrates_on_a_user_dataset(tiny_clip_dir, tmp_path):
     r = run_cli("prune", str(tiny_clip_dir), "-o", str(out), "--overwrite", "--mlp-ratio", "0.5", "--dataset", str(tmp_path / "calib"),
                 "--no-eval")
     _assert_one_line_error(r, "no column 'text'")
+
+
+def test_a_users_model_is_not_calibrated_on_the_embedded_digits_unless_asked(tiny_clip_dir, tmp_path):
+    """Pruning a model that is not an embedded teacher by a data-driven importance, with no calibration data: one
+    line asking for data from its domain (or naming magnitude), before the model is loaded; the same in a recipe.
+    Magnitude, explicit plans and the named embedded split need no such data."""
+    from vlmcompress.errors import VlmcompressError
+    from vlmcompress.workflows.compress import Pipeline
+    from vlmcompress.workflows.recipe import recipe_from_dict
+
+    out = tmp_path / "p"
+    for extra in ([], ["--importance", "fisher"], ["--layer-strategy", "block_influence", "--remove-layers", "vision:1"]):
+        args = extra or ["--head-ratio", "0.25"]
+        if extra and extra[0] == "--importance":
+            args = ["--mlp-ratio", "0.5", *extra]
+        _assert_one_line_error(run_cli("prune", str(tiny_clip_dir), "-o", str(out), *args, "--no-eval"),
+                               "needs calibration data from its own domain: give --dataset")
+        assert not out.exists()
+    for ok in (["--head-ratio", "0.25", "--importance", "magnitude"], ["--head-plan", '{"vision": {"0": [1]}}'],
+               ["--head-ratio", "0.25", "--importance", "taylor", "--dataset", "vlmcompress/digits-train",
+                "--calibration-samples", "16"]):
+        r = run_cli("prune", str(tiny_clip_dir), "-o", str(out), *ok, "--no-eval", "--overwrite")
+        assert r.returncode == 0, r.stderr
+    recipe = recipe_from_dict({"model": str(tiny_clip_dir), "output_dir": str(tmp_path / "r"),
+                               "stages": [{"prune": {"mlp_ratio": 0.5}}]})
+    with pytest.raises(VlmcompressError, match="needs calibration data from its own domain: give data.train"):
+        Pipeline(recipe).run()
+    assert not (tmp_path / "r" / "01-prune").exists()

@@ -169,7 +169,9 @@ def cmd_prune(args):
     from .evaluation import check_dataset, evaluate_model
     from .io import check_output_dir
     from .loading import load_checkpoint
-    from .pruning.config import PruningConfig, prune_model
+    from .evaluation.eval_sets import is_embedded_model
+    from .loading import resolve_model_path
+    from .pruning.config import PruningConfig, prune_model, require_calibration
     from .pruning.importance import load_scores, save_scores
 
     _set_verbosity(args)
@@ -196,6 +198,8 @@ def cmd_prune(args):
         check_dataset(calibration, args.image_column, args.text_column, args.text_column)
         calibration = standard_columns(calibration, args.image_column, args.text_column, args.label_column)
     scores = load_scores(args.scores) if args.scores else None
+    if calibration is None and not is_embedded_model(resolve_model_path(args.model)):
+        require_calibration(config, args.model, "--dataset", scores)  # before the model is loaded
     eval_kwargs = None if args.no_eval else _eval_plan(args)
     model, processor, path = load_checkpoint(args.model, trust_remote_code=args.trust_remote_code, torch_for="pruning")
     before = None if args.no_eval else evaluate_model(model, processor, model_path=path, **eval_kwargs)
@@ -376,7 +380,9 @@ def _add_common(parser):
 
 def _add_dataset_args(parser, purpose, split):
     parser.add_argument("--dataset", help=f"{purpose} data: a datasets.save_to_disk folder or Hub data set with "
-                        f"image/text/label columns (default: the embedded digits {split} split)")
+                        f"image/text/label columns (default, for the embedded teachers and folders made from them: "
+                        f"the embedded digits {split} split; any other model needs its own, or names "
+                        "vlmcompress/digits-train)")
     parser.add_argument("--split", default=split, help=f"split of --dataset (default: {split})")
     parser.add_argument("--image-column", default="image", help="image column of --dataset (default: image)")
     parser.add_argument("--text-column", default="text", help="caption column of --dataset (default: text)")

@@ -12,8 +12,11 @@ def open_dataset(name: str, *, config: str | None = None, split: str | None = No
     becomes one ``VlmcompressError`` line."""
     import datasets
 
+    from ..embedded import digits
     from ..utils import looks_local
 
+    if name == digits.TRAIN_NAME:
+        return digits.load_digits_dataset("train")
     if not os.path.isdir(name) and (looks_local(name) or os.path.exists(name)):
         what = "is a file" if os.path.exists(name) else "does not exist"
         raise VlmcompressError(f"data set folder {name} {what}: expected a datasets.save_to_disk folder or a Hub "

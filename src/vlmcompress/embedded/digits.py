@@ -52,6 +52,9 @@ ZERO_SHOT_TEMPLATES = (
 
 #: the name reports record for the embedded test split (it is not a Hub data set: cards never list it as one)
 DATASET_NAME = "vlmcompress/digits-test"
+#: the embedded training split, by name (calibration data for a model that is not an embedded teacher, asked for
+#: explicitly: ``--dataset vlmcompress/digits-train``)
+TRAIN_NAME = "vlmcompress/digits-train"
 
 
 def _heldout_numbers(seed: int = SPLIT_SEED) -> tuple[int, ...]:

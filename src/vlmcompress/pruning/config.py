@@ -97,6 +97,28 @@ def _needs_scores(config):
     return bool(config.head_ratio or config.mlp_ratio or config.hidden_ratio)
 
 
+def needs_calibration(config: PruningConfig, scores=None) -> bool:
+    """Whether pruning by ``config`` reads calibration data: block-influence layer selection, or units chosen by a
+    data-driven importance (not explicit plans, not given ``scores``)."""
+    from .importance import IMPORTANCE
+
+    chosen = (config.head_ratio and not config.head_plan) or (config.mlp_ratio and not config.mlp_plan)
+    return config.layer_strategy == "block_influence" or bool(
+        scores is None and (chosen or config.hidden_ratio) and getattr(IMPORTANCE.get(config.importance), "needs_data",
+                                                                       False))
+
+
+def require_calibration(config: PruningConfig, model: str, flag: str, scores=None) -> None:
+    """A user's model pruned with no calibration data: one line asking for data from its domain (the embedded digits
+    calibrate the embedded teachers only), or naming the data-free importance."""
+    if needs_calibration(config, scores):
+        what = "block_influence layer selection" if config.layer_strategy == "block_influence" else \
+            f"{config.importance} importance"
+        raise VlmcompressError(f"pruning {model} by {what} needs calibration data from its own domain: give {flag} "
+                               "(images with captions), or use --importance magnitude (no data); the embedded digits "
+                               "calibrate only the embedded teachers")
+
+
 def _check_hidden(adapter, config, towers, sites) -> list:
     """The head sites a hidden_ratio slices with the width (each tower's own self-attention), checked before any
     change: the family must declare its residual stream, and each tower's layers must have equal head counts."""

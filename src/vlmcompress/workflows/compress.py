@@ -193,6 +193,15 @@ class Pipeline:
                 raise VlmcompressError(f"push: to {recipe.push['repo_id']} needs a Hub token: set HF_TOKEN or run `hf "
                                        "auth login` (or drop push from the recipe); nothing was run")
         base = self._base = self.base_path()
+        if not recipe.data.get("train"):
+            from ..evaluation.eval_sets import is_embedded_model
+            from ..pruning.config import require_calibration
+
+            if not is_embedded_model(base):  # a user's model is never calibrated on the embedded digits
+                for stage in recipe.stages:
+                    if stage.kind == "prune":
+                        require_calibration(stage_configs(stage, recipe.family, first=stage.index == 1), str(base),
+                                            "data.train in the recipe")
         eval_kwargs = self.eval_kwargs(base)  # the evaluation set is opened before any model is loaded
         if self.ranks.main:
             self.out.mkdir(parents=True, exist_ok=True)
