@@ -328,3 +328,20 @@ def test_distill_takes_the_other_commands_spellings():
                                                         "--text-dataset", "embedded", "--latency-rounds", "4"])
     assert (training.max_steps, student.keep_every, config.text_weight, data.latency_rounds) == (7, 3, 0.5, 4)
     assert parse_arguments([])[3].overwrite_output_dir is False
+
+
+def test_a_pretrained_teacher_gets_fine_tuning_defaults_unless_the_learning_rate_is_given(tiny_clip_dir):
+    """The embedded job's learning rate (4e-3) wrecks a pretrained model: a teacher that is not embedded is distilled
+    at USER_MODEL_DEFAULTS when the command line (or recipe) gives no learning rate, and the note says so."""
+    from vlmcompress.workflows.distill import USER_MODEL_DEFAULTS, parse_arguments, user_model_defaults
+
+    *_, args = parse_arguments(["--teacher", str(tiny_clip_dir), "--output_dir", "x"])
+    assert args.learning_rate == 4e-3 and not args.learning_rate_given
+    note = user_model_defaults(args, str(tiny_clip_dir))
+    assert args.learning_rate == USER_MODEL_DEFAULTS["learning_rate"] and args.warmup_steps == 0.1
+    assert "not an embedded teacher" in note and "--learning_rate" in note
+    *_, given = parse_arguments(["--teacher", str(tiny_clip_dir), "--output_dir", "x", "--learning-rate", "1e-3"])
+    assert given.learning_rate_given and user_model_defaults(given, str(tiny_clip_dir)) is None
+    assert given.learning_rate == 1e-3
+    *_, embedded = parse_arguments(["--output_dir", "x"])  # the embedded teacher keeps its tuned defaults
+    assert user_model_defaults(embedded, None) is None and embedded.learning_rate == 4e-3

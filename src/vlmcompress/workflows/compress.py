@@ -410,7 +410,7 @@ class Pipeline:
                 resume = str(checkpoints[-1])
                 self.log(f"stage {stage.name}: resuming from {checkpoints[-1].name}")
         training_args = training_cls(output_dir=str(folder), overwrite_output_dir=True, resume_from_checkpoint=resume,
-                                     **training)
+                                     learning_rate_given="learning_rate" in training, **training)
         report = workflow.distill(student_args, data_args, config, training_args, base_model=str(previous),
                                   report_extra={"stage": stage.name})
         if self.ranks.main:

@@ -14,6 +14,7 @@ evaluated on the same test set and the student is written to ``--output_dir`` by
 
 from __future__ import annotations
 
+import argparse
 import copy
 import difflib
 import json
@@ -125,9 +126,15 @@ class DataArguments:
             raise VlmcompressError(f"--augment_shift and --threads must be >= 0, got {self.augment_shift} and {self.threads}")
 
 
+#: a pretrained (not embedded) teacher's fine-tuning defaults where the learning rate was not given: the embedded
+#: job's 4e-3 wrecks pretrained weights (recipes/clip_b32.yaml uses 5e-5)
+USER_MODEL_DEFAULTS = {"learning_rate": 5e-5, "warmup_steps": 0.1}
+
+
 @dataclass
 class DistillTrainingArguments(TrainingArguments):
-    """TrainingArguments with defaults that finish the embedded job in a few minutes on 2 CPU cores."""
+    """TrainingArguments with defaults that finish the embedded job in a few minutes on 2 CPU cores (a teacher that is
+    not embedded gets ``USER_MODEL_DEFAULTS`` unless the learning rate is given: ``user_model_defaults``)."""
 
     output_dir: str = field(default="outputs/distill_clip", metadata={"help": "Where the student, its processor, compression_report.json and card go: a new or empty folder, or an earlier vlmcompress output with --overwrite_output_dir (a folder holding anything else is refused)."})
     overwrite_output_dir: bool = field(default=False, metadata={"aliases": ["--overwrite"], "help": "Replace output_dir when it holds an earlier vlmcompress result (never a folder holding anything else)."})
@@ -142,6 +149,9 @@ class DistillTrainingArguments(TrainingArguments):
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep image/caption columns for the collator."})
     use_cpu: bool = field(default=not torch.cuda.is_available(), metadata={"help": "Train on CPU (default when no GPU: also makes 2-process CPU runs use DDP)."})
     dataloader_drop_last: bool = field(default=True, metadata={"help": "Equal batch sizes (the similarity KL compares batch-sized matrices)."})
+
+    #: whether the learning rate was chosen (False: the command line or recipe left it at the embedded default)
+    learning_rate_given: bool = field(default=True, metadata={"help": argparse.SUPPRESS})
 
     def __post_init__(self):
         if self.max_steps < 1 and self.max_steps != -1:
@@ -311,8 +321,11 @@ def parse_arguments(argv=None, family: str = "clip", prog: str | None = None):
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         if len(argv) == 1 and argv[0].endswith(".json"):
-            return parser.parse_json_file(os.path.abspath(argv[0]))
+            parsed = parser.parse_json_file(os.path.abspath(argv[0]))
+            parsed[-1].learning_rate_given = "learning_rate" in json.loads(Path(argv[0]).read_text())
+            return parsed
         *parsed, remaining = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+        parsed[-1].learning_rate_given = any(a.split("=")[0] in ("--learning_rate", "--learning-rate") for a in argv)
     except ValueError as exc:  # a dataclass's own check (TrainingArguments raises ValueError): its first line
         raise VlmcompressError(str(exc).strip().splitlines()[0]) from None
     if remaining:
@@ -370,10 +383,28 @@ def distill(student_args, data_args, distill_cfg, training_args, *, base_model=N
                         report_extra=report_extra)
 
 
+def user_model_defaults(training_args, teacher: str) -> str | None:
+    """A teacher that is not an embedded one, distilled at the embedded job's learning rate because none was given:
+    ``USER_MODEL_DEFAULTS`` are set and the note saying so returned (None: nothing changed)."""
+    from ..evaluation.eval_sets import is_embedded_model
+    from ..loading import resolve_model_path
+
+    if getattr(training_args, "learning_rate_given", True) or is_embedded_model(resolve_model_path(teacher)):
+        return None
+    for key, value in USER_MODEL_DEFAULTS.items():
+        setattr(training_args, key, value)
+    return (f"note: {teacher} is not an embedded teacher: fine-tuning defaults for a pretrained model, learning rate "
+            f"{USER_MODEL_DEFAULTS['learning_rate']:g} with warm-up over {USER_MODEL_DEFAULTS['warmup_steps']:.0%} of "
+            "the steps (the embedded job's 4e-3 wrecks pretrained weights); --learning_rate sets your own")
+
+
 def _distill(student_args, data_args, distill_cfg, training_args, *, base_model=None, report_extra=None):
     resuming = bool(training_args.resume_from_checkpoint)
     check_output_dir(training_args.output_dir, overwrite=training_args.overwrite_output_dir or resuming,
                      flag="--overwrite_output_dir (or --resume_from_checkpoint)")
+    note = user_model_defaults(training_args, student_args.teacher_path())
+    if note and training_args.process_index == 0:
+        print(note, file=sys.stderr)
     if student_args.student_config:
         student_args.student_config = _json_overrides(student_args.student_config)  # fail before any work
     texts = read_unpaired_texts(data_args.text_dataset) if distill_cfg.text_weight else None  # fail before any work
