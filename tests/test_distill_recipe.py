@@ -345,3 +345,29 @@ def test_a_pretrained_teacher_gets_fine_tuning_defaults_unless_the_learning_rate
     assert given.learning_rate == 1e-3
     *_, embedded = parse_arguments(["--output_dir", "x"])  # the embedded teacher keeps its tuned defaults
     assert user_model_defaults(embedded, None) is None and embedded.learning_rate == 4e-3
+
+
+def test_progress_lines_give_step_share_and_time_left_where_no_bar_is_drawn():
+    """Off a terminal the Trainer draws no bar: ProgressLines prints one line per logging step with the step, the
+    share done, the time taken, the time left and the loss terms."""
+    import io
+    from types import SimpleNamespace
+
+    from vlmcompress.distillation.trainer import ProgressLines
+    from vlmcompress.workflows.distill import parse_arguments
+
+    out = io.StringIO()
+    lines = ProgressLines(file=out)
+    state = SimpleNamespace(global_step=0, max_steps=100, is_world_process_zero=True)
+    lines.on_train_begin(None, state, None)
+    lines.started -= 10.0  # ten seconds in
+    state.global_step = 25
+    lines.on_log(None, state, None, logs={"loss": 1.23456, "loss_logit": 0.5, "epoch": 0.3, "total_flos": 7})
+    text = out.getvalue().strip()
+    assert text.startswith("step 25/100 (25%), 0m10s elapsed, about 0m30s left: loss 1.235, loss_logit 0.5"), text
+    assert "epoch" not in text and "flos" not in text
+    # from the command line: off a terminal (pytest's captured stderr) no bar, unless asked for
+    *_, args = parse_arguments(["--output_dir", "x"])
+    assert args.disable_tqdm is True
+    *_, args = parse_arguments(["--output_dir", "x", "--disable_tqdm", "false"])
+    assert args.disable_tqdm is False

@@ -95,6 +95,44 @@ class _ProjectionSync(TrainerCallback):
                 torch.save(self.trainer.distill_projections.state_dict(), os.path.join(folder, PROJECTIONS_FILE))
 
 
+class ProgressLines(TrainerCallback):
+    """Where no progress bar is drawn (output not a terminal, ``--disable_tqdm``): one line per logging step with the
+    step, the share done, the time taken, an estimate of the time left and the loss terms (the Trainer's own
+    ``PrinterCallback`` prints the bare log dict)."""
+
+    def __init__(self, file=None):
+        self.file, self.started, self.first_step = file, None, 0
+
+    @staticmethod
+    def _clock(seconds: float) -> str:
+        seconds = int(round(seconds))
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else \
+            f"{seconds // 60}m{seconds % 60:02d}s"
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        import time
+
+        self.started, self.first_step = time.perf_counter(), state.global_step  # a resumed run counts from its step
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        import sys
+        import time
+
+        if not state.is_world_process_zero or self.started is None or not logs:
+            return
+        done, total = state.global_step, state.max_steps
+        elapsed = time.perf_counter() - self.started
+        rate = (done - self.first_step) / elapsed if elapsed > 0 and done > self.first_step else None
+        left = f", about {self._clock((total - done) / rate)} left" if rate and total and done < total else ""
+        shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in logs.items()
+                          if k not in ("total_flos", "epoch") and not k.startswith("train_"))
+        if not shown:  # the end-of-training summary: the command prints its own
+            return
+        share = f" ({done / total:.0%})" if total else ""
+        print(f"step {done}/{total}{share}, {self._clock(elapsed)} elapsed{left}: {shown}", file=self.file or sys.stderr,
+              flush=True)
+
+
 class DistillationTrainer(Trainer):
     """``Trainer(model=student, ...)`` plus ``teacher=`` and ``distillation_config=``.
 

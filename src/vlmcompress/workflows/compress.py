@@ -403,6 +403,7 @@ class Pipeline:
         training.setdefault("save_strategy", "steps")
         training.setdefault("save_steps", max(10, int(max_steps) // 4))
         training.setdefault("save_total_limit", 1)
+        training.setdefault("disable_tqdm", workflow.show_no_bar())  # a bar on a terminal, else a line per log step
         resume = None
         if folder.is_dir() and not (folder / "compression_report.json").is_file():
             checkpoints = trainer_checkpoints(folder, complete=True)  # a run killed while saving: not the newest

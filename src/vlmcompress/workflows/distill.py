@@ -326,6 +326,8 @@ def parse_arguments(argv=None, family: str = "clip", prog: str | None = None):
             return parsed
         *parsed, remaining = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
         parsed[-1].learning_rate_given = any(a.split("=")[0] in ("--learning_rate", "--learning-rate") for a in argv)
+        if not any(a.split("=")[0] in ("--disable_tqdm", "--disable-tqdm") for a in argv):
+            parsed[-1].disable_tqdm = show_no_bar()
     except ValueError as exc:  # a dataclass's own check (TrainingArguments raises ValueError): its first line
         raise VlmcompressError(str(exc).strip().splitlines()[0]) from None
     if remaining:
@@ -381,6 +383,12 @@ def distill(student_args, data_args, distill_cfg, training_args, *, base_model=N
     with releasing_output(training_args.output_dir):  # check_output_dir, first in _distill, locks it
         return _distill(student_args, data_args, distill_cfg, training_args, base_model=base_model,
                         report_extra=report_extra)
+
+
+def show_no_bar() -> bool:
+    """The Trainer's progress bar is drawn on a terminal (and not with VLMCOMPRESS_NO_PROGRESS=1, --quiet); elsewhere
+    ``ProgressLines`` logs a line per logging step."""
+    return os.environ.get("VLMCOMPRESS_NO_PROGRESS") == "1" or not sys.stderr.isatty()
 
 
 def user_model_defaults(training_args, teacher: str) -> str | None:
@@ -451,6 +459,13 @@ def _distill(student_args, data_args, distill_cfg, training_args, *, base_model=
                                   data_collator=collator, processing_class=processor,
                                   callbacks=[card_info] + ([gradual] if gradual else []),
                                   teacher=teacher, distillation_config=distill_cfg, unpaired_texts=unpaired)
+    if training_args.disable_tqdm:  # no bar: a line per logging step with the time left, not the bare log dict
+        from transformers.trainer_callback import PrinterCallback
+
+        from ..distillation.trainer import ProgressLines
+
+        trainer.remove_callback(PrinterCallback)
+        trainer.add_callback(ProgressLines())
     result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     student = trainer.trained_student()  # FSDP: a collective, called on every rank
     print(f"rank {training_args.process_index}/{training_args.world_size}: trained {trainer.state.global_step} steps "
