@@ -134,9 +134,10 @@ def _prune_then_distill(tmp_path, model, out, train_images_per_number, **distill
 
 
 def test_a_distillation_stage_that_died_after_a_checkpoint_resumes_from_it(tmp_path, tiny_clip_dir, monkeypatch):
-    """The fast tier's stand-in for the SIGKILL test below, in this process: the distillation stage dies at step 3,
-    after the Trainer saved checkpoint-2; the stage folder does not look complete, and the rerun skips the prune stage,
-    resumes from checkpoint-2, trains the remaining steps only and leaves no checkpoint in the final folder."""
+    """The fast tier's stand-in for the SIGKILL test below, in this process: Ctrl-C at step 3 of the distillation stage,
+    after the Trainer saved checkpoint-2; the message names what was kept (not "nothing was written"), the stage folder
+    does not look complete, and the rerun skips the prune stage, resumes from checkpoint-2, trains the remaining steps
+    only and leaves no checkpoint in the final folder."""
     from transformers import Trainer
 
     out = tmp_path / "out"
@@ -147,12 +148,15 @@ def test_a_distillation_stage_that_died_after_a_checkpoint_resumes_from_it(tmp_p
 
     def dies_at_step_3(self, *args, **kwargs):
         if self.state.global_step == 2 and (Path(self.args.output_dir) / "checkpoint-2").is_dir():
-            raise RuntimeError("the process died here")
+            raise KeyboardInterrupt  # Ctrl-C here
         return step(self, *args, **kwargs)
 
     monkeypatch.setattr(Trainer, "training_step", dies_at_step_3)
     r = _cli("compress", path)
-    assert r.returncode == 1, r.stdout + r.stderr
+    assert r.returncode == 130, r.stdout + r.stderr
+    assert "nothing was written" not in r.stderr
+    assert f"interrupted; kept in {out}: 01-prune (complete), 02-distill/checkpoint-2 (a Trainer checkpoint); rerun " \
+        "the same command to resume" in r.stderr, r.stderr
     stage = out / "02-distill"
     assert (out / "01-prune" / "stage.json").is_file() and (stage / "checkpoint-2" / "trainer_state.json").is_file()
     assert not (stage / "stage.json").exists() and not (stage / "compression_report.json").exists()

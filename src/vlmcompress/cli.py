@@ -754,8 +754,8 @@ def main(argv=None) -> int:
     try:
         with releasing_outputs():  # the output folders this command locked are free again when it returns
             return args.func(args) or 0
-    except KeyboardInterrupt:
-        print("interrupted; nothing was written", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # a run that kept work (a recipe's stages) says what: errors.Interrupted
+        print(str(exc) or "interrupted; nothing was written", file=sys.stderr)
         return 130
     except SystemExit:
         raise

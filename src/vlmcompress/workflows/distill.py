@@ -522,9 +522,19 @@ def run_distillation(argv=None, family: str = "clip", prog: str | None = None) -
     from ..utils import set_verbosity
 
     set_verbosity(0)
+    args = None
     try:
-        distill(*parse_arguments(argv, family, prog=prog))
+        args = parse_arguments(argv, family, prog=prog)
+        distill(*args)
     except VlmcompressError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        from ..io import trainer_checkpoints
+
+        out = Path(args[-1].output_dir) if args else None
+        kept = trainer_checkpoints(out, complete=True) if out is not None and out.is_dir() else []
+        print(f"interrupted; {out} keeps {kept[-1].name}: rerun with --resume_from_checkpoint {kept[-1]} to go on"
+              if kept else "interrupted; nothing was written", file=sys.stderr)
+        return 130
     return 0
