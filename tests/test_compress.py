@@ -215,6 +215,17 @@ def test_push_without_a_token_is_one_line_and_keeps_the_stages(tmp_path, tiny_cl
     env = {"HF_TOKEN": "", "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "0"}
     _one_line(cli_as_process("compress", _write(path, recipe), env=env), "needs a Hub token")
     assert (out / "01-prune" / "stage.json").read_text() == before
+    # a token the Hub refuses (a real HTTP Hub on 127.0.0.1): one line before any stage, not after all of them
+    from hub_server import HubServer
+
+    recipe["stages"] = [{"prune": {"head_ratio": 0.5, "importance": "magnitude"}}]  # would rerun the stage
+    with HubServer(tmp_path / "hub", token="hf_theRightToken0123456789") as hub:
+        env.update(HF_ENDPOINT=hub.endpoint, HF_TOKEN="hf_aWrongToken0123456789")
+        r = cli_as_process("compress", _write(path, recipe), env=env)
+        _one_line(r, "401 Unauthorized for me/x: the token was refused")
+        assert "nothing was run" in r.stderr and "hf_aWrongToken" not in r.stderr
+        assert (out / "01-prune" / "stage.json").read_text() == before
+        assert [request for request in hub.requests if "whoami" in str(request)]
 
 
 def test_the_planner_meets_a_size_budget_exactly_or_names_the_smallest(tmp_path, tiny_clip_dir):

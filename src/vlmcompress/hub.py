@@ -205,6 +205,26 @@ def push_folder(folder, repo_id: str, *, private: bool = False, revision: str | 
     return f"{base}/tree/{revision}" if revision else base
 
 
+def check_push_token(repo_id: str, token: str | None = None) -> str:
+    """Before any work that ends in a push: the Hub must be reachable and accept the token (``whoami``), so a bad
+    token or no network fails at once, not after every stage; returns the account name."""
+    from huggingface_hub import HfApi, constants
+    from huggingface_hub.errors import HfHubHTTPError
+    from huggingface_hub.utils import get_token
+
+    secrets = [token, get_token()]
+    if not (token or secrets[1]):
+        raise VlmcompressError(f"push: to {repo_id} needs a Hub token: set HF_TOKEN or run `hf auth login` (or drop "
+                               "the push); nothing was run")
+    endpoint = constants.ENDPOINT
+    try:
+        who = HfApi(endpoint=endpoint, token=token).whoami()
+    except (HfHubHTTPError, *_network_errors()) as exc:
+        raise VlmcompressError(_scrub(f"push: {_hub_error(exc, repo_id, endpoint, True)}; nothing was run",
+                                      secrets)) from None
+    return str(who.get("name", ""))
+
+
 def push_if_requested(training_args, folder, *, requested: bool | None = None) -> str | None:
     """Push a recipe's finished output folder when ``--push_to_hub`` was given; return the URL or None.
 
@@ -232,4 +252,4 @@ def without_push(training_args):
     return args
 
 
-__all__ = ["push_folder", "push_if_requested", "without_push", "check_folder"]
+__all__ = ["push_folder", "push_if_requested", "without_push", "check_folder", "check_push_token"]

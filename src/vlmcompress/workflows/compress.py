@@ -199,11 +199,9 @@ class Pipeline:
         recipe = self.recipe
         started = time.time()
         if recipe.push:
-            from huggingface_hub import get_token
+            from ..hub import check_push_token
 
-            if not get_token():
-                raise VlmcompressError(f"push: to {recipe.push['repo_id']} needs a Hub token: set HF_TOKEN or run `hf "
-                                       "auth login` (or drop push from the recipe); nothing was run")
+            check_push_token(recipe.push["repo_id"])  # a missing or refused token, no network: before any stage
         base = self._base = self.base_path()
         if not recipe.data.get("train"):
             from ..evaluation.eval_sets import is_embedded_model
