@@ -352,3 +352,16 @@ def test_cli_on_bad_sample(tiny_clip_dir, tmp_path):
     r = _cli("evaluate", str(tiny_clip_dir), "--eval-dataset", str(root), "--latency-repeats", "0", "--on-bad-sample",
              "skip")
     assert r.returncode == 0 and "1 image(s) cannot be read left out" in r.stderr, r.stderr
+
+
+@pytest.mark.slow
+def test_a_hub_data_set_out_of_reach_is_one_line_without_retry_chatter(tmp_path):
+    """huggingface_hub retries an unreachable Hub five times with a warning each; the user sees the one-line error
+    (slow tier: the retries' back-off takes about 25 s)."""
+    from conftest import cli_as_process
+
+    env = {"HF_ENDPOINT": "http://127.0.0.1:9", "HF_DATASETS_OFFLINE": "0", "HF_HUB_OFFLINE": "0",
+           "HF_HOME": str(tmp_path / "hf")}
+    r = cli_as_process("evaluate", "--eval-dataset", "someone/photos", "--latency-repeats", "0", env=env)
+    _one_line(r, "cannot load data set 'someone/photos'")
+    assert "Retry" not in r.stderr

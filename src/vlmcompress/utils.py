@@ -60,6 +60,9 @@ def set_verbosity(level: int = 0) -> None:
         return
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    from huggingface_hub.utils import logging as hub_logging
+
+    hub_logging.set_verbosity_error()  # "Retrying in 1s [Retry 1/5]" per request: the one-line error says it all
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message=".*torchvision.*")
 
