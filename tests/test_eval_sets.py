@@ -101,18 +101,34 @@ def test_top5_and_recall_at_k_are_not_measured_where_they_are_right_by_construct
     assert m["recall_at_1_t2i"] == pytest.approx(0.0)
 
 
-def test_shipped_metrics_load_offline_and_count_as_by_hand():
-    """BLEU-4 and ROUGE-L through evaluate.load(<folder>) (HF_HUB_OFFLINE=1 in this process), against counts by hand."""
+def test_shipped_metrics_load_offline_and_equal_sacrebleu_and_rouge_score():
+    """BLEU-4 and ROUGE-L through evaluate.load(<folder>) (HF_HUB_OFFLINE=1 in this process): the counts by hand, and
+    sacrebleu's and rouge-score's own results, on captions with apostrophes, commas, accents and decimals (where a
+    home-made tokenizer drifts) and references of uneven number."""
+    import sacrebleu
+    from rouge_score import rouge_scorer
+
     assert os.environ.get("HF_HUB_OFFLINE") == "1"
     bleu = load_metric("bleu").compute(predictions=["the cat sat on the mat"], references=[["the cat sat on a mat"]])
     # clipped n-gram matches 5/6, 3/5, 2/4, 1/3; equal lengths: no brevity penalty
     assert bleu["bleu"] == pytest.approx((5 / 6 * 3 / 5 * 2 / 4 * 1 / 3) ** 0.25)
-    assert bleu["brevity_penalty"] == 1.0
+    assert bleu["brevity_penalty"] == 1.0 and "tok:13a" in bleu["signature"] and "case:lc" in bleu["signature"]
     short = load_metric("bleu").compute(predictions=["the cat"], references=[["the cat sat on a mat", "the cat sat"]])
     assert short["bleu"] == 0.0  # no 3- or 4-grams: BLEU-4 is 0 without smoothing
-    rouge = load_metric("rouge").compute(predictions=["a cat on a mat"], references=[["a dog", "a cat sat on the mat"]])
+    predictions = ["a dog's toy, red and blue", "Café au lait at 3.5 degrees", "two cats"]
+    references = [["the dog's toy is red and blue"], ["café au lait at 3.5 degrees", "a cup of coffee"],
+                  ["two cats on a sofa", "a pair of cats", "cats, two of them"]]
+    ours = load_metric("bleu").compute(predictions=predictions, references=references)
+    streams = [[r[i] if i < len(r) else None for r in references] for i in range(3)]
+    theirs = sacrebleu.corpus_bleu(predictions, streams, tokenize="13a", lowercase=True, smooth_method="none")
+    assert ours["bleu"] == pytest.approx(theirs.score / 100) and ours["bleu"] > 0
+    rouge = load_metric("rouge").compute(predictions=predictions, references=references)
+    scorer = rouge_scorer.RougeScorer(["rougeL"])
+    expected = sum(scorer.score_multi(r, p)["rougeL"].fmeasure for p, r in zip(predictions, references)) / 3
+    assert rouge["rougeL"] == pytest.approx(expected)
+    one = load_metric("rouge").compute(predictions=["a cat on a mat"], references=[["a dog", "a cat sat on the mat"]])
     # LCS with the best reference "a cat ... on ... mat" = 4 tokens: P 4/5, R 4/6
-    assert rouge["rougeL"] == pytest.approx(2 * (4 / 5) * (4 / 6) / (4 / 5 + 4 / 6))
+    assert one["rougeL"] == pytest.approx(2 * (4 / 5) * (4 / 6) / (4 / 5 + 4 / 6))
 
 
 def test_templates_built_in_and_from_a_file(tmp_path):

@@ -1,12 +1,10 @@
-"""ROUGE-L (Lin, 2004) for captions, as an ``evaluate`` module that loads offline.
+"""ROUGE-L (Lin, 2004) for captions, as an ``evaluate`` module that loads offline: rouge-score's.
 
 ``evaluate.load("<this folder>")`` (``vlmcompress.evaluation.load_metric("rouge")`` gives the path) then
-``metric.compute(predictions=[...], references=[[...], ...])``. Per prediction: the F-measure of the longest common
-subsequence with each reference (beta 1), the best reference kept (as rouge_score's ``score_multi``); the result is
-the mean over predictions. Tokens as rouge_score's default tokenizer makes them: lower case, runs of [a-z0-9].
+``metric.compute(predictions=[...], references=[[...], ...])``. Per prediction: rouge_score's ``RougeScorer(["rougeL"])``
+``score_multi`` (the F-measure of the longest common subsequence, beta 1, the best reference kept; its default
+tokenizer, no stemming); the result is the mean over predictions.
 """
-
-import re
 
 import datasets
 import evaluate
@@ -24,38 +22,13 @@ Returns:
     rougeL: mean F-measure in [0, 1]; rougeL_precision and rougeL_recall of the chosen references (means).
 """
 
-_TOKEN = re.compile(r"[a-z0-9]+")
-
-
-def tokenize(text):
-    return _TOKEN.findall(str(text).lower())
-
-
-def lcs_length(a, b):
-    if not a or not b:
-        return 0
-    prev = [0] * (len(b) + 1)
-    for x in a:
-        cur = [0]
-        for j, y in enumerate(b):
-            cur.append(prev[j] + 1 if x == y else max(prev[j + 1], cur[j]))
-        prev = cur
-    return prev[-1]
-
-
 def rouge_l(prediction, references):
-    pred = tokenize(prediction)
-    best = (0.0, 0.0, 0.0)
-    for ref in ([references] if isinstance(references, str) else references):
-        ref = tokenize(ref)
-        lcs = lcs_length(pred, ref)
-        if lcs == 0:
-            continue
-        precision, recall = lcs / len(pred), lcs / len(ref)
-        f = 2 * precision * recall / (precision + recall)
-        if f > best[0]:
-            best = (f, precision, recall)
-    return best
+    """(F-measure, precision, recall) of the best reference, by rouge_score."""
+    from rouge_score import rouge_scorer
+
+    refs = [references] if isinstance(references, str) else list(references)
+    score = rouge_scorer.RougeScorer(["rougeL"]).score_multi(refs, prediction)["rougeL"]
+    return score.fmeasure, score.precision, score.recall
 
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
