@@ -108,7 +108,7 @@ def _recipe_module():
     (["--cache_teacher", "maybe"], "cache_teacher"),
     (["--prune_gradually", "true", "--mlp_ratio", "0"], "needs --head_ratio and/or --mlp_ratio"),
     (["--head_scope", "layerwise"], "global or per_layer"),
-    (["--max_steps", "-5"], "--max_steps must be a positive number of optimizer steps, got -5"),
+    (["--max_steps", "-5"], "--max_steps: expected a positive number of optimizer steps, got -5"),
     (["--max_stepz", "3"], "unknown option --max_stepz: did you mean --max_steps"),
     (["--foo", "3"], r"unknown option --foo \(.* --help lists them\)"),
     (["--freeze_towers", "txt"], "unknown tower 'txt'"),

@@ -131,6 +131,15 @@ class DataArguments:
 USER_MODEL_DEFAULTS = {"learning_rate": 5e-5, "warmup_steps": 0.1}
 
 
+def max_steps_problem(steps) -> str | None:
+    """What is wrong with a ``max_steps`` (None: a positive step count, or -1 for num_train_epochs): the one rule the
+    command line, Python and recipes share."""
+    if steps is not None and steps < 1 and steps != -1:
+        return (f"expected a positive number of optimizer steps, got {steps} (-1 trains num_train_epochs epochs "
+                "instead)")
+    return None
+
+
 @dataclass
 class DistillTrainingArguments(TrainingArguments):
     """TrainingArguments with defaults that finish the embedded job in a few minutes on 2 CPU cores (a teacher that is
@@ -154,9 +163,9 @@ class DistillTrainingArguments(TrainingArguments):
     learning_rate_given: bool = field(default=True, metadata={"help": argparse.SUPPRESS})
 
     def __post_init__(self):
-        if self.max_steps < 1 and self.max_steps != -1:
-            raise VlmcompressError(f"--max_steps must be a positive number of optimizer steps, got {self.max_steps} "
-                                   "(-1 trains --num_train_epochs epochs instead)")
+        problem = max_steps_problem(self.max_steps)
+        if problem:
+            raise VlmcompressError(f"--max_steps: {problem}")
         super().__post_init__()
 
 

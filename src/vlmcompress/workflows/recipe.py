@@ -214,10 +214,9 @@ def stage_configs(stage: Stage, family: str, first: bool):
             student_cls, _, config_cls, training_cls = workflow.ARGUMENTS[family]
             check_types(where, {k: v for k, v in opts.items() if k != "cache_teacher"}, config_cls, training_cls,
                         student_cls)
-            steps = opts.get("max_steps")
-            if steps is not None and steps < 1 and steps != -1:
-                _fail(f"{where}.max_steps", f"expected a positive number of optimizer steps, got {steps} (-1 trains "
-                      "num_train_epochs epochs instead)")
+            problem = workflow.max_steps_problem(opts.get("max_steps"))
+            if problem:
+                _fail(f"{where}.max_steps", problem)
 
             if "cache_teacher" in opts:  # the data argument's own choices; YAML's true/false read as their names
                 choices = next(f for f in dataclasses.fields(workflow.DataArguments)
