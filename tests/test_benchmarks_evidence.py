@@ -207,6 +207,23 @@ def test_quick_generalization_suite_runs_every_variant_once_per_seed(tmp_path):
     assert "## Pruning by importance over 3 seeds" in page and "heads -50% (fisher)" in page
 
 
+@pytest.mark.slow
+def test_quick_generalization_long_suite_runs_its_rows_and_targets(tmp_path):
+    """The longer schedules (1800 steps), the narrow tier and ablation's calibration size, each over the seeds."""
+    _, _, data, out, _ = _quick("generalization_long", tmp_path)
+    bench = _bench()
+    variants = {row["variant"] for row in data["rows"]}
+    assert {v for v, *_ in bench.GENERALIZATION_LONG} <= variants
+    assert f"heads -50% (ablation, {bench.ABLATION_SAMPLES} samples)" in variants
+    assert len(data["rows"]) == 3 * (len(bench.GENERALIZATION_LONG) + 3)
+    sampled = [r for r in data["rows"] if r.get("samples")]
+    assert sampled and all(r["stages"][0]["options"]["calibration_samples"] == bench.ABLATION_SAMPLES for r in sampled)
+    targets = " | ".join(t["target"] for t in data["targets"])
+    assert "narrow student" in targets and f"ablation on {bench.ABLATION_SAMPLES} calibration samples" in targets
+    page = (out / "evidence_generalization_long.md").read_text()
+    assert "## Generalization: seen and held-out over 3 seeds" in page and "## Pruning by importance" in page
+
+
 def test_seed_groups_give_mean_sd_and_the_worse_of_seen_and_held_out():
     bench = _bench()
     teacher = {"zero_shot_accuracy": 0.8, "zero_shot_accuracy_heldout": 0.5}
