@@ -107,10 +107,10 @@ def test_a_users_model_is_not_calibrated_on_the_embedded_digits_unless_asked(tin
         if extra and extra[0] == "--importance":
             args = ["--mlp-ratio", "0.5", *extra]
         _assert_one_line_error(run_cli("prune", str(tiny_clip_dir), "-o", str(out), *args, "--no-eval"),
-                               "needs calibration data from its own domain: give --dataset")
+                               "needs calibration data from its own domain: give --calibration-dataset")
         assert not out.exists()
     for ok in (["--head-ratio", "0.25", "--importance", "magnitude"], ["--head-plan", '{"vision": {"0": [1]}}'],
-               ["--head-ratio", "0.25", "--importance", "taylor", "--dataset", "vlmcompress/digits-train",
+               ["--head-ratio", "0.25", "--importance", "taylor", "--calibration-dataset", "vlmcompress/digits-train",
                 "--calibration-samples", "16"]):
         r = run_cli("prune", str(tiny_clip_dir), "-o", str(out), *ok, "--no-eval", "--overwrite")
         assert r.returncode == 0, r.stderr

@@ -199,7 +199,7 @@ def cmd_prune(args):
         calibration = standard_columns(calibration, args.image_column, args.text_column, args.label_column)
     scores = load_scores(args.scores) if args.scores else None
     if calibration is None and not is_embedded_model(resolve_model_path(args.model)):
-        require_calibration(config, args.model, "--dataset", scores)  # before the model is loaded
+        require_calibration(config, args.model, "--calibration-dataset", scores)  # before the model is loaded
     eval_kwargs = None if args.no_eval else _eval_plan(args)
     model, processor, path = load_checkpoint(args.model, trust_remote_code=args.trust_remote_code, torch_for="pruning")
     before = None if args.no_eval else evaluate_model(model, processor, model_path=path, **eval_kwargs)
@@ -379,7 +379,9 @@ def _add_common(parser):
 
 
 def _add_dataset_args(parser, purpose, split):
-    parser.add_argument("--dataset", help=f"{purpose} data: a datasets.save_to_disk folder or Hub data set with "
+    parser.add_argument(f"--{purpose}-dataset", "--dataset", dest="dataset", metavar="DATA",
+                        help=f"{purpose} data (--dataset is the older spelling): a datasets.save_to_disk folder or Hub "
+                        "data set with "
                         f"image/text/label columns (default, for the embedded teachers and folders made from them: "
                         f"the embedded digits {split} split; any other model needs its own, or names "
                         "vlmcompress/digits-train)")
