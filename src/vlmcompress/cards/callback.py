@@ -20,7 +20,7 @@ from transformers import TrainerCallback
 NOT_HYPERPARAMETERS = {"output_dir", "logging_dir", "run_name", "overwrite_output_dir", "hub_model_id",
                        "push_to_hub", "hub_private_repo", "hub_strategy", "hub_always_push", "hub_revision",
                        "report_to", "disable_tqdm", "save_total_limit", "save_strategy", "save_steps",
-                       "resume_from_checkpoint"}
+                       "resume_from_checkpoint", "learning_rate_given"}
 
 
 def _plain(value):
