@@ -167,10 +167,9 @@ def cmd_prune(args):
 
     from .data.sources import standard_columns
     from .evaluation import check_dataset, evaluate_model
-    from .io import check_output_dir
-    from .loading import load_checkpoint
     from .evaluation.eval_sets import is_embedded_model
-    from .loading import resolve_model_path
+    from .io import check_output_dir
+    from .loading import load_checkpoint, resolve_model_path
     from .pruning.config import PruningConfig, prune_model, require_calibration
     from .pruning.importance import load_scores, save_scores
 

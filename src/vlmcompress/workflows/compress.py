@@ -184,10 +184,12 @@ class Pipeline:
         except KeyboardInterrupt as exc:
             if isinstance(exc, Interrupted) or not self.ranks.main:
                 raise
-            kept = [f"{d.name} (complete)" for d in sorted(self.out.iterdir()) if d.is_dir() and _STAGE_DIR.match(d.name)
-                    and (d / STAGE_FILE).is_file() and (d / "compression_report.json").is_file()]
-            kept += [f"{d.name}/{c.name} (a Trainer checkpoint)" for d in sorted(self.out.iterdir())
-                     if d.is_dir() and _STAGE_DIR.match(d.name) for c in trainer_checkpoints(d, complete=True)]
+            stages = [d for d in sorted(self.out.iterdir()) if d.is_dir() and _STAGE_DIR.match(d.name)] \
+                if self.out.is_dir() else []
+            kept = [f"{d.name} (complete)" for d in stages
+                    if (d / STAGE_FILE).is_file() and (d / "compression_report.json").is_file()]
+            kept += [f"{d.name}/{c.name} (a Trainer checkpoint)" for d in stages
+                     for c in trainer_checkpoints(d, complete=True)]
             if not kept:
                 raise Interrupted("interrupted; nothing was kept") from exc
             raise Interrupted(f"interrupted; kept in {self.out}: {', '.join(kept)}; rerun the same command to resume "
