@@ -134,24 +134,13 @@ def _release_all() -> None:
 
 @contextlib.contextmanager
 def releasing_outputs():
-    """Release, after the block, every output-folder lock taken in it (a command run from Python)."""
+    """Release, after the block, every output-folder lock taken in it (a command, a distillation, an atomic write);
+    a lock this process held before the block stays held."""
     before = set(_HELD_LOCKS)
     try:
         yield
     finally:
         for path in [p for p in _HELD_LOCKS if p not in before]:
-            release_output(path)
-
-
-@contextlib.contextmanager
-def releasing_output(path):
-    """Around a command whose ``check_output_dir`` locks ``path``: the lock is released after the block, unless this
-    process held it before."""
-    held = str(Path(path).expanduser().resolve()) in _HELD_LOCKS
-    try:
-        yield
-    finally:
-        if not held:
             release_output(path)
 
 
@@ -310,7 +299,7 @@ def atomic_output_dir(path, overwrite: bool = False, flag: str = "--overwrite"):
     """
     from .errors import VlmcompressError
 
-    with releasing_output(path):
+    with releasing_outputs():
         path = check_output_dir(path, overwrite=overwrite, flag=flag)
         yield from _atomic_write(path, overwrite)
 

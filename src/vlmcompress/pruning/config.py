@@ -98,14 +98,10 @@ def _needs_scores(config):
 
 
 def needs_calibration(config: PruningConfig, scores=None) -> bool:
-    """Whether pruning by ``config`` reads calibration data: block-influence layer selection, or units chosen by a
-    data-driven importance (not explicit plans, not given ``scores``)."""
-    from .importance import IMPORTANCE
-
-    chosen = (config.head_ratio and not config.head_plan) or (config.mlp_ratio and not config.mlp_plan)
-    return config.layer_strategy == "block_influence" or bool(
-        scores is None and (chosen or config.hidden_ratio) and getattr(IMPORTANCE.get(config.importance), "needs_data",
-                                                                       False))
+    """Whether ``prune_model(config, scores=scores)`` reads calibration data: block-influence layer selection, or units
+    chosen by ratio (a config never has both a ratio and a plan) with a data-driven importance and no given scores."""
+    return config.layer_strategy == "block_influence" or (
+        scores is None and _needs_scores(config) and imp.get_importance(config.importance).needs_data)
 
 
 def require_calibration(config: PruningConfig, model: str, flag: str, scores=None) -> None:

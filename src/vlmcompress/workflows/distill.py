@@ -37,6 +37,7 @@ from ..distillation import DistillationConfig, DistillationTrainer
 from ..distillation.cache import cache_teacher_outputs, use_teacher_cache
 from ..errors import VlmcompressError
 from ..evaluation import evaluate_model
+from ..evaluation.eval_sets import ON_BAD_SAMPLE
 from ..evaluation.harness import count_parameters
 from ..hub import push_if_requested, without_push
 from ..io import check_output_dir
@@ -97,7 +98,7 @@ class DataArguments:
     eval_task: str = field(default="auto", metadata={"choices": ["auto", "zero_shot", "retrieval", "captioning"], "help": "Evaluation protocol (auto: zero-shot with a ClassLabel, retrieval with captions, captioning for a captioner)."})
     templates: str = field(default="default", metadata={"help": "Zero-shot prompts: default, openai_imagenet (CLIP's 80) or a file with one template per line, each with {}."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate on at most this many images (seeded random subset)."})
-    on_bad_sample: str = field(default="error", metadata={"choices": ["error", "skip"], "help": "An unreadable image, an empty class folder or an empty caption in the evaluation set: error (refused before any work) or skip (left out, counted in one warning line)."})
+    on_bad_sample: str = field(default="error", metadata={"choices": list(ON_BAD_SAMPLE), "help": "An unreadable image, an empty class folder or an empty caption in the evaluation set: error (refused before any work) or skip (left out, counted in one warning line)."})
     image_column: str = field(default="image", metadata={"help": "Image column."})
     caption_column: str = field(default="text", metadata={"help": "Caption column."})
     label_column: str = field(default="label", metadata={"help": "Label column (optional: used by the contrastive term and by evaluation)."})
@@ -334,8 +335,9 @@ def parse_arguments(argv=None, family: str = "clip", prog: str | None = None):
             parsed[-1].learning_rate_given = "learning_rate" in json.loads(Path(argv[0]).read_text())
             return parsed
         *parsed, remaining = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
-        parsed[-1].learning_rate_given = any(a.split("=")[0] in ("--learning_rate", "--learning-rate") for a in argv)
-        if not any(a.split("=")[0] in ("--disable_tqdm", "--disable-tqdm") for a in argv):
+        named = {a.split("=")[0][2:].replace("-", "_") for a in argv if a.startswith("--")}  # either spelling
+        parsed[-1].learning_rate_given = "learning_rate" in named
+        if "disable_tqdm" not in named:
             parsed[-1].disable_tqdm = show_no_bar()
     except ValueError as exc:  # a dataclass's own check (TrainingArguments raises ValueError): its first line
         raise VlmcompressError(str(exc).strip().splitlines()[0]) from None
@@ -387,9 +389,9 @@ def distill(student_args, data_args, distill_cfg, training_args, *, base_model=N
     """Build the student, train it against the teacher, finish the checkpoint; returns its report (None on ranks
     other than 0). ``base_model`` is what the report names as the student's origin (default: the teacher; a pipeline
     names the previous stage's folder, so the card shows the whole chain). The output folder is locked meanwhile."""
-    from ..io import releasing_output
+    from ..io import releasing_outputs
 
-    with releasing_output(training_args.output_dir):  # check_output_dir, first in _distill, locks it
+    with releasing_outputs():  # check_output_dir, first in _distill, locks the output folder
         return _distill(student_args, data_args, distill_cfg, training_args, base_model=base_model,
                         report_extra=report_extra)
 
