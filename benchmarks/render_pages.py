@@ -67,8 +67,9 @@ SOURCES = {
                                 "no training caption showed: distillation variants and pruning by importance, each "
                                 "over 3 seeds (mean, sd, the seed-to-seed noise)"),
     "evidence_generalization_long": ("benchmarks/run.py --suite generalization_long", "the same at 1800 steps: "
-                                     "the default distillation against contrastive-only, and the narrow tier (<= 25% "
-                                     "of the parameters), each over 3 seeds"),
+                                     "the default distillation against contrastive-only, the narrow tier (<= 25% "
+                                     "of the parameters) and ablation on fewer calibration samples, each over 3 "
+                                     "seeds, and WiSE-FT interpolations of the distilled students"),
     "real_size_importance": ("benchmarks/real_size.py --importance-cost", "what scoring every head and neuron costs on a "
                              "ViT-B/32-sized CLIP (random weights) per importance, at its default calibration settings"),
     "onnx": ("benchmarks/onnx.py", "PyTorch fp32, ONNX Runtime fp32 and int8 and bitsandbytes int8/nf4 of the embedded "

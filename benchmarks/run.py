@@ -36,7 +36,9 @@ the ITM term left out, heads/MLP pruning with recovery); **generalization** (CLI
 distillation variants of (i)'s student (which loss terms, the text term on unpaired class prompts, CLIP-KD's
 interactive contrastive loss, the teacher's text tower frozen, the default at the distill command's 900 steps), and
 heads / heads+MLP pruning by ablation, fisher and magnitude importance, one-shot and
-after recovery; mean, sd and the seed noise).
+after recovery; mean, sd and the seed noise); **generalization_long** (the same at 1800 steps: the default against
+contrastive-only, the narrow tier, ablation on fewer calibration samples; then WiSE-FT: the distilled students'
+weights interpolated toward their inherited students', measured without training).
 
 Accuracy: the embedded digits test split (100 numbers; --images-per-number per number; "held-out" = the 10 numbers
 no model was trained on). Latency: after every row has run, the teacher and every row's final checkpoint are loaded
@@ -264,6 +266,65 @@ def seeded_prunings(s: dict, prunings) -> list[dict]:
                         {"distill": {**recovery, "seed": seed}}]}
             for what, importance, samples in prunings for seed in SEEDS
             for variant in [f"{what} ({importance}" + (f", {samples} samples)" if samples else ")")]]
+
+
+#: WiSE-FT (Wortsman et al. 2022, "Robust fine-tuning of zero-shot models"): each seed's distilled student of these
+#: rows with its weights interpolated toward the inherited student it started from (alpha 1 is the distilled student
+#: itself, alpha 0 the inherited one); measured after the rows, no training
+WISE_FT = {"generalization_long": {"variants": ("default, 1800 steps", "contrastive only (no teacher), 1800 steps"),
+                                   "alphas": (0.5, 0.7, 0.85)}}
+
+
+def inherited_student(options: dict, s: dict):
+    """(model, processor): the inherited student a CLIP distill stage with ``options`` started from, rebuilt as the
+    stage builds it (the same pruning on the same calibration split: no randomness left)."""
+    from vlmcompress.data.sources import standard_columns
+    from vlmcompress.embedded import digits
+    from vlmcompress.loading import load_checkpoint
+    from vlmcompress.workflows.distill import DataArguments, StudentArguments, build_student
+
+    teacher, processor, _ = load_checkpoint(options.get("teacher"))
+    data = DataArguments(train_images_per_number=s["train_images_per_number"])
+    train = digits.load_digits_dataset("train", images_per_number=data.train_images_per_number)
+    names = StudentArguments.__dataclass_fields__
+    student, _ = build_student(teacher, processor, StudentArguments(**{k: v for k, v in options.items() if k in names}),
+                               standard_columns(train, data.image_column, data.caption_column))
+    return student, processor
+
+
+def wise_ft_rows(rows, s: dict, spec: dict, key: str, log) -> list[dict]:
+    """One row per (distilled row of ``spec["variants"]``, alpha): its final student's weights lerped toward its
+    inherited student's, measured on the suite's test split (no latency)."""
+    import copy
+
+    import torch
+
+    from vlmcompress.evaluation.harness import evaluate_model
+    from vlmcompress.loading import load_checkpoint
+
+    out, starts = [], {}
+    for r in rows:
+        if r.get("variant") not in spec["variants"]:
+            continue
+        stage = r["stages"][-1]
+        how = json.dumps({k: v for k, v in stage["options"].items() if k not in ("seed", "max_steps")}, sort_keys=True)
+        if how not in starts:  # rows built alike share their inherited student
+            starts[how] = inherited_student(stage["options"], s)
+        start, processor = starts[how]
+        end = load_checkpoint(stage["folder"])[0]
+        first, last = start.state_dict(), end.state_dict()
+        if first.keys() != last.keys() or any(first[k].shape != last[k].shape for k in last):
+            raise SystemExit(f"benchmarks/run.py: WiSE-FT: {stage['folder']} does not have its inherited student's shapes")
+        for alpha in spec["alphas"]:
+            model = copy.deepcopy(end)
+            model.load_state_dict({k: torch.lerp(first[k], v, alpha) if v.is_floating_point() else v
+                                   for k, v in last.items()})
+            metrics = evaluate_model(model, processor, images_per_number=s["images_per_number"], latency_repeats=0)
+            out.append({"section": "wise-ft", "variant": f"{r['variant']}, alpha {alpha}", "interpolates": r["variant"],
+                        "alpha": alpha, "seed": r["seed"], "stages": [{"after": slim(metrics)}]})
+            log(f"  WiSE-FT {out[-1]['variant']}, seed {r['seed']}: {pct(metrics.get(key))} / "
+                f"{pct(metrics.get(key + '_heldout'))}")
+    return out
 
 
 def generalization_long_rows(s: dict, teacher_config: dict) -> list[dict]:
@@ -514,7 +575,9 @@ def run_row(row: dict, s: dict, work: Path, done: dict, log) -> dict:
         stage = json.loads((folder / "stage.json").read_text())
         stages.append({"name": folder.name, "kind": stage["kind"], "options": stage["options"],
                        "seconds": stage["seconds"], "folder": str(folder), "before": slim(report["before"]),
-                       "after": slim(report["after"]), "training": training_figures(report)})
+                       "after": slim(report["after"]), "training": training_figures(report),
+                       # the stage's method config with the library's defaults filled in (tests/test_staleness.py)
+                       "effective": report.get("effective_settings")})
     log(f"  {row['name']}: {seconds:.0f} s; " + ", ".join(
         f"{st['name']} {pct(st['after'].get(s['accuracy']))}" for st in stages))
     # the machine's 1-minute load average as the row ended: this process's own threads make about --threads; more
@@ -951,6 +1014,35 @@ def render(results: dict, plot_name: str) -> str:
                       f"points seen, {noise['heldout']:.1f} held-out; a difference of two {n}-seed means is beyond the "
                       f"noise above 2 standard errors: {noise_bar(noise['seen'], n):.1f} seen, {se:.1f} "
                       "held-out points."]
+    wise = results.get("wise_ft")
+    if wise and wise.get("rows"):
+        distilled = {g["variant"]: g for g in seed_groups(rows, teacher, key)}
+        mixed = seed_groups(wise["rows"], teacher, key, "wise-ft")
+        lines += ["", "## WiSE-FT: the distilled student's weights interpolated toward the inherited student's", "",
+                  "Each seed's distilled student, its weights lerped toward the inherited student it started from "
+                  "(Wortsman et al. 2022): alpha 1 is the distilled student (the row above), alpha 0 the inherited one. "
+                  "No training; measured on the same test images.", ""]
+        of = {r["variant"]: (r["interpolates"], r["alpha"]) for r in wise["rows"]}
+        body = []
+        for variant in wise["variants"]:
+            end = distilled.get(variant)
+            ours = [(of[g["variant"]][1], g) for g in mixed if of[g["variant"]][0] == variant]
+            if end is None or not ours:
+                continue
+            for alpha, g in [(1, end), *sorted(ours, key=lambda pair: -pair[0])]:
+                body.append([variant, f"{alpha:g}", mean_sd(g, "seen"), mean_sd(g, "heldout"),
+                             f"{pct(g['seen_kept'])} / {pct(g['heldout_kept'])}", pct(g["worse_kept"]),
+                             "-" if g is end else f"{100 * (g['seen'] - end['seen']):+.1f} / "
+                             f"{100 * (g['heldout'] - end['heldout']):+.1f}"])
+        lines += table(["distilled variant", "alpha", "seen (mean ± sd)", "held-out (mean ± sd)",
+                        "kept seen / held-out", "worse of the two kept", "vs alpha 1: seen / held-out points"], body)
+        for variant in wise["variants"]:
+            pairs = [(1, distilled[variant])] + [(of[g["variant"]][1], g) for g in mixed
+                                                 if of[g["variant"]][0] == variant] if variant in distilled else []
+            if len(pairs) > 1:
+                alpha, best = max(pairs, key=lambda pair: pair[1]["worse_kept"])
+                lines.append(f"- {variant}: the best on the worse of the two kept is alpha {alpha:g} "
+                             f"({pct(best['worse_kept'])})" + (": interpolating does not help" if alpha == 1 else ""))
     one_shot = seed_groups(rows, teacher, key, "generalization-pruning", stage=0)
     if one_shot:
         recovered = {g["variant"]: g for g in seed_groups(rows, teacher, key, "generalization-pruning")}
@@ -1130,12 +1222,13 @@ def run_suite(suite: str, s: dict, work: Path, log) -> dict:
                    "batch_size": step.get("batch_size"), "train_seconds": step.get("train_seconds"),
                    "objective": step.get("objective")}
     teacher = next(r for r in rows if not r.get("base"))["stages"][0]["before"]
+    wise = wise_ft_rows(rows, s, WISE_FT[suite], key, log) if suite in WISE_FT else None
     latency = time_final_checkpoints(teacher_path, rows, s, log)
     points = pareto_points(rows, teacher, latency, key)
     front = frontier(points)
     return {"suite": suite, "accuracy": key, "default_importance": DEFAULT_IMPORTANCE, "environment": environment(),
             "hardware": hardware(), "settings": s, "teacher": teacher, "rows": rows, "latency": latency,
-            "teacher_training": trained,
+            "teacher_training": trained, **({"wise_ft": {**WISE_FT[suite], "rows": wise}} if wise is not None else {}),
             "targets": targets(rows, teacher, s["quick"], key, bars=suite == "clip"), "notes": NOTES.get(suite, []),
             "pareto": points, "frontier": [p["name"] for p in front], "advice": advice(front, teacher["size_bytes"])}
 

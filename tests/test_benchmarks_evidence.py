@@ -240,8 +240,19 @@ def test_quick_generalization_long_suite_runs_its_rows_and_targets(tmp_path):
     assert sampled and all(r["stages"][0]["options"]["calibration_samples"] == bench.ABLATION_SAMPLES for r in sampled)
     targets = " | ".join(t["target"] for t in data["targets"])
     assert "narrow student" in targets and f"ablation on {bench.ABLATION_SAMPLES} calibration samples" in targets
+    wise = data["wise_ft"]
+    spec = bench.WISE_FT["generalization_long"]
+    assert len(wise["rows"]) == 3 * len(spec["variants"]) * len(spec["alphas"])
+    assert {r["interpolates"] for r in wise["rows"]} == set(spec["variants"])
+    assert all(r["stages"][0]["after"]["zero_shot_accuracy"] is not None for r in wise["rows"])
     page = (out / "evidence_generalization_long.md").read_text()
     assert "## Generalization: seen and held-out over 3 seeds" in page and "## Pruning by importance" in page
+    assert "## WiSE-FT" in page and "the best on the worse of the two kept is alpha" in page
+    from test_staleness import evidence_problem
+
+    # every stage recorded the settings it ran with, and they are what today's code resolves the row to
+    assert all(st.get("effective") for row in data["rows"] for st in row["stages"])
+    assert evidence_problem(data, "the quick run") is None
 
 
 def test_seed_groups_give_mean_sd_and_the_worse_of_seen_and_held_out():

@@ -76,6 +76,8 @@ def finish_checkpoint(model, processor, output_dir, *, base_model, steps, model_
         report = new_report(base_model=None if base_model is None else str(base_model), model_family=family,
                             steps=steps, before=before, after=after, model_name=model_name)
         report["loading"] = loading
+        if any(c is not None for c in configs):
+            report["effective_settings"] = {c.kind: c.effective() for c in configs if c is not None}
         report.update(report_extra or {})
         write_report(report, tmp)
         if card:

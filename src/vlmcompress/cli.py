@@ -162,20 +162,11 @@ def _finish(args, model, processor, path, steps, before, eval_kwargs, *, configs
     return report
 
 
-def cmd_prune(args):
-    import copy
+def pruning_config(args):
+    """The PruningConfig a parsed ``prune`` command line runs."""
+    from .pruning.config import PruningConfig
 
-    from .data.sources import standard_columns
-    from .evaluation import check_dataset, evaluate_model
-    from .evaluation.eval_sets import is_embedded_model
-    from .io import check_output_dir
-    from .loading import load_checkpoint, resolve_model_path
-    from .pruning.config import PruningConfig, prune_model, require_calibration
-    from .pruning.importance import load_scores, save_scores
-
-    _set_verbosity(args)
-    check_output_dir(args.output_dir, overwrite=args.overwrite)
-    config = PruningConfig(
+    return PruningConfig(
         towers=args.towers,
         head_sites=args.head_sites,
         importance=args.importance,
@@ -192,6 +183,22 @@ def cmd_prune(args):
         calibration_samples=args.calibration_samples,
         seed=args.seed,
     )
+
+
+def cmd_prune(args):
+    import copy
+
+    from .data.sources import standard_columns
+    from .evaluation import check_dataset, evaluate_model
+    from .evaluation.eval_sets import is_embedded_model
+    from .io import check_output_dir
+    from .loading import load_checkpoint, resolve_model_path
+    from .pruning.config import prune_model, require_calibration
+    from .pruning.importance import load_scores, save_scores
+
+    _set_verbosity(args)
+    check_output_dir(args.output_dir, overwrite=args.overwrite)
+    config = pruning_config(args)
     calibration = _load_dataset(args)
     if calibration is not None:
         check_dataset(calibration, args.image_column, args.text_column, args.text_column)
@@ -209,19 +216,24 @@ def cmd_prune(args):
     return 0
 
 
+def quantization_config(args):
+    """The QuantizationConfig a parsed ``quantize`` command line runs."""
+    from .quantization import QuantizationConfig
+
+    return QuantizationConfig(bits=args.bits, quant_type=args.quant_type, double_quant=args.double_quant,
+                              compute_dtype=args.compute_dtype, dtype=args.dtype, towers=args.towers,
+                              skip=list(args.skip or []), default_skip=not args.no_default_skip, device=args.device)
+
+
 def cmd_quantize(args):
     from .evaluation import evaluate_model
     from .io import check_output_dir
     from .loading import load_checkpoint
-    from .quantization import (QuantizationConfig, ensure_not_quantized, plan_skips, quantization_step, quantize,
-                               require_bitsandbytes, save_quantized)
+    from .quantization import ensure_not_quantized, plan_skips, quantization_step, quantize, require_bitsandbytes, save_quantized
 
     _set_verbosity(args)
     check_output_dir(args.output_dir, overwrite=args.overwrite)
-    config = QuantizationConfig(bits=args.bits, quant_type=args.quant_type, double_quant=args.double_quant,
-                                compute_dtype=args.compute_dtype, dtype=args.dtype, towers=args.towers,
-                                skip=list(args.skip or []),
-                                default_skip=not args.no_default_skip, device=args.device)
+    config = quantization_config(args)
     require_bitsandbytes()
     eval_kwargs = None if args.no_eval else _eval_plan(args)
     model, processor, path = load_checkpoint(args.model, trust_remote_code=args.trust_remote_code,
@@ -230,7 +242,7 @@ def cmd_quantize(args):
     plan_skips(model, config)  # a --skip that matches nothing fails before the evaluation
     before = None if args.no_eval else evaluate_model(model, processor, model_path=path, **eval_kwargs)
     quantized = quantize(model, config)
-    _finish(args, quantized, processor, path, [quantization_step(quantized)], before, eval_kwargs,
+    _finish(args, quantized, processor, path, [quantization_step(quantized)], before, eval_kwargs, configs=[config],
             save=lambda m, p, folder: save_quantized(m, p, folder, config), latency_base=None if args.no_eval else model)
     return 0
 

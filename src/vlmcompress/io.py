@@ -371,6 +371,12 @@ class JsonConfig:
 
         return dataclasses.asdict(self)
 
+    def effective(self) -> dict:
+        """Every setting as it took effect, the library's defaults filled in where a field leaves them to it: what a
+        report records (``effective_settings``) so that a committed result can be checked against today's
+        defaults."""
+        return self.to_dict()
+
     @classmethod
     def from_dict(cls, data: dict):
         import dataclasses

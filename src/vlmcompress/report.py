@@ -49,6 +49,10 @@ A top-level ``"loading": {"kind": "stock" | "remote_code" | "bitsandbytes", "cla
 (from ``modeling.save_compressed``) says how the checkpoint loads; the model card's snippet follows it (reports
 before 0.1 wrote the kind under ``"loading"``; ``upgrade_report`` renames it).
 
+A top-level ``"effective_settings": {kind: {setting: value}}`` (``JsonConfig.effective()`` of each method config the
+command ran, e.g. ``"pruning"``, with the library's defaults filled in) lets a committed result be checked against
+today's defaults (tests/test_staleness.py); reports written before it have none.
+
 Readers must accept older reports: ``read_report`` fills keys added since with ``null``.
 """
 

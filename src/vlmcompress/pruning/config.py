@@ -55,6 +55,13 @@ class PruningConfig(JsonConfig):
     kind = "pruning"
     command = "prune"
 
+    def effective(self) -> dict:
+        """``to_dict()`` with the calibration size the importance falls back to when none is given."""
+        out = self.to_dict()
+        if out["calibration_samples"] is None:
+            out["calibration_samples"] = getattr(imp.IMPORTANCE.get(self.importance), "default_samples", None)
+        return out
+
     def __post_init__(self):
         # files and calls from before head sites had their own key named them under towers
         from ..adapters import known_head_sites, known_tower_names

@@ -369,7 +369,7 @@ class Pipeline:
         return finish_checkpoint(quantized, processor, folder, base_model=str(previous),
                                  steps=[quantization_step(quantized)], before=before,
                                  evaluate=self._evaluate(processor, eval_kwargs),
-                                 save=lambda m, p, f: save_quantized(m, p, f, config),
+                                 save=lambda m, p, f: save_quantized(m, p, f, config), configs=[config],
                                  latency_base=model if eval_kwargs else None, **self._latency(eval_kwargs),
                                  overwrite=True, report_extra={"stage": stage.name})
 

@@ -228,6 +228,17 @@ def _merge(base: dict, overrides: dict) -> dict:
     return out
 
 
+def inherited_pruning(args: StudentArguments) -> PruningConfig:
+    """What is removed from the teacher before training to make the inherited student (with ``--prune_gradually``
+    only its layers: heads and neurons go while training, see ``gradual_pruning``)."""
+    one_shot = not args.prune_gradually
+    return PruningConfig(towers=args.towers.split(","), importance=args.importance,
+                         head_ratio=args.head_ratio if one_shot else 0.0, head_scope=args.head_scope,
+                         mlp_ratio=args.mlp_ratio if one_shot else 0.0, hidden_ratio=args.hidden_ratio,
+                         layer_strategy="every_k" if args.keep_every > 1 else None,
+                         keep_every=args.keep_every if args.keep_every > 1 else None)
+
+
 def build_student(teacher, processor, args: StudentArguments, calibration=None):
     """(student, report steps describing how it was made)."""
     if args.student:
@@ -239,15 +250,9 @@ def build_student(teacher, processor, args: StudentArguments, calibration=None):
         torch.manual_seed(0)
         return type(teacher)(config), [{"method": "student_from_config", "overrides": overrides}]
     student = copy.deepcopy(teacher)
-    one_shot = not args.prune_gradually  # gradually: heads and neurons go while training (gradual_pruning)
-    fields = dict(towers=args.towers.split(","), importance=args.importance,
-                  head_ratio=args.head_ratio if one_shot else 0.0, head_scope=args.head_scope,
-                  mlp_ratio=args.mlp_ratio if one_shot else 0.0, hidden_ratio=args.hidden_ratio,
-                  layer_strategy="every_k" if args.keep_every > 1 else None,
-                  keep_every=args.keep_every if args.keep_every > 1 else None)
-    if not one_shot and args.keep_every == 1:  # every unit goes gradually, while training: nothing to do now
-        return student, [{"method": "student_from_teacher", "pruning": fields}]
-    pruning = PruningConfig(**fields)
+    pruning = inherited_pruning(args)
+    if args.prune_gradually and args.keep_every == 1:  # every unit goes gradually, while training: nothing to do now
+        return student, [{"method": "student_from_teacher", "pruning": pruning.to_dict()}]
     steps = prune_model(student, pruning, processor, dataset=calibration)
     return student, [{"method": "student_from_teacher", "pruning": pruning.to_dict()}, *steps]
 

@@ -1,0 +1,178 @@
+"""Committed results against today's code: every example card and evidence page records the settings it ran with,
+and these tests resolve the same command, recipe or benchmark row with today's defaults. A changed default (or row)
+fails here, naming the file to regenerate, instead of leaving a published number silently stale."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "model_cards" / "examples"
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def _module(relative: str, name: str):
+    """A script of the repository as a module, loaded by path and registered under ``name`` (its dataclasses look
+    their module up); loaded once per process."""
+    import importlib.util
+
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, ROOT / relative)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def _examples():
+    return _module("model_cards/make_examples.py", "vlmcompress_make_examples").EXAMPLES
+
+
+def _report(name: str) -> dict:
+    return json.loads((EXAMPLES / name / "compression_report.json").read_text())
+
+
+def _regenerate(name: str) -> str:
+    return f"model_cards/examples/{name} is stale: regenerate it with `python model_cards/make_examples.py {name}`"
+
+
+def _cli_configs(argv: list) -> dict:
+    """{kind: effective settings} of the method config a vlmcompress command line runs."""
+    from vlmcompress import cli
+
+    args = cli.build_parser().parse_args([a.replace("{base}", "base-folder") for a in argv] + ["--output-dir", "x"])
+    build = {"prune": cli.pruning_config, "quantize": cli.quantization_config}[args.command]
+    config = build(args)
+    return {config.kind: config.effective()}
+
+
+def _distill_expected(family: str) -> dict:
+    """What a distill recipe run with no arguments records: the distillation config, the training figures and the
+    inherited student's pruning."""
+    from vlmcompress.workflows.distill import inherited_pruning, parse_arguments
+
+    student, _, config, training = parse_arguments([], family=family)
+    return {"config": config.to_dict(), "max_steps": training.max_steps,
+            "batch_size": training.per_device_train_batch_size, "learning_rate": training.learning_rate,
+            "pruning": inherited_pruning(student).to_dict()}
+
+
+def _distill_recorded(report: dict) -> dict:
+    step = next(s for s in report["steps"] if s["method"] == "distillation")
+    start = next(s for s in report["steps"] if s["method"] == "student_from_teacher")
+    return {"config": step["config"], "max_steps": step["max_steps"], "batch_size": step["batch_size"],
+            "learning_rate": step["learning_rate"], "pruning": start["pruning"]}
+
+
+@pytest.mark.parametrize("example", [e.name for e in _examples()])
+def test_every_example_card_ran_with_todays_settings(example):
+    spec = next(e for e in _examples() if e.name == example)
+    assert (EXAMPLES / example / "compression_report.json").is_file(), _regenerate(example)
+    report = _report(example)
+    if spec.recipe:  # recipes/distill_*.py with their defaults
+        family = "blip" if spec.recipe.endswith("blip") else "clip"
+        assert _distill_recorded(report) == _distill_expected(family), _regenerate(example)
+    elif spec.argv[0] == "compress":  # a recipe file: the committed copy is today's, its last stage ran as it says
+        from vlmcompress.workflows.recipe import recipe_from_dict, stage_configs
+
+        recipe_path = Path(spec.argv[1])
+        ours = yaml.safe_load(recipe_path.read_text())
+        assert yaml.safe_load((EXAMPLES / example / "recipe.yaml").read_text())["stages"] == ours["stages"], \
+            _regenerate(example)
+        recipe = recipe_from_dict(ours, path=str(recipe_path))
+        last = recipe.stages[-1]
+        config = stage_configs(last, recipe.family, first=last.index == 1)
+        assert (report.get("effective_settings") or {}).get(config.kind) == config.effective(), _regenerate(example)
+    else:
+        assert report.get("effective_settings") == _cli_configs(spec.argv), _regenerate(example)
+
+
+def test_the_example_check_sees_a_changed_default():
+    """What heads25 would have recorded had the ablation importance's default calibration size been 256: the check
+    above tells it apart from today's."""
+    argv = next(e for e in _examples() if e.name == "heads25").argv
+    recorded = json.loads(json.dumps(_cli_configs(argv)))
+    assert recorded["pruning"]["calibration_samples"] == 512 and recorded["pruning"]["importance"] == "ablation"
+    recorded["pruning"]["calibration_samples"] = 256
+    assert recorded != _cli_configs(argv)
+
+
+def _suite_rows_today(data: dict) -> dict:
+    """{row name: stages} of an evidence suite's rows as today's benchmarks/run.py defines them, with the settings the
+    committed run recorded."""
+    from vlmcompress.embedded.blip_captioner import blip_teacher_path
+    from vlmcompress.loading import resolve_model_path
+
+    bench = _module("benchmarks/run.py", "vlmcompress_staleness_run")
+    suite = data["suite"]
+    teacher = blip_teacher_path() if suite.startswith("blip") else resolve_model_path(None)
+    teacher_config = json.loads((Path(teacher) / "config.json").read_text())
+    s = dict(data["settings"], accuracy=bench.ACCURACY[suite], family=bench.RECIPE_FAMILY[suite])
+    rows, done = bench.ROWS[suite](s, teacher_config), {}
+    out = {}
+    for row in rows:
+        recipe = bench.row_recipe(row, s, Path("work"), done)
+        done[row["name"]] = {"stages": [{"folder": f"{row['name']}/{i}"} for i in range(1, len(row["stages"]) + 1)]}
+        out[row["name"]] = recipe
+    return out
+
+
+def _effective(recipe: dict) -> list:
+    """Each stage's {kind: effective settings} as today's code resolves it (None: a planned or export stage)."""
+    from vlmcompress.workflows.recipe import recipe_from_dict, stage_configs
+
+    parsed = recipe_from_dict(recipe)
+    out = []
+    for stage in parsed.stages:
+        config = None if stage.planned or "target" in stage.options else stage_configs(
+            stage, parsed.family, first=stage.index == 1)
+        out.append(None if config is None else {config.kind: config.effective()})
+    return out
+
+
+def evidence_problem(data: dict, name: str) -> str | None:
+    """Why an evidence suite's result file no longer describes what today's code would run (None: it does)."""
+    from vlmcompress.pruning.config import PruningConfig
+
+    rerun = f"{name} is stale: re-run `python benchmarks/run.py --suite {data['suite']}`"
+    if data["default_importance"] != PruningConfig.importance:
+        return rerun + f" (measured with the default importance {data['default_importance']})"
+    today = _suite_rows_today(data)
+    recorded = {row["name"]: row for row in data["rows"]}
+    if sorted(recorded) != sorted(today):
+        return rerun + " (its rows differ from today's)"
+    changed = [n for n in today if recorded[n]["recipe"]["stages"] != today[n]["stages"]]
+    if changed:
+        return rerun + f" (rows defined differently today: {', '.join(changed[:3])})"
+    # rows run since stages record their effective settings: the library's defaults they ran with are today's
+    for n, row in recorded.items():
+        own = [st for st in row["stages"] if not st.get("inherited")]
+        if any(st.get("effective") for st in own) and [st.get("effective") for st in own] != _effective(today[n]):
+            return rerun + f" (row {n!r} ran with other settings than today's defaults give)"
+    return None
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in RESULTS.glob("evidence_*.json")))
+def test_every_evidence_page_ran_todays_rows_with_todays_defaults(name):
+    data = json.loads((RESULTS / f"{name}.json").read_text())
+    assert evidence_problem(data, f"benchmarks/results/{name}.json") is None
+
+
+def test_the_evidence_check_sees_changed_rows_and_defaults():
+    data = json.loads((RESULTS / "evidence_generalization_long.json").read_text())
+    row = next(r for r in data["rows"] if r["stages"][0]["kind"] == "prune")
+    resolved = _effective(_suite_rows_today(data)[row["name"]])
+    for stage, effective in zip(row["stages"], resolved):
+        stage["effective"] = effective  # what a run with today's code records
+    assert evidence_problem(data, "x") is None
+    row["stages"][0]["effective"]["pruning"]["calibration_samples"] = 64  # as if the default had been 64
+    assert "ran with other settings" in evidence_problem(data, "x")
+    row["recipe"]["stages"][0]["prune"]["head_ratio"] = 0.3
+    assert "rows defined differently today" in evidence_problem(data, "x")
+    data["default_importance"] = "taylor"
+    assert "default importance taylor" in evidence_problem(data, "x")
