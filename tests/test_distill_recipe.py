@@ -54,6 +54,9 @@ def test_default_student_is_half_the_teacher_and_reloads_with_the_stock_class(tm
     assert {"loss_logit", "loss_embedding"} <= set(distill["training"]["loss_log"][0])
     assert report["after"]["params"] <= 0.5 * report["before"]["params"]
     assert report["before"]["zero_shot_accuracy"] is not None and report["after"]["zero_shot_accuracy"] is not None
+    # the inherited student was measured before training: its start (a point on the card's plot)
+    start = report["steps"][2]["metrics"]
+    assert start["zero_shot_accuracy"] is not None and start["params"] == report["after"]["params"]
     # layers dropped + every MLP pruned to one width: the stock class reloads it, no remote code
     assert report["loading"]["kind"] == "stock"
     model = CLIPModel.from_pretrained(out)
@@ -63,6 +66,39 @@ def test_default_student_is_half_the_teacher_and_reloads_with_the_stock_class(tm
     assert "distillation" in card and f"{report['after']['params']:,}" in card
     assert not (out / "teacher").exists() and not list(out.glob("checkpoint-*"))
     assert sum(p.numel() for p in model.parameters()) == report["after"]["params"]
+
+
+def test_training_that_ends_below_the_students_start_is_warned_about(tmp_path, capsys):
+    """A learning rate that wrecks the weights: the student ends below where it started, beyond the noise of the
+    two figures, and one warning line names the likely causes."""
+    from vlmcompress.workflows.distill import run_distillation
+
+    threads = torch.get_num_threads()
+    try:
+        assert run_distillation([*SMALL, "--learning_rate", "1.0", "--warmup_steps", "0",
+                                 "--output_dir", str(tmp_path / "wrecked")], family="clip") == 0
+    finally:
+        torch.set_num_threads(threads)
+    report = read_report(tmp_path / "wrecked")
+    start, after = report["steps"][2]["metrics"]["zero_shot_accuracy"], report["after"]["zero_shot_accuracy"]
+    assert after < start
+    warning = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: the student's")]
+    assert len(warning) == 1 and "--learning_rate 1" in warning[0] and f"({start:.1%})" in warning[0]
+
+
+def test_below_start_is_judged_against_the_noise_of_the_two_figures():
+    from types import SimpleNamespace
+
+    from vlmcompress.workflows.distill import below_start
+
+    args = SimpleNamespace(learning_rate=4e-3, max_steps=900)
+    start = {"zero_shot_accuracy": 0.5, "eval_images": 10_000}
+    assert below_start(start, {"zero_shot_accuracy": 0.49, "eval_images": 10_000}, args) is None  # within 2 SE
+    assert "after training (45.0%)" in below_start(start, {"zero_shot_accuracy": 0.45, "eval_images": 10_000}, args)
+    assert below_start({**start, "eval_images": 100}, {"zero_shot_accuracy": 0.45, "eval_images": 100}, args) is None
+    assert below_start(None, {"zero_shot_accuracy": 0.1}, args) is None
+    captions = {"zero_shot_accuracy": None, "caption_accuracy": 0.9, "eval_images": 1000}
+    assert "caption accuracy" in below_start(captions, {**captions, "caption_accuracy": 0.5}, args)
 
 
 @pytest.mark.distributed

@@ -54,12 +54,13 @@ def _cli_configs(argv: list) -> dict:
 def _distill_expected(family: str) -> dict:
     """What a distill recipe run with no arguments records: the distillation config, the training figures and the
     inherited student's pruning."""
+    from vlmcompress.pruning.config import PruningConfig
     from vlmcompress.workflows.distill import inherited_pruning, parse_arguments
 
     student, _, config, training = parse_arguments([], family=family)
     return {"config": config.to_dict(), "max_steps": training.max_steps,
             "batch_size": training.per_device_train_batch_size, "learning_rate": training.learning_rate,
-            "pruning": inherited_pruning(student).to_dict()}
+            "pruning": PruningConfig(**inherited_pruning(student)).to_dict()}
 
 
 def _distill_recorded(report: dict) -> dict:

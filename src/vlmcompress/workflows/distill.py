@@ -228,15 +228,15 @@ def _merge(base: dict, overrides: dict) -> dict:
     return out
 
 
-def inherited_pruning(args: StudentArguments) -> PruningConfig:
-    """What is removed from the teacher before training to make the inherited student (with ``--prune_gradually``
-    only its layers: heads and neurons go while training, see ``gradual_pruning``)."""
+def inherited_pruning(args: StudentArguments) -> dict:
+    """The PruningConfig fields that make the inherited student from the teacher before training (with
+    ``--prune_gradually`` only its layers: heads and neurons go while training, see ``gradual_pruning``)."""
     one_shot = not args.prune_gradually
-    return PruningConfig(towers=args.towers.split(","), importance=args.importance,
-                         head_ratio=args.head_ratio if one_shot else 0.0, head_scope=args.head_scope,
-                         mlp_ratio=args.mlp_ratio if one_shot else 0.0, hidden_ratio=args.hidden_ratio,
-                         layer_strategy="every_k" if args.keep_every > 1 else None,
-                         keep_every=args.keep_every if args.keep_every > 1 else None)
+    return dict(towers=args.towers.split(","), importance=args.importance,
+                head_ratio=args.head_ratio if one_shot else 0.0, head_scope=args.head_scope,
+                mlp_ratio=args.mlp_ratio if one_shot else 0.0, hidden_ratio=args.hidden_ratio,
+                layer_strategy="every_k" if args.keep_every > 1 else None,
+                keep_every=args.keep_every if args.keep_every > 1 else None)
 
 
 def build_student(teacher, processor, args: StudentArguments, calibration=None):
@@ -250,9 +250,10 @@ def build_student(teacher, processor, args: StudentArguments, calibration=None):
         torch.manual_seed(0)
         return type(teacher)(config), [{"method": "student_from_config", "overrides": overrides}]
     student = copy.deepcopy(teacher)
-    pruning = inherited_pruning(args)
+    fields = inherited_pruning(args)
     if args.prune_gradually and args.keep_every == 1:  # every unit goes gradually, while training: nothing to do now
-        return student, [{"method": "student_from_teacher", "pruning": pruning.to_dict()}]
+        return student, [{"method": "student_from_teacher", "pruning": fields}]
+    pruning = PruningConfig(**fields)
     steps = prune_model(student, pruning, processor, dataset=calibration)
     return student, [{"method": "student_from_teacher", "pruning": pruning.to_dict()}, *steps]
 
@@ -323,6 +324,27 @@ def kept_summary(before: dict, after: dict) -> str:
             return text
     return ""
 
+
+
+def below_start(start: dict | None, after: dict | None, training_args) -> str | None:
+    """A one-line warning when the student's accuracy after training is below its accuracy before training (the
+    inherited or given student, measured on the same images) by more than the sampling noise of the two figures (2
+    standard errors of the difference of two proportions); None otherwise."""
+    import math
+
+    for key, what in (("zero_shot_accuracy", "accuracy"), ("caption_accuracy", "caption accuracy")):
+        a, b = (start or {}).get(key), (after or {}).get(key)
+        n = (after or {}).get("eval_images") or (start or {}).get("eval_images")
+        if a is None or b is None or not n:
+            continue
+        noise = 2 * math.sqrt((a * (1 - a) + b * (1 - b)) / n)
+        if b < a - noise:
+            return (f"warning: the student's {what} after training ({b:.1%}) is below its start before training "
+                    f"({a:.1%}) by more than the noise ({noise:.1%} on {n} images): the training hurt it; likely too "
+                    f"high a learning rate (--learning_rate {training_args.learning_rate:g}) or too few steps for the "
+                    f"schedule (--max_steps {training_args.max_steps})")
+        return None
+    return None
 
 
 CLIP_ARGUMENTS = (StudentArguments, DataArguments, DistillationConfig, DistillTrainingArguments)
@@ -456,6 +478,9 @@ def _distill(student_args, data_args, distill_cfg, training_args, *, base_model=
     # the teacher is measured first: an evaluation set it cannot be scored on fails before any work, not after training
     before = evaluate_model(teacher, processor, model_path=teacher_path, **eval_kw) if measure else None
     student, steps = build_student(teacher, processor, student_args, calibration)
+    if measure:  # the student's start: a training run that ends below it is warned about, and the card plots it
+        steps[-1]["metrics"] = evaluate_model(student, processor, model_path=teacher_path,
+                                              **{**eval_kw, "latency_repeats": 0})
     t_params, s_params = count_parameters(teacher), count_parameters(student)
     print(f"teacher {t_params:,} parameters; student {s_params:,} ({s_params / t_params:.1%})", flush=True)
 
@@ -523,6 +548,10 @@ def _distill(student_args, data_args, distill_cfg, training_args, *, base_model=
     if before is not None:
         print(format_metrics_table({"teacher": before, "student": after}))
         print(kept_summary(before, after))
+    start = next((st.get("metrics") for st in reversed(steps) if st.get("metrics")), None)
+    warning = below_start(start, after, training_args)
+    if warning:
+        print(warning, file=sys.stderr)
     print(f"student: {s_params:,} parameters ({s_params / t_params:.1%} of the teacher); "
           f"trained {trainer.state.global_step} steps in {result.metrics.get('train_runtime', 0):.0f} s; "
           f"whole run {time.time() - started:.0f} s; saved to {out_dir}")
