@@ -1036,6 +1036,7 @@ def render(results: dict, plot_name: str) -> str:
                              f"{100 * (g['heldout'] - end['heldout']):+.1f}"])
         lines += table(["distilled variant", "alpha", "seen (mean ± sd)", "held-out (mean ± sd)",
                         "kept seen / held-out", "worse of the two kept", "vs alpha 1: seen / held-out points"], body)
+        lines.append("")
         for variant in wise["variants"]:
             pairs = [(1, distilled[variant])] + [(of[g["variant"]][1], g) for g in mixed
                                                  if of[g["variant"]][0] == variant] if variant in distilled else []

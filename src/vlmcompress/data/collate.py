@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .streaming import log_keys
+
 
 class ImageTextCollator:
     """Rows with an image, a caption and optionally a label -> ``pixel_values``, ``input_ids``,
@@ -36,6 +38,7 @@ class ImageTextCollator:
         return batch
 
     def __call__(self, rows):
+        log_keys(rows)
         images = [r[self.image_column] for r in rows]
         if self.shift:
             images = [self._shifted(im) for im in images]

@@ -214,3 +214,40 @@ def pixel_stats() -> tuple[float, float]:
     images, _, _ = build_split("train", images_per_number=20)
     x = images.astype(np.float64) / 255.0
     return float(x.mean()), float(x.std())
+
+
+def write_shards(folder, split: str = "train", images_per_number: int | None = None, samples_per_shard: int = 1000,
+                 prefix: str = "digits") -> list:
+    """The embedded ``split`` as WebDataset tar shards in ``folder``: per sample ``KEY.png`` (the image), ``KEY.txt``
+    (its caption) and ``KEY.cls`` (its label), keys ``{split}-{index:07d}``; shards ``{prefix}-{split}-{n:05d}.tar`` of
+    ``samples_per_shard`` samples. Each shard is written under a temporary name and moved into place. Returns the
+    shard paths. ``vlmcompress distill --dataset_name FOLDER --max_steps N`` streams them."""
+    import io
+    import os
+    import tarfile
+    from pathlib import Path
+
+    from PIL import Image
+
+    if samples_per_shard < 1:
+        raise ValueError(f"samples_per_shard must be at least 1, got {samples_per_shard}")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    images, labels, captions = build_split(split, images_per_number=images_per_number)
+    paths = []
+    for start in range(0, len(images), samples_per_shard):
+        path = folder / f"{prefix}-{split}-{start // samples_per_shard:05d}.tar"
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        with tarfile.open(tmp, "w") as tar:
+            for i in range(start, min(start + samples_per_shard, len(images))):
+                png = io.BytesIO()
+                Image.fromarray(images[i], mode="L").save(png, format="PNG")
+                key = f"{split}-{i:07d}"
+                for ext, payload in (("png", png.getvalue()), ("txt", captions[i].encode()),
+                                     ("cls", str(int(labels[i])).encode())):
+                    info = tarfile.TarInfo(f"{key}.{ext}")
+                    info.size = len(payload)
+                    tar.addfile(info, io.BytesIO(payload))
+        os.replace(tmp, path)
+        paths.append(path)
+    return paths

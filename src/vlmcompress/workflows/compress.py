@@ -164,9 +164,18 @@ class Pipeline:
         import datasets
 
         from ..data.sources import open_dataset, standard_columns
+        from ..data.streaming import head, is_streamed, open_stream
 
-        ds = open_dataset(data["train"], config=data.get("train_config"))
         split = data.get("train_split", "train")
+        columns = {"image_column": data.get("image_column", "image"), "caption_column": data.get("caption_column", "text"),
+                   "label_column": data.get("label_column", "label")}
+        if is_streamed(data["train"], bool(data.get("streaming"))):  # the stream's first rows
+            from .distill import CALIBRATION_ROWS
+
+            ds = head(open_stream(data["train"], config=data.get("train_config"), split=split, **columns,
+                                  shuffle_buffer=data.get("shuffle_buffer", 1000)), CALIBRATION_ROWS)
+            return standard_columns(ds, columns["image_column"], columns["caption_column"], columns["label_column"])
+        ds = open_dataset(data["train"], config=data.get("train_config"))
         if isinstance(ds, datasets.DatasetDict):
             if split not in ds:
                 raise VlmcompressError(f"data.train {data['train']!r} has no split {split!r} (it has {', '.join(ds)})")
@@ -397,7 +406,7 @@ class Pipeline:
         data_kw = {k: data[k] for k in ("train_split", "eval_split", "image_column", "caption_column", "label_column",
                                         "eval_image_column", "eval_caption_column", "eval_label_column", "eval_task",
                                         "templates", "max_train_samples", "max_eval_samples", "on_bad_sample",
-                                        "train_images_per_number") if k in data}
+                                        "train_images_per_number", "streaming", "shuffle_buffer") if k in data}
         if data.get("images_per_number"):
             data_kw["eval_images_per_number"] = data["images_per_number"]
         if data.get("texts"):

@@ -33,6 +33,7 @@ from ..cards.callback import ModelCardCallback
 from ..checkpoint import finish_checkpoint
 from ..data.collate import ImageTextCollator
 from ..data.sources import open_dataset, standard_columns
+from ..data.streaming import is_streamed
 from ..distillation import DistillationConfig, DistillationTrainer
 from ..distillation.cache import cache_teacher_outputs, use_teacher_cache
 from ..errors import VlmcompressError
@@ -103,6 +104,8 @@ class DataArguments:
     caption_column: str = field(default="text", metadata={"help": "Caption column."})
     label_column: str = field(default="label", metadata={"help": "Label column (optional: used by the contrastive term and by evaluation)."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Use at most this many training rows."})
+    streaming: bool = field(default=False, metadata={"help": "Stream --dataset_name (a Hub data set) instead of downloading it whole. A folder or glob of WebDataset .tar, .parquet or .arrow shards is always streamed. Streaming needs --max_steps; each process reads whole shards of its own."})
+    shuffle_buffer: int = field(default=1000, metadata={"help": "Streamed data: samples held in the shuffle buffer (the shard order is shuffled too, by --seed)."})
     text_dataset: str | None = field(default=None, metadata={"help": "Unpaired texts for --text_weight: a text file with one text per line (the class names or prompts you will query, classes without training images included), or `embedded` (the embedded benchmark's zero-shot prompts of all 100 numbers)."})
     train_images_per_number: int = field(default=160, metadata={"help": "Embedded data: training images per seen number (90 numbers)."})
     eval_images_per_number: int = field(default=100, metadata={"help": "Embedded data: test images per number (100 numbers)."})
@@ -120,7 +123,7 @@ class DataArguments:
         for name in ("max_train_samples", "max_eval_samples"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise VlmcompressError(f"--{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("latency_rounds", "latency_batch_size"):
+        for name in ("latency_rounds", "latency_batch_size", "shuffle_buffer"):
             if getattr(self, name) < 1:
                 raise VlmcompressError(f"--{name} must be at least 1, got {getattr(self, name)}")
         if self.augment_shift < 0 or self.threads < 0:
@@ -130,6 +133,11 @@ class DataArguments:
 #: a pretrained (not embedded) teacher's fine-tuning defaults where the learning rate was not given: the embedded
 #: job's 4e-3 wrecks pretrained weights (recipes/clip_b32.yaml uses 5e-5)
 USER_MODEL_DEFAULTS = {"learning_rate": 5e-5, "warmup_steps": 0.1}
+
+
+#: rows read from a streamed training set for the inherited student's importance (the most any importance takes by
+#: default: ablation's 512)
+CALIBRATION_ROWS = 512
 
 
 def max_steps_problem(steps) -> str | None:
@@ -285,6 +293,18 @@ def load_data(data: DataArguments, seed: int):
 
         train = digits.load_digits_dataset("train", images_per_number=data.train_images_per_number)
         return train, named or EMBEDDED  # trained on the embedded data: measured on its test split unless named
+    if is_streamed(data.dataset_name, data.streaming):
+        from ..data.streaming import open_stream
+
+        train = open_stream(data.dataset_name, config=data.dataset_config_name, split=data.train_split,
+                            image_column=data.image_column, caption_column=data.caption_column,
+                            label_column=data.label_column, seed=seed, shuffle_buffer=data.shuffle_buffer)
+        if data.max_train_samples:
+            train = train.take(data.max_train_samples)
+        if named is None:
+            print(f"note: {data.dataset_name!r} is streamed and no --eval_dataset_name was given: accuracy is not "
+                  "measured (size, memory and latency are)")
+        return train, named or NO_EVAL
     import datasets
 
     ds = open_dataset(data.dataset_name, config=data.dataset_config_name)
@@ -458,9 +478,26 @@ def _distill(student_args, data_args, distill_cfg, training_args, *, base_model=
     set_threads(data_args.threads, training_args.world_size)
     started = time.time()
 
+    streamed = is_streamed(data_args.dataset_name, data_args.streaming)
+    if streamed:  # before any work: a stream has no length, and each process reads shards of its own
+        if training_args.max_steps is None or training_args.max_steps <= 0:
+            raise VlmcompressError("streamed training data has no length: give --max_steps (the optimizer steps to "
+                                   "train)")
+        if data_args.cache_teacher == "true":
+            raise VlmcompressError("--cache_teacher true stores the teacher's outputs as a column of a map-style data "
+                                   "set; streamed data runs the teacher on the fly (--cache_teacher auto or false)")
+        use_cache = False
+        training_args.accelerator_config.dispatch_batches = False  # each process reads its own shards
     train, test = load_data(data_args, training_args.seed)
+    if streamed:
+        from ..data.streaming import check_shards, head
+
+        check_shards(train, training_args.world_size, data_args.dataset_name)
+        calibration = head(train, CALIBRATION_ROWS)  # what an importance scores the inherited student's units on
+    else:
+        calibration = train
     teacher, processor, teacher_path = load_checkpoint(student_args.teacher_path(), torch_for="distillation (--teacher)")
-    calibration = standard_columns(train, data_args.image_column, data_args.caption_column)
+    calibration = standard_columns(calibration, data_args.image_column, data_args.caption_column)
     frozen = distill_cfg.frozen_towers()
     for tower in frozen:
         get_adapter(teacher).tower_modules(tower)  # an unknown tower name: one line, before the student is built
@@ -531,6 +568,8 @@ def _distill(student_args, data_args, distill_cfg, training_args, *, base_model=
         "processes": training_args.world_size,
         "distributed": str(trainer.accelerator.distributed_type).split(".")[-1],
         "cache_teacher": use_cache,
+        **({"data": {"streamed": True, "shards": train.n_shards, "shuffle_buffer": data_args.shuffle_buffer}}
+           if streamed else {}),
         **({"frozen_towers": frozen} if frozen else {}),
         "training": card_info.training_record(),
     })

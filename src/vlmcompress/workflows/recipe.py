@@ -33,7 +33,7 @@ TOP_KEYS = ("model", "family", "data", "stages", "output_dir", "push", "target",
 DATA_KEYS = ("train", "train_config", "train_split", "eval", "eval_split", "image_column", "caption_column",
              "label_column", "eval_image_column", "eval_caption_column", "eval_label_column", "eval_task", "templates",
              "max_train_samples", "max_eval_samples", "images_per_number", "train_images_per_number",
-             "texts", "on_bad_sample")
+             "texts", "on_bad_sample", "streaming", "shuffle_buffer")
 EVAL_KEYS = ("latency_batch_size", "latency_rounds", "skip")
 PUSH_KEYS = ("repo_id", "private", "revision", "commit_message")
 TARGET_KEYS = ("max_size_mib", "max_latency_ms", "batch_size", "max_params")

@@ -1,0 +1,143 @@
+"""Distilling from data that is streamed: WebDataset shards written in the test from the embedded split, read as a
+``datasets.IterableDataset``, split across processes by whole shards."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from vlmcompress import VlmcompressError, read_report
+
+ROOT = Path(__file__).resolve().parent.parent
+SMALL = ["--max_steps", "2", "--per_device_train_batch_size", "16", "--importance", "magnitude", "--logging_steps", "1",
+         "--disable_tqdm", "true", "--skip_eval", "true"]
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    from vlmcompress.embedded import digits
+
+    folder = tmp_path_factory.mktemp("shards")
+    digits.write_shards(folder, images_per_number=2, samples_per_shard=50)  # 180 samples in 4 shards
+    return folder
+
+
+def test_the_embedded_split_as_webdataset_shards(shards):
+    import tarfile
+
+    tars = sorted(shards.glob("*.tar"))
+    assert [p.name for p in tars] == [f"digits-train-{i:05d}.tar" for i in range(4)]
+    with tarfile.open(tars[-1]) as tar:
+        names = tar.getnames()
+    assert len(names) == 3 * 30 and names[:3] == ["train-0000150.png", "train-0000150.txt", "train-0000150.cls"]
+    assert not list(shards.glob(".*"))  # no temporary file left
+
+
+def test_a_shard_folder_streams_with_image_and_caption_columns(shards):
+    from vlmcompress.data.streaming import head, is_streamed, open_stream, shard_files
+
+    assert shard_files(str(shards))[0] == "webdataset" and is_streamed(str(shards))
+    assert shard_files(str(shards / "*.tar"))[1] == [str(p) for p in sorted(shards.glob("*.tar"))]
+    stream = open_stream(str(shards), seed=0, shuffle_buffer=20)
+    assert {"image", "text", "label", "__key__"} <= set(stream.column_names) and stream.n_shards == 4
+    keys = [row["__key__"] for row in stream]
+    assert len(keys) == len(set(keys)) == 180  # every sample once per pass, shuffled
+    assert keys != sorted(keys)
+    first = head(stream, 8)
+    assert len(first) == 8 and first[0]["image"].size == (56, 56) and first[0]["text"]
+
+
+def test_streaming_errors_are_one_line(shards, tmp_path):
+    from vlmcompress.data.streaming import check_shards, open_stream, shard_files
+
+    (tmp_path / "mixed").mkdir()
+    for name in ("a.tar", "b.parquet"):
+        (tmp_path / "mixed" / name).write_bytes(b"")
+    with pytest.raises(VlmcompressError, match="expected shards of one kind"):
+        shard_files(str(tmp_path / "mixed"))
+    with pytest.raises(VlmcompressError, match="no file matches"):
+        shard_files(str(tmp_path / "none-*.tar"))
+    with pytest.raises(VlmcompressError, match="give at least 8 shards"):
+        check_shards(open_stream(str(shards)), 8, str(shards))
+    import io
+    import tarfile
+
+    (tmp_path / "images-only").mkdir()
+    with tarfile.open(tmp_path / "images-only" / "a.tar", "w") as tar:  # no KEY.txt: no caption
+        png = (shards / "digits-train-00000.tar").open("rb")
+        with tarfile.open(fileobj=png) as source:
+            member = source.getmember("train-0000000.png")
+            tar.addfile(member, io.BytesIO(source.extractfile(member).read()))
+    with pytest.raises(VlmcompressError, match=r"has no column\(s\) text .*KEY.txt"):
+        open_stream(str(tmp_path / "images-only"))
+
+
+def test_distill_from_streamed_shards(shards, tmp_path, monkeypatch):
+    """``run_distillation(argv)`` in this process, on the shards: the report says it streamed; every sample it trained
+    on is one of the shards' (the collator logs the keys)."""
+    from transformers import CLIPModel
+
+    from vlmcompress.workflows.distill import run_distillation
+
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    monkeypatch.setenv("VLMCOMPRESS_LOG_SAMPLE_KEYS", str(keys))
+    threads = torch.get_num_threads()
+    try:
+        assert run_distillation([*SMALL, "--dataset_name", str(shards), "--output_dir", str(tmp_path / "s")]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    report = read_report(tmp_path / "s")
+    assert report["steps"][-1]["data"] == {"streamed": True, "shards": 4, "shuffle_buffer": 1000}
+    assert report["steps"][-1]["training"]["global_step"] == 2
+    seen = (keys / "keys-0.txt").read_text().split()
+    assert len(seen) >= 2 * 16 and all(k.startswith("train-") for k in seen) and len(set(seen)) == len(seen)
+    CLIPModel.from_pretrained(tmp_path / "s")
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--max_steps", "-1"], "streamed training data has no length: give --max_steps"),
+    (["--cache_teacher", "true"], "streamed data runs the teacher on the fly"),
+])
+def test_streaming_refuses_before_any_work(shards, tmp_path, capsys, args, message):
+    from vlmcompress.workflows.distill import run_distillation
+
+    argv = [*SMALL, "--dataset_name", str(shards), "--output_dir", str(tmp_path / "s"), *args]
+    assert run_distillation(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.distributed
+def test_two_processes_read_disjoint_shards(shards, tmp_path):
+    """``accelerate launch`` with two real processes: each reads whole shards of its own (the sample keys each
+    trained on do not overlap), and the student saves whole and reloads."""
+    from transformers import CLIPModel
+
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    env = dict(os.environ, OMP_NUM_THREADS="1", VLMCOMPRESS_LOG_SAMPLE_KEYS=str(keys), VLMCOMPRESS_NO_PROGRESS="1")
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines",
+           "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "vlmcompress.cli", "distill", *SMALL,
+           "--dataset_name", str(shards), "--output_dir", str(tmp_path / "ddp")]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    first, second = ((keys / f"keys-{rank}.txt").read_text().split() for rank in (0, 1))
+    assert len(first) >= 2 * 16 and len(second) >= 2 * 16
+    assert not set(first) & set(second)
+    shard_of = {}
+    import tarfile
+
+    for tar_path in sorted(shards.glob("*.tar")):
+        with tarfile.open(tar_path) as tar:
+            shard_of.update({name.split(".")[0]: tar_path.name for name in tar.getnames()})
+    assert not {shard_of[k] for k in first} & {shard_of[k] for k in second}  # whole shards each
+    report = read_report(tmp_path / "ddp")
+    assert report["steps"][-1]["processes"] == 2 and report["steps"][-1]["data"]["streamed"] is True
+    CLIPModel.from_pretrained(tmp_path / "ddp")
