@@ -141,3 +141,81 @@ def test_two_processes_read_disjoint_shards(shards, tmp_path):
     report = read_report(tmp_path / "ddp")
     assert report["steps"][-1]["processes"] == 2 and report["steps"][-1]["data"]["streamed"] is True
     CLIPModel.from_pretrained(tmp_path / "ddp")
+
+
+def _losses(report) -> list:
+    return [round(row["loss"], 4) for row in report["steps"][-1]["training"]["loss_log"] if "loss" in row]
+
+
+def test_teacher_store_gives_the_on_the_fly_students_losses(shards, tmp_path):
+    """``vlmcompress cache-teacher`` (fp32) then ``distill --teacher_store``: the same losses, step by step, as the
+    run that computes the teacher's embeddings on the fly; a store with other embeddings gives other losses (it is
+    what the run reads)."""
+    import json
+
+    import numpy as np
+
+    from vlmcompress.cli import main
+    from vlmcompress.workflows.distill import run_distillation
+
+    store = tmp_path / "store"
+    assert main(["cache-teacher", "--data", str(shards), "-o", str(store), "--dtype", "float32"]) == 0
+    assert sorted(p.name for p in store.iterdir()) == [f"digits-train-{i:05d}.npz" for i in range(4)] + ["store.json"]
+    meta = json.loads((store / "store.json").read_text())
+    assert meta["dtype"] == "float32" and len(meta["teacher_fingerprint"]) == 16
+    threads = torch.get_num_threads()
+    runs = {}
+    try:
+        for name, extra in (("fly", []), ("store", ["--teacher_store", str(store)])):
+            assert run_distillation([*SMALL, "--dataset_name", str(shards), *extra,
+                                     "--output_dir", str(tmp_path / f"student-{name}")]) == 0
+            runs[name] = read_report(tmp_path / f"student-{name}")
+        assert runs["store"]["steps"][-1]["data"]["teacher_store"] == str(store)
+        assert _losses(runs["store"]) == _losses(runs["fly"]) and len(_losses(runs["fly"])) == 2
+        for path in store.glob("*.npz"):  # same keys, other embeddings
+            with np.load(path) as data:
+                np.savez(path, keys=data["keys"], image=-data["image"], text=data["text"])
+        assert run_distillation([*SMALL, "--dataset_name", str(shards), "--teacher_store", str(store),
+                                 "--output_dir", str(tmp_path / "flipped")]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    assert _losses(read_report(tmp_path / "flipped")) != _losses(runs["fly"])
+
+
+def test_teacher_store_resumes_shard_by_shard_and_refuses_what_does_not_match(shards, tmp_path, capsys):
+    import json
+
+    from vlmcompress.distillation.store import write_store
+    from vlmcompress.loading import load_checkpoint
+    from vlmcompress.workflows.distill import run_distillation
+
+    teacher, processor, _ = load_checkpoint()
+    store = tmp_path / "store"
+    lines = []
+    write_store(teacher, processor, str(shards), store, log=lines.append)
+    assert len(lines) == 4
+    (store / "digits-train-00002.npz").unlink()  # as a killed run leaves it
+    lines.clear()
+    write_store(teacher, processor, str(shards), store, log=lines.append)
+    assert lines == ["teacher store: digits-train-00002.npz (50 samples)"]
+    with pytest.raises(VlmcompressError, match="another dtype"):
+        write_store(teacher, processor, str(shards), store, dtype="float32")
+
+    def refused(extra, store_json=None):
+        if store_json is not None:
+            (store / "store.json").write_text(json.dumps(store_json))
+        argv = [*SMALL, "--output_dir", str(tmp_path / "s"), *extra]
+        assert run_distillation(argv) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and not (tmp_path / "s").exists()
+        return err[0]
+
+    assert "--teacher_store reads the embeddings of streamed shards" in refused(["--teacher_store", str(store)])
+    meta = json.loads((store / "store.json").read_text())
+    shards_args = ["--dataset_name", str(shards), "--teacher_store", str(store)]
+    assert "written by another teacher" in refused(shards_args, {**meta, "teacher_fingerprint": "0" * 16})
+    assert "another preprocessing (padding differ)" in refused(shards_args, {**meta, "padding": {"padding": "max_length"}})
+    (store / "store.json").write_text(json.dumps(meta))
+    (store / "digits-train-00003.npz").unlink()
+    assert "no embeddings for 1 of the data's shards" in refused(shards_args)
+    assert "hidden" in refused([*shards_args, "--hidden_weight", "1"])

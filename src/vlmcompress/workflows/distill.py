@@ -33,7 +33,7 @@ from ..cards.callback import ModelCardCallback
 from ..checkpoint import finish_checkpoint
 from ..data.collate import ImageTextCollator
 from ..data.sources import open_dataset, standard_columns
-from ..data.streaming import is_streamed
+from ..data.streaming import is_streamed, shard_files
 from ..distillation import DistillationConfig, DistillationTrainer
 from ..distillation.cache import cache_teacher_outputs, use_teacher_cache
 from ..errors import VlmcompressError
@@ -105,6 +105,7 @@ class DataArguments:
     label_column: str = field(default="label", metadata={"help": "Label column (optional: used by the contrastive term and by evaluation)."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Use at most this many training rows."})
     streaming: bool = field(default=False, metadata={"help": "Stream --dataset_name (a Hub data set) instead of downloading it whole. A folder or glob of WebDataset .tar, .parquet or .arrow shards is always streamed. Streaming needs --max_steps; each process reads whole shards of its own."})
+    teacher_store: str | None = field(default=None, metadata={"help": "Streamed shards: read the teacher's embeddings from this store (written by `vlmcompress cache-teacher`) instead of running the teacher; checked against this run's teacher and preprocessing."})
     shuffle_buffer: int = field(default=1000, metadata={"help": "Streamed data: samples held in the shuffle buffer (the shard order is shuffled too, by --seed)."})
     text_dataset: str | None = field(default=None, metadata={"help": "Unpaired texts for --text_weight: a text file with one text per line (the class names or prompts you will query, classes without training images included), or `embedded` (the embedded benchmark's zero-shot prompts of all 100 numbers)."})
     train_images_per_number: int = field(default=160, metadata={"help": "Embedded data: training images per seen number (90 numbers)."})
@@ -488,6 +489,15 @@ def _distill(student_args, data_args, distill_cfg, training_args, *, base_model=
                                    "set; streamed data runs the teacher on the fly (--cache_teacher auto or false)")
         use_cache = False
         training_args.accelerator_config.dispatch_batches = False  # each process reads its own shards
+    if data_args.teacher_store:
+        if not streamed or not shard_files(data_args.dataset_name):
+            raise VlmcompressError("--teacher_store reads the embeddings of streamed shards: give --dataset_name a "
+                                   "folder or glob of the shards the store was written from")
+        conflict = distill_cfg.cache_conflict("--teacher_store")
+        if conflict:
+            raise VlmcompressError(f"{conflict} (drop --teacher_store, or those terms)")
+        if data_args.augment_shift:
+            raise VlmcompressError("--augment_shift changes the images the teacher store embedded: drop one of them")
     train, test = load_data(data_args, training_args.seed)
     if streamed:
         from ..data.streaming import check_shards, head
@@ -498,6 +508,14 @@ def _distill(student_args, data_args, distill_cfg, training_args, *, base_model=
         calibration = train
     teacher, processor, teacher_path = load_checkpoint(student_args.teacher_path(), torch_for="distillation (--teacher)")
     calibration = standard_columns(calibration, data_args.image_column, data_args.caption_column)
+    if data_args.teacher_store:  # every sample's teacher embeddings read from the store: the teacher never runs
+        from ..distillation.cache import teacher_fingerprint
+        from ..distillation.store import TeacherStore
+
+        store = TeacherStore(data_args.teacher_store, fingerprint=teacher_fingerprint(teacher), processor=processor,
+                             padding=get_adapter(teacher).text_padding,
+                             source_shards=shard_files(data_args.dataset_name)[1])
+        train = store.attach(train)
     frozen = distill_cfg.frozen_towers()
     for tower in frozen:
         get_adapter(teacher).tower_modules(tower)  # an unknown tower name: one line, before the student is built
@@ -568,7 +586,8 @@ def _distill(student_args, data_args, distill_cfg, training_args, *, base_model=
         "processes": training_args.world_size,
         "distributed": str(trainer.accelerator.distributed_type).split(".")[-1],
         "cache_teacher": use_cache,
-        **({"data": {"streamed": True, "shards": train.n_shards, "shuffle_buffer": data_args.shuffle_buffer}}
+        **({"data": {"streamed": True, "shards": train.n_shards, "shuffle_buffer": data_args.shuffle_buffer,
+                     **({"teacher_store": str(data_args.teacher_store)} if data_args.teacher_store else {})}}
            if streamed else {}),
         **({"frozen_towers": frozen} if frozen else {}),
         "training": card_info.training_record(),

@@ -1,0 +1,175 @@
+"""The teacher store: a teacher's image and text embeddings of every sample of a sharded data set, written once beside
+the data (MobileCLIP's reinforced data sets), read by later student runs instead of running the teacher.
+
+``write_store`` writes one ``NAME.npz`` per data shard ``NAME.tar`` (or ``.parquet``/``.arrow``): the samples' keys
+and their embeddings, in fp16 or fp32 (stated in the metadata), under a temporary name moved into place; a shard whose
+file exists is skipped, so a killed run resumes shard by shard, and process ``i`` of ``n`` writes the shards
+``i, i + n, ...``. ``store.json`` records the teacher's fingerprint and the preprocessing (the processor's hash and
+the text padding), checked by ``TeacherStore`` before a run reads it.
+
+``TeacherStore.attach(stream)`` adds ``teacher_image_embeds``/``teacher_text_embeds`` to each streamed sample, looked
+up by its shard (``__url__``) and key (``__key__``); the trainer then skips the teacher's forward pass, as with the
+in-memory cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import VlmcompressError
+
+STORE_FILENAME = "store.json"
+FORMAT = 1
+DTYPES = ("float16", "float32")
+
+
+def preprocessing(processor, padding) -> dict:
+    """What the stored embeddings depend on besides the teacher's weights."""
+    return {"processor": hashlib.sha256(json.dumps(processor.to_dict(), sort_keys=True, default=str).encode())
+            .hexdigest()[:16], "padding": padding}
+
+
+def _shard_stream(builder: str, shard: str, image_column: str, caption_column: str):
+    """One shard's samples in file order (no shuffling), with the image/caption columns named as asked."""
+    import datasets
+
+    from ..data.streaming import CAPTION_EXTENSION, IMAGE_EXTENSIONS
+
+    stream = datasets.load_dataset(builder, data_files={"train": [shard]}, split="train", streaming=True)
+    columns = list(stream.column_names or [])
+    if builder == "webdataset":
+        image = next((e for e in IMAGE_EXTENSIONS if e in columns), None)
+        rename = {k: v for k, v in ((image, image_column), (CAPTION_EXTENSION, caption_column))
+                  if k and k in columns and v not in columns}
+        stream = stream.rename_columns(rename) if rename else stream
+    return stream
+
+
+def write_store(teacher, processor, source: str, out, *, dtype: str = "float16", batch_size: int = 256,
+                image_column: str = "image", caption_column: str = "text", process_index: int = 0,
+                num_processes: int = 1, log=print) -> dict:
+    """Write (or complete) the store of ``source``'s shards in ``out``; returns its metadata."""
+    from ..adapters import get_adapter
+    from ..data.collate import ImageTextCollator
+    from ..data.streaming import KEY_COLUMN, shard_files
+    from ..io import atomic_write_text
+    from .cache import teacher_fingerprint
+
+    if dtype not in DTYPES:
+        raise VlmcompressError(f"--dtype takes {' or '.join(DTYPES)}, got {dtype!r}")
+    found = shard_files(source)
+    if not found:
+        raise VlmcompressError(f"{source} is not a folder or glob of shards: the teacher store is written per shard "
+                               "(WebDataset .tar, .parquet or .arrow)")
+    builder, shards = found
+    out = Path(out)
+    adapter = get_adapter(teacher)
+    padding = adapter.text_padding
+    meta = {"format": FORMAT, "teacher_fingerprint": teacher_fingerprint(teacher), **preprocessing(processor, padding),
+            "dtype": dtype, "shards": [Path(s).name for s in shards]}
+    written = out / STORE_FILENAME
+    if written.is_file():
+        earlier = json.loads(written.read_text())
+        diff = [k for k in ("teacher_fingerprint", "processor", "padding", "dtype") if earlier.get(k) != meta[k]]
+        if diff:
+            raise VlmcompressError(f"{out} holds a teacher store made with another {', '.join(diff)}: choose another "
+                                   "folder, or delete it to start over")
+    out.mkdir(parents=True, exist_ok=True)
+    collator = ImageTextCollator(processor, image_column, caption_column, padding=padding)
+    dev = adapter.device()
+    was_training = teacher.training
+    teacher.eval()
+    try:
+        for i, shard in enumerate(shards):
+            target = out / f"{Path(shard).stem}.npz"
+            if i % num_processes != process_index or target.is_file():
+                continue
+            keys, images, texts = [], [], []
+            rows = []
+
+            def flush():
+                inputs = collator.encode([r[image_column] for r in rows], [r[caption_column] for r in rows])
+                mask = inputs.get("attention_mask")
+                with torch.no_grad():
+                    img = adapter.image_embeddings(inputs["pixel_values"].to(device=dev, dtype=adapter.input_dtype()))
+                    txt = adapter.text_embeddings(inputs["input_ids"].to(dev), None if mask is None else mask.to(dev))
+                keys.extend(r[KEY_COLUMN] for r in rows)
+                images.append(img.float().cpu().numpy().astype(dtype))
+                texts.append(txt.float().cpu().numpy().astype(dtype))
+                rows.clear()
+
+            for row in _shard_stream(builder, shard, image_column, caption_column):
+                rows.append(row)
+                if len(rows) == batch_size:
+                    flush()
+            if rows:
+                flush()
+            tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}.npz")
+            np.savez(tmp, keys=np.array(keys), image=np.concatenate(images), text=np.concatenate(texts))
+            os.replace(tmp, target)
+            log(f"teacher store: {target.name} ({len(keys)} samples)")
+    finally:
+        teacher.train(was_training)
+    if process_index == 0 or not written.is_file():
+        atomic_write_text(written, json.dumps(meta, indent=1) + "\n")
+    return meta
+
+
+class TeacherStore:
+    """A written store, checked against the run's teacher and preprocessing before use."""
+
+    def __init__(self, folder, *, fingerprint: str, processor, padding, source_shards):
+        self.folder = Path(folder)
+        path = self.folder / STORE_FILENAME
+        if not path.is_file():
+            raise VlmcompressError(f"{folder} is not a teacher store (no {STORE_FILENAME}): write one with "
+                                   "`vlmcompress cache-teacher TEACHER --data SHARDS -o STORE`")
+        self.meta = json.loads(path.read_text())
+        if self.meta.get("teacher_fingerprint") != fingerprint:
+            raise VlmcompressError(f"teacher store {folder} was written by another teacher (fingerprint "
+                                   f"{self.meta.get('teacher_fingerprint')}, this run's is {fingerprint})")
+        ours = preprocessing(processor, padding)
+        changed = [k for k in ours if self.meta.get(k) != ours[k]]
+        if changed:
+            raise VlmcompressError(f"teacher store {folder} was written with another preprocessing ({', '.join(changed)} "
+                                   "differ): write it again with this run's processor")
+        missing = [Path(s).stem for s in source_shards if not (self.folder / f"{Path(s).stem}.npz").is_file()]
+        if missing:
+            raise VlmcompressError(f"teacher store {folder} has no embeddings for {len(missing)} of the data's shards "
+                                   f"(e.g. {missing[0]}): run cache-teacher again to complete it")
+        self._open: dict = {}
+
+    def _shard(self, url: str) -> dict:
+        name = Path(url).stem
+        if name not in self._open:
+            if len(self._open) >= 4:  # a few shards at a time: the stream reads them in turns
+                self._open.pop(next(iter(self._open)))
+            with np.load(self.folder / f"{name}.npz") as data:
+                self._open[name] = {"index": {str(k): i for i, k in enumerate(data["keys"])},
+                                    "image": data["image"], "text": data["text"]}
+        return self._open[name]
+
+    def lookup(self, batch: dict) -> dict:
+        """``teacher_image_embeds``/``teacher_text_embeds`` (float32) of a batch of streamed samples."""
+        from ..data.streaming import KEY_COLUMN
+
+        image, text = [], []
+        for url, key in zip(batch["__url__"], batch[KEY_COLUMN]):
+            shard = self._shard(url)
+            i = shard["index"].get(str(key))
+            if i is None:
+                raise VlmcompressError(f"teacher store {self.folder} has no sample {key!r} of {Path(url).name}: the "
+                                       "data changed since it was written")
+            image.append(shard["image"][i])
+            text.append(shard["text"][i])
+        return {"teacher_image_embeds": np.stack(image).astype(np.float32),
+                "teacher_text_embeds": np.stack(text).astype(np.float32)}
+
+    def attach(self, stream):
+        return stream.map(self.lookup, batched=True, batch_size=64)
