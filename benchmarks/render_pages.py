@@ -72,6 +72,9 @@ SOURCES = {
                                      "seeds, and WiSE-FT interpolations of the distilled students"),
     "real_size_importance": ("benchmarks/real_size.py --importance-cost", "what scoring every head and neuron costs on a "
                              "ViT-B/32-sized CLIP (random weights) per importance, at its default calibration settings"),
+    "streaming": ("benchmarks/streaming.py", "distillation from streamed WebDataset shards, with the teacher on the "
+                  "fly or read from a teacher store, against the map-style default with the in-memory teacher cache: "
+                  "training samples/s, and peak resident memory over one pass of a 1x and a 10x set"),
     "onnx": ("benchmarks/onnx.py", "PyTorch fp32, ONNX Runtime fp32 and int8 and bitsandbytes int8/nf4 of the embedded "
              "teacher, a distilled student and a ViT-B/32-sized image tower, timed side by side in interleaved rounds "
              "in one process"),
@@ -701,6 +704,34 @@ def render_importance_cost(name: str, data: dict) -> str:
     return "\n".join(lines)
 
 
+def render_streaming(name: str, data: dict) -> str:
+    env, st = data.get("environment") or {}, data.get("settings") or {}
+    lines = header_lines(name, "Benchmark: distilling from streamed shards and a teacher store")
+    lines += ["## Settings (as recorded in the JSON)", "",
+              f"- hardware (CPU/GPU model): {plain(data.get('hardware'))}; torch threads: {plain(st.get('threads'))}; "
+              "dtype: float32; OMP_WAIT_POLICY=ACTIVE in the training processes",
+              f"- torch version: {plain(env.get('torch'))}; transformers version: {plain(env.get('transformers'))}",
+              f"- the default inherited student of the embedded CLIP teacher; batch {plain(st.get('batch'))}, "
+              f"{plain(st.get('steps'))} steps per throughput row; the embedded training split at "
+              f"{plain(st.get('images_per_number'))} images per seen number (1x) and {plain(st.get('tenfold'))} (10x), "
+              f"WebDataset shards of {plain(st.get('samples_per_shard'))} samples; no evaluation",
+              f"- quick run (`--quick`: tiny sets, a test of the script): {plain(st.get('quick'))}", "",
+              "## Throughput", ""]
+    lines += table(["row", "samples/s", "peak resident MiB", "process s"],
+                   [[r["name"], f"{r['samples_per_s']:.1f}", f"{r['peak_rss_mib']:.0f}", f"{r['process_s']:.0f}"]
+                    for r in data.get("rows") or []])
+    lines += ["", "Samples/s of the training rows: steps x batch over the Trainer's train_runtime; of cache-teacher: "
+              "the samples embedded over the whole process (model loading included).", "",
+              "## Resident memory over one pass of the set", ""]
+    lines += table(["set", "samples", "shards", "steps", "peak resident MiB"],
+                   [[r["name"], str(r["samples"]), str(r["shards"]), str(r["steps"]), f"{r['peak_rss_mib']:.0f}"]
+                    for r in data.get("memory") or []])
+    lines += ["", "## Targets", ""]
+    lines += table(["target", "measured", "met"],
+                   [[t["target"], f"{t['measured']:.2f}x", _met(t)] for t in data.get("targets") or []])
+    return "\n".join(lines) + "\n"
+
+
 def render_evidence(name: str, data: dict) -> str:
     """The evidence suites' pages (``benchmarks/run.py`` writes the JSON and the Pareto plot beside the page)."""
     import importlib.util
@@ -716,7 +747,7 @@ RENDERERS = {"pruning": render_pruning, "quantization": render_quantization, "on
              "evidence_blip": render_evidence,
              "evidence_blip_retrieval": render_evidence, "evidence_generalization": render_evidence,
              "evidence_generalization_long": render_evidence,
-             "real_size_importance": render_importance_cost}
+             "real_size_importance": render_importance_cost, "streaming": render_streaming}
 
 
 def render_index(names: list[str]) -> str:
