@@ -726,9 +726,19 @@ def render_streaming(name: str, data: dict) -> str:
     lines += table(["set", "samples", "shards", "steps", "peak resident MiB"],
                    [[r["name"], str(r["samples"]), str(r["shards"]), str(r["steps"]), f"{r['peak_rss_mib']:.0f}"]
                     for r in data.get("memory") or []])
+    summary = data.get("quality_summary")
+    if summary:
+        n = len(st.get("seeds") or [])
+        lines += ["", f"## The student each way, over {n} seeds", "",
+                  f"{plain(st.get('quality_steps'))} steps, evaluated on the embedded test split "
+                  f"({plain(st.get('eval_images_per_number'))} images per number); the seed sets the data order.", ""]
+        lines += table(["data", "seen (mean ± sd)", "held-out (mean ± sd)"],
+                       [[way, f"{100 * v['accuracy'][0]:.1f}% ± {100 * v['accuracy'][1]:.1f}",
+                         f"{100 * v['accuracy_heldout'][0]:.1f}% ± {100 * v['accuracy_heldout'][1]:.1f}"]
+                        for way, v in summary["ways"].items()])
     lines += ["", "## Targets", ""]
     lines += table(["target", "measured", "met"],
-                   [[t["target"], f"{t['measured']:.2f}x", _met(t)] for t in data.get("targets") or []])
+                   [[t["target"], t.get("shown") or f"{t['measured']:.2f}", _met(t)] for t in data.get("targets") or []])
     return "\n".join(lines) + "\n"
 
 
