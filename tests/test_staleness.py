@@ -129,7 +129,7 @@ def _effective(recipe: dict) -> list:
 
     parsed = recipe_from_dict(recipe)
     out = []
-    for stage in parsed.stages:
+    for stage in parsed.stages:  # an export stage has no method config (None)
         config = None if stage.planned or "target" in stage.options else stage_configs(
             stage, parsed.family, first=stage.index == 1)
         out.append(None if config is None else {config.kind: config.effective()})
@@ -151,9 +151,10 @@ def evidence_problem(data: dict, name: str) -> str | None:
     if changed:
         return rerun + f" (rows defined differently today: {', '.join(changed[:3])})"
     # rows run since stages record their effective settings: the library's defaults they ran with are today's
-    for n, row in recorded.items():
+    for n, row in recorded.items():  # a planned or export stage (None today) has nothing to compare
         own = [st for st in row["stages"] if not st.get("inherited")]
-        if any(st.get("effective") for st in own) and [st.get("effective") for st in own] != _effective(today[n]):
+        if any(st.get("effective") for st in own) and any(
+                want is not None and st.get("effective") != want for st, want in zip(own, _effective(today[n]))):
             return rerun + f" (row {n!r} ran with other settings than today's defaults give)"
     return None
 
