@@ -219,3 +219,7 @@ def test_teacher_store_resumes_shard_by_shard_and_refuses_what_does_not_match(sh
     (store / "digits-train-00003.npz").unlink()
     assert "no embeddings for 1 of the data's shards" in refused(shards_args)
     assert "hidden" in refused([*shards_args, "--hidden_weight", "1"])
+    (tmp_path / "parquet").mkdir()
+    (tmp_path / "parquet" / "a.parquet").write_bytes(b"")
+    with pytest.raises(VlmcompressError, match="needs .tar shards"):
+        write_store(teacher, processor, str(tmp_path / "parquet"), tmp_path / "other-store")

@@ -51,6 +51,13 @@ def _shard_stream(builder: str, shard: str, image_column: str, caption_column: s
     return stream
 
 
+def check_keyed(builder: str, source: str) -> None:
+    """The store finds a sample by its WebDataset shard and key; Parquet and Arrow rows have neither."""
+    if builder != "webdataset":
+        raise VlmcompressError(f"{source}: the teacher store keys samples by their WebDataset shard and key, so it "
+                               "needs .tar shards (Parquet and Arrow shards stream, with the teacher on the fly)")
+
+
 def write_store(teacher, processor, source: str, out, *, dtype: str = "float16", batch_size: int = 256,
                 image_column: str = "image", caption_column: str = "text", process_index: int = 0,
                 num_processes: int = 1, log=print) -> dict:
@@ -68,6 +75,7 @@ def write_store(teacher, processor, source: str, out, *, dtype: str = "float16",
         raise VlmcompressError(f"{source} is not a folder or glob of shards: the teacher store is written per shard "
                                "(WebDataset .tar, .parquet or .arrow)")
     builder, shards = found
+    check_keyed(builder, source)
     out = Path(out)
     adapter = get_adapter(teacher)
     padding = adapter.text_padding

@@ -493,6 +493,9 @@ def _distill(student_args, data_args, distill_cfg, training_args, *, base_model=
         if not streamed or not shard_files(data_args.dataset_name):
             raise VlmcompressError("--teacher_store reads the embeddings of streamed shards: give --dataset_name a "
                                    "folder or glob of the shards the store was written from")
+        from ..distillation.store import check_keyed
+
+        check_keyed(shard_files(data_args.dataset_name)[0], data_args.dataset_name)
         conflict = distill_cfg.cache_conflict("--teacher_store")
         if conflict:
             raise VlmcompressError(f"{conflict} (drop --teacher_store, or those terms)")
