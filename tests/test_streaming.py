@@ -200,6 +200,11 @@ def test_teacher_store_resumes_shard_by_shard_and_refuses_what_does_not_match(sh
     assert lines == ["teacher store: digits-train-00002.npz (50 samples)"]
     with pytest.raises(VlmcompressError, match="another dtype"):
         write_store(teacher, processor, str(shards), store, dtype="float32")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("a user's file")
+    with pytest.raises(VlmcompressError, match="is not a teacher store"):
+        write_store(teacher, processor, str(shards), tmp_path / "mine")
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["notes.txt"]
 
     def refused(extra, store_json=None):
         if store_json is not None:

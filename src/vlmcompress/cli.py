@@ -337,12 +337,12 @@ def cmd_card(args):
 
 
 def cmd_cache_teacher(args):
+    from accelerate import PartialState
+
     from .distillation.store import write_store
     from .loading import load_checkpoint
 
     _set_verbosity(args)
-    from accelerate import PartialState
-
     state = PartialState()  # under `accelerate launch`, process i of n writes shards i, i + n, ...
     teacher, processor, path = load_checkpoint(args.teacher, trust_remote_code=args.trust_remote_code,
                                                torch_for="the teacher store")

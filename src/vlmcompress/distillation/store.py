@@ -4,8 +4,9 @@ the data (MobileCLIP's reinforced data sets), read by later student runs instead
 ``write_store`` writes one ``NAME.npz`` per data shard ``NAME.tar`` (or ``.parquet``/``.arrow``): the samples' keys
 and their embeddings, in fp16 or fp32 (stated in the metadata), under a temporary name moved into place; a shard whose
 file exists is skipped, so a killed run resumes shard by shard, and process ``i`` of ``n`` writes the shards
-``i, i + n, ...``. ``store.json`` records the teacher's fingerprint and the preprocessing (the processor's hash and
-the text padding), checked by ``TeacherStore`` before a run reads it.
+``i, i + n, ...``. ``store.json`` (written first) records the teacher's fingerprint and the preprocessing (the
+processor's hash and the text padding), checked by ``TeacherStore`` before a run reads it; a folder that is not a
+store is never written into.
 
 ``TeacherStore.attach(stream)`` adds ``teacher_image_embeds``/``teacher_text_embeds`` to each streamed sample, looked
 up by its shard (``__url__``) and key (``__key__``); the trainer then skips the teacher's forward pass, as with the
@@ -88,7 +89,12 @@ def write_store(teacher, processor, source: str, out, *, dtype: str = "float16",
         if diff:
             raise VlmcompressError(f"{out} holds a teacher store made with another {', '.join(diff)}: choose another "
                                    "folder, or delete it to start over")
+    elif out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise VlmcompressError(f"{out} exists and is not a teacher store (no {STORE_FILENAME}): vlmcompress never "
+                               "writes into what it did not make; choose a new or empty folder")
     out.mkdir(parents=True, exist_ok=True)
+    # the metadata first (every process writes the same): a killed run's folder is a store, and resumes
+    atomic_write_text(written, json.dumps(meta, indent=1) + "\n")
     collator = ImageTextCollator(processor, image_column, caption_column, padding=padding)
     dev = adapter.device()
     was_training = teacher.training
@@ -124,8 +130,6 @@ def write_store(teacher, processor, source: str, out, *, dtype: str = "float16",
             log(f"teacher store: {target.name} ({len(keys)} samples)")
     finally:
         teacher.train(was_training)
-    if process_index == 0 or not written.is_file():
-        atomic_write_text(written, json.dumps(meta, indent=1) + "\n")
     return meta
 
 
