@@ -217,11 +217,14 @@ def pixel_stats() -> tuple[float, float]:
 
 
 def write_shards(folder, split: str = "train", images_per_number: int | None = None, samples_per_shard: int = 1000,
-                 prefix: str = "digits") -> list:
+                 prefix: str = "digits", seed: int = 0) -> list:
     """The embedded ``split`` as WebDataset tar shards in ``folder``: per sample ``KEY.png`` (the image), ``KEY.txt``
-    (its caption) and ``KEY.cls`` (its label), keys ``{split}-{index:07d}``; shards ``{prefix}-{split}-{n:05d}.tar`` of
-    ``samples_per_shard`` samples. Each shard is written under a temporary name and moved into place. Returns the
-    shard paths. ``vlmcompress distill --dataset_name FOLDER --max_steps N`` streams them."""
+    (its caption) and ``KEY.cls`` (its label), keys ``{split}-{index:07d}`` (the index in ``build_split``'s order);
+    shards ``{prefix}-{split}-{n:05d}.tar`` of ``samples_per_shard`` samples. The samples are shuffled (by ``seed``)
+    before they are cut into shards, as sharded data sets are: ``build_split`` orders them by number, and shards of a
+    few numbers each would leave a streaming shuffle buffer few numbers to mix. Each shard is written under a
+    temporary name and moved into place. Returns the shard paths. ``vlmcompress distill --dataset_name FOLDER
+    --max_steps N`` streams them."""
     import io
     import os
     import tarfile
@@ -234,12 +237,13 @@ def write_shards(folder, split: str = "train", images_per_number: int | None = N
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     images, labels, captions = build_split(split, images_per_number=images_per_number)
+    order = np.random.default_rng(seed).permutation(len(images))
     paths = []
     for start in range(0, len(images), samples_per_shard):
         path = folder / f"{prefix}-{split}-{start // samples_per_shard:05d}.tar"
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         with tarfile.open(tmp, "w") as tar:
-            for i in range(start, min(start + samples_per_shard, len(images))):
+            for i in order[start:start + samples_per_shard]:
                 png = io.BytesIO()
                 Image.fromarray(images[i], mode="L").save(png, format="PNG")
                 key = f"{split}-{i:07d}"
