@@ -57,41 +57,39 @@ def is_streamed(source: str | None, streaming: bool = False) -> bool:
 
 def open_stream(source: str, *, config: str | None = None, split: str = "train", image_column: str = "image",
                 caption_column: str = "text", label_column: str | None = "label", seed: int = 0,
-                shuffle_buffer: int = 1000):
-    """The training stream of ``source``, shuffled (shard order and a buffer of ``shuffle_buffer`` samples, by
-    ``seed``), with WebDataset columns renamed to ``image_column``/``caption_column``/``label_column``."""
+                shuffle_buffer: int = 1000, files: list | None = None):
+    """The training stream of ``source`` (or of ``files``, some of its shards), shuffled (shard order and a buffer of
+    ``shuffle_buffer`` samples, by ``seed``; ``shuffle_buffer=None``: file order), with WebDataset columns renamed to
+    ``image_column``/``caption_column``/``label_column``."""
     import datasets
 
     shards = shard_files(source)
+    webdataset = bool(shards) and shards[0] == "webdataset"
     try:
         if shards:
-            builder, files = shards
-            stream = datasets.load_dataset(builder, data_files={split: files}, split=split, streaming=True)
+            builder, found = shards
+            stream = datasets.load_dataset(builder, data_files={split: files or found}, split=split, streaming=True)
         else:
             stream = datasets.load_dataset(source, config, split=split, streaming=True)
     except Exception as exc:  # noqa: BLE001 - any loader failure becomes one line
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise VlmcompressError(f"cannot stream data set {source!r}: {first}") from exc
     columns = list(stream.column_names or [])
-    if shards and shards[0] == "webdataset":
-        rename = {}
+    if webdataset:
         image = next((e for e in IMAGE_EXTENSIONS if e in columns), None)
-        if image and image_column not in columns:
-            rename[image] = image_column
-        if CAPTION_EXTENSION in columns and caption_column not in columns:
-            rename[CAPTION_EXTENSION] = caption_column
-        if label_column and LABEL_EXTENSION in columns and label_column not in columns:
-            rename[LABEL_EXTENSION] = label_column
+        rename = {ext: name for ext, name in ((image, image_column), (CAPTION_EXTENSION, caption_column),
+                                              (LABEL_EXTENSION, label_column))
+                  if ext and name and ext in columns and name not in columns}
         if rename:
             stream = stream.rename_columns(rename)
             columns = [rename.get(c, c) for c in columns]
     missing = [c for c in (image_column, caption_column) if c not in columns]
     if missing:
         hint = (f" (WebDataset shards need KEY.{'/'.join(IMAGE_EXTENSIONS)} and KEY.{CAPTION_EXTENSION} per sample)"
-                if shards and shards[0] == "webdataset" else "")
+                if webdataset else "")
         raise VlmcompressError(f"streamed data set {source!r} has no column(s) {', '.join(missing)} (it has "
                                f"{', '.join(columns) or 'none'}): pass --image_column/--caption_column{hint}")
-    return stream.shuffle(seed=seed, buffer_size=shuffle_buffer)
+    return stream if shuffle_buffer is None else stream.shuffle(seed=seed, buffer_size=shuffle_buffer)
 
 
 def check_shards(stream, processes: int, source: str) -> None:

@@ -35,6 +35,24 @@ def teacher_fingerprint(teacher) -> str:
     return h.hexdigest()[:16]
 
 
+def processor_hash(processor) -> str:
+    """Hash of the processor's settings: what the teacher's cached or stored embeddings depend on besides its
+    weights."""
+    return hashlib.sha256(json.dumps(processor.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@torch.no_grad()
+def teacher_embeddings(adapter, collator, images, texts) -> tuple:
+    """(image, text) embeddings, float32 numpy, of one batch through ``collator.encode`` (the inputs training batches
+    get) and the teacher's towers."""
+    dev = adapter.device()
+    inputs = collator.encode(images, texts)
+    mask = inputs.get("attention_mask")
+    img = adapter.image_embeddings(inputs["pixel_values"].to(device=dev, dtype=adapter.input_dtype()))
+    txt = adapter.text_embeddings(inputs["input_ids"].to(dev), None if mask is None else mask.to(dev))
+    return img.float().cpu().numpy(), txt.float().cpu().numpy()
+
+
 def check_no_augmentation(augment: bool) -> None:
     if augment:
         raise VlmcompressError("teacher caching needs the same inputs every epoch, but augmentation is on: "
@@ -55,22 +73,16 @@ def cache_teacher_outputs(teacher, processor, dataset, *, image_column="image", 
         "data": dataset._fingerprint,
         "columns": [image_column, text_column],
         "padding": padding,
-        "processor": hashlib.sha256(json.dumps(processor.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:16],
+        "processor": processor_hash(processor),
     }
     key = hashlib.sha256(json.dumps(key_parts, sort_keys=True).encode()).hexdigest()[:24]
     folder = Path(cache_dir) if cache_dir else default_cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    dev = adapter.device()
-
     collator = ImageTextCollator(processor, padding=padding)  # the inputs training batches get
 
-    @torch.no_grad()
     def encode(batch):
-        inputs = collator.encode(batch[image_column], batch[text_column])
-        mask = inputs.get("attention_mask")
-        img = adapter.image_embeddings(inputs["pixel_values"].to(device=dev, dtype=adapter.input_dtype()))
-        txt = adapter.text_embeddings(inputs["input_ids"].to(dev), None if mask is None else mask.to(dev))
-        return {"teacher_image_embeds": img.float().cpu().numpy(), "teacher_text_embeds": txt.float().cpu().numpy()}
+        img, txt = teacher_embeddings(adapter, collator, batch[image_column], batch[text_column])
+        return {"teacher_image_embeds": img, "teacher_text_embeds": txt}
 
     was_training = teacher.training
     teacher.eval()

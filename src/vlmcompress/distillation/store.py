@@ -15,13 +15,11 @@ in-memory cache.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..errors import VlmcompressError
 
@@ -32,24 +30,9 @@ DTYPES = ("float16", "float32")
 
 def preprocessing(processor, padding) -> dict:
     """What the stored embeddings depend on besides the teacher's weights."""
-    return {"processor": hashlib.sha256(json.dumps(processor.to_dict(), sort_keys=True, default=str).encode())
-            .hexdigest()[:16], "padding": padding}
+    from .cache import processor_hash
 
-
-def _shard_stream(builder: str, shard: str, image_column: str, caption_column: str):
-    """One shard's samples in file order (no shuffling), with the image/caption columns named as asked."""
-    import datasets
-
-    from ..data.streaming import CAPTION_EXTENSION, IMAGE_EXTENSIONS
-
-    stream = datasets.load_dataset(builder, data_files={"train": [shard]}, split="train", streaming=True)
-    columns = list(stream.column_names or [])
-    if builder == "webdataset":
-        image = next((e for e in IMAGE_EXTENSIONS if e in columns), None)
-        rename = {k: v for k, v in ((image, image_column), (CAPTION_EXTENSION, caption_column))
-                  if k and k in columns and v not in columns}
-        stream = stream.rename_columns(rename) if rename else stream
-    return stream
+    return {"processor": processor_hash(processor), "padding": padding}
 
 
 def check_keyed(builder: str, source: str) -> None:
@@ -65,9 +48,9 @@ def write_store(teacher, processor, source: str, out, *, dtype: str = "float16",
     """Write (or complete) the store of ``source``'s shards in ``out``; returns its metadata."""
     from ..adapters import get_adapter
     from ..data.collate import ImageTextCollator
-    from ..data.streaming import KEY_COLUMN, shard_files
+    from ..data.streaming import KEY_COLUMN, open_stream, shard_files
     from ..io import atomic_write_text
-    from .cache import teacher_fingerprint
+    from .cache import teacher_embeddings, teacher_fingerprint
 
     if dtype not in DTYPES:
         raise VlmcompressError(f"--dtype takes {' or '.join(DTYPES)}, got {dtype!r}")
@@ -96,7 +79,6 @@ def write_store(teacher, processor, source: str, out, *, dtype: str = "float16",
     # the metadata first (every process writes the same): a killed run's folder is a store, and resumes
     atomic_write_text(written, json.dumps(meta, indent=1) + "\n")
     collator = ImageTextCollator(processor, image_column, caption_column, padding=padding)
-    dev = adapter.device()
     was_training = teacher.training
     teacher.eval()
     try:
@@ -108,17 +90,15 @@ def write_store(teacher, processor, source: str, out, *, dtype: str = "float16",
             rows = []
 
             def flush():
-                inputs = collator.encode([r[image_column] for r in rows], [r[caption_column] for r in rows])
-                mask = inputs.get("attention_mask")
-                with torch.no_grad():
-                    img = adapter.image_embeddings(inputs["pixel_values"].to(device=dev, dtype=adapter.input_dtype()))
-                    txt = adapter.text_embeddings(inputs["input_ids"].to(dev), None if mask is None else mask.to(dev))
+                img, txt = teacher_embeddings(adapter, collator, [r[image_column] for r in rows],
+                                              [r[caption_column] for r in rows])
                 keys.extend(r[KEY_COLUMN] for r in rows)
-                images.append(img.float().cpu().numpy().astype(dtype))
-                texts.append(txt.float().cpu().numpy().astype(dtype))
+                images.append(img.astype(dtype))
+                texts.append(txt.astype(dtype))
                 rows.clear()
 
-            for row in _shard_stream(builder, shard, image_column, caption_column):
+            for row in open_stream(source, files=[shard], image_column=image_column, caption_column=caption_column,
+                                   label_column=None, shuffle_buffer=None):  # the shard alone, in file order
                 rows.append(row)
                 if len(rows) == batch_size:
                     flush()

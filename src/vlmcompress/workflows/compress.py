@@ -170,18 +170,19 @@ class Pipeline:
         columns = {"image_column": data.get("image_column", "image"), "caption_column": data.get("caption_column", "text"),
                    "label_column": data.get("label_column", "label")}
         if is_streamed(data["train"], bool(data.get("streaming"))):  # the stream's first rows
-            from .distill import CALIBRATION_ROWS
+            from .distill import CALIBRATION_ROWS, DataArguments
 
             ds = head(open_stream(data["train"], config=data.get("train_config"), split=split, **columns,
-                                  shuffle_buffer=data.get("shuffle_buffer", 1000)), CALIBRATION_ROWS)
-            return standard_columns(ds, columns["image_column"], columns["caption_column"], columns["label_column"])
-        ds = open_dataset(data["train"], config=data.get("train_config"))
-        if isinstance(ds, datasets.DatasetDict):
-            if split not in ds:
-                raise VlmcompressError(f"data.train {data['train']!r} has no split {split!r} (it has {', '.join(ds)})")
-            ds = ds[split]
-        return standard_columns(ds, data.get("image_column", "image"), data.get("caption_column", "text"),
-                                data.get("label_column", "label"))
+                                  shuffle_buffer=data.get("shuffle_buffer", DataArguments.shuffle_buffer)),
+                      CALIBRATION_ROWS)
+        else:
+            ds = open_dataset(data["train"], config=data.get("train_config"))
+            if isinstance(ds, datasets.DatasetDict):
+                if split not in ds:
+                    raise VlmcompressError(f"data.train {data['train']!r} has no split {split!r} (it has "
+                                           f"{', '.join(ds)})")
+                ds = ds[split]
+        return standard_columns(ds, columns["image_column"], columns["caption_column"], columns["label_column"])
 
     # ---------------------------------------------------------------- run
     def run(self) -> dict | None:

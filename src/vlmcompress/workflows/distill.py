@@ -489,13 +489,14 @@ def _distill(student_args, data_args, distill_cfg, training_args, *, base_model=
                                    "set; streamed data runs the teacher on the fly (--cache_teacher auto or false)")
         use_cache = False
         training_args.accelerator_config.dispatch_batches = False  # each process reads its own shards
+    shards = shard_files(data_args.dataset_name) if streamed else None  # (builder, files) of a shard source
     if data_args.teacher_store:
-        if not streamed or not shard_files(data_args.dataset_name):
+        if not shards:
             raise VlmcompressError("--teacher_store reads the embeddings of streamed shards: give --dataset_name a "
                                    "folder or glob of the shards the store was written from")
         from ..distillation.store import check_keyed
 
-        check_keyed(shard_files(data_args.dataset_name)[0], data_args.dataset_name)
+        check_keyed(shards[0], data_args.dataset_name)
         conflict = distill_cfg.cache_conflict("--teacher_store")
         if conflict:
             raise VlmcompressError(f"{conflict} (drop --teacher_store, or those terms)")
@@ -517,7 +518,7 @@ def _distill(student_args, data_args, distill_cfg, training_args, *, base_model=
 
         store = TeacherStore(data_args.teacher_store, fingerprint=teacher_fingerprint(teacher), processor=processor,
                              padding=get_adapter(teacher).text_padding,
-                             source_shards=shard_files(data_args.dataset_name)[1])
+                             source_shards=shards[1])
         train = store.attach(train)
     frozen = distill_cfg.frozen_towers()
     for tower in frozen:
