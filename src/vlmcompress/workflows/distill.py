@@ -98,7 +98,7 @@ class DataArguments:
     eval_label_column: str | None = field(default=None, metadata={"help": "ClassLabel column of the evaluation set: its names are the zero-shot classes (default: --label_column)."})
     eval_task: str = field(default="auto", metadata={"choices": ["auto", "zero_shot", "retrieval", "captioning"], "help": "Evaluation protocol (auto: zero-shot with a ClassLabel, retrieval with captions, captioning for a captioner)."})
     templates: str = field(default="default", metadata={"help": "Zero-shot prompts: default, openai_imagenet (CLIP's 80) or a file with one template per line, each with {}."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate on at most this many images (seeded random subset)."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate on at most this many images (a seeded random subset; on the embedded benchmark, fewer test images per number, each number kept)."})
     on_bad_sample: str = field(default="error", metadata={"choices": list(ON_BAD_SAMPLE), "help": "An unreadable image, an empty class folder or an empty caption in the evaluation set: error (refused before any work) or skip (left out, counted in one warning line)."})
     image_column: str = field(default="image", metadata={"help": "Image column."})
     caption_column: str = field(default="text", metadata={"help": "Caption column."})
@@ -278,6 +278,21 @@ def gradual_pruning(args: StudentArguments, max_steps: int):
     return PruningCallback(PruningConfig(towers=args.towers.split(","), head_ratio=args.head_ratio,
                                          head_scope=args.head_scope, mlp_ratio=args.mlp_ratio, importance="taylor"),
                            start_step=0, end_step=end)
+
+
+def embedded_images_per_number(data: DataArguments, test) -> int:
+    """Test images per number of the embedded benchmark: ``--eval_images_per_number``, cut so that the 100 numbers
+    hold at most ``--max_eval_samples`` images (at least one each: said in one line when that is more)."""
+    from ..embedded.digits import NUM_CLASSES
+    from ..evaluation import EMBEDDED
+
+    per = data.eval_images_per_number
+    if test is not EMBEDDED or not data.max_eval_samples or data.max_eval_samples >= per * NUM_CLASSES:
+        return per
+    cut = max(1, data.max_eval_samples // NUM_CLASSES)
+    print(f"note: --max_eval_samples {data.max_eval_samples} on the embedded benchmark ({NUM_CLASSES} numbers): "
+          f"{cut} test image(s) per number, {cut * NUM_CLASSES} in all", flush=True)
+    return cut
 
 
 def load_data(data: DataArguments, seed: int):
@@ -530,7 +545,7 @@ def _distill(student_args, data_args, distill_cfg, training_args, *, base_model=
             raise VlmcompressError(f"--freeze_towers {','.join(frozen)} leaves no tower to shrink out of --towers "
                                    f"{student_args.towers}: freeze fewer towers")
         student_args.towers = ",".join(shrink)
-    eval_kw = {"dataset": test, "images_per_number": data_args.eval_images_per_number,
+    eval_kw = {"dataset": test, "images_per_number": embedded_images_per_number(data_args, test),
                "templates": data_args.templates, "task": data_args.eval_task,
                "latency_batch_size": data_args.latency_batch_size}
     measure = not data_args.skip_eval and training_args.process_index == 0
