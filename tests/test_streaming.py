@@ -27,6 +27,22 @@ def shards(tmp_path_factory):
     return folder
 
 
+def test_write_shards_refuses_a_folder_that_holds_files(tmp_path):
+    """Shards of an earlier, larger write left in the folder would be streamed with the new ones: a folder that holds
+    anything is refused and left as it was, and nothing temporary is left beside it."""
+    from vlmcompress.embedded import digits
+    from vlmcompress.errors import VlmcompressError
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    with pytest.raises(VlmcompressError, match="new or empty folder.*already holds files"):
+        digits.write_shards(mine, images_per_number=1, samples_per_shard=50)
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"] and sorted(p.name for p in tmp_path.iterdir()) == ["mine"]
+    paths = digits.write_shards(tmp_path / "new" / "shards", images_per_number=1, samples_per_shard=50)
+    assert [p.name for p in paths] == [f"digits-train-{i:05d}.tar" for i in range(2)] and all(p.is_file() for p in paths)
+
+
 def test_the_embedded_split_as_webdataset_shards(shards):
     import tarfile
 

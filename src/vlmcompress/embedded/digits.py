@@ -222,36 +222,48 @@ def write_shards(folder, split: str = "train", images_per_number: int | None = N
     (its caption) and ``KEY.cls`` (its label), keys ``{split}-{index:07d}`` (the index in ``build_split``'s order);
     shards ``{prefix}-{split}-{n:05d}.tar`` of ``samples_per_shard`` samples. The samples are shuffled (by ``seed``)
     before they are cut into shards, as sharded data sets are: ``build_split`` orders them by number, and shards of a
-    few numbers each would leave a streaming shuffle buffer few numbers to mix. Each shard is written under a
-    temporary name and moved into place. Returns the shard paths. ``vlmcompress distill --dataset_name FOLDER
+    few numbers each would leave a streaming shuffle buffer few numbers to mix. ``folder`` must be new or empty (shards
+    of another write left beside these would be streamed with them): the shards are written into a temporary folder
+    beside it, moved into place whole. Returns the shard paths. ``vlmcompress distill --dataset_name FOLDER
     --max_steps N`` streams them."""
     import io
     import os
+    import shutil
     import tarfile
     from pathlib import Path
 
     from PIL import Image
 
+    from ..errors import VlmcompressError
+
     if samples_per_shard < 1:
         raise ValueError(f"samples_per_shard must be at least 1, got {samples_per_shard}")
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise VlmcompressError(f"write_shards writes into a new or empty folder; {folder} "
+                               + ("is a file" if not folder.is_dir() else "already holds files") + ": choose another")
     images, labels, captions = build_split(split, images_per_number=images_per_number)
     order = np.random.default_rng(seed).permutation(len(images))
-    paths = []
-    for start in range(0, len(images), samples_per_shard):
-        path = folder / f"{prefix}-{split}-{start // samples_per_shard:05d}.tar"
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        with tarfile.open(tmp, "w") as tar:
-            for i in order[start:start + samples_per_shard]:
-                png = io.BytesIO()
-                Image.fromarray(images[i], mode="L").save(png, format="PNG")
-                key = f"{split}-{i:07d}"
-                for ext, payload in (("png", png.getvalue()), ("txt", captions[i].encode()),
-                                     ("cls", str(int(labels[i])).encode())):
-                    info = tarfile.TarInfo(f"{key}.{ext}")
-                    info.size = len(payload)
-                    tar.addfile(info, io.BytesIO(payload))
-        os.replace(tmp, path)
-        paths.append(path)
-    return paths
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        names = []
+        for start in range(0, len(images), samples_per_shard):
+            names.append(f"{prefix}-{split}-{start // samples_per_shard:05d}.tar")
+            with tarfile.open(tmp / names[-1], "w") as tar:
+                for i in order[start:start + samples_per_shard]:
+                    png = io.BytesIO()
+                    Image.fromarray(images[i], mode="L").save(png, format="PNG")
+                    key = f"{split}-{i:07d}"
+                    for ext, payload in (("png", png.getvalue()), ("txt", captions[i].encode()),
+                                         ("cls", str(int(labels[i])).encode())):
+                        info = tarfile.TarInfo(f"{key}.{ext}")
+                        info.size = len(payload)
+                        tar.addfile(info, io.BytesIO(payload))
+        os.replace(tmp, folder)  # onto a missing or empty folder
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return [folder / name for name in names]
