@@ -216,10 +216,17 @@ def test_teacher_store_resumes_shard_by_shard_and_refuses_what_does_not_match(sh
     lines = []
     write_store(teacher, processor, str(shards), store, log=lines.append)
     assert len(lines) == 4
-    (store / "digits-train-00002.npz").unlink()  # as a killed run leaves it
+    (store / "digits-train-00002.npz").unlink()  # as a killed run leaves it, with its half-written file
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    killed = store / f".digits-train-00002.npz.tmp-{int(dead.stdout)}.npz"
+    live = store / f".digits-train-00003.npz.tmp-{os.getppid()}.npz"  # another writer, still running
+    killed.write_bytes(b"partial")
+    live.write_bytes(b"partial")
     lines.clear()
     write_store(teacher, processor, str(shards), store, log=lines.append)
     assert lines == ["teacher store: digits-train-00002.npz (50 samples)"]
+    assert not killed.exists() and live.exists()
+    live.unlink()
     with pytest.raises(VlmcompressError, match="another dtype"):
         write_store(teacher, processor, str(shards), store, dtype="float32")
     (tmp_path / "mine").mkdir()
@@ -237,6 +244,7 @@ def test_teacher_store_resumes_shard_by_shard_and_refuses_what_does_not_match(sh
         assert len(err) == 1 and not (tmp_path / "s").exists()
         return err[0]
 
+    capsys.readouterr()  # what loading the teacher above printed (a progress bar when the test runs alone)
     assert "--teacher_store reads the embeddings of streamed shards" in refused(["--teacher_store", str(store)])
     meta = json.loads((store / "store.json").read_text())
     shards_args = ["--dataset_name", str(shards), "--teacher_store", str(store)]

@@ -78,6 +78,7 @@ def write_store(teacher, processor, source: str, out, *, dtype: str = "float16",
     out.mkdir(parents=True, exist_ok=True)
     # the metadata first (every process writes the same): a killed run's folder is a store, and resumes
     atomic_write_text(written, json.dumps(meta, indent=1) + "\n")
+    remove_dead_partials(out)
     collator = ImageTextCollator(processor, image_column, caption_column, padding=padding)
     was_training = teacher.training
     teacher.eval()
@@ -111,6 +112,20 @@ def write_store(teacher, processor, source: str, out, *, dtype: str = "float16",
     finally:
         teacher.train(was_training)
     return meta
+
+
+def remove_dead_partials(out: Path) -> list[str]:
+    """Deletes the half-written shard files (``.NAME.npz.tmp-PID.npz``) of writers no longer running: a killed run's;
+    a live process's (another writer under ``accelerate launch``) are left alone. Returns the names removed."""
+    from ..io import _pid_alive
+
+    removed = []
+    for path in out.glob(".*.npz.tmp-*.npz"):
+        pid = path.name.rsplit(".tmp-", 1)[1][:-len(".npz")]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            path.unlink(missing_ok=True)
+            removed.append(path.name)
+    return removed
 
 
 class TeacherStore:
