@@ -258,3 +258,46 @@ def test_teacher_store_resumes_shard_by_shard_and_refuses_what_does_not_match(sh
     (tmp_path / "parquet" / "a.parquet").write_bytes(b"")
     with pytest.raises(VlmcompressError, match="needs .tar shards"):
         write_store(teacher, processor, str(tmp_path / "parquet"), tmp_path / "other-store")
+
+
+@pytest.mark.slow
+def test_a_killed_streamed_run_resumes_from_its_checkpoint_with_the_uninterrupted_runs_losses(shards, tmp_path):
+    """A streamed run killed (SIGKILL) after a checkpoint, rerun with --resume_from_checkpoint: the Trainer replays the
+    stream to the checkpoint's position, so every step after it trains on the samples, and has the loss, of the
+    same run left uninterrupted (no sample repeated or skipped)."""
+    import json
+    import signal
+    import time
+
+    args = ["--max_steps", "12", "--per_device_train_batch_size", "16", "--importance", "magnitude",
+            "--logging_steps", "1", "--disable_tqdm", "true", "--skip_eval", "true", "--save_strategy", "steps",
+            "--save_steps", "2", "--dataset_name", str(shards), "--shuffle_buffer", "64"]
+    env = dict(os.environ, OMP_NUM_THREADS="1", VLMCOMPRESS_NO_PROGRESS="1")
+
+    def distill(out, *extra, **kw):
+        return subprocess.Popen([sys.executable, "-m", "vlmcompress.cli", "distill", *args, "--output_dir", str(out),
+                                 *extra], env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kw)
+
+    whole = distill(tmp_path / "whole")
+    killed = tmp_path / "killed"
+    run = distill(killed)
+    deadline = time.time() + 600
+    while not (killed / "checkpoint-4" / "trainer_state.json").is_file() and run.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    assert whole.wait(timeout=900) == 0, whole.stderr.read()[-3000:]
+    checkpoints = sorted(killed.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    last = [p for p in checkpoints if (p / "trainer_state.json").is_file()][-1]
+    at = int(last.name.split("-")[1])
+    assert 4 <= at < 12 and not (killed / "compression_report.json").exists()  # killed part-way: no report
+    resumed = distill(killed, "--resume_from_checkpoint", str(last))
+    assert resumed.wait(timeout=900) == 0, resumed.stderr.read()[-3000:]
+
+    def losses(folder):
+        log = json.loads((folder / "compression_report.json").read_text())["steps"][-1]["training"]["loss_log"]
+        return {row["step"]: round(row["loss"], 4) for row in log if "loss" in row}
+
+    after = {step: loss for step, loss in losses(killed).items() if step > at}
+    assert sorted(after) == list(range(at + 1, 13))
+    assert after == {step: loss for step, loss in losses(tmp_path / "whole").items() if step > at}
