@@ -66,8 +66,9 @@ def test_a_shard_folder_streams_with_image_and_caption_columns(shards):
     assert shard_files(str(shards))[0] == "webdataset" and is_streamed(str(shards))
     assert shard_files(str(shards / "*.tar"))[1] == [str(p) for p in sorted(shards.glob("*.tar"))]
     stream = open_stream(str(shards), seed=0, shuffle_buffer=20)
-    assert {"image", "text", "label", "__key__"} <= set(stream.column_names) and stream.n_shards == 4
-    keys = [row["__key__"] for row in stream]
+    rows = list(stream)
+    assert {"image", "text", "label", "__key__", "__url__"} == set(rows[0]) and stream.n_shards == 4
+    keys = [row["__key__"] for row in rows]
     assert len(keys) == len(set(keys)) == 180  # every sample once per pass, shuffled
     assert keys != sorted(keys)
     first = head(stream, 8)
