@@ -808,8 +808,8 @@ def targets(rows, teacher, quick: bool, key: str = "zero_shot_accuracy", bars: b
                     bar = noise_bar(noise["heldout"], len(cand["seeds"]))
                     out.append({"target": f"candidate default ({name}, not the default yet) beats contrastive-only on "
                                 f"held-out at {cand['steps']} steps by more than the noise and is not worse on seen",
-                                "value": f"{d_held:+.1f} held-out (bar {bar:.1f}), {d_seen:+.1f} seen points; kept {pct(cand['seen_kept'], 2)} / "
-                                f"{pct(cand['heldout_kept'], 2)}",
+                                "value": f"{d_held:+.1f} held-out (bar {bar:.1f}), {d_seen:+.1f} seen points; kept "
+                                f"{pct(cand['seen_kept'], 2)} / {pct(cand['heldout_kept'], 2)}",
                                 "met": d_held > bar and d_seen >= 0})
         narrow = groups.get(GENERALIZATION_LONG[2][0])
         if narrow and narrow["params"] is not None:
