@@ -217,11 +217,14 @@ def test_quick_generalization_suite_runs_every_variant_once_per_seed(tmp_path):
     bench = _bench()
     sections = [row["section"] for row in data["rows"]]
     assert sections.count("generalization") == len(bench.GENERALIZATION) * len(bench.SEEDS)
-    assert sections.count("generalization-pruning") == len(bench.SEEDS) * sum(
-        len(importances) for _, importances in bench.GENERALIZATION_PRUNINGS)
+    assert sections.count("generalization-pruning") == len(bench.SEEDS) * (sum(
+        len(importances) for _, importances in bench.GENERALIZATION_PRUNINGS) + 1)  # + recovered by the candidate
     seeds = {row["seed"]: row["stages"][0]["training"] for row in data["rows"] if row["variant"] == bench.GENERALIZATION[0][0]}
     assert sorted(seeds) == list(bench.SEEDS)
-    assert len(data["targets"]) == 5 and all(t["met"] is None for t in data["targets"])
+    assert len(data["targets"]) == 8 and all(t["met"] is None for t in data["targets"])
+    targets = [t["target"] for t in data["targets"]]  # the candidate default against contrastive-only, and its recovery
+    assert sum(t.startswith(f"candidate default ({bench.KL_T1_PROMPTS}") for t in targets) == 2
+    assert any(f"recovered by {bench.KL_T1_PROMPTS}" in t for t in targets)
     page = (out / "evidence_generalization.md").read_text()
     assert "## Generalization: seen and held-out over 3 seeds" in page and "Seed-to-seed noise" in page
     assert "## Pruning by importance over 3 seeds" in page and "heads -50% (fisher)" in page
@@ -240,6 +243,7 @@ def test_quick_generalization_long_suite_runs_its_rows_and_targets(tmp_path):
     assert sampled and all(r["stages"][0]["options"]["calibration_samples"] == bench.ABLATION_SAMPLES for r in sampled)
     targets = " | ".join(t["target"] for t in data["targets"])
     assert "narrow student" in targets and f"ablation on {bench.ABLATION_SAMPLES} calibration samples" in targets
+    assert f"candidate default ({bench.KL_T1_PROMPTS}, not the default yet)" in targets
     wise = data["wise_ft"]
     spec = bench.WISE_FT["generalization_long"]
     assert len(wise["rows"]) == 3 * len(spec["variants"]) * len(spec["alphas"])
