@@ -119,7 +119,9 @@ def _webdataset_stream(files: list, source: str, image_column: str, caption_colu
     builder re-encodes every image to PNG and decodes it again, per sample: it read 4-5x slower here)."""
     import datasets
 
-    first = next(_tar_samples(files[0]), (None, {}))[1]
+    peek = _tar_samples(files[0])
+    first = next(peek, (None, {}))[1]
+    peek.close()  # closes the shard
     image = next((e for e in IMAGE_EXTENSIONS if e in first), None)
     if image is None or CAPTION_EXTENSION not in first:
         raise VlmcompressError(f"streamed data set {source!r} has no column(s) "

@@ -227,14 +227,13 @@ def write_shards(folder, split: str = "train", images_per_number: int | None = N
     beside it, moved into place whole. Returns the shard paths. ``vlmcompress distill --dataset_name FOLDER
     --max_steps N`` streams them."""
     import io
-    import os
-    import shutil
     import tarfile
     from pathlib import Path
 
     from PIL import Image
 
     from ..errors import VlmcompressError
+    from ..io import atomic_output_dir
 
     if samples_per_shard < 1:
         raise ValueError(f"samples_per_shard must be at least 1, got {samples_per_shard}")
@@ -244,12 +243,8 @@ def write_shards(folder, split: str = "train", images_per_number: int | None = N
                                + ("is a file" if not folder.is_dir() else "already holds files") + ": choose another")
     images, labels, captions = build_split(split, images_per_number=images_per_number)
     order = np.random.default_rng(seed).permutation(len(images))
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        names = []
+    names = []
+    with atomic_output_dir(folder) as tmp:  # written into a temp folder beside it, moved into place whole
         for start in range(0, len(images), samples_per_shard):
             names.append(f"{prefix}-{split}-{start // samples_per_shard:05d}.tar")
             with tarfile.open(tmp / names[-1], "w") as tar:
@@ -262,8 +257,4 @@ def write_shards(folder, split: str = "train", images_per_number: int | None = N
                         info = tarfile.TarInfo(f"{key}.{ext}")
                         info.size = len(payload)
                         tar.addfile(info, io.BytesIO(payload))
-        os.replace(tmp, folder)  # onto a missing or empty folder
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return [folder / name for name in names]
