@@ -397,6 +397,12 @@ def noise_bar(sd_points: float, seeds: int) -> float:
     return 2 * sd_points * (2 / seeds) ** 0.5
 
 
+def versus(group: dict, other: dict, noise: dict) -> tuple:
+    """(held-out points, seen points, the held-out noise bar): ``group``'s 3-seed means against ``other``'s."""
+    return (100 * (group["heldout"] - other["heldout"]), 100 * (group["seen"] - other["seen"]),
+            noise_bar(noise["heldout"], len(group["seeds"])))
+
+
 def mean_sd(group: dict, name: str) -> str:
     """A seed group's mean accuracy and its sd in points, e.g. '88.4% ± 0.4'."""
     sd = group[f"{name}_sd"]
@@ -795,8 +801,7 @@ def targets(rows, teacher, quick: bool, key: str = "zero_shot_accuracy", bars: b
                             "value": f"{pct(default['seen_kept'], 2)} seen, {pct(default['heldout_kept'], 2)} held-out",
                             "met": default["seen_kept"] >= 0.97 and default["heldout_kept"] >= 0.97})
             if default and alone and noise["heldout"] is not None:
-                d_held, d_seen = 100 * (default["heldout"] - alone["heldout"]), 100 * (default["seen"] - alone["seen"])
-                bar = noise_bar(noise["heldout"], len(default["seeds"]))
+                d_held, d_seen, bar = versus(default, alone, noise)
                 out.append({"target": f"default distillation beats contrastive-only on held-out at {steps} steps by "
                             "more than the noise (2 standard errors of the difference of the means) and is not worse "
                             "on seen", "value": f"{d_held:+.1f} held-out (bar {bar:.1f}), {d_seen:+.1f} seen points",
@@ -804,8 +809,7 @@ def targets(rows, teacher, quick: bool, key: str = "zero_shot_accuracy", bars: b
             for name in (KL_T1_PROMPTS, f"{KL_T1_PROMPTS} + contrastive"):  # candidates for the default
                 cand = groups.get(f"{name}{suffix}")
                 if cand and alone and noise["heldout"] is not None:
-                    d_held, d_seen = 100 * (cand["heldout"] - alone["heldout"]), 100 * (cand["seen"] - alone["seen"])
-                    bar = noise_bar(noise["heldout"], len(cand["seeds"]))
+                    d_held, d_seen, bar = versus(cand, alone, noise)
                     out.append({"target": f"candidate default ({name}, not the default yet) beats contrastive-only on "
                                 f"held-out at {cand['steps']} steps by more than the noise and is not worse on seen",
                                 "value": f"{d_held:+.1f} held-out (bar {bar:.1f}), {d_seen:+.1f} seen points; kept "
