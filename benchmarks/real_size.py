@@ -781,13 +781,14 @@ def print_distill(rows):
 
 def importance_cost(args, torch) -> dict:
     """Seconds to score every head and neuron of the CLIP (random weights, random 224 px images and 77-token texts)
-    with each data-driven importance at its default calibration settings (``default_samples`` at
-    ``PruningConfig.calibration_batch_size``). fisher and taylor run whole; ablation's head scores (a pass per head
-    and batch) are measured on one batch and multiplied by the batches, at its default sample count and at a quarter
-    of it, plus its taylor neuron scores measured at each."""
+    with each data-driven importance at its default calibration settings (``importance.default_samples`` for this
+    model at ``PruningConfig.calibration_batch_size``). fisher and taylor run whole; ablation's head scores (a pass per
+    head and batch) are measured on one batch and multiplied by the batches, at the sample count its default gives
+    this model (capped by ``head_sample_budget``) and at its uncapped ``default_samples``, plus its taylor neuron
+    scores measured at each."""
     from vlmcompress import PruningConfig
     from vlmcompress.adapters import get_adapter
-    from vlmcompress.pruning.importance import IMPORTANCE
+    from vlmcompress.pruning.importance import IMPORTANCE, default_samples
 
     model, _ = build_clip(args, "fp32")
     adapter = get_adapter(model)
@@ -805,7 +806,7 @@ def importance_cost(args, torch) -> dict:
     neurons = sum(m.num_neurons for _, _, m in adapter.mlp_units())
     rows = {}
     for name in ("fisher", "taylor"):
-        samples = IMPORTANCE[name].default_samples
+        samples = default_samples(name, model, batch_size)
         data = batches(samples)
         t0 = time.perf_counter()
         IMPORTANCE[name]()(model, data)
@@ -814,13 +815,15 @@ def importance_cost(args, torch) -> dict:
         print(f"  {name}: {rows[name]['seconds']:.1f} s for {len(data)} batches", flush=True)
     # ablation: every head gated off alone on one batch, measured (each batch costs the same: its reference pass,
     # then per head the layers from the head's on, the rest replayed), times the batches of the default sample count
-    # and of a quarter of it, plus the taylor neuron scores measured at each
-    data = batches(IMPORTANCE["ablation"].default_samples)
+    # for this model and of the uncapped count, plus the taylor neuron scores measured at each
+    full = IMPORTANCE["ablation"].default_samples
+    data = batches(full)
+    capped = data[: max(1, default_samples("ablation", model, batch_size) // batch_size)]
     t0 = time.perf_counter()
     IMPORTANCE["ablation"]()._head_scores(model, data[:1])
     batch_s = time.perf_counter() - t0
     print(f"  ablation: every head on one batch of {batch}: {batch_s:.1f} s", flush=True)
-    for name, part in (("ablation", data), (f"ablation, {len(data) // 4 * batch_size} samples", data[: len(data) // 4])):
+    for name, part in (("ablation", capped), (f"ablation, {full} samples (--calibration-samples {full})", data)):
         t0 = time.perf_counter()
         IMPORTANCE["taylor"]()(model, part)
         neuron_s = time.perf_counter() - t0

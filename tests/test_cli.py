@@ -25,10 +25,11 @@ def test_the_console_script_runs_as_a_process(tmp_path):
 
 def test_evaluate_prints_table_and_writes_json(tiny_clip_dir, tmp_path):
     out = tmp_path / "metrics.json"
-    r = run_cli("evaluate", str(tiny_clip_dir), "--eval-dataset", "vlmcompress/digits-test", "--images-per-number", "1",
+    r = run_cli("evaluate", str(tiny_clip_dir), "--eval-dataset", "vlmcompress/digits-test", "--max-eval-samples", "150",
                 "--latency-repeats", "5", "--latency-batch-size", "4", "--output", str(out))
     assert r.returncode == 0, r.stderr
     assert "zero-shot acc (held-out)" in r.stdout and "recall@5 text->image" in r.stdout
+    assert "1 test image(s) per number, 100 in all" in r.stdout  # the cap keeps every number
     data = json.loads(out.read_text())
     assert data["eval_images"] == 100 and data["latency_batch_size"] == 4 and data["params"] > 0
 

@@ -101,20 +101,6 @@ def test_below_start_is_judged_against_the_noise_of_the_two_figures():
     assert "caption accuracy" in below_start(captions, {**captions, "caption_accuracy": 0.5}, args)
 
 
-def test_max_eval_samples_cuts_the_embedded_benchmark_per_number(capsys):
-    """--max_eval_samples on the embedded benchmark (vlmcompress/digits-test) keeps every number and cuts the images
-    per number, with one note; other sets take their seeded subset instead."""
-    from vlmcompress.evaluation import EMBEDDED, NO_EVAL
-    from vlmcompress.workflows.distill import DataArguments, embedded_images_per_number
-
-    assert embedded_images_per_number(DataArguments(max_eval_samples=500), EMBEDDED) == 5
-    assert "5 test image(s) per number, 500 in all" in capsys.readouterr().out
-    assert embedded_images_per_number(DataArguments(max_eval_samples=50), EMBEDDED) == 1  # one each, at least
-    assert embedded_images_per_number(DataArguments(max_eval_samples=50_000), EMBEDDED) == 100  # no cut needed
-    assert embedded_images_per_number(DataArguments(), EMBEDDED) == 100
-    assert embedded_images_per_number(DataArguments(max_eval_samples=500), NO_EVAL) == 100
-
-
 @pytest.mark.distributed
 def test_two_real_processes_with_accelerate_launch(tmp_path):
     out = tmp_path / "ddp"

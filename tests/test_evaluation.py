@@ -160,3 +160,25 @@ def test_captioner_is_measured_by_its_captions(blip_processor):
     assert len(metrics["caption_examples"]) == 5 and all(isinstance(c, str) for c in metrics["caption_examples"])
     table = format_metrics_table({"captioner": metrics})
     assert "caption accuracy (held-out)" in table and "zero-shot" not in table
+
+
+def test_max_eval_samples_cuts_the_embedded_benchmark_per_number(capsys):
+    """A sample cap on the embedded benchmark (vlmcompress/digits-test) keeps every number and cuts the images per
+    number, with one note, in distill, the other commands and recipes alike; other sets draw their seeded subset."""
+    from vlmcompress.evaluation import EMBEDDED, NO_EVAL, embedded_images_per_number
+    from vlmcompress.workflows.compress import Pipeline
+    from vlmcompress.workflows.recipe import recipe_from_dict
+
+    assert embedded_images_per_number(EMBEDDED, None, 500) == 5
+    assert "--max-eval-samples 500 on the embedded benchmark (100 numbers): 5 test image(s) per number, 500 in all" \
+        in capsys.readouterr().out
+    assert embedded_images_per_number(EMBEDDED, 100, 50, "--max_eval_samples") == 1  # one each, at least
+    assert "--max_eval_samples 50" in capsys.readouterr().out
+    assert embedded_images_per_number(EMBEDDED, 3, 500) == 3  # no cut needed
+    assert embedded_images_per_number(EMBEDDED, None, 50_000) is None and embedded_images_per_number(EMBEDDED, 7, None) == 7
+    assert embedded_images_per_number(NO_EVAL, 100, 500) == 100 and capsys.readouterr().out == ""
+    recipe = recipe_from_dict({"output_dir": "x", "data": {"max_eval_samples": 300},
+                               "stages": [{"quantize": {"bits": 8}}]})
+    kwargs = Pipeline(recipe, inputs_only=True, log=lambda text: None).eval_kwargs(None)  # None: the embedded teacher
+    assert kwargs["dataset"] == EMBEDDED and kwargs["images_per_number"] == 3
+    assert "data.max_eval_samples 300" in capsys.readouterr().out

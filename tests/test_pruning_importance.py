@@ -165,7 +165,36 @@ def test_ablation_is_the_default_and_uses_its_own_sample_count(processor):
     model = tiny_clip(processor)
     steps = prune_model(model, config, processor)
     assert [s["importance"] for s in steps] == ["ablation"]
+    assert steps[0]["calibration_samples"] == AblationImportance.default_samples == 512
     assert all(get_adapter(model).attention(layer).num_heads == 3 for _, _, layer in get_adapter(model).layer_units())
+
+
+def test_ablation_default_samples_shrink_where_heads_are_many_and_say_so(processor, monkeypatch, caplog):
+    from vlmcompress.pruning.config import PruningConfig, prune_model
+    from vlmcompress.pruning.importance import default_samples
+
+    model = tiny_clip(processor)
+    heads = sum(a.num_heads for _, _, a in get_adapter(model).head_units())
+    assert default_samples("ablation", model, 64) == 512  # a small model keeps the full count
+    # as if the model had 8x the heads the budget allows at 512 samples: heads x samples stays within the budget
+    monkeypatch.setattr(AblationImportance, "head_sample_budget", heads * 64)
+    assert default_samples("ablation", model, 64) == 64 and default_samples("ablation", model, 32) == 64
+    assert default_samples("ablation", model, 64, score_heads=False) == 512  # neurons only: no pass per head
+    assert default_samples("fisher", model, 64) == FisherImportance.default_samples
+    monkeypatch.setattr(AblationImportance, "head_sample_budget", 1)
+    assert default_samples("ablation", model, 64) == 64  # at least one batch
+    monkeypatch.setattr(AblationImportance, "head_sample_budget", heads * 64)
+    with caplog.at_level("WARNING"):
+        steps = prune_model(model, PruningConfig(head_ratio=0.25, head_scope="per_layer", calibration_batch_size=64),
+                            processor)
+    assert steps[0]["calibration_samples"] == 64
+    assert f"{heads} heads, so their scores use 64 calibration samples, not 512" in caplog.text
+    assert "--calibration-samples 512" in caplog.text
+    caplog.clear()
+    steps = prune_model(tiny_clip(processor), PruningConfig(head_ratio=0.25, head_scope="per_layer",
+                                                            calibration_samples=128, calibration_batch_size=64),
+                        processor)
+    assert steps[0]["calibration_samples"] == 128 and "calibration samples" not in caplog.text  # asked: not capped
 
 
 def test_taylor_needs_data(processor):

@@ -122,7 +122,7 @@ def _eval_plan(args) -> dict:
     """evaluate_model's keyword arguments for this command: the evaluation set (--eval-dataset; without one the
     embedded benchmark for an embedded model, else accuracy is not measured), templates, task. Opened here, before
     any model is loaded, so a bad evaluation set costs no work."""
-    from .evaluation import NO_EVAL, load_templates, resolve_eval_set
+    from .evaluation import NO_EVAL, embedded_images_per_number, load_templates, resolve_eval_set
     from .loading import resolve_model_path
 
     load_templates(args.templates)  # a bad template file fails before the data set is opened
@@ -135,7 +135,8 @@ def _eval_plan(args) -> dict:
                        "are); name one to measure it")
     elif not isinstance(dataset, str):
         print(f"evaluation set {dataset.describe()}")
-    return dict(dataset=dataset, images_per_number=args.images_per_number, latency_batch_size=args.latency_batch_size,
+    per_number = embedded_images_per_number(dataset, args.images_per_number, args.max_eval_samples)
+    return dict(dataset=dataset, images_per_number=per_number, latency_batch_size=args.latency_batch_size,
                 templates=args.templates, task=args.eval_task)
 
 
@@ -584,7 +585,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--scores", help="importance scores saved earlier (skip scoring)")
     pr.add_argument("--save-scores", help="write the importance scores to this JSON file")
     pr.add_argument("--calibration-samples", type=_positive_int, default=None,
-                    help="samples for scoring (default: 512 for ablation, 256 for taylor)")
+                    help="samples for scoring (default: 256 for taylor and fisher; 512 for ablation, fewer on a model with "
+                         "over 64 heads so that heads x samples stays within 32,768)")
     _add_dataset_args(pr, "calibration", "train")
     pr.add_argument("--seed", type=int, default=0)
     _add_eval_and_loading(pr)

@@ -26,6 +26,9 @@ Pruning steps record what they removed in the base model's original numbering::
     {"method": "layer_pruning", "removed_layers": {"vision": [3, 5]}}
     {"method": "mlp_pruning", "removed_neurons": {"vision": {"0": [...]}}}
 
+Head and MLP steps chosen by a ratio add ``importance``, ``ratio``, ``scope`` and, when scores were computed on
+calibration data in the run, ``calibration_samples``.
+
 Quantization steps say what ``config.json``'s ``quantization_config`` does, and why each Linear kept full precision::
 
     {"method": "quantization", "backend": "bitsandbytes", "bits": 4, "quant_type": "nf4" | "fp4" | "llm_int8",

@@ -407,6 +407,22 @@ def is_embedded_model(path, _depth: int = 0) -> bool:
         is_embedded_model(base, _depth + 1)
 
 
+def embedded_images_per_number(dataset, images_per_number: int | None, max_samples: int | None,
+                               flag: str = "--max-eval-samples") -> int | None:
+    """Test images per number on the embedded benchmark (``dataset`` is ``EMBEDDED``): ``images_per_number``
+    (None: 100), cut so that its 100 numbers hold at most ``max_samples`` images, at least one each (said in one line
+    when cut). Any other ``dataset`` gets ``images_per_number`` back: ``load_eval_set`` draws ``max_samples`` itself."""
+    if not (isinstance(dataset, str) and dataset == EMBEDDED) or not max_samples:
+        return images_per_number
+    per = images_per_number or 100
+    if max_samples >= per * digits.NUM_CLASSES:
+        return images_per_number
+    cut = max(1, max_samples // digits.NUM_CLASSES)
+    print(f"note: {flag} {max_samples} on the embedded benchmark ({digits.NUM_CLASSES} numbers): {cut} test image(s) "
+          f"per number, {cut * digits.NUM_CLASSES} in all", flush=True)
+    return cut
+
+
 def resolve_eval_set(name: str | None, model_path, **kwargs):
     """What a command evaluates on: the named set, else the embedded benchmark for an embedded model, else
     ``NO_EVAL`` (accuracy not measured; the command says so)."""

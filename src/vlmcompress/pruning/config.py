@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from ..adapters import get_adapter
@@ -10,6 +11,7 @@ from ..io import JsonConfig
 from . import importance as imp
 from .structural import prune_heads, prune_hidden, prune_layers, prune_mlp
 
+logger = logging.getLogger(__name__)
 CONFIG_FILENAME = "pruning_config.json"
 IMPORTANCE_NAMES = tuple(imp.IMPORTANCE)  # the criteria importance.py registers
 
@@ -45,8 +47,8 @@ class PruningConfig(JsonConfig):
     layer_strategy: str | None = None
     keep_every: int | None = None
     remove_layers: dict | None = None
-    #: calibration samples for data-driven importance (None: the importance's own default, 512 for ablation, 256
-    #: for taylor)
+    #: calibration samples for data-driven importance (None: the importance's own default: 256 for taylor and fisher,
+    #: 512 for ablation, fewer on a model with over 64 heads: ``importance.default_samples``)
     calibration_samples: int | None = None
     calibration_batch_size: int = 32
     seed: int = 0
@@ -56,7 +58,8 @@ class PruningConfig(JsonConfig):
     command = "prune"
 
     def effective(self) -> dict:
-        """``to_dict()`` with the calibration size the importance falls back to when none is given."""
+        """``to_dict()`` with the calibration size the importance falls back to when none is given (ablation on a model
+        with over 64 heads scores on fewer: the pruning step records the count used, ``calibration_samples``)."""
         out = self.to_dict()
         if out["calibration_samples"] is None:
             out["calibration_samples"] = getattr(imp.IMPORTANCE.get(self.importance), "default_samples", None)
@@ -187,7 +190,17 @@ def prune_model(model, config: PruningConfig, processor=None, *, dataset=None, s
         if batches is None:
             if processor is None:
                 raise VlmcompressError("calibration needs the model's processor")
-            samples = config.calibration_samples or getattr(imp.IMPORTANCE.get(config.importance), "default_samples", 256)
+            samples = config.calibration_samples
+            if samples is None:
+                samples = imp.default_samples(config.importance, model, config.calibration_batch_size,
+                                              score_heads=bool(config.head_ratio or config.hidden_ratio))
+                full = getattr(imp.IMPORTANCE.get(config.importance), "default_samples", samples)
+                if samples < full:
+                    heads = sum(attn.num_heads for _, _, attn in adapter.head_units())
+                    logger.warning(f"{config.importance} importance: {heads} heads, so their scores use {samples} "
+                                   f"calibration samples, not {full}, to keep the cost (a forward pass per head and "
+                                   f"batch) bounded; --calibration-samples {full} (recipes: calibration_samples) "
+                                   "scores on more, for longer")
             batches = imp.calibration_batches(processor, dataset, num_samples=samples,
                                               batch_size=config.calibration_batch_size, seed=config.seed,
                                               text_padding=adapter.text_padding)
@@ -228,6 +241,8 @@ def prune_model(model, config: PruningConfig, processor=None, *, dataset=None, s
             step = prune(model, plan)
             step.update(importance=config.importance if ratio else "explicit", ratio=ratio or None,
                         scope=scope if ratio else None)
+            if ratio and batches is not None:  # the samples the scores came from (ablation's default depends on the model)
+                step["calibration_samples"] = sum(len(b["input_ids"]) for b in batches)
             steps.append(step)
     if config.hidden_ratio:
         keep = {}

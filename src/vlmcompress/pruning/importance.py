@@ -294,6 +294,9 @@ class AblationImportance:
     name = "ablation"
     needs_data = True
     default_samples = 512
+    #: the default sample count's cap where heads are many: heads x samples stays within this many single-sample
+    #: passes (512 samples up to 64 heads; ViT-B/32's 240 heads: 128 samples; benchmarks/real_size.py --importance-cost)
+    head_sample_budget = 32_768
 
     def __init__(self, score_heads: bool = True, replay: bool = True):
         self.score_heads = score_heads  # False: neuron scores only (no head is to be removed)
@@ -342,6 +345,20 @@ class AblationImportance:
         taylor = TaylorImportance()(model, batches)
         return {"heads": self._head_scores(model, batches) if self.score_heads else taylor["heads"],
                 "neurons": taylor["neurons"]}
+
+
+def default_samples(name: str, model=None, batch_size: int = 32, score_heads: bool = True) -> int:
+    """The calibration sample count importance ``name`` uses when none is given: its ``default_samples``, and for
+    ablation scoring the heads of ``model``, no more than keep heads x samples within ``head_sample_budget`` (whole
+    batches of ``batch_size``, at least one): its cost is a forward pass per head and batch."""
+    criterion = IMPORTANCE.get(name)
+    samples = getattr(criterion, "default_samples", 256)
+    budget = getattr(criterion, "head_sample_budget", None)
+    if budget and score_heads and model is not None:
+        heads = sum(attn.num_heads for _, _, attn in get_adapter(model).head_units())
+        if heads:
+            samples = min(samples, max(batch_size, budget // heads // batch_size * batch_size))
+    return samples
 
 
 def _inputs(batch: dict) -> dict:

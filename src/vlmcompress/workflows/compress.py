@@ -140,7 +140,7 @@ class Pipeline:
         return self.recipe.data.get("eval") or (EMBEDDED if is_embedded_model(base) else NO_EVAL)
 
     def eval_kwargs(self, base) -> dict | None:
-        from ..evaluation import load_templates, resolve_eval_set
+        from ..evaluation import embedded_images_per_number, load_templates, resolve_eval_set
 
         data = self.recipe.data
         load_templates(data.get("templates"))
@@ -152,7 +152,9 @@ class Pipeline:
                                    label_column=data.get("eval_label_column"),
                                    max_samples=data.get("max_eval_samples"),
                                    on_bad_sample=data.get("on_bad_sample", "error"))
-        return dict(dataset=dataset, images_per_number=data.get("images_per_number"),
+        per_number = embedded_images_per_number(dataset, data.get("images_per_number"), data.get("max_eval_samples"),
+                                                flag="data.max_eval_samples")
+        return dict(dataset=dataset, images_per_number=per_number,
                     latency_batch_size=self.recipe.eval.get("latency_batch_size", 32),
                     templates=data.get("templates"), task=data.get("eval_task", "auto"))
 

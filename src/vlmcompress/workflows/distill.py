@@ -37,7 +37,7 @@ from ..data.streaming import is_streamed, shard_files
 from ..distillation import DistillationConfig, DistillationTrainer
 from ..distillation.cache import cache_teacher_outputs, use_teacher_cache
 from ..errors import VlmcompressError
-from ..evaluation import evaluate_model
+from ..evaluation import embedded_images_per_number, evaluate_model
 from ..evaluation.eval_sets import ON_BAD_SAMPLE
 from ..evaluation.harness import count_parameters
 from ..hub import push_if_requested, without_push
@@ -278,21 +278,6 @@ def gradual_pruning(args: StudentArguments, max_steps: int):
     return PruningCallback(PruningConfig(towers=args.towers.split(","), head_ratio=args.head_ratio,
                                          head_scope=args.head_scope, mlp_ratio=args.mlp_ratio, importance="taylor"),
                            start_step=0, end_step=end)
-
-
-def embedded_images_per_number(data: DataArguments, test) -> int:
-    """Test images per number of the embedded benchmark: ``--eval_images_per_number``, cut so that the 100 numbers
-    hold at most ``--max_eval_samples`` images (at least one each: said in one line when that is more)."""
-    from ..embedded.digits import NUM_CLASSES
-    from ..evaluation import EMBEDDED
-
-    per = data.eval_images_per_number
-    if test is not EMBEDDED or not data.max_eval_samples or data.max_eval_samples >= per * NUM_CLASSES:
-        return per
-    cut = max(1, data.max_eval_samples // NUM_CLASSES)
-    print(f"note: --max_eval_samples {data.max_eval_samples} on the embedded benchmark ({NUM_CLASSES} numbers): "
-          f"{cut} test image(s) per number, {cut * NUM_CLASSES} in all", flush=True)
-    return cut
 
 
 def load_data(data: DataArguments, seed: int):
@@ -545,7 +530,8 @@ def _distill(student_args, data_args, distill_cfg, training_args, *, base_model=
             raise VlmcompressError(f"--freeze_towers {','.join(frozen)} leaves no tower to shrink out of --towers "
                                    f"{student_args.towers}: freeze fewer towers")
         student_args.towers = ",".join(shrink)
-    eval_kw = {"dataset": test, "images_per_number": embedded_images_per_number(data_args, test),
+    eval_kw = {"dataset": test, "images_per_number": embedded_images_per_number(test, data_args.eval_images_per_number,
+                                                                     data_args.max_eval_samples, "--max_eval_samples"),
                "templates": data_args.templates, "task": data_args.eval_task,
                "latency_batch_size": data_args.latency_batch_size}
     measure = not data_args.skip_eval and training_args.process_index == 0
