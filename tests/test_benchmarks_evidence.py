@@ -218,13 +218,15 @@ def test_quick_generalization_suite_runs_every_variant_once_per_seed(tmp_path):
     sections = [row["section"] for row in data["rows"]]
     assert sections.count("generalization") == len(bench.GENERALIZATION) * len(bench.SEEDS)
     assert sections.count("generalization-pruning") == len(bench.SEEDS) * (sum(
-        len(importances) for _, importances in bench.GENERALIZATION_PRUNINGS) + 1)  # + recovered by the candidate
+        len(importances) for _, importances in bench.GENERALIZATION_PRUNINGS) + 2)  # + recovered by the candidates
     seeds = {row["seed"]: row["stages"][0]["training"] for row in data["rows"] if row["variant"] == bench.GENERALIZATION[0][0]}
     assert sorted(seeds) == list(bench.SEEDS)
-    assert len(data["targets"]) == 8 and all(t["met"] is None for t in data["targets"])
-    targets = [t["target"] for t in data["targets"]]  # the candidate default against contrastive-only, and its recovery
+    assert len(data["targets"]) == 10 and all(t["met"] is None for t in data["targets"])
+    targets = [t["target"] for t in data["targets"]]  # the candidate defaults against contrastive-only, their recovery
     assert sum(t.startswith(f"candidate default ({bench.KL_T1_PROMPTS}") for t in targets) == 2
+    assert sum(t.startswith(f"candidate default ({bench.KL_CONTRASTIVE}") for t in targets) == 1
     assert any(f"recovered by {bench.KL_T1_PROMPTS}" in t for t in targets)
+    assert any(f"recovered by {bench.KL_CONTRASTIVE}" in t for t in targets)
     page = (out / "evidence_generalization.md").read_text()
     assert "## Generalization: seen and held-out over 3 seeds" in page and "Seed-to-seed noise" in page
     assert "## Pruning by importance over 3 seeds" in page and "heads -50% (fisher)" in page
