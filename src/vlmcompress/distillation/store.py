@@ -162,21 +162,20 @@ class TeacherStore:
                                     "image": data["image"], "text": data["text"]}
         return self._open[name]
 
-    def lookup(self, batch: dict) -> dict:
-        """``teacher_image_embeds``/``teacher_text_embeds`` (float32) of a batch of streamed samples."""
+    def lookup(self, row: dict) -> dict:
+        """``teacher_image_embeds``/``teacher_text_embeds`` (float32) of one streamed sample."""
         from ..data.streaming import KEY_COLUMN
 
-        image, text = [], []
-        for url, key in zip(batch["__url__"], batch[KEY_COLUMN]):
-            shard = self._shard(url)
-            i = shard["index"].get(str(key))
-            if i is None:
-                raise VlmcompressError(f"teacher store {self.folder} has no sample {key!r} of {Path(url).name}: the "
-                                       "data changed since it was written")
-            image.append(shard["image"][i])
-            text.append(shard["text"][i])
-        return {"teacher_image_embeds": np.stack(image).astype(np.float32),
-                "teacher_text_embeds": np.stack(text).astype(np.float32)}
+        url, key = row["__url__"], row[KEY_COLUMN]
+        shard = self._shard(url)
+        i = shard["index"].get(str(key))
+        if i is None:
+            raise VlmcompressError(f"teacher store {self.folder} has no sample {key!r} of {Path(url).name}: the data "
+                                   "changed since it was written")
+        return {"teacher_image_embeds": shard["image"][i].astype(np.float32),
+                "teacher_text_embeds": shard["text"][i].astype(np.float32)}
 
     def attach(self, stream):
-        return stream.map(self.lookup, batched=True, batch_size=64)
+        # per row: a batched map gathers the rows (images included) into columns and splits them again, which cost
+        # more than the lookup itself
+        return stream.map(self.lookup)
