@@ -244,6 +244,9 @@ GENERALIZATION = (
 #: recovery, per importance; fisher is the empirical Fisher of per-sample gates, one backward pass per batch
 GENERALIZATION_PRUNINGS = (("heads -50%", ("ablation", "fisher", "magnitude")),
                            ("heads -50% + MLP -50%", ("ablation", "fisher")))
+#: the head scope the library defaults to (heads ranked across a tower's layers), beside PRUNINGS' per-layer shapes
+GLOBAL_HEADS = "heads -50% (global) + MLP -50%"
+GENERALIZATION_SHAPES = {**PRUNINGS, GLOBAL_HEADS: {**PRUNINGS["heads -50% + MLP -50%"], "head_scope": "global"}}
 
 
 #: the longer schedules (their own suite, as each row costs 3-5 minutes): the default against contrastive-only at
@@ -278,7 +281,7 @@ def seeded_prunings(s: dict, prunings) -> list[dict]:
     recovery = {"max_steps": s["recovery_steps"], "per_device_train_batch_size": s["batch_size"]}
     return [{"section": "generalization-pruning", "variant": variant, "name": f"{variant}, seed {seed}",
              "pruning": what, "importance": importance, "seed": seed, **({"samples": samples} if samples else {}),
-             "stages": [{"prune": {**PRUNINGS[what], "importance": importance, "seed": seed,
+             "stages": [{"prune": {**GENERALIZATION_SHAPES[what], "importance": importance, "seed": seed,
                                    **({"calibration_samples": samples} if samples else {})}},
                         {"distill": {**recovery, **(how[1] if how else {}), "seed": seed}}],
              **({"data": how[2]} if how else {})}
@@ -357,7 +360,8 @@ def generalization_rows(s: dict, teacher_config: dict) -> list[dict]:
         s, [(what, importance, None) for what, importances in GENERALIZATION_PRUNINGS for importance in importances]
         + [("heads -50% + MLP -50%", DEFAULT_IMPORTANCE, None, (KL_T1_PROMPTS, KL_T1_PROMPTS_OPTIONS,
                                                               {"texts": "embedded"})),
-           ("heads -50% + MLP -50%", DEFAULT_IMPORTANCE, None, (KL_CONTRASTIVE, KL_CONTRASTIVE_OPTIONS, {}))])
+           ("heads -50% + MLP -50%", DEFAULT_IMPORTANCE, None, (KL_CONTRASTIVE, KL_CONTRASTIVE_OPTIONS, {})),
+           (GLOBAL_HEADS, DEFAULT_IMPORTANCE, None)])
 
 
 def seed_groups(rows, teacher, key, section: str = "generalization", stage: int = -1) -> list[dict]:

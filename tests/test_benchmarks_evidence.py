@@ -218,7 +218,7 @@ def test_quick_generalization_suite_runs_every_variant_once_per_seed(tmp_path):
     sections = [row["section"] for row in data["rows"]]
     assert sections.count("generalization") == len(bench.GENERALIZATION) * len(bench.SEEDS)
     assert sections.count("generalization-pruning") == len(bench.SEEDS) * (sum(
-        len(importances) for _, importances in bench.GENERALIZATION_PRUNINGS) + 2)  # + recovered by the candidates
+        len(importances) for _, importances in bench.GENERALIZATION_PRUNINGS) + 3)  # + the candidates' recovery, global
     seeds = {row["seed"]: row["stages"][0]["training"] for row in data["rows"] if row["variant"] == bench.GENERALIZATION[0][0]}
     assert sorted(seeds) == list(bench.SEEDS)
     assert len(data["targets"]) == 10 and all(t["met"] is None for t in data["targets"])
