@@ -41,6 +41,21 @@ def _regenerate(name: str) -> str:
     return f"model_cards/examples/{name} is stale: regenerate it with `python model_cards/make_examples.py {name}`"
 
 
+def _in_effect(settings):
+    """Settings without those that cannot have changed the run: a head scope where no heads were removed by a ratio,
+    an MLP scope where no neurons were (a changed default of either is no reason to re-run what never used it)."""
+    if isinstance(settings, list):
+        return [_in_effect(s) for s in settings]
+    if not isinstance(settings, dict):
+        return settings
+    out = {k: _in_effect(v) for k, v in settings.items()}
+    if "head_scope" in out and not (out.get("head_ratio") and not out.get("hidden_ratio")):
+        out.pop("head_scope")
+    if "mlp_scope" in out and not out.get("mlp_ratio"):
+        out.pop("mlp_scope")
+    return out
+
+
 def _cli_configs(argv: list) -> dict:
     """{kind: effective settings} of the method config a vlmcompress command line runs."""
     from vlmcompress import cli
@@ -77,7 +92,7 @@ def test_every_example_card_ran_with_todays_settings(example):
     report = _report(example)
     if spec.recipe:  # recipes/distill_*.py with their defaults
         family = "blip" if spec.recipe.endswith("blip") else "clip"
-        assert _distill_recorded(report) == _distill_expected(family), _regenerate(example)
+        assert _in_effect(_distill_recorded(report)) == _in_effect(_distill_expected(family)), _regenerate(example)
     elif spec.argv[0] == "compress":  # a recipe file: the committed copy is today's, its last stage ran as it says
         from vlmcompress.workflows.recipe import recipe_from_dict, stage_configs
 
@@ -88,9 +103,21 @@ def test_every_example_card_ran_with_todays_settings(example):
         recipe = recipe_from_dict(ours, path=str(recipe_path))
         last = recipe.stages[-1]
         config = stage_configs(last, recipe.family, first=last.index == 1)
-        assert (report.get("effective_settings") or {}).get(config.kind) == config.effective(), _regenerate(example)
+        assert _in_effect((report.get("effective_settings") or {}).get(config.kind)) == _in_effect(config.effective()), \
+            _regenerate(example)
     else:
-        assert report.get("effective_settings") == _cli_configs(spec.argv), _regenerate(example)
+        assert _in_effect(report.get("effective_settings")) == _in_effect(_cli_configs(spec.argv)), _regenerate(example)
+
+
+def test_the_checks_ignore_only_scopes_no_ratio_used():
+    """A head or MLP scope counts where units were removed by that ratio, and nowhere else."""
+    used = {"pruning": {"head_ratio": 0.25, "head_scope": "global", "mlp_ratio": 0.0, "mlp_scope": "per_layer"}}
+    assert _in_effect(used) == {"pruning": {"head_ratio": 0.25, "head_scope": "global", "mlp_ratio": 0.0}}
+    assert _in_effect(used) != _in_effect({"pruning": {**used["pruning"], "head_scope": "per_layer"}})
+    idle = {"head_ratio": 0.0, "head_scope": "global", "mlp_ratio": 0.5, "mlp_scope": "per_layer"}
+    assert _in_effect([idle]) == [{"head_ratio": 0.0, "mlp_ratio": 0.5, "mlp_scope": "per_layer"}]
+    narrow = {"hidden_ratio": 0.5, "head_ratio": 0.0, "head_scope": "global"}  # the width keeps every layer's heads
+    assert "head_scope" not in _in_effect(narrow)
 
 
 def test_the_example_check_sees_a_changed_default():
@@ -154,7 +181,8 @@ def evidence_problem(data: dict, name: str) -> str | None:
     for n, row in recorded.items():  # a planned or export stage (None today) has nothing to compare
         own = [st for st in row["stages"] if not st.get("inherited")]
         if any(st.get("effective") for st in own) and any(
-                want is not None and st.get("effective") != want for st, want in zip(own, _effective(today[n]))):
+                want is not None and _in_effect(st.get("effective")) != _in_effect(want)
+            for st, want in zip(own, _effective(today[n]))):
             return rerun + f" (row {n!r} ran with other settings than today's defaults give)"
     return None
 

@@ -566,8 +566,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "head and batch), fisher (the empirical Fisher of per-sample gates: ablation's quantity to second "
                     "order, one backward pass per batch), taylor (gradients), magnitude (weight norms) or random")
     pr.add_argument("--head-ratio", type=_fraction, default=0.0, help="fraction of attention heads to remove")
-    pr.add_argument("--head-scope", default="global", choices=["global", "per_layer"],
-                    help="rank heads across the layers of a tower (default) or within each layer")
+    pr.add_argument("--head-scope", default="per_layer", choices=["global", "per_layer"],
+                    help="rank heads within each layer (default: every layer keeps the same share) or across the layers of a "
+                         "tower (global)")
     pr.add_argument("--head-plan", help='explicit heads as JSON or a JSON file: {"vision": {"0": [1, 3]}}')
     pr.add_argument("--mlp-ratio", type=_fraction, default=0.0, help="fraction of MLP neurons to remove")
     pr.add_argument("--mlp-scope", default="per_layer", choices=["global", "per_layer"],

@@ -37,7 +37,7 @@ class PruningConfig(JsonConfig):
     #: by taylor: the best measured on the evidence page), "taylor", "magnitude" or "random"
     importance: str = "ablation"
     head_ratio: float = 0.0
-    head_scope: str = "global"
+    head_scope: str = "per_layer"
     head_plan: dict | None = None
     mlp_ratio: float = 0.0
     mlp_scope: str = "per_layer"

@@ -60,7 +60,7 @@ class StudentArguments:
     hidden_ratio: float = field(default=0.0, metadata={"help": "Inherited student: fraction of each tower's hidden width removed, with as many heads per layer (head_dim kept): a narrow student of the stock shape, TinyCLIP-style (CLIP; not with --head_ratio)."})
     importance: str = field(default="ablation", metadata={"help": "Inherited student: ranking of heads/neurons: ablation (heads removed one at a time, scored by the output KL; neurons by taylor), fisher (empirical Fisher of per-sample gates), taylor, magnitude or random."})
     towers: str = field(default="vision,text", metadata={"help": "Towers the inherited student shrinks."})
-    head_scope: str = field(default="global", metadata={"help": "Inherited student: rank heads across the layers of a tower (global) or within each layer (per_layer)."})
+    head_scope: str = field(default="per_layer", metadata={"help": "Inherited student: rank heads within each layer (per_layer, the default) or across the layers of a tower (global)."})
     prune_gradually: bool = field(default=False, metadata={"help": "Inherited student: remove --head_ratio/--mlp_ratio gradually while distilling (PruningCallback: Taylor scores accumulated over the steps, cubic schedule) instead of one-shot before training; layers (--keep_every) still go first."})
     prune_end: float = field(default=0.75, metadata={"help": "With --prune_gradually: the fraction of the steps by which the ratios are reached (the rest trains the final shape)."})
 
