@@ -63,7 +63,7 @@ from pathlib import Path
 
 _HERE = Path(__file__).resolve().parent
 if str(_HERE) not in sys.path:
-    sys.path.append(str(_HERE))  # appended: benchmarks/onnx.py must never shadow the onnx package
+    sys.path.append(str(_HERE))  # when loaded by path (tests), not run as a script
 
 from _common import environment, hardware, refuse_active_wait_policy  # noqa: E402
 

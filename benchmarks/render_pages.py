@@ -17,7 +17,7 @@ Known shapes:
 - ``pruning.json`` (``benchmarks/pruning.py --json``): ``{variant: METRICS}``, the first variant being the base.
 - ``quantization.json`` (``benchmarks/quantization.py --json``): ``{"model": ..., "variants": {name: {"metrics":
   METRICS, "weight_bytes": {...}, "step": {...}, "drop_seen_points": ..., "drop_heldout_points": ...}}}``.
-- ``onnx.json`` (``benchmarks/onnx.py --json``): ``{"environment": {...}, "settings": {...}, "rows": {name: ROW},
+- ``onnx.json`` (``benchmarks/onnx_runtime.py --json``): ``{"environment": {...}, "settings": {...}, "rows": {name: ROW},
   "chain": {...} | null, "targets": {key: {"target", "threshold", "measured", "met", ...}}}``, ROW holding the model,
   runtime, precision, bytes, ``metrics`` (METRICS or null) and ``latency`` per batch size (median / min / max over
   interleaved rounds, and the per-round speed-up against its ``reference`` row).
@@ -75,7 +75,7 @@ SOURCES = {
     "streaming": ("benchmarks/streaming.py", "distillation from streamed WebDataset shards, with the teacher on the "
                   "fly or read from a teacher store, against the map-style default with the in-memory teacher cache: "
                   "training samples/s, and peak resident memory over one pass of a 1x and a 10x set"),
-    "onnx": ("benchmarks/onnx.py", "PyTorch fp32, ONNX Runtime fp32 and int8 and bitsandbytes int8/nf4 of the embedded "
+    "onnx": ("benchmarks/onnx_runtime.py", "PyTorch fp32, ONNX Runtime fp32 and int8 and bitsandbytes int8/nf4 of the embedded "
              "teacher, a distilled student and a ViT-B/32-sized image tower, timed side by side in interleaved rounds "
              "in one process"),
 }

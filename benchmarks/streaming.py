@@ -30,7 +30,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
-    sys.path.append(str(HERE))  # appended: benchmarks/onnx.py must never shadow the onnx package
+    sys.path.append(str(HERE))  # when loaded by path (tests), not run as a script
 
 from _common import environment, hardware  # noqa: E402
 

@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """PyTorch fp32 vs ONNX Runtime fp32 vs ONNX Runtime int8 vs bitsandbytes int8/nf4, side by side, on CPU.
 
-    python benchmarks/onnx.py --json benchmarks/results/onnx.json             # the default run (< ~10 min, 2 cores)
-    python benchmarks/onnx.py --student outputs/distill_clip --rounds 5 --json benchmarks/results/onnx.json
-    python benchmarks/onnx.py --rounds 3 --images-per-number 5 --skip-vit      # a quick look
+    python benchmarks/onnx_runtime.py --json benchmarks/results/onnx.json             # the default run (< ~10 min, 2 cores)
+    python benchmarks/onnx_runtime.py --student outputs/distill_clip --rounds 5 --json benchmarks/results/onnx.json
+    python benchmarks/onnx_runtime.py --rounds 3 --images-per-number 5 --skip-vit      # a quick look
 
 Three models:
 
@@ -47,25 +47,9 @@ import tempfile
 import time
 from pathlib import Path
 
-# This file is named onnx.py and Python puts its folder first on sys.path: take the folder off again so that
-# `import onnx` (onnxruntime.quantization, vlmcompress.export) finds the onnx package, and load _common by path.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or os.getcwd()).resolve() != _HERE]
+from _common import hardware, refuse_active_wait_policy  # noqa: E402  (this script's folder is on sys.path)
 
-
-def _load_common():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("_bench_common", _HERE / "_common.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_common = _load_common()
-hardware, refuse_active_wait_policy = _common.hardware, _common.refuse_active_wait_policy
-
-SCRIPT = "benchmarks/onnx.py"
+SCRIPT = "benchmarks/onnx_runtime.py"
 TEACHER, STUDENT, VIT, VIT_PRUNED = ("embedded teacher", "distilled student", "ViT-B/32 image tower",
                                      "ViT-B/32 image tower, pruned")
 VIT_CONFIG = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
