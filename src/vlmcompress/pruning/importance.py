@@ -348,9 +348,9 @@ class AblationImportance:
 
 
 def default_samples(name: str, model=None, batch_size: int = 32, score_heads: bool = True) -> int:
-    """The calibration sample count importance ``name`` uses when none is given: its ``default_samples``, and for
-    ablation scoring the heads of ``model``, no more than keep heads x samples within ``head_sample_budget`` (whole
-    batches of ``batch_size``, at least one): its cost is a forward pass per head and batch."""
+    """The calibration sample count importance ``name`` uses when none is given: its ``default_samples``; for ablation
+    scoring the heads of ``model``, cut so that heads x samples stays within ``head_sample_budget`` (in whole batches
+    of ``batch_size``, at least one), as its cost is a forward pass per head and batch."""
     criterion = IMPORTANCE.get(name)
     samples = getattr(criterion, "default_samples", 256)
     budget = getattr(criterion, "head_sample_budget", None)
