@@ -127,3 +127,20 @@ def test_latency_rounds_default_is_written_once():
     recipe = recipe_from_dict({"output_dir": "x", "stages": [{"quantize": {"bits": 8}}]})
     pipeline = Pipeline(recipe, inputs_only=True, log=lambda text: None)
     assert pipeline._latency({"latency_batch_size": 32})["latency_rounds"] == LATENCY_ROUNDS
+
+
+def test_every_command_reads_snake_case_option_names_too():
+    """distill and recipes spell options in snake_case: the other commands read that spelling as well, for their own
+    options only, with values and unknown names left alone."""
+    from vlmcompress.cli import _kebab_case, build_parser
+
+    parser = build_parser()
+    argv = _kebab_case(parser, ["prune", "--head_ratio", "0.5", "--max_eval_samples=10", "--calibration-samples", "32",
+                                "--head_plan", "--a_b", "-o", "x_y"])
+    assert argv == ["prune", "--head-ratio", "0.5", "--max-eval-samples=10", "--calibration-samples", "32",
+                    "--head-plan", "--a_b", "-o", "x_y"]
+    args = parser.parse_args(_kebab_case(parser, ["quantize", "--bits", "8", "--latency_rounds", "2", "-o", "x"]))
+    assert args.latency_rounds == 2
+    assert _kebab_case(parser, ["evaluate", "--head_ratio", "0.5"]) == ["evaluate", "--head_ratio", "0.5"]  # not evaluate's
+    r = run_cli("prune", "--not_an_option", "1", "-o", "x")
+    assert r.returncode != 0 and "--not_an_option" in r.stderr

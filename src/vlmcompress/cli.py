@@ -497,6 +497,23 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}; see --help\n")
 
 
+def _kebab_case(parser: argparse.ArgumentParser, argv: list) -> list:
+    """``argv`` with snake_case option names (``--head_ratio``, as ``distill`` and recipes spell them) in this parser's
+    kebab-case (``--head-ratio``): both spellings are read everywhere. Only names of the command's own options change."""
+    command = next((a for a in argv if not a.startswith("-")), None)
+    subparsers = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+    known = set(parser._option_string_actions)
+    if subparsers is not None and command in subparsers.choices:
+        known |= set(subparsers.choices[command]._option_string_actions)
+    out = []
+    for arg in argv:
+        name, eq, value = arg.partition("=")
+        if arg.startswith("--") and "_" in name and name not in known and name.replace("_", "-") in known:
+            arg = name.replace("_", "-") + eq + value
+        out.append(arg)
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -795,7 +812,7 @@ def main(argv=None) -> int:
         return run_distillation(rest, family=family, prog="vlmcompress distill")
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(_kebab_case(parser, argv))
     except SystemExit as exc:  # --help, --version, a parse error (printed already): its status, also from Python
         return exc.code if isinstance(exc.code, int) else 2
     if not getattr(args, "func", None):
