@@ -170,23 +170,23 @@ def _check_metrics(name, metrics, problems):
             problems.append(f"{name}.{key} is a fraction in [0, 1], got {value}")
 
 
-def _known_sites() -> tuple:
+def known_sites() -> tuple:
     """Tower and head-site names of every registered family (the adapters own them)."""
     from .adapters import known_head_sites
 
     return known_head_sites()
 
 
-def _check_int_list(where, value, problems):
+def check_int_list(where, value, problems):
     if not isinstance(value, list) or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in value):
         problems.append(f"{where} must be a list of non-negative integers")
 
 
-def _check_per_layer(where, value, problems):
+def check_per_layer(where, value, problems):
     if not isinstance(value, dict):
         problems.append(f"{where} must map tower names to objects")
         return
-    sites = _known_sites()
+    sites = known_sites()
     for tower, layers in value.items():
         if tower not in sites:
             problems.append(f"{where} has unknown tower {tower!r} (expected one of {', '.join(sites)})")
@@ -196,7 +196,7 @@ def _check_per_layer(where, value, problems):
         for layer, items in layers.items():
             if not str(layer).isdigit():
                 problems.append(f"{where}.{tower} key {layer!r} is not a layer number")
-            _check_int_list(f"{where}.{tower}.{layer}", items, problems)
+            check_int_list(f"{where}.{tower}.{layer}", items, problems)
 
 
 def _log_rows(log) -> list:
@@ -262,19 +262,11 @@ def _check_step(i, step, problems):
     for key in ("loss_log", "eval_log"):
         if key in step:
             problems.append(f"{where}.{key} belongs in {where}.training.{key}")
-    if method == "head_pruning":
-        _check_per_layer(f"{where}.removed_heads", step.get("removed_heads"), problems)
-    elif method == "mlp_pruning":
-        _check_per_layer(f"{where}.removed_neurons", step.get("removed_neurons"), problems)
-    elif method == "layer_pruning":
-        removed = step.get("removed_layers")
-        if not isinstance(removed, dict):
-            problems.append(f"{where}.removed_layers must map tower names to lists of layer numbers")
-        else:
-            for tower, layers in removed.items():
-                if tower not in _known_sites():
-                    problems.append(f"{where}.removed_layers has unknown tower {tower!r}")
-                _check_int_list(f"{where}.removed_layers.{tower}", layers, problems)
+    from .steps import step_kind
+
+    kind = step_kind(method)
+    if kind is not None and kind.validate is not None:
+        kind.validate(step, where, problems)
 
 
 def validate_report(report) -> dict:

@@ -5,32 +5,27 @@
     save_quantized(model, processor, "outputs/nf4")      # CLIPModel.from_pretrained("outputs/nf4") reloads it
 """
 
-from .config import QuantizationConfig
-from .core import (
-    check_quantized_layout,
-    ensure_not_quantized,
-    is_quantized,
-    plan_skips,
-    quantization_step,
-    quantize,
-    require_bitsandbytes,
-    save_quantized,
-    weight_bytes,
-)
+from __future__ import annotations
 
+import importlib
+
+from .config import QuantizationConfig
+
+_CORE = ("check_quantized_layout", "ensure_not_quantized", "is_quantized", "plan_skips", "quantization_step", "quantize",
+         "require_bitsandbytes", "save_quantized", "weight_bytes")
 _QLORA = ("QLoRATrainer", "prepare_qlora", "lora_target_modules", "check_trainable",
           "own_loss_fn", "save_qlora_adapter", "load_qlora", "merge_qlora", "merge_qlora_model", "qlora_step",
           "train_qlora")
 
 
 def __getattr__(name):
-    # QLoRA pulls in transformers.Trainer and peft: only when asked for
-    if name in _QLORA:
-        from . import qlora
-
-        return getattr(qlora, name)
+    # the kernels (torch, bitsandbytes) and QLoRA (transformers.Trainer, peft) load when first used, so that the
+    # config and the step kinds load without them
+    if name in _CORE or name in _QLORA:
+        value = getattr(importlib.import_module(".core" if name in _CORE else ".qlora", __name__), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["QuantizationConfig", "quantize", "save_quantized", "check_quantized_layout", "ensure_not_quantized",
-           "is_quantized", "plan_skips", "quantization_step", "require_bitsandbytes", "weight_bytes", *_QLORA]
+__all__ = ["QuantizationConfig", *_CORE, *_QLORA]
