@@ -282,3 +282,17 @@ def test_two_processes_under_accelerate(tmp_path, tiny_clip_dir):
     assert r.stdout.count("stage 01-prune: running") == 1  # the main process only
     report = json.loads((out / "02-distill" / "compression_report.json").read_text())
     assert report["steps"][-1]["processes"] == 2 and (out / "02-distill" / "stage.json").is_file()
+
+
+def test_commands_and_pipeline_share_one_runner_per_stage():
+    """`vlmcompress prune/quantize` and the recipe pipeline call the same runners (workflows.stages); neither writes
+    the prune -> finish_checkpoint sequence itself."""
+    import ast
+
+    src = Path(__file__).resolve().parents[1] / "src" / "vlmcompress"
+    for relative in ("cli.py", "workflows/compress.py"):
+        tree = ast.parse((src / relative).read_text())
+        called = {node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", None)
+                  for node in ast.walk(tree) if isinstance(node, ast.Call)}
+        assert {"prune_stage", "quantize_stage"} <= called, relative
+        assert not called & {"finish_checkpoint", "prune_model", "quantize", "save_quantized"}, relative

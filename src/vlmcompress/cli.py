@@ -149,18 +149,20 @@ def _evaluator(args, processor, eval_kwargs):
     return lambda model, folder: evaluate_model(model, processor, model_path=folder, **eval_kwargs)
 
 
-def _finish(args, model, processor, path, steps, before, eval_kwargs, *, configs=(), save=None, latency_base=None):
-    from .checkpoint import finish_checkpoint, load_hint
+def _stage_kwargs(args, processor, path, before, eval_kwargs) -> dict:
+    """What ``workflows.stages`` runners take from a parsed command line."""
+    return dict(base_model=path, before=before, evaluate=_evaluator(args, processor, eval_kwargs),
+                latency_rounds=args.latency_rounds, latency_batch_size=args.latency_batch_size,
+                overwrite=args.overwrite)
+
+
+def _print_finished(args, before, report):
+    from .checkpoint import load_hint
     from .report import format_metrics_table
 
-    report = finish_checkpoint(model, processor, args.output_dir, base_model=path, steps=steps, before=before,
-                               evaluate=_evaluator(args, processor, eval_kwargs), configs=configs, save=save,
-                               latency_base=latency_base, latency_batch_size=args.latency_batch_size,
-                               latency_rounds=args.latency_rounds, overwrite=args.overwrite)
     if not args.no_eval:
         print(format_metrics_table({"before": before, "after": report["after"]}))
     print(f"wrote {args.output_dir}; it loads with {load_hint(report['loading'])}")
-    return report
 
 
 def pruning_config(args):
@@ -187,15 +189,14 @@ def pruning_config(args):
 
 
 def cmd_prune(args):
-    import copy
-
     from .data.sources import standard_columns
     from .evaluation import check_dataset, evaluate_model
     from .evaluation.eval_sets import is_embedded_model
     from .io import check_output_dir
     from .loading import load_checkpoint, resolve_model_path
-    from .pruning.config import prune_model, require_calibration
+    from .pruning.config import require_calibration
     from .pruning.importance import load_scores, save_scores
+    from .workflows.stages import prune_stage
 
     _set_verbosity(args)
     check_output_dir(args.output_dir, overwrite=args.overwrite)
@@ -210,10 +211,10 @@ def cmd_prune(args):
     eval_kwargs = None if args.no_eval else _eval_plan(args)
     model, processor, path = load_checkpoint(args.model, trust_remote_code=args.trust_remote_code, torch_for="pruning")
     before = None if args.no_eval else evaluate_model(model, processor, model_path=path, **eval_kwargs)
-    base = None if args.no_eval else copy.deepcopy(model)  # the latency ratio is measured side by side
     on_scores = (lambda s: save_scores(s, args.save_scores)) if args.save_scores else None
-    steps = prune_model(model, config, processor, dataset=calibration, scores=scores, on_scores=on_scores)
-    _finish(args, model, processor, path, steps, before, eval_kwargs, configs=[config], latency_base=base)
+    report = prune_stage(model, processor, args.output_dir, config, calibration=calibration, scores=scores,
+                         on_scores=on_scores, **_stage_kwargs(args, processor, path, before, eval_kwargs))
+    _print_finished(args, before, report)
     return 0
 
 
@@ -230,7 +231,8 @@ def cmd_quantize(args):
     from .evaluation import evaluate_model
     from .io import check_output_dir
     from .loading import load_checkpoint
-    from .quantization import ensure_not_quantized, plan_skips, quantization_step, quantize, require_bitsandbytes, save_quantized
+    from .quantization import ensure_not_quantized, plan_skips, require_bitsandbytes
+    from .workflows.stages import quantize_stage
 
     _set_verbosity(args)
     check_output_dir(args.output_dir, overwrite=args.overwrite)
@@ -242,9 +244,9 @@ def cmd_quantize(args):
     ensure_not_quantized(model)
     plan_skips(model, config)  # a --skip that matches nothing fails before the evaluation
     before = None if args.no_eval else evaluate_model(model, processor, model_path=path, **eval_kwargs)
-    quantized = quantize(model, config)
-    _finish(args, quantized, processor, path, [quantization_step(quantized)], before, eval_kwargs, configs=[config],
-            save=lambda m, p, folder: save_quantized(m, p, folder, config), latency_base=None if args.no_eval else model)
+    report = quantize_stage(model, processor, args.output_dir, config,
+                            **_stage_kwargs(args, processor, path, before, eval_kwargs))
+    _print_finished(args, before, report)
     return 0
 
 

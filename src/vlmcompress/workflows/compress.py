@@ -13,7 +13,6 @@ Above the method packages, as the CLI is: it calls each method's public API, nev
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import os
@@ -343,13 +342,12 @@ class Pipeline:
         return load_checkpoint(str(previous), trust_remote_code=ours)
 
     def _prune(self, stage, folder, previous, eval_kwargs):
-        from ..checkpoint import finish_checkpoint
-        from ..pruning.config import prune_model
+        from .stages import prune_stage
 
         config = stage_configs(stage, self.recipe.family, first=stage.index == 1)
         model, processor, path = self._load(previous)
         calibration = self.calibration()
-        extra = {}
+        plan = None
         target = stage_target(self.recipe, stage)
         if target:
             from .planner import plan_pruning
@@ -357,33 +355,28 @@ class Pipeline:
             plan = plan_pruning(model, processor, config, target, self.recipe, stage, calibration=calibration,
                                 eval_kwargs=eval_kwargs, log=self.log)
             config = plan["config"]
-            extra["plan"] = plan["record"]
         before = self._before(previous, model, processor, eval_kwargs)
-        base = copy.deepcopy(model) if eval_kwargs else None
-        steps = prune_model(model, config, processor, dataset=calibration)
-        if extra.get("plan"):
-            steps[0]["plan"] = extra["plan"]
-        return finish_checkpoint(model, processor, folder, base_model=str(previous), steps=steps, before=before,
-                                 evaluate=self._evaluate(processor, eval_kwargs), configs=[config],
-                                 latency_base=base if eval_kwargs else None, **self._latency(eval_kwargs),
-                                 overwrite=True, report_extra={"stage": stage.name, **extra})
+        extra = {"plan": plan["record"]} if plan else {}
+        return prune_stage(model, processor, folder, config, calibration=calibration, step_extra=extra,
+                           report_extra={"stage": stage.name, **extra},
+                           **self._stage_kwargs(previous, processor, before, eval_kwargs))
 
     def _quantize(self, stage, folder, previous, eval_kwargs):
-        from ..checkpoint import finish_checkpoint
-        from ..quantization import ensure_not_quantized, quantization_step, quantize, require_bitsandbytes, save_quantized
+        from ..quantization import ensure_not_quantized, require_bitsandbytes
+        from .stages import quantize_stage
 
         config = stage_configs(stage, self.recipe.family, first=stage.index == 1)
         require_bitsandbytes()
         model, processor, path = self._load(previous)
         ensure_not_quantized(model)
         before = self._before(previous, model, processor, eval_kwargs)
-        quantized = quantize(model, config)
-        return finish_checkpoint(quantized, processor, folder, base_model=str(previous),
-                                 steps=[quantization_step(quantized)], before=before,
-                                 evaluate=self._evaluate(processor, eval_kwargs),
-                                 save=lambda m, p, f: save_quantized(m, p, f, config), configs=[config],
-                                 latency_base=model if eval_kwargs else None, **self._latency(eval_kwargs),
-                                 overwrite=True, report_extra={"stage": stage.name})
+        return quantize_stage(model, processor, folder, config, report_extra={"stage": stage.name},
+                              **self._stage_kwargs(previous, processor, before, eval_kwargs))
+
+    def _stage_kwargs(self, previous, processor, before, eval_kwargs) -> dict:
+        """What ``workflows.stages`` runners take in a pipeline: the previous stage is the base, always replaced."""
+        return dict(base_model=str(previous), before=before, evaluate=self._evaluate(processor, eval_kwargs),
+                    overwrite=True, **self._latency(eval_kwargs))
 
     def _export(self, stage, folder, previous, eval_kwargs):
         from ..export import export_onnx
