@@ -1,6 +1,6 @@
 """The shipped teacher: loads with plain transformers classes and is really trained."""
 
-import importlib.util
+import subprocess
 import sys
 from pathlib import Path
 
@@ -11,14 +11,6 @@ from vlmcompress.report import read_report, weights_size_bytes
 from vlmcompress.embedded.clip_teacher import TEACHER_PATH, pixel_values_from_uint8, teacher_path
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load_recipe():
-    spec = importlib.util.spec_from_file_location("train_teacher", ROOT / "recipes" / "train_teacher.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def test_shipped_teacher_loads_with_stock_classes_and_is_accurate():
@@ -76,10 +68,14 @@ def test_train_teacher_recipe_writes_a_loadable_deterministic_checkpoint(tmp_pat
     from safetensors.torch import load_file
     from transformers import CLIPModel
 
-    recipe = _load_recipe()
+    from vlmcompress.embedded.training import TeacherArguments, train_clip_teacher
+
     kw = dict(max_steps=3, batch_size=16, layers=1, hidden_size=32, heads=2, eval_images_per_number=1, seed=3)
-    m1 = recipe.main(recipe.TeacherArguments(output_dir=str(tmp_path / "a"), **kw))
-    recipe.main(recipe.TeacherArguments(output_dir=str(tmp_path / "b"), **kw))
+    m1 = train_clip_teacher(TeacherArguments(output_dir=str(tmp_path / "a"), **kw))
+    # the recipe is the same function's command line: the same arguments give the same weights
+    argv = [a for k, v in kw.items() for a in (f"--{k}", str(v))]
+    subprocess.run([sys.executable, str(ROOT / "recipes" / "train_teacher.py"), "--output_dir", str(tmp_path / "b"),
+                    *argv], check=True, capture_output=True)
     a = load_file(tmp_path / "a" / "model.safetensors")
     b = load_file(tmp_path / "b" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -111,11 +107,9 @@ def test_shipped_blip_captioner_loads_with_stock_classes_and_captions_numbers():
 def test_train_blip_teacher_recipe_writes_a_loadable_captioner(tmp_path):
     from transformers import BlipForConditionalGeneration
 
-    spec = importlib.util.spec_from_file_location("train_blip_teacher", ROOT / "recipes" / "train_blip_teacher.py")
-    recipe = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = recipe
-    spec.loader.exec_module(recipe)
-    metrics = recipe.main(recipe.BlipTeacherArguments(output_dir=str(tmp_path / "c"), max_steps=3, batch_size=16,
+    from vlmcompress.embedded.training import BlipTeacherArguments, train_blip_teacher
+
+    metrics = train_blip_teacher(BlipTeacherArguments(output_dir=str(tmp_path / "c"), max_steps=3, batch_size=16,
                                                       layers=1, text_layers=1, hidden_size=32, heads=2,
                                                       eval_images_per_number=1))
     report = read_report(tmp_path / "c")
