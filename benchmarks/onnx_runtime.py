@@ -47,7 +47,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import hardware, refuse_active_wait_policy  # noqa: E402  (this script's folder is on sys.path)
+if __package__:  # imported as benchmarks.<script> (tests, render_pages)
+    from ._common import hardware, refuse_active_wait_policy
+else:  # run as a script: its folder is first on sys.path
+    from _common import hardware, refuse_active_wait_policy
 
 SCRIPT = "benchmarks/onnx_runtime.py"
 TEACHER, STUDENT, VIT, VIT_PRUNED = ("embedded teacher", "distilled student", "ViT-B/32 image tower",

@@ -29,7 +29,10 @@ from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 
-from _common import environment, hardware, refuse_active_wait_policy  # noqa: E402
+if __package__:  # imported as benchmarks.<script> (tests, render_pages)
+    from ._common import environment, hardware, refuse_active_wait_policy
+else:  # run as a script: its folder is first on sys.path
+    from _common import environment, hardware, refuse_active_wait_policy
 
 logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 

@@ -61,11 +61,11 @@ import tempfile
 import time
 from pathlib import Path
 
-_HERE = Path(__file__).resolve().parent
-if str(_HERE) not in sys.path:
-    sys.path.append(str(_HERE))  # when loaded by path (tests), not run as a script
 
-from _common import environment, hardware, refuse_active_wait_policy  # noqa: E402
+if __package__:  # imported as benchmarks.<script> (tests, render_pages)
+    from ._common import environment, hardware, refuse_active_wait_policy
+else:  # run as a script: its folder is first on sys.path
+    from _common import environment, hardware, refuse_active_wait_policy
 
 SCRIPT = "benchmarks/real_size.py"
 TARGET_QUOTIENT = 1.1  # latency ratio / FLOP ratio within [1/1.1, 1.1]

@@ -744,12 +744,12 @@ def render_streaming(name: str, data: dict) -> str:
 
 def render_evidence(name: str, data: dict) -> str:
     """The evidence suites' pages (``benchmarks/run.py`` writes the JSON and the Pareto plot beside the page)."""
-    import importlib.util
+    if __package__:  # imported as benchmarks.render_pages
+        from . import run as evidence
+    else:  # run as a script: its folder is first on sys.path
+        import run as evidence
 
-    spec = importlib.util.spec_from_file_location("vlmcompress_evidence", Path(__file__).resolve().parent / "run.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.render(data, f"{name}.png")
+    return evidence.render(data, f"{name}.png")
 
 
 RENDERERS = {"pruning": render_pruning, "quantization": render_quantization, "onnx": render_onnx,

@@ -71,10 +71,11 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-if str(HERE) not in sys.path:
-    sys.path.append(str(HERE))  # when loaded by path (tests), not run as a script
 
-from _common import environment, hardware, refuse_active_wait_policy  # noqa: E402
+if __package__:  # imported as benchmarks.<script> (tests, render_pages)
+    from ._common import environment, hardware, refuse_active_wait_policy
+else:  # run as a script: its folder is first on sys.path
+    from _common import environment, hardware, refuse_active_wait_policy
 
 SUITES = ("clip", "clip_small", "blip", "blip_retrieval", "generalization", "generalization_long")
 #: small_steps: the <= 10% chain's distillation (the clip_small recipe's 1800 steps); blip_batch_size: the BLIP
@@ -93,6 +94,8 @@ RECIPE_FAMILY = {"clip": "clip", "clip_small": "clip", "blip": "blip", "blip_ret
                  "generalization_long": "clip"}
 #: suites whose teacher is trained first, in the suite's work folder, by a recipe (there is no shipped one)
 TEACHER_RECIPES = {"blip_retrieval": "train_blip_retrieval_teacher.py"}
+#: what that recipe runs: vlmcompress.embedded.training's function and its arguments dataclass
+TEACHER_TRAINERS = {"blip_retrieval": ("train_blip_retrieval_teacher", "RetrievalTeacherArguments")}
 TEACHER_DIR = "teacher"  # where in a suite's work folder its trained teacher goes
 
 
@@ -556,18 +559,15 @@ NOTES = {"clip": ["The <= 10% tier (the smallest 4-bit layout: every Linear in n
 
 def train_suite_teacher(suite: str, work: Path, s: dict) -> Path:
     """The suite's teacher folder, trained by its recipe unless an earlier run left it whole (its report written)."""
-    import importlib.util
-
     folder = work / TEACHER_DIR
     if (folder / "compression_report.json").is_file():
         print(f"teacher: {folder} (trained earlier)", flush=True)
         return folder
-    spec = importlib.util.spec_from_file_location("suite_teacher", ROOT / "recipes" / TEACHER_RECIPES[suite])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
+    from vlmcompress.embedded import training
+
+    trainer, arguments = TEACHER_TRAINERS[suite]
     print(f"teacher: training with recipes/{TEACHER_RECIPES[suite]} ({s['retrieval_teacher_steps']} steps)", flush=True)
-    module.main(module.RetrievalTeacherArguments(
+    getattr(training, trainer)(getattr(training, arguments)(
         output_dir=str(folder), max_steps=s["retrieval_teacher_steps"], batch_size=s["blip_batch_size"],
         eval_images_per_number=s["images_per_number"], overwrite_output_dir=True))
     return folder

@@ -29,10 +29,11 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:
-    sys.path.append(str(HERE))  # when loaded by path (tests), not run as a script
 
-from _common import environment, hardware  # noqa: E402
+if __package__:  # imported as benchmarks.<script> (tests, render_pages)
+    from ._common import environment, hardware
+else:  # run as a script: its folder is first on sys.path
+    from _common import environment, hardware
 
 CHILD = ("import resource, sys\nfrom vlmcompress.cli import main\nrc = main(sys.argv[1:])\n"
          "print('MAXRSS_KIB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, flush=True)\nsys.exit(rc)")

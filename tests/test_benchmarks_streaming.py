@@ -32,11 +32,7 @@ def test_streaming_benchmark_quick_writes_every_row_and_renders(tmp_path):
     assert [m["samples"] for m in data["memory"]] == [180, 1800]
     assert all(t["met"] is None for t in data["targets"])  # a quick run gives no verdict
     assert len(data["quality"]) == 4 and data["quality_summary"]["ways"].keys() == {"map-style", "streamed + store"}
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("render_pages_streaming", ROOT / "benchmarks" / "render_pages.py")
-    pages = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(pages)
+    from benchmarks import render_pages as pages
     page = pages.render_streaming("streaming", data)
     assert "## Resident memory over one pass of the set" in page and "streamed shards + teacher store" in page
     assert "## The student each way, over 2 seeds" in page

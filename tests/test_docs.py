@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import subprocess
@@ -230,10 +229,9 @@ def test_no_hand_typed_figures():
 
 
 def _render_module():
-    spec = importlib.util.spec_from_file_location("render_pages", ROOT / "benchmarks" / "render_pages.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from benchmarks import render_pages
+
+    return render_pages
 
 
 def test_benchmark_pages_are_up_to_date(tmp_path):

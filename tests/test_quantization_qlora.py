@@ -95,28 +95,21 @@ def test_training_quantized_weights_directly_points_to_qlora(processor, tmp_path
         QLoRATrainer(model=quantized, args=_args(tmp_path))
 
 
-def test_recipe_quantizes_and_keeps_a_qlora_adapter(processor, tmp_path, monkeypatch):
-    import importlib.util
-    import sys
-    from pathlib import Path
-
+def test_recipe_quantizes_and_keeps_a_qlora_adapter(processor, tmp_path):
     from peft import PeftModel
     from transformers import CLIPModel, TrainingArguments
 
     from vlmcompress.report import read_report
+    from vlmcompress.workflows.quantize import QuantizeArguments, quantize_and_recover
 
-    spec = importlib.util.spec_from_file_location("quantize_clip", Path(__file__).parents[1] / "recipes" / "quantize_clip.py")
-    recipe = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "quantize_clip", recipe)  # dataclasses look their module up
-    spec.loader.exec_module(recipe)
     tiny_clip(processor, hidden=64).save_pretrained(tmp_path / "fp")
     processor.save_pretrained(tmp_path / "fp")
     out = tmp_path / "nf4-qlora"
-    args = recipe.QuantizeArguments(model_name_or_path=str(tmp_path / "fp"), bits=4, qlora=True, lora_r=4,
-                                    train_images_per_number=1, eval_images_per_number=1, latency_batch_size=4)
+    args = QuantizeArguments(model_name_or_path=str(tmp_path / "fp"), bits=4, qlora=True, lora_r=4,
+                             train_images_per_number=1, eval_images_per_number=1, latency_batch_size=4)
     targs = TrainingArguments(output_dir=str(out), max_steps=2, per_device_train_batch_size=16, use_cpu=True,
                               report_to=[], save_strategy="no", disable_tqdm=True)
-    recipe.main(args, targs)
+    quantize_and_recover(args, targs)  # what recipes/quantize_clip.py runs
     report = read_report(out)
     assert [s["method"] for s in report["steps"]] == ["quantization", "qlora"]
     assert report["steps"][1]["kept"] == "adapter" and report["steps"][1]["max_steps"] == 2

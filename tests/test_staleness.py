@@ -16,21 +16,10 @@ EXAMPLES = ROOT / "model_cards" / "examples"
 RESULTS = ROOT / "benchmarks" / "results"
 
 
-def _module(relative: str, name: str):
-    """A script of the repository as a module, loaded by path and registered under ``name`` (its dataclasses look
-    their module up); loaded once per process."""
-    import importlib.util
-
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / relative)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
 def _examples():
-    return _module("model_cards/make_examples.py", "vlmcompress_make_examples").EXAMPLES
+    from model_cards.make_examples import EXAMPLES
+
+    return EXAMPLES
 
 
 def _report(name: str) -> dict:
@@ -136,7 +125,8 @@ def _suite_rows_today(data: dict) -> dict:
     from vlmcompress.embedded.blip_captioner import blip_teacher_path
     from vlmcompress.loading import resolve_model_path
 
-    bench = _module("benchmarks/run.py", "vlmcompress_staleness_run")
+    import benchmarks.run as bench
+
     suite = data["suite"]
     teacher = blip_teacher_path() if suite.startswith("blip") else resolve_model_path(None)
     teacher_config = json.loads((Path(teacher) / "config.json").read_text())
