@@ -407,3 +407,18 @@ def test_progress_lines_give_step_share_and_time_left_where_no_bar_is_drawn():
     assert args.disable_tqdm is True
     *_, args = parse_arguments(["--output_dir", "x", "--disable_tqdm", "false"])
     assert args.disable_tqdm is False
+
+
+@pytest.mark.parametrize("family", ["clip", "blip"])
+def test_help_shows_our_options_first_and_training_arguments_under_one_heading(family):
+    from vlmcompress.utils import hf_argument_parser
+    from vlmcompress.workflows.distill import ARGUMENTS, USAGE
+
+    text = hf_argument_parser(ARGUMENTS[family], prog="vlmcompress distill", usage=USAGE).format_help()
+    headings = [line.split(":")[0] for line in text.splitlines() if line and not line.startswith(" ") and
+                line.endswith(":")]
+    assert headings == ["options", "student", "data", "distillation", "training"], headings
+    assert text.index("--temperature") < text.index("training: transformers") < text.index("--gradient_accumulation_steps")
+    assert len(text.split("training: transformers")[0].splitlines()) < 260  # ours fit before TrainingArguments'
+    steps = ARGUMENTS[family][-1].max_steps
+    assert f"max_steps {steps}" in text.split("training: transformers")[1].splitlines()[0]  # the heading's defaults

@@ -67,8 +67,9 @@ def set_verbosity(level: int = 0) -> None:
     warnings.filterwarnings("ignore", message=".*torchvision.*")
 
 
-def hf_argument_parser(dataclasses, prog: str | None = None):
-    """``HfArgumentParser`` whose parse errors are one ``VlmcompressError`` line (not the whole usage block)."""
+def hf_argument_parser(dataclasses, prog: str | None = None, usage: str | None = None):
+    """``HfArgumentParser`` whose parse errors are one ``VlmcompressError`` line (not the whole usage block). A
+    dataclass with an ``_argument_group_name`` class attribute gets its own --help heading."""
     from transformers import HfArgumentParser
 
     from .errors import VlmcompressError
@@ -77,4 +78,4 @@ def hf_argument_parser(dataclasses, prog: str | None = None):
         def error(self, message):
             raise VlmcompressError(f"{message}; see --help")
 
-    return Parser(dataclasses, prog=prog)
+    return Parser(dataclasses, prog=prog, usage=usage)

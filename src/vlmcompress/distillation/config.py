@@ -53,6 +53,7 @@ class DistillationConfig(JsonConfig):
 
     filename = CONFIG_FILENAME
     kind = "distillation"
+    _argument_group_name = "distillation: the loss terms, their weights and the teacher (DistillationConfig)"
     command = "distill"
 
     def __post_init__(self):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import difflib
 import json
 import os
@@ -371,11 +372,28 @@ def below_start(start: dict | None, after: dict | None, training_args) -> str | 
 CLIP_ARGUMENTS = (StudentArguments, DataArguments, DistillationConfig, DistillTrainingArguments)
 BLIP_ARGUMENTS = (BlipStudentArguments, BlipDataArguments, BlipDistillationConfig, BlipTrainingArguments)
 ARGUMENTS = {"clip": CLIP_ARGUMENTS, "blip": BLIP_ARGUMENTS}
+# --help's headings (HfArgumentParser's _argument_group_name): ours first, then transformers' TrainingArguments (over
+# a hundred options) under one heading; class attributes, not fields (they pickle with Trainer's training_args.bin)
+StudentArguments._argument_group_name = "student: the model the teacher is distilled into"
+DataArguments._argument_group_name = "data: training data, unpaired texts and the evaluation"
+
+
+def _training_heading(cls) -> str:
+    defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+    own = ", ".join(f"{name} {defaults[name]}" for name in ("max_steps", "per_device_train_batch_size", "learning_rate",
+                                                             "lr_scheduler_type", "warmup_steps"))
+    return f"training: transformers' TrainingArguments, every option it has (this command's own defaults: {own})"
+
+
+for _cls in (DistillTrainingArguments, BlipTrainingArguments):
+    _cls._argument_group_name = _training_heading(_cls)
+USAGE = ("%(prog)s [student options] [data options] [distillation options] [training options]\n"
+         "       %(prog)s ARGS.json          (every option in one JSON file)")
 
 
 def parse_arguments(argv=None, family: str = "clip", prog: str | None = None):
     """(student, data, distillation, training) arguments from ``argv`` (a list; None: sys.argv) or one JSON file."""
-    parser = hf_argument_parser(ARGUMENTS[family], prog=prog)
+    parser = hf_argument_parser(ARGUMENTS[family], prog=prog, usage=USAGE)
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         if len(argv) == 1 and argv[0].endswith(".json"):
