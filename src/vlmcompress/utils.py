@@ -79,3 +79,18 @@ def hf_argument_parser(dataclasses, prog: str | None = None, usage: str | None =
             raise VlmcompressError(f"{message}; see --help")
 
     return Parser(dataclasses, prog=prog, usage=usage)
+
+
+def lazy_attributes(package: str, lazy: dict):
+    """A module ``__getattr__`` (PEP 562) for ``package``: ``lazy`` maps a public name to the submodule that defines
+    it, imported the first time the name is used, so that the package's light submodules load without torch."""
+    import importlib
+
+    def __getattr__(name):
+        if name in lazy:
+            value = getattr(importlib.import_module(f".{lazy[name]}", package), name)
+            setattr(sys.modules[package], name, value)
+            return value
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    return __getattr__

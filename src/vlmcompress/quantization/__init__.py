@@ -5,10 +5,7 @@
     save_quantized(model, processor, "outputs/nf4")      # CLIPModel.from_pretrained("outputs/nf4") reloads it
 """
 
-from __future__ import annotations
-
-import importlib
-
+from ..utils import lazy_attributes
 from .config import QuantizationConfig
 
 _CORE = ("check_quantized_layout", "ensure_not_quantized", "is_quantized", "plan_skips", "quantization_step", "quantize",
@@ -16,16 +13,8 @@ _CORE = ("check_quantized_layout", "ensure_not_quantized", "is_quantized", "plan
 _QLORA = ("QLoRATrainer", "prepare_qlora", "lora_target_modules", "check_trainable",
           "own_loss_fn", "save_qlora_adapter", "load_qlora", "merge_qlora", "merge_qlora_model", "qlora_step",
           "train_qlora")
-
-
-def __getattr__(name):
-    # the kernels (torch, bitsandbytes) and QLoRA (transformers.Trainer, peft) load when first used, so that the
-    # config and the step kinds load without them
-    if name in _CORE or name in _QLORA:
-        value = getattr(importlib.import_module(".core" if name in _CORE else ".qlora", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
+# the kernels (torch, bitsandbytes) and QLoRA (transformers.Trainer, peft) load when first used, so that the config
+# and the step kinds load without them
+__getattr__ = lazy_attributes(__name__, {**{n: "core" for n in _CORE}, **{n: "qlora" for n in _QLORA}})
 
 __all__ = ["QuantizationConfig", *_CORE, *_QLORA]
