@@ -1,4 +1,5 @@
-"""What every benchmark script records beside its figures: the machine, the thread policy, the settings.
+"""What every benchmark script records beside its figures (the machine, the thread policy, the settings) and the
+formatting every page shares (``pct``, ``table``).
 
 Nothing here measures a model; it only reads what the machine and the process say about themselves.
 """
@@ -41,3 +42,26 @@ def environment() -> dict:
     from vlmcompress.report import environment as report_environment
 
     return report_environment()
+
+
+NOT_MEASURED = "not measured"
+
+
+def missing(value) -> bool:
+    """None or NaN: a figure that was not measured."""
+    return value is None or (isinstance(value, float) and value != value)
+
+
+def pct(value, digits: int = 1) -> str:
+    """A fraction as a percentage on a page."""
+    return NOT_MEASURED if missing(value) else f"{100 * value:.{digits}f}%"
+
+
+def table(header: list, rows: list, align: list[str] | None = None) -> list[str]:
+    """A Markdown table: the first column left-aligned and the rest right-aligned unless ``align`` ("l"/"r" per column)
+    says otherwise; cells are shown with ``str`` and their pipes escaped."""
+    align = align or ["l"] + ["r"] * (len(header) - 1)
+    rule = ["---:" if a == "r" else "---" for a in align]
+    out = ["| " + " | ".join(header) + " |", "| " + " | ".join(rule) + " |"]
+    out += ["| " + " | ".join(str(cell).replace("|", "\\|") for cell in row) + " |" for row in rows]
+    return out

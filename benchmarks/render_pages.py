@@ -37,10 +37,14 @@ import json
 import sys
 from pathlib import Path
 
+if __package__:  # imported as benchmarks.render_pages (tests)
+    from ._common import NOT_MEASURED, missing, pct, table
+else:  # run as a script: its folder is first on sys.path
+    from _common import NOT_MEASURED, missing, pct, table
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 PAGES = ROOT / "docs" / "benchmarks"
-NOT_MEASURED = "not measured"
 NOT_RECORDED = "not recorded"
 
 #: what produced each known result file (shown on its page)
@@ -104,42 +108,36 @@ MACHINE_KEYS = (("hardware", "hardware (CPU/GPU model)"), ("torch", "torch versi
 
 
 # --- formatting ------------------------------------------------------------------------------------------------
-def _missing(value) -> bool:
-    return value is None or (isinstance(value, float) and value != value)
-
-
-def pct(value, digits: int = 1) -> str:
-    return NOT_MEASURED if _missing(value) else f"{100 * value:.{digits}f}%"
 
 
 def mib(value) -> str:
-    return NOT_MEASURED if _missing(value) else f"{value / 2**20:.2f} MiB"
+    return NOT_MEASURED if missing(value) else f"{value / 2**20:.2f} MiB"
 
 
 def kib(value) -> str:
-    return NOT_MEASURED if _missing(value) else f"{value / 1024:,.1f} KiB"
+    return NOT_MEASURED if missing(value) else f"{value / 1024:,.1f} KiB"
 
 
 def ms(value) -> str:
-    return NOT_MEASURED if _missing(value) else f"{value:.2f} ms"
+    return NOT_MEASURED if missing(value) else f"{value:.2f} ms"
 
 
 def count(value) -> str:
-    return NOT_MEASURED if _missing(value) else f"{int(value):,d}"
+    return NOT_MEASURED if missing(value) else f"{int(value):,d}"
 
 
 def ratio(value, base, digits: int = 2) -> str:
-    if _missing(value) or _missing(base) or not base:
+    if missing(value) or missing(base) or not base:
         return NOT_MEASURED
     return f"{value / base:.{digits}f}"
 
 
 def points(value) -> str:
-    return NOT_MEASURED if _missing(value) else f"{value:+.2f}"
+    return NOT_MEASURED if missing(value) else f"{value:+.2f}"
 
 
 def plain(value) -> str:
-    if _missing(value):
+    if missing(value):
         return NOT_RECORDED
     if isinstance(value, (list, tuple)):
         return ", ".join(plain(v) for v in value)
@@ -150,20 +148,12 @@ def plain(value) -> str:
 
 def model_name(value) -> str:
     """A recorded model: a Hub id as it is; a local path by its folder name (the machine's path says nothing)."""
-    if _missing(value):
+    if missing(value):
         return NOT_RECORDED
     text = str(value)
     if text.startswith(("/", "~", ".")) or "\\" in text or text.count("/") > 1:
         return Path(text.rstrip("/\\")).name + " (a local folder)"
     return text
-
-
-def table(header: list[str], rows: list[list[str]], align: list[str] | None = None) -> list[str]:
-    align = align or ["l"] + ["r"] * (len(header) - 1)
-    rule = ["---:" if a == "r" else "---" for a in align]
-    out = ["| " + " | ".join(header) + " |", "| " + " | ".join(rule) + " |"]
-    out += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
-    return out
 
 
 # --- settings --------------------------------------------------------------------------------------------------
@@ -192,9 +182,9 @@ def settings_lines(variants: dict, extra: dict, *, latency_note: str) -> list[st
     lines = [f"- model: {model_name(extra.get('model'))}"]
     for key, label in METRIC_SETTINGS:
         value = base.get(key)
-        if key == "eval_images" and not _missing(value):
+        if key == "eval_images" and not missing(value):
             value = f"{int(value):,d} images"
-        if key == "omp_wait_policy" and _missing(value) and key in base:
+        if key == "omp_wait_policy" and missing(value) and key in base:
             value = "unset (the OpenMP default)"
         if key == "omp_wait_policy" and value == "ACTIVE":
             value = ("ACTIVE (spinning OpenMP threads, which vlmcompress keeps for training processes: these "
@@ -213,7 +203,7 @@ def settings_lines(variants: dict, extra: dict, *, latency_note: str) -> list[st
         last = key.rsplit(".", 1)[-1]
         if last in shown:
             continue
-        if last == "omp_wait_policy" and _missing(value):
+        if last == "omp_wait_policy" and missing(value):
             value = "unset (the OpenMP default)"
         elif last == "model":
             value = model_name(value)
@@ -239,7 +229,7 @@ def header_lines(name: str, title: str) -> list[str]:
 def _round_ratio(m: dict, base: dict) -> str:
     """The per-round latency ratio to the base (median, min-max) where recorded, else the ratio of the figures."""
     r = m.get("latency_vs_base")
-    if isinstance(r, dict) and not _missing(r.get("ratio")):
+    if isinstance(r, dict) and not missing(r.get("ratio")):
         return f"{r['ratio']:.2f} ({r['ratio_min']:.2f}–{r['ratio_max']:.2f})"
     return ratio(m.get("latency_ms"), base.get("latency_ms"))
 
@@ -322,7 +312,7 @@ def render_quantization(name: str, data: dict) -> str:
         m, wb = _metrics_of(entry), entry.get("weight_bytes") or {}
         linear = wb.get("quantized_linear_ratio")
         rows.append([variant, kib(m.get("size_bytes")), kib(m.get("memory_bytes")),
-                     "—" if _missing(linear) else f"{linear:.3f}", pct(wb.get("token_embedding_share")),
+                     "—" if missing(linear) else f"{linear:.3f}", pct(wb.get("token_embedding_share")),
                      ms(m.get("latency_ms")), ms(m.get("latency_ms_stock_reload")) if "latency_ms_stock_reload" in m else "—",
                      pct(m.get("zero_shot_accuracy"), 2), points(entry.get("drop_seen_points")),
                      pct(m.get("zero_shot_accuracy_heldout"), 2), points(entry.get("drop_heldout_points"))])
@@ -353,19 +343,19 @@ def render_generic(name: str, data: dict) -> str:
 
 
 def _speed(s) -> str:
-    if not isinstance(s, dict) or _missing(s.get("median")):
+    if not isinstance(s, dict) or missing(s.get("median")):
         return NOT_MEASURED
     return f"{s['median']:.2f}× ({s['min']:.2f}–{s['max']:.2f})"
 
 
 def _ms_range(s) -> str:
-    if not isinstance(s, dict) or _missing(s.get("median")):
+    if not isinstance(s, dict) or missing(s.get("median")):
         return NOT_MEASURED
     return f"{s['median']:.2f} ms ({s['min']:.2f}–{s['max']:.2f})"
 
 
 def _bytes(value) -> str:
-    return NOT_MEASURED if _missing(value) else f"{int(value):,d} B ({value / 2**20:.2f} MiB)"
+    return NOT_MEASURED if missing(value) else f"{int(value):,d} B ({value / 2**20:.2f} MiB)"
 
 
 def render_onnx(name: str, data: dict) -> str:
@@ -382,7 +372,7 @@ def render_onnx(name: str, data: dict) -> str:
               f"- torch threads: {plain(st.get('torch_threads'))}; ONNX Runtime intra-op threads: "
               f"{plain(st.get('onnxruntime_intra_op_threads'))}, inter-op threads: "
               f"{plain(st.get('onnxruntime_inter_op_threads'))}; both in one process ({plain(st.get('same_process'))})",
-              f"- OMP_WAIT_POLICY: {'unset (the OpenMP default)' if _missing(st.get('omp_wait_policy')) and 'omp_wait_policy' in st else plain(st.get('omp_wait_policy'))}",
+              f"- OMP_WAIT_POLICY: {'unset (the OpenMP default)' if missing(st.get('omp_wait_policy')) and 'omp_wait_policy' in st else plain(st.get('omp_wait_policy'))}",
               f"- dtype: {plain(st.get('dtype'))}",
               f"- latency batch sizes: {plain(st.get('batch_sizes'))}",
               f"- latency: {plain(st.get('rounds'))} interleaved rounds; in each round every batch size and every "
@@ -394,7 +384,7 @@ def render_onnx(name: str, data: dict) -> str:
               "round to round; figures are the median (min–max) over rounds; speed-ups are computed per round "
               "against the reference row (PyTorch fp32 of the same model; the pruned tower against the unpruned one)",
               f"- evaluation data: {plain(st.get('eval_dataset'))}; test images: "
-              f"{count(st.get('eval_images')) if not _missing(st.get('eval_images')) else NOT_RECORDED} "
+              f"{count(st.get('eval_images')) if not missing(st.get('eval_images')) else NOT_RECORDED} "
               f"({plain(st.get('images_per_number'))} per number)",
               f"- teacher: {plain(st.get('teacher'))}"]
     student = st.get("student")
@@ -424,8 +414,8 @@ def render_onnx(name: str, data: dict) -> str:
                          f"(\"{vit['export_graphs_refused']}\")")
     else:
         lines.append("- ViT-B/32-sized image tower: not measured")
-    lines.append(f"- wall time: {plain(round(st['wall_s'])) if not _missing(st.get('wall_s')) else NOT_RECORDED} s "
-                 f"(timing rounds {plain(round(st['timing_wall_s'])) if not _missing(st.get('timing_wall_s')) else NOT_RECORDED} s)")
+    lines.append(f"- wall time: {plain(round(st['wall_s'])) if not missing(st.get('wall_s')) else NOT_RECORDED} s "
+                 f"(timing rounds {plain(round(st['timing_wall_s'])) if not missing(st.get('timing_wall_s')) else NOT_RECORDED} s)")
 
     lines += ["", "## Size and accuracy", ""]
     out = []
@@ -438,7 +428,7 @@ def render_onnx(name: str, data: dict) -> str:
             cos = par.get("min_cosine") if par else None
         out.append([variant, plain(row.get("runtime")), plain(row.get("precision")), _bytes(row.get("bytes")),
                     plain(row.get("bytes_what")), count(row.get("params")), pct(m.get("zero_shot_accuracy")),
-                    pct(m.get("zero_shot_accuracy_heldout")), "—" if _missing(cos) else f"{cos:.5f}"])
+                    pct(m.get("zero_shot_accuracy_heldout")), "—" if missing(cos) else f"{cos:.5f}"])
     lines += table(["variant", "runtime", "precision", "bytes", "what the bytes are", "parameters",
                     "zero-shot (seen)", "zero-shot (held-out)", "min cosine vs PyTorch"], out,
                    ["l", "l", "l", "r", "l", "r", "r", "r", "r"])
@@ -459,7 +449,7 @@ def render_onnx(name: str, data: dict) -> str:
     lines += ["## Chain: prune → distill → ONNX Runtime int8", ""]
     if isinstance(chain, dict):
         out = [["bytes", f"{_bytes(chain.get('bytes'))} vs {_bytes(chain.get('teacher_bytes'))}",
-                "—" if _missing(chain.get("bytes_ratio")) else f"{chain['bytes_ratio']:.3f}× the teacher's"]]
+                "—" if missing(chain.get("bytes_ratio")) else f"{chain['bytes_ratio']:.3f}× the teacher's"]]
         for b in batches:
             lat = (chain.get("latency") or {}).get(b) or {}
             out.append([f"latency, batch {b}", f"{_ms_range(lat.get('ms'))} vs {_ms_range(lat.get('teacher_ms'))}",
@@ -478,33 +468,33 @@ def render_onnx(name: str, data: dict) -> str:
         if "measured_seen" in t:
             value = f"seen {points(t.get('measured_seen'))} points, held-out {points(t.get('measured_heldout'))} points"
         else:
-            value = (NOT_MEASURED if _missing(t.get("measured")) else
+            value = (NOT_MEASURED if missing(t.get("measured")) else
                      f"{t['measured']:.2f}× ({t.get('measured_min', float('nan')):.2f}–{t.get('measured_max', float('nan')):.2f})")
-        if _missing(t.get("measured")) and t.get("not_measured_because"):
+        if missing(t.get("measured")) and t.get("not_measured_because"):
             value = f"{NOT_MEASURED} ({t['not_measured_because']})"
         out.append([plain(t.get("target")), value,
-                    NOT_MEASURED if _missing(t.get("met")) else "met" if t["met"] else "not met"])
+                    NOT_MEASURED if missing(t.get("met")) else "met" if t["met"] else "not met"])
     lines += table(["target", "measured", "result"], out, ["l", "r", "l"]) if out else ["no targets measured"]
     lines.append("")
     return "\n".join(lines)
 
 
 def _x(value, digits: int = 3) -> str:
-    return NOT_MEASURED if _missing(value) else f"{value:.{digits}f}"
+    return NOT_MEASURED if missing(value) else f"{value:.{digits}f}"
 
 
 def _x_range(s, digits: int = 3) -> str:
-    if not isinstance(s, dict) or _missing(s.get("median")):
+    if not isinstance(s, dict) or missing(s.get("median")):
         return NOT_MEASURED
     return f"{s['median']:.{digits}f} ({s['min']:.{digits}f}–{s['max']:.{digits}f})"
 
 
 def _gflop(value) -> str:
-    return NOT_MEASURED if _missing(value) else f"{value / 1e9:,.1f}"
+    return NOT_MEASURED if missing(value) else f"{value / 1e9:,.1f}"
 
 
 def _met(target) -> str:
-    if not isinstance(target, dict) or _missing(target.get("met")):
+    if not isinstance(target, dict) or missing(target.get("met")):
         return "—"
     return "met" if target["met"] else "missed"
 
@@ -544,7 +534,7 @@ def render_real_size(name: str, data: dict) -> str:
               f"- torch version: {plain(env.get('torch'))}; transformers version: {plain(env.get('transformers'))}; "
               f"bitsandbytes version: {plain(env.get('bitsandbytes'))}; python: {plain(env.get('python'))}",
               f"- torch threads: {plain(st.get('threads'))}",
-              f"- OMP_WAIT_POLICY: {'unset (the OpenMP default)' if _missing(st.get('omp_wait_policy')) and 'omp_wait_policy' in st else plain(st.get('omp_wait_policy'))}",
+              f"- OMP_WAIT_POLICY: {'unset (the OpenMP default)' if missing(st.get('omp_wait_policy')) and 'omp_wait_policy' in st else plain(st.get('omp_wait_policy'))}",
               f"- dtype: {plain(st.get('dtype'))}; weights: {plain(st.get('weights'))}",
               f"- quick run (`--quick`: shrunken models, a test of the script): {plain(st.get('quick'))}",
               f"- CLIP (shapes of {plain(cs.get('shapes_of'))}): text {plain(text.get('hidden_size'))} wide, "
@@ -578,7 +568,7 @@ def render_real_size(name: str, data: dict) -> str:
               f"- latency: {plain(st.get('latency'))}",
               f"- memory: {plain(st.get('memory'))}",
               f"- target: {plain(st.get('target'))}",
-              f"- wall time: {plain(round(st['wall_s'])) if not _missing(st.get('wall_s')) else NOT_RECORDED} s"]
+              f"- wall time: {plain(round(st['wall_s'])) if not missing(st.get('wall_s')) else NOT_RECORDED} s"]
 
     batches = list(cs.get("batch_sizes") or [])
     for b in batches:
@@ -631,7 +621,7 @@ def render_real_size(name: str, data: dict) -> str:
                             _x(e.get("latency_over_flop_ratio")), _x(e.get("decoder_flop_ratio")),
                             _x_range(e.get("decoder_latency_ratio")), pct(e.get("decoder_share_of_time")),
                             _x(e.get("decoder_gflops_per_s"), 1), count(e.get("decoder_aten_ops")),
-                            NOT_MEASURED if _missing(e.get("decoder_ms_per_aten_op")) else
+                            NOT_MEASURED if missing(e.get("decoder_ms_per_aten_op")) else
                             f"{1000 * e['decoder_ms_per_aten_op']:.0f} µs"])
             lines += table(["variant", "text decoder", "GFLOP", "FLOP ratio", "generate latency (min–max)",
                             "latency ratio (min–max)", "latency ratio / FLOP ratio", "decoder FLOP ratio",
@@ -662,7 +652,7 @@ def render_real_size(name: str, data: dict) -> str:
             out.append([variant, mib(r.get("teacher_memory_footprint_bytes")), mib(r.get("student_memory_footprint_bytes")),
                         mib(r.get("resident_built_bytes")), mib(r.get("peak_bytes")),
                         mib(r.get("peak_above_resident_bytes")),
-                        NOT_MEASURED if _missing(r.get("step_wall_s")) else f"{r['step_wall_s']:.1f} s",
+                        NOT_MEASURED if missing(r.get("step_wall_s")) else f"{r['step_wall_s']:.1f} s",
                         _x(r.get("loss"), 4)])
         lines += table(["teacher", "teacher get_memory_footprint", "student get_memory_footprint",
                         "resident before the step", "peak during the step", "peak above resident", "step wall time",

@@ -73,9 +73,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
 if __package__:  # imported as benchmarks.<script> (tests, render_pages)
-    from ._common import environment, hardware, refuse_active_wait_policy
+    from ._common import environment, hardware, pct, refuse_active_wait_policy, table
 else:  # run as a script: its folder is first on sys.path
-    from _common import environment, hardware, refuse_active_wait_policy
+    from _common import environment, hardware, pct, refuse_active_wait_policy, table
 
 SUITES = ("clip", "clip_small", "blip", "blip_retrieval", "generalization", "generalization_long")
 #: small_steps: the <= 10% chain's distillation (the clip_small recipe's 1800 steps); blip_batch_size: the BLIP
@@ -686,10 +686,6 @@ def slug(name: str) -> str:
     return f"{out[:36]}-{hashlib.sha1(name.encode()).hexdigest()[:8]}-{out[-14:]}"
 
 
-def pct(value, digits=1) -> str:
-    return "n/a" if value is None else f"{100 * value:.{digits}f}%"
-
-
 # ------------------------------------------------------------------------------------------------------------ timing
 def time_final_checkpoints(teacher_path, rows, s, log) -> dict:
     """Teacher and every row's final checkpoint, timed side by side in interleaved rounds; ratios to the teacher."""
@@ -952,12 +948,6 @@ def plot_pareto(points, front, path: Path, title: str):
     _save(fig, path)
 
 
-def table(header, rows) -> list[str]:
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
-    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    return out
-
-
 SUITE_TEXT = {
     "clip": {"title": "CLIP (embedded teacher)", "accuracy": "zero-shot top-1",
              "students": "every 2nd layer of each tower, MLP -25%"},
@@ -1038,7 +1028,7 @@ def render(results: dict, plot_name: str) -> str:
              "", "## Targets", ""]
     lines += table(["target", "measured", "met"],
                    [[t["target"], t["value"], met_label(t["met"], s["quick"], "yes", "**no**")]
-                    for t in results["targets"]])
+                    for t in results["targets"]], align=["l", "l", "l"])
     groups = seed_groups(rows, teacher, key)
     if groups:
         noise = seed_noise(groups)
@@ -1148,7 +1138,7 @@ def render(results: dict, plot_name: str) -> str:
                          acc(final(r)), kept2(final(r)),
                          _num(r["stages"][0]["training"], "train_runtime_s"),
                          _num(r["stages"][0]["training"], "samples_per_second"), f"{r['stages'][0]['seconds']:.0f}"]
-                        for r in ablation])
+                        for r in ablation], align=list("lllrrrrr"))
     pruning = section("pruning")
     if pruning:
         lines += ["", "## Pruning, before and after recovery", "",
@@ -1162,7 +1152,7 @@ def render(results: dict, plot_name: str) -> str:
                          f"{final(r)['params']:,}", "n/a (pruned while training)" if r.get("gradual") else
                          acc(r["stages"][0]["after"]), acc(final(r)), kept2(final(r)),
                          _num(r["stages"][-1]["training"], "train_runtime_s"), f"{r['stages'][-1]['seconds']:.0f}"]
-                        for r in pruning])
+                        for r in pruning], align=list("lllrrrrrr"))
     scope_lines = []
     for r in pruning:
         if r.get("head_scope") == "global":
@@ -1195,7 +1185,7 @@ def render(results: dict, plot_name: str) -> str:
                                    f"{a['size_bytes']:,}", f"{a['size_bytes'] / tb:.1%}", _mib(a.get("memory_bytes")),
                                    acc(a), kept2(a)])
         lines += table(["chain", "stage", "bytes", "of teacher", "memory", "seen / held-out", "kept seen / held-out"],
-                       chain_rows)
+                       chain_rows, align=list("llrrrrr"))
     lines += ["", "## Every row: bytes, accuracy, latency", ""]
     lines += table(["row", "bytes", "of teacher", "seen / held-out", "kept seen / held-out", "latency x teacher"],
                    [[r["name"], f"{final(r)['size_bytes']:,}", f"{final(r)['size_bytes'] / tb:.1%}", acc(final(r)),
@@ -1206,7 +1196,7 @@ def render(results: dict, plot_name: str) -> str:
     lines += table(["if you need", "use", "kept seen / held-out", "worse of the two", "latency x teacher"],
                    [[a["if_you_need"], a["use"], f"{pct(a.get('kept_seen'))} / {pct(a.get('kept_heldout'))}",
                      pct(a["kept"]), "n/a" if a["latency_ratio"] is None else f"{a['latency_ratio']:.2f}x"]
-                    for a in results["advice"]])
+                    for a in results["advice"]], align=list("llrrr"))
     for note in results.get("notes", []):
         lines += ["", note]
     busy = [r["name"] for r in rows if (r.get("load_avg_1m") or 0) > LOADED]

@@ -287,3 +287,14 @@ def test_committed_evidence_was_measured_with_todays_default_importance():
         if recorded is not None and recorded != PruningConfig.importance:
             stale.append(f"{path.relative_to(ROOT)} (measured with {recorded})")
     assert not stale, f"regenerate (the default importance is now {PruningConfig.importance}): " + ", ".join(stale)
+
+
+def test_every_page_formats_with_the_same_helpers():
+    """run.py (evidence pages) and render_pages.py (the others) share _common's pct and table: one behaviour."""
+    import benchmarks._common as common
+    import benchmarks.render_pages as pages
+
+    bench = _bench()
+    assert bench.pct is pages.pct is common.pct and bench.table is pages.table is common.table
+    assert common.pct(None) == common.pct(float("nan")) == "not measured" and common.pct(0.9765, 2) == "97.65%"
+    assert common.table(["a", "b"], [["x|y", 3]]) == ["| a | b |", "| --- | ---: |", "| x\\|y | 3 |"]
