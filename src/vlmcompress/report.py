@@ -68,6 +68,7 @@ from pathlib import Path
 
 FORMAT_VERSION = 1
 from .io import REPORT_FILENAME  # noqa: E402 - defined once, in the module below this one
+from .steps import step_kind  # noqa: E402 - looked up by method; the kinds load on first use
 
 METRIC_TYPES = {
     "params": int,
@@ -262,8 +263,6 @@ def _check_step(i, step, problems):
     for key in ("loss_log", "eval_log"):
         if key in step:
             problems.append(f"{where}.{key} belongs in {where}.training.{key}")
-    from .steps import step_kind
-
     kind = step_kind(method)
     if kind is not None and kind.validate is not None:
         kind.validate(step, where, problems)

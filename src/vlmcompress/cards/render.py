@@ -14,8 +14,8 @@ from types import SimpleNamespace
 
 from .. import report as report_mod
 from ..report import FRACTION_KEYS, REPORT_FILENAME, table_rows
-from . import plot
 from ..steps import hub_relation, step_kind, title_for
+from . import plot
 from .citations import citations_for
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
@@ -188,8 +188,7 @@ def _license(report, chain) -> str | None:
 
 # -- steps --------------------------------------------------------------------------------------------------------
 #: what a step kind's ``describe`` formats with (see ``vlmcompress.steps``)
-CARD_FORMAT = SimpleNamespace(value=lambda v: fmt_value(v), plural=lambda n, word: _plural(n, word),
-                              model_name=lambda ref: model_names(ref)[0])
+CARD_FORMAT = SimpleNamespace(value=fmt_value, plural=_plural, model_name=lambda ref: model_names(ref)[0])
 
 
 def _describe(step: dict) -> tuple[list[str], set]:
