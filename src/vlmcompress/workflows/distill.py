@@ -373,7 +373,8 @@ CLIP_ARGUMENTS = (StudentArguments, DataArguments, DistillationConfig, DistillTr
 BLIP_ARGUMENTS = (BlipStudentArguments, BlipDataArguments, BlipDistillationConfig, BlipTrainingArguments)
 ARGUMENTS = {"clip": CLIP_ARGUMENTS, "blip": BLIP_ARGUMENTS}
 # --help's headings (HfArgumentParser's _argument_group_name): ours first, then transformers' TrainingArguments (over
-# a hundred options) under one heading; class attributes, not fields (they pickle with Trainer's training_args.bin)
+# a hundred options) under one heading; set on the classes themselves, not fields (a subclass made for --help would
+# not pickle into Trainer's training_args.bin)
 StudentArguments._argument_group_name = "student: the model the teacher is distilled into"
 DataArguments._argument_group_name = "data: training data, unpaired texts and the evaluation"
 
