@@ -415,6 +415,13 @@ def noise_bar(sd_points: float, seeds: int) -> float:
     return 2 * sd_points * (2 / seeds) ** 0.5
 
 
+def kept_target(what: str, group: dict, share: float = 0.97) -> dict:
+    """The target "``what``: kept >= ``share`` of the teacher's seen and held-out accuracy" of a seed group."""
+    return {"target": f"{what}: kept >= {share:.0%} seen and >= {share:.0%} held-out (mean of {len(group['seeds'])} "
+            "seeds)", "value": f"{pct(group['seen_kept'], 2)} seen, {pct(group['heldout_kept'], 2)} held-out",
+            "met": group["seen_kept"] >= share and group["heldout_kept"] >= share}
+
+
 def versus(group: dict, other: dict, noise: dict) -> tuple:
     """(held-out points, seen points, the held-out noise bar): ``group``'s 3-seed means against ``other``'s."""
     return (100 * (group["heldout"] - other["heldout"]), 100 * (group["seen"] - other["seen"]),
@@ -807,10 +814,7 @@ def targets(rows, teacher, quick: bool, key: str = "zero_shot_accuracy", bars: b
                 groups.get(f"contrastive only (no teacher){suffix}")
             steps = default["steps"] if default else None
             if default:
-                out.append({"target": f"default distillation, inherited student, {steps} steps: kept >= 97% seen and "
-                            f">= 97% held-out (mean of {len(default['seeds'])} seeds)",
-                            "value": f"{pct(default['seen_kept'], 2)} seen, {pct(default['heldout_kept'], 2)} held-out",
-                            "met": default["seen_kept"] >= 0.97 and default["heldout_kept"] >= 0.97})
+                out.append(kept_target(f"default distillation, inherited student, {steps} steps", default))
             if default and alone and noise["heldout"] is not None:
                 d_held, d_seen, bar = versus(default, alone, noise)
                 out.append({"target": f"default distillation beats contrastive-only on held-out at {steps} steps by "
@@ -820,10 +824,7 @@ def targets(rows, teacher, quick: bool, key: str = "zero_shot_accuracy", bars: b
             for name in (KL_T1_PROMPTS, f"{KL_T1_PROMPTS} + contrastive", KL_CONTRASTIVE):  # candidates for the default
                 cand = groups.get(f"{name}{suffix}")
                 if cand and suffix:  # the 400-step kept of every candidate is in the table and the line below
-                    out.append({"target": f"candidate default ({name}), {cand['steps']} steps: kept >= 97% seen and "
-                                f">= 97% held-out (mean of {len(cand['seeds'])} seeds)",
-                                "value": f"{pct(cand['seen_kept'], 2)} seen, {pct(cand['heldout_kept'], 2)} held-out",
-                                "met": cand["seen_kept"] >= 0.97 and cand["heldout_kept"] >= 0.97})
+                    out.append(kept_target(f"candidate default ({name}), {cand['steps']} steps", cand))
                 if cand and alone and noise["heldout"] is not None:
                     d_held, d_seen, bar = versus(cand, alone, noise)
                     out.append({"target": f"candidate default ({name}, not the default yet) beats contrastive-only on "
@@ -865,10 +866,7 @@ def targets(rows, teacher, quick: bool, key: str = "zero_shot_accuracy", bars: b
     for by in ("", f", recovered by {KL_T1_PROMPTS}", f", recovered by {KL_CONTRASTIVE}"):  # default, candidates
         both = recovered.get(f"heads -50% + MLP -50% ({DEFAULT_IMPORTANCE}){by}")
         if both:
-            out.append({"target": f"heads -50% + MLP -50% ({DEFAULT_IMPORTANCE}) after the recovery{by}: kept >= 97% "
-                        f"seen and >= 97% held-out (mean of {len(both['seeds'])} seeds)",
-                        "value": f"{pct(both['seen_kept'], 2)} seen, {pct(both['heldout_kept'], 2)} held-out",
-                        "met": both["seen_kept"] >= 0.97 and both["heldout_kept"] >= 0.97})
+            out.append(kept_target(f"heads -50% + MLP -50% ({DEFAULT_IMPORTANCE}) after the recovery{by}", both))
     combined = [r for r in rows if r["section"] == "combined"]
     if combined:
         ok = [r for r in combined if (final(r)["size_bytes"] / teacher["size_bytes"] <= 0.10

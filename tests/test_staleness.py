@@ -5,7 +5,6 @@ fails here, naming the file to regenerate, instead of leaving a published number
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest

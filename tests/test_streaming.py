@@ -305,7 +305,7 @@ def test_a_killed_streamed_run_resumes_from_its_checkpoint_with_the_uninterrupte
 
 
 def test_the_tar_reader_reads_what_tarfile_reads_and_names_a_bad_shard(tmp_path):
-    """Shards are read header by header (tarfile's per-member objects were a fifth of a streamed step's data time):
+    """Shards are read header by header (tarfile's per-member objects were a third of a streamed run's data loading):
     the same members as tarfile in the ustar, GNU and pax formats (long and non-ASCII names, directories, a member
     over one block), compressed tars through tarfile, and a corrupt or truncated shard is one line naming it."""
     import gzip
@@ -338,6 +338,7 @@ def test_the_tar_reader_reads_what_tarfile_reads_and_names_a_bad_shard(tmp_path)
     (tmp_path / "broken.tar").write_bytes(bytes(broken))
     with pytest.raises(VlmcompressError, match=r"broken\.tar is not a valid tar: bad header at byte 512"):
         list(_tar_files(str(tmp_path / "broken.tar")))
-    (tmp_path / "cut.tar").write_bytes((tmp_path / f"{tarfile.GNU_FORMAT}.tar").read_bytes()[:1100])  # inside the first file's data
+    cut = (tmp_path / f"{tarfile.GNU_FORMAT}.tar").read_bytes()[:1100]  # inside the first file's data
+    (tmp_path / "cut.tar").write_bytes(cut)
     with pytest.raises(VlmcompressError, match=r"cut\.tar is truncated"):
         list(_tar_files(str(tmp_path / "cut.tar")))
