@@ -79,6 +79,9 @@ SOURCES = {
     "streaming": ("benchmarks/streaming.py", "distillation from streamed WebDataset shards, with the teacher on the "
                   "fly or read from a teacher store, against the map-style default with the in-memory teacher cache: "
                   "training samples/s, and peak resident memory over one pass of a 1x and a 10x set"),
+    "recipes": ("benchmarks/recipes.py", "the shipped recipes run as `vlmcompress compress recipes/NAME.yaml` runs "
+                "them, over distillation seeds: the final checkpoint's seen and held-out accuracy and bytes, mean and "
+                "sd"),
     "onnx": ("benchmarks/onnx_runtime.py", "PyTorch fp32, ONNX Runtime fp32 and int8 and bitsandbytes int8/nf4 of the embedded "
              "teacher, a distilled student and a ViT-B/32-sized image tower, timed side by side in interleaved rounds "
              "in one process"),
@@ -732,6 +735,46 @@ def render_streaming(name: str, data: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _mean_sd(pair, scale: float = 100.0, digits: int = 2) -> str:
+    mean, sd = (pair or [None, None])[:2]
+    return NOT_MEASURED if missing(mean) else f"{scale * mean:.{digits}f} ± {scale * (sd or 0):.{digits}f}"
+
+
+def render_recipes(name: str, data: dict) -> str:
+    env, st = data.get("environment") or {}, data.get("settings") or {}
+    lines = header_lines(name, "Benchmark: the shipped recipes over seeds")
+    lines += ["## Settings (as recorded in the JSON)", "",
+              f"- hardware (CPU/GPU model): {plain(data.get('hardware'))}; torch threads: {plain(st.get('threads'))}; "
+              f"torch version: {plain(env.get('torch'))}; transformers version: {plain(env.get('transformers'))}",
+              f"- distillation seeds: {plain(st.get('seeds'))} (each run is the committed recipe with only its distill "
+              "stages' `seed` set); one `vlmcompress compress` process per run, one after another",
+              "- accuracy: zero-shot top-1 on the embedded digits test split, seen numbers and held-out numbers (never "
+              "in a training caption); kept: a share of the teacher's figure, as the first stage's report measured it",
+              f"- quick run (`--quick`: tiny sets, a test of the script): {plain(data.get('quick'))}"
+              + ("; **partial**: the run was cut short, some seeds are missing" if data.get("partial") else ""), ""]
+    lines += ["## The final checkpoint of each recipe", ""]
+    rows = []
+    for recipe, s in (data.get("summary") or {}).items():
+        worse = None if missing(s.get("kept_seen")) or missing(s.get("kept_heldout")) else \
+            min(s["kept_seen"], s["kept_heldout"])
+        rows.append([f"`recipes/{recipe}.yaml`", str(len(s.get("seeds") or [])), _mean_sd(s.get("seen")) + "%",
+                     _mean_sd(s.get("heldout")) + "%", f"{pct(s.get('kept_seen'))} / {pct(s.get('kept_heldout'))}",
+                     pct(worse), f"{count((s.get('size_bytes') or [None])[0])} ({pct(s.get('size_share'), 2)})",
+                     _mean_sd(s.get("stage_seconds"), scale=1.0, digits=0)])
+    lines += table(["recipe", "seeds", "seen (mean ± sd)", "held-out (mean ± sd)", "kept seen / held-out",
+                    "worse of the two kept", "bytes (of the teacher's)", "stage seconds (mean ± sd)"], rows)
+    lines += ["", "Stage seconds: every stage's wall time as its `stage.json` records it, evaluation and the "
+              "side-by-side latency of each checkpoint included.", "", "## Every run", ""]
+    run_rows = []
+    for r in data.get("runs") or []:
+        final = r["stages"][-1]["after"] if r.get("stages") else {}
+        run_rows.append([f"`{r['recipe']}`", str(r["seed"]), pct(final.get("zero_shot_accuracy"), 2),
+                         pct(final.get("zero_shot_accuracy_heldout"), 2), count(final.get("size_bytes")),
+                         " + ".join(f"{st['stage']} {plain(st.get('seconds'))} s" for st in r.get("stages") or [])])
+    lines += table(["recipe", "seed", "seen", "held-out", "bytes", "stages"], run_rows)
+    return "\n".join(lines) + "\n"
+
+
 def render_evidence(name: str, data: dict) -> str:
     """The evidence suites' pages (``benchmarks/run.py`` writes the JSON and the Pareto plot beside the page)."""
     if __package__:  # imported as benchmarks.render_pages
@@ -747,7 +790,8 @@ RENDERERS = {"pruning": render_pruning, "quantization": render_quantization, "on
              "evidence_blip": render_evidence,
              "evidence_blip_retrieval": render_evidence, "evidence_generalization": render_evidence,
              "evidence_generalization_long": render_evidence,
-             "real_size_importance": render_importance_cost, "streaming": render_streaming}
+             "real_size_importance": render_importance_cost, "streaming": render_streaming,
+             "recipes": render_recipes}
 
 
 def render_index(names: list[str]) -> str:

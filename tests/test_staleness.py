@@ -195,3 +195,42 @@ def test_the_evidence_check_sees_changed_rows_and_defaults():
     assert "rows defined differently today" in evidence_problem(data, "x")
     data["default_importance"] = "taylor"
     assert "default importance taylor" in evidence_problem(data, "x")
+
+
+def recipes_problem(data: dict, name: str) -> str | None:
+    """Why the recipes page no longer describes what today's recipe files run (None: it does)."""
+    from benchmarks.recipes import seeded
+
+    for run in data["runs"]:
+        rerun = (f"{name} is stale: re-run `python benchmarks/recipes.py --recipes {run['recipe']} --json {name}` "
+                 f"(with the other recipes it lists)")
+        path = ROOT / "recipes" / f"{run['recipe']}.yaml"
+        if not path.is_file():
+            return rerun.split(":")[0] + f": recipes/{run['recipe']}.yaml is gone; re-run without it"
+        today = seeded(yaml.safe_load(path.read_text()), run["seed"], quick=data.get("quick", False))
+        if run["stages_run"] != today["stages"]:
+            return rerun + f" (recipes/{run['recipe']}.yaml changed its stages)"
+        for stage, want in zip(run["stages"], _effective(today)):
+            if want is not None and _in_effect(stage.get("effective")) != _in_effect(want):
+                return rerun + f" ({stage['stage']} ran with other settings than today's defaults give)"
+    return None
+
+
+@pytest.mark.skipif(not (RESULTS / "recipes.json").is_file(), reason="no recipes page committed")
+def test_the_recipes_page_ran_todays_recipes_with_todays_defaults():
+    data = json.loads((RESULTS / "recipes.json").read_text())
+    assert not data.get("quick") and recipes_problem(data, "benchmarks/results/recipes.json") is None
+
+
+def test_the_recipes_check_sees_a_changed_recipe_and_default():
+    from benchmarks.recipes import seeded
+
+    recipe = yaml.safe_load((ROOT / "recipes" / "clip_small.yaml").read_text())
+    run = {"recipe": "clip_small", "seed": 43, "stages_run": seeded(recipe, 43)["stages"]}
+    run["stages"] = [{"stage": f"0{i}", "effective": want} for i, want in enumerate(_effective(seeded(recipe, 43)), 1)]
+    data = {"runs": [run]}
+    assert recipes_problem(data, "x") is None
+    run["stages"][1]["effective"]["quantization"]["double_quant"] = True  # as if the default had been True
+    assert "02 ran with other settings" in recipes_problem(data, "x")
+    run["stages_run"][0]["distill"]["max_steps"] = 900
+    assert "changed its stages" in recipes_problem(data, "x")
