@@ -132,7 +132,8 @@ def test_latency_rounds_default_is_written_once():
 def test_every_command_reads_snake_case_option_names_too():
     """distill and recipes spell options in snake_case: the other commands read that spelling as well, for their own
     options only, with values and unknown names left alone."""
-    from vlmcompress.cli import _kebab_case, build_parser
+    from vlmcompress.cli import build_parser
+    from vlmcompress.cli._args import _kebab_case
 
     parser = build_parser()
     argv = _kebab_case(parser, ["prune", "--head_ratio", "0.5", "--max_eval_samples=10", "--calibration-samples", "32",

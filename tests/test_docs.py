@@ -150,7 +150,8 @@ def command_lines(code: str) -> list[list[str]]:
 def test_every_vlmcompress_line_parses():
     """The fast tier's stand-in for running the blocks: every ``vlmcompress`` command in README and docs (text blocks
     included) parses with the real parser: the options it names exist and their values are accepted."""
-    from vlmcompress.cli import _distill_argv, build_parser
+    from vlmcompress.cli import build_parser
+    from vlmcompress.cli.distill import _distill_argv
     from vlmcompress.workflows.distill import parse_arguments
 
     parsed, failures = 0, []

@@ -149,7 +149,7 @@ def test_repeated_drop_layers_accumulate(tiny_clip_dir, tmp_path):
     assert r.returncode == 0, r.stderr
     removed = json.loads((out / "compression_report.json").read_text())["steps"][0]["removed_layers"]
     assert removed == {"vision": [1], "text": [0]}
-    from vlmcompress.cli import _tower_lists
+    from vlmcompress.cli._common import _tower_lists
 
     assert _tower_lists(["vision:0", "vision:1,3", "text:2"], "--drop-layers") == {"vision": [0, 1, 3], "text": [2]}
 

@@ -194,7 +194,9 @@ def test_teacher_store_gives_the_on_the_fly_students_losses(shards, tmp_path):
                                      "--output_dir", str(tmp_path / f"student-{name}")]) == 0
             runs[name] = read_report(tmp_path / f"student-{name}")
         assert runs["store"]["steps"][-1]["data"]["teacher_store"] == str(store)
-        assert _losses(runs["store"]) == _losses(runs["fly"]) and len(_losses(runs["fly"])) == 2
+        # equal up to the logged rounding: the store's embeddings come from batches of 256, the run's from its own
+        # batches, and a CPU may sum those in another order (seen on an AMD EPYC: 9.3642 against 9.3643)
+        assert _losses(runs["store"]) == pytest.approx(_losses(runs["fly"]), abs=2e-4) and len(_losses(runs["fly"])) == 2
         for path in store.glob("*.npz"):  # same keys, other embeddings
             with np.load(path) as data:
                 np.savez(path, keys=data["keys"], image=-data["image"], text=data["text"])
@@ -202,7 +204,7 @@ def test_teacher_store_gives_the_on_the_fly_students_losses(shards, tmp_path):
                                  "--output_dir", str(tmp_path / "flipped")]) == 0
     finally:
         torch.set_num_threads(threads)
-    assert _losses(read_report(tmp_path / "flipped")) != _losses(runs["fly"])
+    assert _losses(read_report(tmp_path / "flipped")) != pytest.approx(_losses(runs["fly"]), abs=2e-4)
 
 
 def test_teacher_store_resumes_shard_by_shard_and_refuses_what_does_not_match(shards, tmp_path, capsys):
