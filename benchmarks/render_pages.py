@@ -710,11 +710,13 @@ def render_streaming(name: str, data: dict) -> str:
               f"WebDataset shards of {plain(st.get('samples_per_shard'))} samples; no evaluation",
               f"- quick run (`--quick`: tiny sets, a test of the script): {plain(st.get('quick'))}", "",
               "## Throughput", ""]
-    lines += table(["row", "samples/s", "peak resident MiB", "process s"],
-                   [[r["name"], f"{r['samples_per_s']:.1f}", f"{r['peak_rss_mib']:.0f}", f"{r['process_s']:.0f}"]
-                    for r in data.get("rows") or []])
-    lines += ["", "Samples/s of the training rows: steps x batch over the Trainer's train_runtime; of cache-teacher: "
-              "the samples embedded over the whole process (model loading included).", "",
+    lines += table(["row", "samples/s", "each round's samples/s", "peak resident MiB", "process s"],
+                   [[r["name"], f"{r['samples_per_s']:.1f}", ", ".join(f"{v:.1f}" for v in r.get("rounds") or []) or "-",
+                     f"{r['peak_rss_mib']:.0f}", f"{r['process_s']:.0f}"] for r in data.get("rows") or []])
+    lines += ["", "Samples/s of the training rows: steps x batch over the Trainer's train_runtime, the median of "
+              f"{plain(st.get('rounds', 1))} interleaved round(s) (the rows take turns, the order reversed every other "
+              "round); process s: the median round's. Of cache-teacher: the samples embedded over the whole process "
+              "(model loading included).", "",
               "## Resident memory over one pass of the set", ""]
     lines += table(["set", "samples", "shards", "steps", "peak resident MiB"],
                    [[r["name"], str(r["samples"]), str(r["shards"]), str(r["steps"]), f"{r['peak_rss_mib']:.0f}"]

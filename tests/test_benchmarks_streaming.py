@@ -29,6 +29,9 @@ def test_streaming_benchmark_quick_writes_every_row_and_renders(tmp_path):
     assert by["map-style, in-memory teacher cache"]["cache_teacher"] is True
     assert by["streamed shards + teacher store"]["data"]["teacher_store"]
     assert all(row["samples_per_s"] > 0 and row["peak_rss_mib"] > 0 for row in data["rows"])
+    assert all(len(row["rounds"]) == 2 and min(row["rounds"]) <= row["samples_per_s"] <= max(row["rounds"])
+               for row in data["rows"][1:])  # interleaved rounds; the row shows their median
+    assert "rounds" in data["targets"][1]["shown"]
     assert [m["samples"] for m in data["memory"]] == [180, 1800]
     assert all(t["met"] is None for t in data["targets"])  # a quick run gives no verdict
     assert len(data["quality"]) == 4 and data["quality_summary"]["ways"].keys() == {"map-style", "streamed + store"}
