@@ -145,3 +145,40 @@ def test_every_command_reads_snake_case_option_names_too():
     assert _kebab_case(parser, ["evaluate", "--head_ratio", "0.5"]) == ["evaluate", "--head_ratio", "0.5"]  # not evaluate's
     r = run_cli("prune", "--not_an_option", "1", "-o", "x")
     assert r.returncode != 0 and "--not_an_option" in r.stderr
+
+
+def test_every_option_defaults_to_its_configs_default():
+    """An option a command, a recipe's argument dataclass and a method config share has one default: the config's.
+    Deliberate differences are listed here (and nowhere else), each with its reason."""
+    import dataclasses
+
+    from vlmcompress.cli import build_parser, pruning_config, quantization_config
+    from vlmcompress.pruning.config import PruningConfig
+    from vlmcompress.quantization import QuantizationConfig
+    from vlmcompress.workflows.distill import DataArguments, StudentArguments
+    from vlmcompress.workflows.quantize import QuantizeArguments
+
+    parser = build_parser()
+    args = parser.parse_args(["prune", "--head-ratio", "0.25", "-o", "x"])
+    assert pruning_config(args).effective() == PruningConfig(head_ratio=0.25).effective()
+    for bits in (4, 8):
+        args = parser.parse_args(["quantize", "--bits", str(bits), "-o", "x"])
+        assert quantization_config(args).effective() == QuantizationConfig(bits=bits).effective()
+
+    def defaults(cls):
+        return {f.name: f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+                for f in dataclasses.fields(cls)}
+
+    config, recipe = defaults(QuantizationConfig), defaults(QuantizeArguments)
+    differ = {k for k in set(config) & set(recipe) if config[k] != recipe[k] and k != "towers"}  # towers: a string
+    assert differ == {"bits"}, differ  # recipes/quantize_clip.py is the QLoRA (4-bit) recipe; the library's is 8
+    student, pruning = defaults(StudentArguments), defaults(PruningConfig)
+    assert student["importance"] == pruning["importance"] and student["head_scope"] == pruning["head_scope"]
+    data = defaults(DataArguments)
+    evaluate = vars(parser.parse_args(["evaluate"]))
+    prune = vars(parser.parse_args(["prune", "-o", "x"]))
+    for name in ("eval_split", "eval_task", "templates", "on_bad_sample", "max_eval_samples"):
+        assert evaluate[name] == prune[name] == data[name], name
+    for name in ("latency_batch_size", "latency_rounds"):
+        assert prune[name] == data[name], name
+    assert evaluate["latency_batch_size"] == data["latency_batch_size"] == recipe["latency_batch_size"]
