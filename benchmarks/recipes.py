@@ -87,7 +87,9 @@ def run_one(name: str, seed: int, work: Path, *, quick: bool) -> dict:
                          f"its stages so far are in {out}: rerun to resume")
     stages = [_stage_summary(d) for d in sorted(out.iterdir()) if d.is_dir() and (d / "compression_report.json").is_file()]
     first = json.loads((out / stages[0]["stage"] / "compression_report.json").read_text())
+    load = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None  # > cores: something ran beside it
     return {"recipe": name, "seed": seed, "stages_run": run["stages"], "process_s": round(time.time() - t0, 1),
+            "load_average": load,
             "teacher": first.get("before") or {}, "stages": stages}
 
 

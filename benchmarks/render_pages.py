@@ -766,14 +766,17 @@ def render_recipes(name: str, data: dict) -> str:
     lines += table(["recipe", "seeds", "seen (mean ± sd)", "held-out (mean ± sd)", "kept seen / held-out",
                     "worse of the two kept", "bytes (of the teacher's)", "stage seconds (mean ± sd)"], rows)
     lines += ["", "Stage seconds: every stage's wall time as its `stage.json` records it, evaluation and the "
-              "side-by-side latency of each checkpoint included.", "", "## Every run", ""]
+              "side-by-side latency of each checkpoint included, on a machine the runs did not reserve (each run "
+              "records the 1-minute load average after it where the script did): compare accuracy across runs, not "
+              "seconds.", "", "## Every run", ""]
     run_rows = []
     for r in data.get("runs") or []:
         final = r["stages"][-1]["after"] if r.get("stages") else {}
         run_rows.append([f"`{r['recipe']}`", str(r["seed"]), pct(final.get("zero_shot_accuracy"), 2),
                          pct(final.get("zero_shot_accuracy_heldout"), 2), count(final.get("size_bytes")),
-                         " + ".join(f"{st['stage']} {plain(st.get('seconds'))} s" for st in r.get("stages") or [])])
-    lines += table(["recipe", "seed", "seen", "held-out", "bytes", "stages"], run_rows)
+                         " + ".join(f"{st['stage']} {plain(st.get('seconds'))} s" for st in r.get("stages") or []),
+                         plain(r.get("load_average"))])
+    lines += table(["recipe", "seed", "seen", "held-out", "bytes", "stages", "load average after"], run_rows)
     return "\n".join(lines) + "\n"
 
 
