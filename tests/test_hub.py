@@ -19,7 +19,7 @@ import textwrap
 
 import pytest
 
-from conftest import tiny_clip
+from conftest import cli_in_process, tiny_clip
 from hub_server import HubServer
 from test_cli import _assert_one_line_error
 
@@ -137,54 +137,64 @@ ROUND_TRIP = """
     from transformers import AutoModel, AutoProcessor
     from vlmcompress.hub import push_folder
 
-    folder, repo_id, kwargs = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
-    url = push_folder(folder, repo_id, private=True)
     rng = np.random.default_rng(0)
     images = [Image.fromarray(rng.integers(0, 255, (56, 56), dtype=np.uint8)) for _ in range(3)]
     texts = ["a photo of the number 47", "handwritten 08", "the digits four and seven"]
 
-    def outputs(ref):
+    def outputs(ref, kwargs):
         model = AutoModel.from_pretrained(ref, **kwargs).eval()
         processor = AutoProcessor.from_pretrained(ref)
         inputs = processor(text=texts, images=images, return_tensors="pt", padding=True)
         with torch.no_grad():
             return type(model).__name__, model(**inputs).logits_per_image
 
-    hub_class, hub = outputs(repo_id)
-    local_class, local = outputs(folder)
-    print(json.dumps({"url": url, "class": hub_class, "local_class": local_class, "shape": list(hub.shape),
-                      "max_diff": (hub - local).abs().max().item()}))
+    results = {}
+    for folder, repo_id, kwargs in json.loads(sys.argv[1]):  # one client process for every kind of checkpoint
+        url = push_folder(folder, repo_id, private=True)
+        hub_class, hub = outputs(repo_id, kwargs)
+        local_class, local = outputs(folder, kwargs)
+        results[repo_id] = {"url": url, "class": hub_class, "local_class": local_class, "shape": list(hub.shape),
+                            "max_diff": (hub - local).abs().max().item()}
+    print(json.dumps(results))
 """
 
 
-@pytest.mark.parametrize("build,load_kwargs", CHECKPOINTS)
-def test_push_and_load_back(tmp_path, processor, build, load_kwargs):
-    folder = tmp_path / "checkpoint"
-    extra_files = build(folder, processor)
-    local_card = (folder / "README.md").read_text()
-    before = folder_digest(folder)
+@pytest.mark.parametrize("first", range(0, len(CHECKPOINTS), 2), ids=lambda i: "+".join(p.id for p in CHECKPOINTS[i:i + 2]))
+def test_push_and_load_back(tmp_path, processor, first):
+    """Each kind in CHECKPOINTS is pushed into its own private repo and loaded back from the Hub, two kinds per client
+    process (an interpreter's imports shared, and a test short enough for the fast tier); each equals its folder."""
+    jobs, kinds = [], {}
+    for param in CHECKPOINTS[first:first + 2]:
+        build, load_kwargs = param.values
+        folder = tmp_path / param.id / "checkpoint"
+        extra_files = build(folder, processor)
+        repo_id = f"user/tiny-{param.id}"
+        jobs.append([str(folder), repo_id, load_kwargs])
+        kinds[repo_id] = (folder, extra_files, (folder / "README.md").read_text(), folder_digest(folder))
     with HubServer(tmp_path / "hub", token=TOKEN) as hub:
-        r = run_py(ROUND_TRIP, hub_env(tmp_path, hub.endpoint, TOKEN), folder, "user/tiny-compressed",
-                   json.dumps(load_kwargs))
+        r = run_py(ROUND_TRIP, hub_env(tmp_path, hub.endpoint, TOKEN), json.dumps(jobs))
         assert r.returncode == 0, r.stderr[-3000:]
-        result = json.loads(r.stdout.strip().splitlines()[-1])
-        assert result["url"] == f"{hub.endpoint}/user/tiny-compressed"
-        assert result["max_diff"] < 1e-6 and result["shape"] == [3, 3]
-        assert result["class"] == result["local_class"]
+        results = json.loads(r.stdout.strip().splitlines()[-1])
         assert not hub.unrouted, hub.unrouted
-        # one commit with everything the checkpoint needs, into a private repo (downloads needed the token)
-        assert len(hub.commits) == 1
-        pushed = set(hub.commits[0]["paths"])
-        assert {"config.json", "model.safetensors", "tokenizer.json", "processor_config.json",
-                "compression_report.json", "README.md"} | extra_files <= pushed
-        assert hub.store.meta("user/tiny-compressed")["private"] is True
-        _, files = hub.store.files("user/tiny-compressed", "main")
-        card = hub.store.blob(files["README.md"]).decode()
-        assert 'MODEL_ID = "user/tiny-compressed"' in card and card in hub.validated_cards
-        assert TOKEN not in card and TOKEN not in r.stdout + r.stderr
-    # the local folder is untouched (its card keeps its placeholder path)
-    assert folder_digest(folder) == before and (folder / "README.md").read_text() == local_card
-    assert 'MODEL_ID = "."' in local_card
+        assert TOKEN not in r.stdout + r.stderr
+        for repo_id, (folder, extra_files, local_card, before) in kinds.items():
+            result = results[repo_id]
+            assert result["url"] == f"{hub.endpoint}/{repo_id}", repo_id
+            assert result["max_diff"] < 1e-6 and result["shape"] == [3, 3], (repo_id, result)
+            assert result["class"] == result["local_class"], (repo_id, result)
+            # one commit with everything the checkpoint needs, into a private repo (downloads needed the token)
+            commits = [c for c in hub.commits if c["repo_id"] == repo_id]
+            assert len(commits) == 1, (repo_id, commits)
+            assert {"config.json", "model.safetensors", "tokenizer.json", "processor_config.json",
+                    "compression_report.json", "README.md"} | extra_files <= set(commits[0]["paths"]), repo_id
+            assert hub.store.meta(repo_id)["private"] is True
+            _, files = hub.store.files(repo_id, "main")
+            card = hub.store.blob(files["README.md"]).decode()
+            assert f'MODEL_ID = "{repo_id}"' in card and card in hub.validated_cards, repo_id
+            assert TOKEN not in card
+            # the local folder is untouched (its card keeps its placeholder path)
+            assert folder_digest(folder) == before and (folder / "README.md").read_text() == local_card, repo_id
+            assert 'MODEL_ID = "."' in local_card
 
 
 FAULTS = """
@@ -273,7 +283,7 @@ def test_push_faults_give_one_clear_line_and_rerun_works(tmp_path, processor):
     assert folder_digest(folder) == before
 
 
-def test_cli_push_and_unreachable_hub(tmp_path, processor):
+def test_cli_push_to_an_unreachable_hub_is_one_line(tmp_path, processor):
     folder = tmp_path / "checkpoint"
     build_stock(folder, processor)
     with socket.socket() as s:  # a port nothing listens on
@@ -284,7 +294,22 @@ def test_cli_push_and_unreachable_hub(tmp_path, processor):
                        capture_output=True, text=True, timeout=300)
     _assert_one_line_error(r, "cannot reach the Hub")
     assert TOKEN not in r.stderr
+
+
+def test_cli_push_sends_nothing_for_a_damaged_folder_and_pushes_a_whole_one(tmp_path, processor):
+    folder = tmp_path / "checkpoint"
+    build_stock(folder, processor)
+    cli = [sys.executable, "-m", "vlmcompress", "push", str(folder)]
+    damaged = tmp_path / "damaged"
+    build_stock(damaged, processor)
+    weights = (damaged / "model.safetensors").read_bytes()
+    (damaged / "model.safetensors").write_bytes(weights[: len(weights) // 2])
     with HubServer(tmp_path / "hub", token=TOKEN) as hub:
+        # a damaged folder is refused before anything is sent, not even the repo creation
+        r = subprocess.run([sys.executable, "-m", "vlmcompress", "push", str(damaged), "--repo-id", "user/broken"],
+                           env=hub_env(tmp_path, hub.endpoint, TOKEN), capture_output=True, text=True, timeout=300)
+        _assert_one_line_error(r, "damaged or truncated")
+        assert hub.requests == [] and hub.commits == []
         r = subprocess.run(cli + ["--repo-id", "user/cli", "--private", "--revision", "dev", "--commit-message", "hello"],
                            env=hub_env(tmp_path, hub.endpoint, TOKEN), capture_output=True, text=True, timeout=300)
         assert r.returncode == 0, r.stderr
@@ -330,8 +355,7 @@ def test_push_checks_the_folder_before_sending_anything(tmp_path, processor, dam
         (folder / target).unlink()
     else:
         (folder / target).write_bytes(data[: len(data) // 2])
-    with HubServer(tmp_path / "hub", token=TOKEN) as hub:
-        r = subprocess.run([sys.executable, "-m", "vlmcompress", "push", str(folder), "--repo-id", "user/broken"],
-                           env=hub_env(tmp_path, hub.endpoint, TOKEN), capture_output=True, text=True, timeout=300)
-        _assert_one_line_error(r, needle)
-        assert hub.requests == [] and hub.commits == []  # nothing was sent, not even the repo creation
+    # in this process, whose client is offline: a check made after any Hub call would fail with the offline error,
+    # not with this line (a real client against a real server sends nothing: test_cli_push_sends_nothing_for_...)
+    r = cli_in_process("push", folder, "--repo-id", "user/broken", env={"HF_TOKEN": TOKEN})
+    _assert_one_line_error(r, needle)
