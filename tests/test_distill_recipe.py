@@ -236,13 +236,20 @@ BLIP_SMALL = ["--max_steps", "3", "--per_device_train_batch_size", "16", "--trai
               "--latency_rounds", "1"]
 
 
-def test_distill_blip_captioner_from_the_embedded_teacher(tmp_path):
+def test_distill_blip_captioner_from_the_embedded_teacher(tmp_path, capsys):
+    """``run_distillation(argv, family="blip")`` in this process (the BLIP script itself runs as a process in
+    test_distill_blip_refuses_the_embedding_cache and, with two processes, in the distributed tier)."""
     from transformers import BlipForConditionalGeneration
 
+    from vlmcompress.workflows.distill import run_distillation
+
     out = tmp_path / "blip-student"
-    r = subprocess.run([sys.executable, str(BLIP_RECIPE), *BLIP_SMALL, "--output_dir", str(out)], capture_output=True,
-                       text=True, env=ENV, timeout=500)
-    assert r.returncode == 0, r.stderr[-3000:]
+    threads = torch.get_num_threads()
+    try:
+        assert run_distillation([*BLIP_SMALL, "--output_dir", str(out)], family="blip", prog="distill_blip") == 0
+    finally:
+        torch.set_num_threads(threads)
+    stdout = capsys.readouterr().out
     report = read_report(out)
     assert report["model_family"] == "blip"
     assert [s["method"] for s in report["steps"]] == ["student_from_teacher", "layer_pruning", "mlp_pruning", "distillation"]
@@ -258,7 +265,7 @@ def test_distill_blip_captioner_from_the_embedded_teacher(tmp_path):
     assert model.generate(pixel_values=torch.zeros(1, 3, 56, 56), max_new_tokens=4).shape[0] == 1
     card = (out / "README.md").read_text()
     assert "blip-digits-captioner" in card and "caption accuracy" in card and "model.generate" in card
-    assert "student keeps" in r.stdout and "caption accuracy" in r.stdout
+    assert "student keeps" in stdout and "caption accuracy" in stdout
 
 
 def test_distill_blip_refuses_the_embedding_cache(tmp_path):
@@ -283,15 +290,18 @@ def test_distill_blip_with_two_real_processes(tmp_path):
     assert distill["processes"] == 2 and distill["batch_size"] == 32 and distill["losses"] == {"token": 1.0, "caption": 0.5}
 
 
-def test_recipe_output_folder_rule(tmp_path):
+def test_recipe_output_folder_rule(tmp_path, capsys):
     """--output_dir holding a user's files is refused whatever the flag; an earlier result needs --overwrite_output_dir."""
     user = tmp_path / "mine"
     user.mkdir()
     (user / "notes.txt").write_text("mine")
-    r = _run(["--output_dir", str(user), "--overwrite_output_dir"])  # the command line: one line, exit 1
-    assert r.returncode == 1 and "Traceback" not in r.stderr
-    assert r.stderr.strip().splitlines()[-1].startswith("distill_clip: error: output folder"), r.stderr
-    assert "did not write" in r.stderr and (user / "notes.txt").read_text() == "mine"
+    from vlmcompress.workflows.distill import run_distillation
+
+    # the command line: one line, exit 1 (the script's own process shows the same in test_bad_input_on_the_command_...)
+    assert run_distillation(["--output_dir", str(user), "--overwrite_output_dir"], prog="distill_clip") == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("distill_clip: error: output folder"), err
+    assert "did not write" in err and (user / "notes.txt").read_text() == "mine"
     from vlmcompress.errors import VlmcompressError
 
     ours = tmp_path / "ours"

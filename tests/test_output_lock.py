@@ -1,6 +1,7 @@
 """Output folders are locked while a run writes them: a second run into a folder a live run holds is refused at once
 in one line naming the holder's PID; a killed holder's lock is free again (the kernel drops a flock with its
-process). Real processes: the holder is a separate Python interpreter."""
+process). Real processes: the holder is a separate Python interpreter; the refused and the later command run through
+the CLI in this process (a flock held by another process refuses it the same way)."""
 
 import os
 import signal
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import cli_as_process
+from conftest import cli_in_process
 
 HOLD = """
 import sys, time
@@ -49,7 +50,7 @@ def test_a_second_recipe_run_into_a_live_runs_output_dir_is_refused_at_once(tiny
     out = tmp_path / "pipeline"
     holder = _holder(out, "workflows.compress", "check_pipeline_dir")  # a live `compress` into out
     try:
-        r = cli_as_process("compress", str(_recipe(tmp_path, tiny_clip_dir, out, 0.5)))
+        r = cli_in_process("compress", str(_recipe(tmp_path, tiny_clip_dir, out, 0.5)))
         _refused(r, holder.pid)
         assert not out.exists() or not any(out.iterdir()), "the refused run wrote nothing"
     finally:
@@ -65,14 +66,14 @@ def test_a_command_into_a_folder_a_live_run_holds_is_refused_and_takes_it_once_t
     out = tmp_path / "pruned"
     holder = _holder(out)
     try:
-        r = cli_as_process("prune", tiny_clip_dir, "--head-ratio", "0.25", "--importance", "magnitude", "-o", str(out),
+        r = cli_in_process("prune", tiny_clip_dir, "--head-ratio", "0.25", "--importance", "magnitude", "-o", str(out),
                            "--no-eval")
         _refused(r, holder.pid)
         assert not out.exists()
     finally:
         holder.terminate()  # killed by a signal: its flock goes with it, its lock file stays behind
         holder.wait()
-    r = cli_as_process("prune", tiny_clip_dir, "--head-ratio", "0.25", "--importance", "magnitude", "-o", str(out),
+    r = cli_in_process("prune", tiny_clip_dir, "--head-ratio", "0.25", "--importance", "magnitude", "-o", str(out),
                        "--no-eval")
     assert r.returncode == 0, r.stderr
     assert (out / "compression_report.json").is_file() and not (tmp_path / ".pruned.vlmcompress-lock").exists()

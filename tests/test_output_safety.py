@@ -355,14 +355,31 @@ def test_a_full_disk_keeps_the_earlier_result_and_says_so(processor, tmp_path):
 
 
 # --- what README and cards promise --------------------------------------------------------------------------------
-def test_public_api_is_lazy_and_load_model_is_the_model(tiny_clip_dir):
-    r = subprocess.run([sys.executable, "-c", "import sys, vlmcompress; print('torch' in sys.modules, "
-                        "'transformers' in sys.modules); from vlmcompress import PruningConfig, prune_model, "
-                        "PruningCallback, QuantizationConfig, quantize, DistillationConfig, DistillationTrainer, "
-                        "evaluate_model, load_model, save_compressed, push_to_hub, finish_checkpoint"],
-                       capture_output=True, text=True, timeout=120)
+FRESH_INTERPRETER = """
+import json, os, sys
+import vlmcompress
+lazy = ["torch" in sys.modules, "transformers" in sys.modules]
+from vlmcompress import (PruningConfig, prune_model, PruningCallback, QuantizationConfig, quantize,
+                         DistillationConfig, DistillationTrainer, evaluate_model, load_model, save_compressed,
+                         push_to_hub, finish_checkpoint)
+import vlmcompress.cli, vlmcompress.evaluation, vlmcompress.quantization
+print(json.dumps({"lazy": lazy, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY")}), flush=True)
+import bitsandbytes  # what its import prints goes to this process's stderr
+"""
+
+
+@pytest.fixture(scope="module")
+def fresh_interpreter():
+    """What a fresh interpreter does on ``import vlmcompress`` and friends (one process for the import-time checks;
+    OMP_WAIT_POLICY unset): its JSON line and its stderr."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    r = subprocess.run([sys.executable, "-c", FRESH_INTERPRETER], capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.split() == ["False", "False"]
+    return json.loads(r.stdout.strip().splitlines()[-1]), r.stderr
+
+
+def test_public_api_is_lazy_and_load_model_is_the_model(fresh_interpreter, tiny_clip_dir):
+    assert fresh_interpreter[0]["lazy"] == [False, False]  # `import vlmcompress` imports neither torch nor transformers
     from vlmcompress import load_checkpoint, load_model
 
     model = load_model(str(tiny_clip_dir))
@@ -378,18 +395,12 @@ def test_version_and_quiet():
     assert r.returncode == 0 and r.stdout.strip() == f"vlmcompress {__version__}"
 
 
-def test_no_thread_policy_at_import():
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    code = ("import os, vlmcompress.cli, vlmcompress.evaluation, vlmcompress.quantization; "
-            "print(os.environ.get('OMP_WAIT_POLICY'))")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
-    assert r.returncode == 0 and r.stdout.strip() == "None", r.stderr
+def test_no_thread_policy_at_import(fresh_interpreter):
+    assert fresh_interpreter[0]["OMP_WAIT_POLICY"] is None
 
 
-def test_quiet_by_default_no_library_noise(tiny_clip_dir, tmp_path):
-    r = subprocess.run([sys.executable, "-c", "import vlmcompress, bitsandbytes"], capture_output=True, text=True,
-                       timeout=120)
-    assert r.returncode == 0 and "kernels-community" not in r.stderr, r.stderr
+def test_quiet_by_default_no_library_noise(fresh_interpreter, tiny_clip_dir, tmp_path):
+    assert "kernels-community" not in fresh_interpreter[1], fresh_interpreter[1]
     r = _prune(tiny_clip_dir, tmp_path / "p")
     assert r.returncode == 0 and r.stderr.strip() == "", r.stderr  # progress bars are off in tests; nothing else
     r = run_cli("quantize", str(tmp_path / "p"), "--bits", "8", "-o", str(tmp_path / "q"), "--no-eval")
