@@ -182,3 +182,25 @@ def test_every_option_defaults_to_its_configs_default():
     for name in ("latency_batch_size", "latency_rounds"):
         assert prune[name] == data[name], name
     assert evaluate["latency_batch_size"] == data["latency_batch_size"] == recipe["latency_batch_size"]
+
+
+def test_a_missing_model_folder_fails_before_the_command_imports_torch(tmp_path):
+    """A typo in the model path is one line in a second, not after ten seconds of imports: checked before torch loads
+    (after the output folder's check: that one comes first, test_the_output_folder_is_checked_before_any_work)."""
+    script = """
+import json, sys
+from vlmcompress.cli import main
+codes = [main(argv) for argv in json.loads(sys.argv[1])]
+print(json.dumps({"codes": codes, "torch": "torch" in sys.modules}))
+"""
+    missing, out = tmp_path / "no-such-model", tmp_path / "out"
+    commands = [["evaluate", missing], ["prune", missing, "-o", out], ["quantize", missing, "--bits", "8", "-o", out],
+                ["export", missing, "-o", out], ["cache-teacher", missing, "--data", tmp_path, "-o", out]]
+    r = subprocess.run([sys.executable, "-c", script, json.dumps([[str(a) for a in c] for c in commands])],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    assert result == {"codes": [1] * len(commands), "torch": False}, (result, r.stderr)
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == len(commands) and all(f"model folder {missing} does not exist" in line for line in lines)
+    assert not out.exists()

@@ -12,6 +12,20 @@ def _set_verbosity(args):
     set_verbosity(getattr(args, "verbosity", 0))
 
 
+def _check_local_model(value) -> None:
+    """A local model folder that is missing, a file or has no config.json fails at once, before the command imports
+    torch and transformers: a typo costs a fraction of a second, not ten seconds of imports. A Hub id is checked where
+    the model is loaded (the network call stays in one place). Commands call it after their output check."""
+    from pathlib import Path
+
+    from ..utils import looks_local
+
+    if isinstance(value, str) and value.strip() and (looks_local(value) or Path(value).expanduser().exists()):
+        from ..loading import resolve_model_path
+
+        resolve_model_path(value, check_hub=False)
+
+
 def _load_dataset(args):
     if not args.dataset:
         return None

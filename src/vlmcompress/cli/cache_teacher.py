@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ._args import _add_common, _whole_number
-from ._common import _set_verbosity
+from ._common import _check_local_model, _set_verbosity
 
 
 def add_parser(sub) -> None:
@@ -35,12 +35,13 @@ def add_parser(sub) -> None:
 
 
 def cmd_cache_teacher(args):
+    _set_verbosity(args)
+    _check_local_model(args.teacher)  # before torch is imported
     from accelerate import PartialState
 
     from ..distillation.store import write_store
     from ..loading import load_checkpoint
 
-    _set_verbosity(args)
     state = PartialState()  # under `accelerate launch`, process i of n writes shards i, i + n, ...
     teacher, processor, path = load_checkpoint(args.teacher, trust_remote_code=args.trust_remote_code,
                                                torch_for="the teacher store")

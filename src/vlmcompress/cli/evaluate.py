@@ -7,7 +7,7 @@ import json
 import os
 
 from ._args import _add_common, _add_eval_set_args, _nonnegative_int, _positive_int
-from ._common import _eval_plan, _set_verbosity
+from ._common import _check_local_model, _eval_plan, _set_verbosity
 
 
 def add_parser(sub) -> None:
@@ -59,14 +59,15 @@ def _check_output_file(path):
 
 
 def cmd_evaluate(args):
+    _set_verbosity(args)
+    if args.output:
+        _check_output_file(args.output)
+    _check_local_model(args.model)  # both before torch is imported
     from ..evaluation import evaluate_model
     from ..io import atomic_write_text
     from ..loading import load_checkpoint
     from ..report import format_metrics_table
 
-    _set_verbosity(args)
-    if args.output:
-        _check_output_file(args.output)
     if args.threads:
         import torch
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ._args import _add_eval_and_loading, _add_model_and_output
-from ._common import _eval_plan, _set_verbosity
+from ._common import _check_local_model, _eval_plan, _set_verbosity
 
 
 def add_parser(sub) -> None:
@@ -32,13 +32,14 @@ def add_parser(sub) -> None:
 
 
 def cmd_export(args):
+    from ..io import check_output_dir
+
+    _set_verbosity(args)
+    check_output_dir(args.output_dir, overwrite=args.overwrite)  # before the evaluation set is opened
+    _check_local_model(args.model)  # both before torch is imported
     from ..export import export_onnx
     from ..report import format_metrics_table
 
-    _set_verbosity(args)
-    from ..io import check_output_dir
-
-    check_output_dir(args.output_dir, overwrite=args.overwrite)  # before the evaluation set is opened
     eval_kwargs = None if args.no_eval else _eval_plan(args)
     report = export_onnx(args.model, args.output_dir, int8=args.int8, evaluate=not args.no_eval,
                          latency_rounds=args.latency_rounds, overwrite=args.overwrite, eval_kwargs=eval_kwargs)

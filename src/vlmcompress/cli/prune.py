@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from ._args import _add_dataset_args, _add_eval_and_loading, _add_model_and_output, _fraction, _names, _positive_int
-from ._common import _eval_plan, _json_arg, _load_dataset, _print_finished, _set_verbosity, _stage_kwargs, _tower_counts, _tower_lists
+from ._common import (_check_local_model, _eval_plan, _json_arg, _load_dataset, _print_finished, _set_verbosity,
+                      _stage_kwargs, _tower_counts, _tower_lists)
 
 
 def add_parser(sub) -> None:
@@ -88,17 +89,19 @@ def pruning_config(args):
 
 
 def cmd_prune(args):
+    from ..io import check_output_dir
+
+    _set_verbosity(args)
+    check_output_dir(args.output_dir, overwrite=args.overwrite)
+    _check_local_model(args.model)  # both before torch is imported
     from ..data.sources import standard_columns
     from ..evaluation import check_dataset, evaluate_model
     from ..evaluation.eval_sets import is_embedded_model
-    from ..io import check_output_dir
     from ..loading import load_checkpoint, resolve_model_path
     from ..pruning.config import require_calibration
     from ..pruning.importance import load_scores, save_scores
     from ..workflows.stages import prune_stage
 
-    _set_verbosity(args)
-    check_output_dir(args.output_dir, overwrite=args.overwrite)
     config = pruning_config(args)
     calibration = _load_dataset(args)
     if calibration is not None:

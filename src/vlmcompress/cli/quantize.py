@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ._args import _add_eval_and_loading, _add_model_and_output, _names
-from ._common import _eval_plan, _print_finished, _set_verbosity, _stage_kwargs
+from ._common import _check_local_model, _eval_plan, _print_finished, _set_verbosity, _stage_kwargs
 
 
 def add_parser(sub) -> None:
@@ -55,14 +55,16 @@ def quantization_config(args):
 
 
 def cmd_quantize(args):
-    from ..evaluation import evaluate_model
     from ..io import check_output_dir
+
+    _set_verbosity(args)
+    check_output_dir(args.output_dir, overwrite=args.overwrite)
+    _check_local_model(args.model)  # both before torch is imported
+    from ..evaluation import evaluate_model
     from ..loading import load_checkpoint
     from ..quantization import ensure_not_quantized, plan_skips, require_bitsandbytes
     from ..workflows.stages import quantize_stage
 
-    _set_verbosity(args)
-    check_output_dir(args.output_dir, overwrite=args.overwrite)
     config = quantization_config(args)
     require_bitsandbytes()
     eval_kwargs = None if args.no_eval else _eval_plan(args)
