@@ -63,7 +63,8 @@ def _stage_summary(folder: Path) -> dict:
 
     stage_file = json.loads((folder / STAGE_FILE).read_text()) if (folder / STAGE_FILE).is_file() else {}
     return {"stage": folder.name, "seconds": stage_file.get("seconds"),
-            "effective": report.get("effective_settings"), "after": report.get("after") or {}}
+            "effective": report.get("effective_settings"), "after": report.get("after") or {},
+            "before": report.get("before") or {}}
 
 
 def run_one(name: str, seed: int, work: Path, *, quick: bool) -> dict:
@@ -86,11 +87,12 @@ def run_one(name: str, seed: int, work: Path, *, quick: bool) -> dict:
         raise SystemExit(f"benchmarks/recipes.py: recipes/{name}.yaml (seed {seed}) failed (exit {r.returncode}); "
                          f"its stages so far are in {out}: rerun to resume")
     stages = [_stage_summary(d) for d in sorted(out.iterdir()) if d.is_dir() and (d / "compression_report.json").is_file()]
-    first = json.loads((out / stages[0]["stage"] / "compression_report.json").read_text())
+    teacher = stages[0].pop("before")  # the first stage measured the teacher; each stage's "after" is what it made
+    for stage in stages[1:]:
+        stage.pop("before")
     load = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None  # > cores: something ran beside it
     return {"recipe": name, "seed": seed, "stages_run": run["stages"], "process_s": round(time.time() - t0, 1),
-            "load_average": load,
-            "teacher": first.get("before") or {}, "stages": stages}
+            "load_average": load, "teacher": teacher, "stages": stages}
 
 
 def _mean_sd(values: list) -> list:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -95,8 +96,6 @@ def throughput_rows(s: dict, tmp: Path) -> list[dict]:
         print(f"throughput round {r + 1}/{s['rounds']}", flush=True)
         for name in names if r % 2 == 0 else names[::-1]:
             runs[name].append(distill_row(name, THROUGHPUT[name](s, tmp), tmp, s, s["steps"], tag=f"-round{r + 1}"))
-    import statistics
-
     rows = []
     for name in names:
         median = statistics.median(run["samples_per_s"] for run in runs[name])
@@ -108,7 +107,7 @@ def throughput_rows(s: dict, tmp: Path) -> list[dict]:
 
 def round_ratios(row: dict, base: dict) -> list[float]:
     """Per-round samples/s of ``row`` over ``base`` (the same round: the two ran one after the other)."""
-    return [a / b for a, b in zip(row.get("rounds") or [row["samples_per_s"]], base.get("rounds") or [base["samples_per_s"]])]
+    return [a / b for a, b in zip(row["rounds"], base["rounds"])]
 
 
 def main(argv=None) -> int:
@@ -158,8 +157,6 @@ def main(argv=None) -> int:
                 os.environ.pop("OMP_WAIT_POLICY", None)
             else:
                 os.environ["OMP_WAIT_POLICY"] = env_policy
-    import statistics
-
     ways = {}
     for way in ("map-style", "streamed + store"):
         runs = [q for q in quality if q["way"] == way]

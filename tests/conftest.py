@@ -123,7 +123,6 @@ def cli_in_process(*args, cwd=None, env=None):
     import contextlib
     import io
     import subprocess
-    import sys
     import traceback
 
     from vlmcompress.cli import main

@@ -202,11 +202,11 @@ def recipes_problem(data: dict, name: str) -> str | None:
     from benchmarks.recipes import seeded
 
     for run in data["runs"]:
-        rerun = (f"{name} is stale: re-run `python benchmarks/recipes.py --recipes {run['recipe']} --json {name}` "
-                 f"(with the other recipes it lists)")
         path = ROOT / "recipes" / f"{run['recipe']}.yaml"
         if not path.is_file():
-            return rerun.split(":")[0] + f": recipes/{run['recipe']}.yaml is gone; re-run without it"
+            return f"{name} is stale: recipes/{run['recipe']}.yaml is gone; re-run without it"
+        rerun = (f"{name} is stale: re-run `python benchmarks/recipes.py --recipes {run['recipe']} --json {name}` "
+                 f"(with the other recipes it lists)")
         today = seeded(yaml.safe_load(path.read_text()), run["seed"], quick=data.get("quick", False))
         if run["stages_run"] != today["stages"]:
             return rerun + f" (recipes/{run['recipe']}.yaml changed its stages)"
