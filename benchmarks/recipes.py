@@ -57,14 +57,12 @@ def seeded(recipe: dict, seed: int, *, quick: bool = False) -> dict:
     return out
 
 
-def _stage_summary(folder: Path) -> dict:
-    report = json.loads((folder / "compression_report.json").read_text())
+def _stage_summary(folder: Path, report: dict) -> dict:
     from vlmcompress.workflows.compress import STAGE_FILE
 
     stage_file = json.loads((folder / STAGE_FILE).read_text()) if (folder / STAGE_FILE).is_file() else {}
     return {"stage": folder.name, "seconds": stage_file.get("seconds"),
-            "effective": report.get("effective_settings"), "after": report.get("after") or {},
-            "before": report.get("before") or {}}
+            "effective": report.get("effective_settings"), "after": report.get("after") or {}}
 
 
 def run_one(name: str, seed: int, work: Path, *, quick: bool) -> dict:
@@ -86,10 +84,10 @@ def run_one(name: str, seed: int, work: Path, *, quick: bool) -> dict:
     if r.returncode != 0:
         raise SystemExit(f"benchmarks/recipes.py: recipes/{name}.yaml (seed {seed}) failed (exit {r.returncode}); "
                          f"its stages so far are in {out}: rerun to resume")
-    stages = [_stage_summary(d) for d in sorted(out.iterdir()) if d.is_dir() and (d / "compression_report.json").is_file()]
-    teacher = stages[0].pop("before")  # the first stage measured the teacher; each stage's "after" is what it made
-    for stage in stages[1:]:
-        stage.pop("before")
+    reports = [(d, json.loads((d / "compression_report.json").read_text())) for d in sorted(out.iterdir())
+               if d.is_dir() and (d / "compression_report.json").is_file()]
+    stages = [_stage_summary(d, report) for d, report in reports]
+    teacher = reports[0][1].get("before") or {}  # the first stage measured the teacher
     load = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None  # > cores: something ran beside it
     return {"recipe": name, "seed": seed, "stages_run": run["stages"], "process_s": round(time.time() - t0, 1),
             "load_average": load, "teacher": teacher, "stages": stages}

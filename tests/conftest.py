@@ -17,6 +17,8 @@ SLOW_LIMIT_S = float(os.environ.get("VLMCOMPRESS_SLOW_LIMIT_S", "30"))
 #: scaled by the slowdown measured on 2 cores (the fast tier's per-test times summed: 845 s with -n 2, 550 s alone)
 XDIST_SLOWDOWN = 1.5
 XDIST_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+LIMIT_S = SLOW_LIMIT_S * XDIST_SLOWDOWN if XDIST_WORKERS > 1 else SLOW_LIMIT_S
+SHARED = f" ({SLOW_LIMIT_S:.0f} s x {XDIST_SLOWDOWN}, {XDIST_WORKERS} workers)" if XDIST_WORKERS > 1 else ""
 
 
 def pytest_collection_modifyitems(config, items):
@@ -37,12 +39,10 @@ def pytest_runtest_makereport(item, call):
     if call.when != "call" or not report.passed or item.get_closest_marker("slow"):
         return
     took = call.duration + getattr(item, "_vlmcompress_setup_s", 0.0)
-    limit = SLOW_LIMIT_S * (XDIST_SLOWDOWN if XDIST_WORKERS > 1 else 1.0)
-    if took > limit:
-        shared = f" ({SLOW_LIMIT_S:.0f} s x {XDIST_SLOWDOWN}, {XDIST_WORKERS} workers)" if XDIST_WORKERS > 1 else ""
+    if took > LIMIT_S:
         report.outcome = "failed"
-        report.longrepr = (f"{item.nodeid} took {took:.1f} s (set-up + call), over the fast tier's {limit:.0f} s"
-                           f"{shared}: make it cheaper, or mark it @pytest.mark.slow and keep a cheap stand-in in the "
+        report.longrepr = (f"{item.nodeid} took {took:.1f} s (set-up + call), over the fast tier's {LIMIT_S:.0f} s"
+                           f"{SHARED}: make it cheaper, or mark it @pytest.mark.slow and keep a cheap stand-in in the "
                            "fast tier")
 
 
