@@ -57,6 +57,14 @@ def pct(value, digits: int = 1) -> str:
     return NOT_MEASURED if missing(value) else f"{100 * value:.{digits}f}%"
 
 
+def mean_sd(mean, sd, digits: int = 1, scale: float = 100.0, unit: str = "%") -> str:
+    """A mean over seeds and its sd on a page, the one format of every page: '88.4% ± 0.4' (a fraction, in points), or
+    with ``scale=1, unit=""`` a plain figure such as seconds: '1030 ± 449'. An sd of None (one seed) shows the mean."""
+    if missing(mean):
+        return NOT_MEASURED
+    return f"{scale * mean:.{digits}f}{unit}" + ("" if sd is None else f" ± {scale * sd:.{digits}f}")
+
+
 def table(header: list, rows: list, align: list[str] | None = None) -> list[str]:
     """A Markdown table: the first column left-aligned and the rest right-aligned unless ``align`` ("l"/"r" per column)
     says otherwise; cells are shown with ``str`` and their pipes escaped."""

@@ -38,9 +38,9 @@ import sys
 from pathlib import Path
 
 if __package__:  # imported as benchmarks.render_pages (tests)
-    from ._common import NOT_MEASURED, missing, pct, table
+    from ._common import NOT_MEASURED, mean_sd, missing, pct, table
 else:  # run as a script: its folder is first on sys.path
-    from _common import NOT_MEASURED, missing, pct, table
+    from _common import NOT_MEASURED, mean_sd, missing, pct, table
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -728,8 +728,7 @@ def render_streaming(name: str, data: dict) -> str:
                   f"{plain(st.get('quality_steps'))} steps, evaluated on the embedded test split "
                   f"({plain(st.get('eval_images_per_number'))} images per number); the seed sets the data order.", ""]
         lines += table(["data", "seen (mean ± sd)", "held-out (mean ± sd)"],
-                       [[way, f"{100 * v['accuracy'][0]:.1f}% ± {100 * v['accuracy'][1]:.1f}",
-                         f"{100 * v['accuracy_heldout'][0]:.1f}% ± {100 * v['accuracy_heldout'][1]:.1f}"]
+                       [[way, _mean_sd(v["accuracy"]), _mean_sd(v["accuracy_heldout"])]
                         for way, v in summary["ways"].items()])
     lines += ["", "## Targets", ""]
     lines += table(["target", "measured", "met"],
@@ -737,9 +736,10 @@ def render_streaming(name: str, data: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _mean_sd(pair, scale: float = 100.0, digits: int = 2) -> str:
+def _mean_sd(pair, **fmt) -> str:
+    """A recorded [mean, sd] pair (recipes.json), in the pages' one format."""
     mean, sd = (pair or [None, None])[:2]
-    return NOT_MEASURED if missing(mean) else f"{scale * mean:.{digits}f} ± {scale * (sd or 0):.{digits}f}"
+    return mean_sd(mean, sd, **fmt)
 
 
 def render_recipes(name: str, data: dict) -> str:
@@ -759,10 +759,10 @@ def render_recipes(name: str, data: dict) -> str:
     for recipe, s in (data.get("summary") or {}).items():
         worse = None if missing(s.get("kept_seen")) or missing(s.get("kept_heldout")) else \
             min(s["kept_seen"], s["kept_heldout"])
-        rows.append([f"`recipes/{recipe}.yaml`", str(len(s.get("seeds") or [])), _mean_sd(s.get("seen")) + "%",
-                     _mean_sd(s.get("heldout")) + "%", f"{pct(s.get('kept_seen'))} / {pct(s.get('kept_heldout'))}",
+        rows.append([f"`recipes/{recipe}.yaml`", str(len(s.get("seeds") or [])), _mean_sd(s.get("seen"), digits=2),
+                     _mean_sd(s.get("heldout"), digits=2), f"{pct(s.get('kept_seen'))} / {pct(s.get('kept_heldout'))}",
                      pct(worse), f"{count((s.get('size_bytes') or [None])[0])} ({pct(s.get('size_share'), 2)})",
-                     _mean_sd(s.get("stage_seconds"), scale=1.0, digits=0)])
+                     _mean_sd(s.get("stage_seconds"), scale=1, digits=0, unit="")])
     lines += table(["recipe", "seeds", "seen (mean ± sd)", "held-out (mean ± sd)", "kept seen / held-out",
                     "worse of the two kept", "bytes (of the teacher's)", "stage seconds (mean ± sd)"], rows)
     lines += ["", "Stage seconds: every stage's wall time as its `stage.json` records it, evaluation and the "

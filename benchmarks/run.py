@@ -73,9 +73,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
 if __package__:  # imported as benchmarks.<script> (tests, render_pages)
-    from ._common import environment, hardware, pct, refuse_active_wait_policy, table
+    from ._common import environment, hardware, mean_sd, pct, refuse_active_wait_policy, table
 else:  # run as a script: its folder is first on sys.path
-    from _common import environment, hardware, pct, refuse_active_wait_policy, table
+    from _common import environment, hardware, mean_sd, pct, refuse_active_wait_policy, table
 
 SUITES = ("clip", "clip_small", "blip", "blip_retrieval", "generalization", "generalization_long")
 #: small_steps: the <= 10% chain's distillation (the clip_small recipe's 1800 steps); blip_batch_size: the BLIP
@@ -430,10 +430,9 @@ def versus(group: dict, other: dict, noise: dict) -> tuple:
             noise_bar(noise["heldout"], len(group["seeds"])))
 
 
-def mean_sd(group: dict, name: str) -> str:
+def group_mean_sd(group: dict, name: str) -> str:
     """A seed group's mean accuracy and its sd in points, e.g. '88.4% ± 0.4'."""
-    sd = group[f"{name}_sd"]
-    return pct(group[name]) + ("" if sd is None else f" ± {100 * sd:.1f}")
+    return mean_sd(group[name], group[f"{name}_sd"])
 
 
 NF4 = {"bits": 4, "quant_type": "nf4"}
@@ -1045,7 +1044,7 @@ def render(results: dict, plot_name: str) -> str:
                         "kept seen / held-out", "worse of the two kept", "vs the first row: seen / held-out points"],
                        [[g["variant"], str(g["steps"]),
                          "-" if g["params"] is None else f"{g['params']:,.0f} ({g['params'] / teacher['params']:.0%})",
-                         mean_sd(g, "seen"), mean_sd(g, "heldout"),
+                         group_mean_sd(g, "seen"), group_mean_sd(g, "heldout"),
                          f"{pct(g['seen_kept'])} / {pct(g['heldout_kept'])}", pct(g["worse_kept"]),
                          "-" if g is base else f"{100 * (g['seen'] - base['seen']):+.1f} / "
                          f"{100 * (g['heldout'] - base['heldout']):+.1f}"
@@ -1073,7 +1072,7 @@ def render(results: dict, plot_name: str) -> str:
             if end is None or not ours:
                 continue
             for alpha, g in [(1, end), *sorted(ours, key=lambda pair: -pair[0])]:
-                body.append([variant, f"{alpha:g}", mean_sd(g, "seen"), mean_sd(g, "heldout"),
+                body.append([variant, f"{alpha:g}", group_mean_sd(g, "seen"), group_mean_sd(g, "heldout"),
                              f"{pct(g['seen_kept'])} / {pct(g['heldout_kept'])}", pct(g["worse_kept"]),
                              "-" if g is end else f"{100 * (g['seen'] - end['seen']):+.1f} / "
                              f"{100 * (g['heldout'] - end['heldout']):+.1f}"])
@@ -1098,8 +1097,8 @@ def render(results: dict, plot_name: str) -> str:
                   "each head gated off alone (one forward pass per head and batch); magnitude: weight norms.", ""]
         lines += table(["pruning (importance)", "one-shot seen", "one-shot held-out", "recovered seen",
                         "recovered held-out", "recovered kept seen / held-out", "prune stage s (eval included, mean)"],
-                       [[g["variant"], mean_sd(g, "seen"), mean_sd(g, "heldout"),
-                         mean_sd(recovered[g["variant"]], "seen"), mean_sd(recovered[g["variant"]], "heldout"),
+                       [[g["variant"], group_mean_sd(g, "seen"), group_mean_sd(g, "heldout"),
+                         *(group_mean_sd(recovered[g["variant"]], k) for k in ("seen", "heldout")),
                          f"{pct(recovered[g['variant']]['seen_kept'])} / {pct(recovered[g['variant']]['heldout_kept'])}",
                          "-" if g["seconds"] is None else f"{g['seconds']:.0f}"] for g in one_shot])
         if noise["seen"] is not None:

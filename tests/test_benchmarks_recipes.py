@@ -50,7 +50,7 @@ def test_the_summary_is_mean_and_sd_of_the_final_stage_and_kept_against_the_teac
     assert s["a"]["stage_seconds"] == [12.0, 0.0] and s["b"]["seen"][1] == 0.0
     page = pages.render_recipes("recipes", {"summary": s, "runs": runs, "settings": {"seeds": [42, 43]},
                                             "partial": True})
-    assert "| `recipes/a.yaml` | 2 | 89.00 ± 1.41% | 82.00 ± 2.83% | 98.9% / 102.5% | 98.9% |" in page
+    assert "| `recipes/a.yaml` | 2 | 89.00% ± 1.41 | 82.00% ± 2.83 | 98.9% / 102.5% | 98.9% |" in page
     assert "**partial**" in page and "| `b` | 42 | 50.00% | 40.00% | 1,000 |" in page
 
 
