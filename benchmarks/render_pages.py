@@ -737,7 +737,7 @@ def render_streaming(name: str, data: dict) -> str:
 
 
 def _mean_sd(pair, **fmt) -> str:
-    """A recorded [mean, sd] pair (recipes.json), in the pages' one format."""
+    """A recorded [mean, sd] pair (recipes.json, streaming.json), in the pages' one format."""
     mean, sd = (pair or [None, None])[:2]
     return mean_sd(mean, sd, **fmt)
 
