@@ -6,6 +6,14 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("VLMCOMPRESS_NO_PROGRESS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# under pytest-xdist each worker, and every process a test starts, gets its share of the cores, not all of them: two
+# workers whose training processes each spin two threads (OMP_WAIT_POLICY=ACTIVE) on two cores slow each other down
+# many times over. OMP_NUM_THREADS for the workers and the processes that take torch's default, VLMCOMPRESS_THREADS for
+# training processes (the distill command sets its own threads). Set before torch is imported; a value already set wins.
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    _share = str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+    os.environ.setdefault("OMP_NUM_THREADS", _share)
+    os.environ.setdefault("VLMCOMPRESS_THREADS", _share)
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -22,10 +30,14 @@ SHARED = f" ({SLOW_LIMIT_S:.0f} s x {XDIST_SLOWDOWN}, {XDIST_WORKERS} workers)" 
 
 
 def pytest_collection_modifyitems(config, items):
-    """A ``distributed`` test (real multi-process launches) belongs to the slow tier too."""
+    """A ``distributed`` test (real multi-process launches) belongs to the slow tier too, and to one xdist group: the
+    launches rendezvous on torch.distributed's default port, so under ``-n 2 --dist loadgroup`` they run one at a time
+    on one worker."""
     for item in items:
-        if item.get_closest_marker("distributed") and not item.get_closest_marker("slow"):
-            item.add_marker(pytest.mark.slow)
+        if item.get_closest_marker("distributed"):
+            if not item.get_closest_marker("slow"):
+                item.add_marker(pytest.mark.slow)
+            item.add_marker(pytest.mark.xdist_group("distributed"))
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -22,11 +22,23 @@ def use_training_thread_policy() -> bool:
     return os.environ["OMP_WAIT_POLICY"].upper() == "ACTIVE"
 
 
+#: the torch threads of a training process when its --threads is 0; OMP_NUM_THREADS is not read for this, since
+#: ``accelerate launch`` without a config sets it to 1 even for one process
+THREADS_ENV = "VLMCOMPRESS_THREADS"
+
+
 def set_threads(threads: int = 0, processes: int = 1) -> int:
-    """torch threads per process: ``threads``, or the machine's cores divided by the processes (``accelerate launch``
-    without a config sets OMP_NUM_THREADS=1 even for one process)."""
+    """torch threads per process: ``threads``, else VLMCOMPRESS_THREADS, else the machine's cores divided by the
+    processes."""
     import torch
 
+    from .errors import VlmcompressError
+
+    env = os.environ.get(THREADS_ENV, "").strip()
+    if not threads and env:
+        if not env.isdigit() or int(env) < 1:
+            raise VlmcompressError(f"{THREADS_ENV}={env!r}: expected a whole number of threads >= 1, or unset it")
+        threads = int(env)
     n = threads or max(1, (os.cpu_count() or 1) // max(1, processes))
     torch.set_num_threads(n)
     return n

@@ -113,7 +113,7 @@ class DataArguments:
     eval_images_per_number: int = field(default=100, metadata={"help": "Embedded data: test images per number (100 numbers)."})
     augment_shift: int = field(default=0, metadata={"help": "Shift training images by up to N px each time they are drawn (cannot be combined with teacher caching)."})
     cache_teacher: str = field(default="auto", metadata={"choices": ["auto", "true", "false"], "help": "Compute the teacher's embeddings once (datasets.map, cached on disk in $VLMCOMPRESS_CACHE or ~/.cache/vlmcompress) and skip its forward pass afterwards. auto: on unless --augment_shift or --hidden_weight needs the teacher every step."})
-    threads: int = field(default=0, metadata={"help": "torch threads per process (0: the machine's cores divided by the processes; `accelerate launch` without a config sets OMP_NUM_THREADS=1 even for one process)."})
+    threads: int = field(default=0, metadata={"help": "torch threads per process (0: VLMCOMPRESS_THREADS if set, else the machine's cores divided by the processes; OMP_NUM_THREADS is not read: `accelerate launch` without a config sets it to 1 even for one process)."})
     skip_eval: bool = field(default=False, metadata={"help": "Do not evaluate teacher and student (metrics are recorded as not measured)."})
     latency_rounds: int = field(default=LATENCY_ROUNDS, metadata={"help": "Interleaved rounds in which teacher and student take turns to be timed (the card shows the median ratio and its range)."})
     latency_batch_size: int = field(default=32, metadata={"help": "Batch size of the latency measurement (image+text forward, or one caption per image for a captioner)."})
