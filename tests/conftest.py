@@ -10,10 +10,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # workers whose training processes each spin two threads (OMP_WAIT_POLICY=ACTIVE) on two cores slow each other down
 # many times over. OMP_NUM_THREADS for the workers and the processes that take torch's default, VLMCOMPRESS_THREADS for
 # training processes (the distill command sets its own threads). Set before torch is imported; a value already set wins.
-if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
-    _share = str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
-    os.environ.setdefault("OMP_NUM_THREADS", _share)
-    os.environ.setdefault("VLMCOMPRESS_THREADS", _share)
+from vlmcompress.threads import THREADS_ENV, share_of_cores  # noqa: E402  (torch-free: imports os and sys only)
+
+XDIST_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if XDIST_WORKERS > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(share_of_cores(XDIST_WORKERS)))
+    os.environ.setdefault(THREADS_ENV, str(share_of_cores(XDIST_WORKERS)))
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -24,7 +26,6 @@ SLOW_LIMIT_S = float(os.environ.get("VLMCOMPRESS_SLOW_LIMIT_S", "30"))
 #: under pytest-xdist (the README's ``-n 2``) a test shares the cores with the other worker's tests: the limit is
 #: scaled by the slowdown measured on 2 cores (the fast tier's per-test times summed: 845 s with -n 2, 550 s alone)
 XDIST_SLOWDOWN = 1.5
-XDIST_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 LIMIT_S = SLOW_LIMIT_S * XDIST_SLOWDOWN if XDIST_WORKERS > 1 else SLOW_LIMIT_S
 SHARED = f" ({SLOW_LIMIT_S:.0f} s x {XDIST_SLOWDOWN}, {XDIST_WORKERS} workers)" if XDIST_WORKERS > 1 else ""
 

@@ -27,6 +27,11 @@ def use_training_thread_policy() -> bool:
 THREADS_ENV = "VLMCOMPRESS_THREADS"
 
 
+def share_of_cores(processes: int = 1) -> int:
+    """The machine's cores divided by the processes that share them (at least 1)."""
+    return max(1, (os.cpu_count() or 1) // max(1, processes))
+
+
 def set_threads(threads: int = 0, processes: int = 1) -> int:
     """torch threads per process: ``threads``, else VLMCOMPRESS_THREADS, else the machine's cores divided by the
     processes."""
@@ -39,6 +44,6 @@ def set_threads(threads: int = 0, processes: int = 1) -> int:
         if not env.isdigit() or int(env) < 1:
             raise VlmcompressError(f"{THREADS_ENV}={env!r}: expected a whole number of threads >= 1, or unset it")
         threads = int(env)
-    n = threads or max(1, (os.cpu_count() or 1) // max(1, processes))
+    n = threads or share_of_cores(processes)
     torch.set_num_threads(n)
     return n
