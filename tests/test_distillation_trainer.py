@@ -115,6 +115,26 @@ def test_resume_from_checkpoint_equals_an_unbroken_run(processor, train_rows, tm
     assert max((pa[k] - pb[k]).abs().max().item() for k in pa) < 1e-5
 
 
+def test_temperature_anneals_linearly_from_the_first_step_to_the_last(processor, train_rows, tmp_path, monkeypatch):
+    from vlmcompress.distillation import trainer as trainer_module
+
+    cfg = DistillationConfig(embedding_weight=0.0, temperature=3.0, temperature_end=1.0)
+    assert [cfg.temperature_at(s, 5) for s in range(5)] == pytest.approx([3.0, 2.5, 2.0, 1.5, 1.0])
+    assert cfg.temperature_at(9, 5) == 1.0 and cfg.temperature_at(3, None) == 3.0  # no known length: fixed
+    assert DistillationConfig().temperature_at(4, 5) == 3.0  # no end: fixed
+    with pytest.raises(VlmcompressError, match="temperature_end 0"):
+        DistillationConfig(temperature_end=0.0)
+
+    used = []  # the temperature each optimizer step's similarity KL ran at (the real loss still runs)
+    real = trainer_module.similarity_kl_loss
+    monkeypatch.setattr(trainer_module, "similarity_kl_loss", lambda s, t, temperature: used.append(temperature) or real(s, t, temperature))
+    trainer = DistillationTrainer(model=_narrow_student(processor), args=_args(tmp_path, max_steps=5),
+                                  train_dataset=train_rows, data_collator=ImageTextCollator(processor),
+                                  teacher=tiny_clip(processor), distillation_config=cfg)
+    trainer.train()
+    assert used == pytest.approx([3.0, 2.5, 2.0, 1.5, 1.0])
+
+
 def test_cached_teacher_outputs_give_the_same_loss(processor, train_rows, tmp_path):
     teacher = tiny_clip(processor)
     rows = train_rows.select(range(32))

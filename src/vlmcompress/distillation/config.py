@@ -35,6 +35,7 @@ class DistillationConfig(JsonConfig):
 
     logit_weight: float = field(default=1.0, metadata={"help": "Weight of the similarity-matrix KL (both directions, x T^2)."})
     temperature: float = field(default=3.0, metadata={"help": "Softmax temperature T of the similarity-matrix KL."})
+    temperature_end: float | None = field(default=None, metadata={"help": "Anneal T linearly from --temperature at the first step to this value at the last (e.g. 3 -> 1: soft targets early, the teacher's sharp ranking late). Default: T stays fixed."})
     embedding_weight: float = field(default=1.0, metadata={"help": "Weight of the final-embedding (feature) loss (CLIP-KD)."})
     embedding_loss: str = field(default="mse", metadata={"help": "mse (||s-t||^2 of unit vectors) or cosine (1-cos)."})
     hidden_weight: float = field(default=0.0, metadata={"help": "Weight of the hidden-state loss over mapped layers."})
@@ -67,8 +68,9 @@ class DistillationConfig(JsonConfig):
             raise VlmcompressError("every loss weight is 0: set at least one of " + ", ".join(weights))
         if self.text_batch_size < 1:
             raise VlmcompressError(f"text_batch_size must be at least 1, got {self.text_batch_size}")
-        if self.temperature <= 0 or self.token_temperature <= 0:
-            raise VlmcompressError(f"temperatures must be > 0, got {self.temperature} and {self.token_temperature}")
+        if self.temperature <= 0 or self.token_temperature <= 0 or (self.temperature_end is not None and self.temperature_end <= 0):
+            given = ", ".join(f"{k} {getattr(self, k)}" for k in ("temperature", "temperature_end", "token_temperature"))
+            raise VlmcompressError(f"temperatures must be > 0, got {given}")
         for name in ("embedding_loss", "hidden_loss"):
             if getattr(self, name) not in LOSS_KINDS:
                 raise VlmcompressError(f"{name} must be one of {', '.join(LOSS_KINDS)}, got {getattr(self, name)!r}")
@@ -103,6 +105,15 @@ class DistillationConfig(JsonConfig):
             return None
         losses = " and ".join(names) + (" losses" if len(names) > 1 else " loss")
         return f"{where} stores image/text embeddings only, which the {losses} cannot use"
+
+    def temperature_at(self, step: int, max_steps: int | None) -> float:
+        """The similarity KL's temperature at optimizer step ``step`` of ``max_steps``: ``temperature``, or with
+        ``temperature_end`` set the straight line from one to the other (the end value from the last step on; a run
+        with no known length keeps ``temperature``)."""
+        if self.temperature_end is None or not max_steps or max_steps <= 1:
+            return self.temperature
+        share = min(max(step / (max_steps - 1), 0.0), 1.0)
+        return self.temperature + (self.temperature_end - self.temperature) * share
 
     def frozen_towers(self) -> list[str]:
         return [t.strip() for t in (self.freeze_towers or "").split(",") if t.strip()]

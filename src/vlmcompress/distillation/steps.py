@@ -45,12 +45,14 @@ def _describe(step, fmt):
     if isinstance(losses, dict) and losses:
         lines.append("loss weights: " + ", ".join(f"{k} {fmt.value(v)}" for k, v in losses.items()))
     if step.get("temperature") is not None:
-        lines.append(f"temperature: {fmt.value(step['temperature'])}")
+        end = step.get("temperature_end")
+        lines.append(f"temperature: {fmt.value(step['temperature'])}"
+                     + (f", annealed linearly to {fmt.value(end)} over training" if end is not None else ""))
     if step.get("frozen_towers"):
         lines.append("frozen (not trained): " + ", ".join(f"the {t} tower" for t in step["frozen_towers"]))
     if step.get("max_steps") is not None:
         lines.append(f"training steps: {fmt.value(step['max_steps'])}")
-    return lines, {"teacher", "student_init", "losses", "temperature", "frozen_towers", "max_steps"}
+    return lines, {"teacher", "student_init", "losses", "temperature", "temperature_end", "frozen_towers", "max_steps"}
 
 
 register_step_kind(StepKind("distillation", "Distillation", hub_relation="finetune", describe=_describe, citations=_citations))

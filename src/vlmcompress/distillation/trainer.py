@@ -327,7 +327,8 @@ class DistillationTrainer(Trainer):
         if cfg.logit_weight:
             s_logits = similarity_logits(student.image_embeds, student.text_embeds, student.logit_scale)
             t_logits = similarity_logits(teacher.image_embeds, teacher.text_embeds, teacher.logit_scale)
-            terms["logit"] = similarity_kl_loss(s_logits, t_logits, cfg.temperature)
+            terms["logit"] = similarity_kl_loss(s_logits, t_logits, cfg.temperature_at(self.state.global_step,
+                                                                                      self.state.max_steps))
         if cfg.embedding_weight:
             terms["embedding"] = (
                 embedding_loss(student.image_embeds, teacher.image_embeds, proj["embed_image"] if "embed_image" in proj else None, cfg.embedding_loss)

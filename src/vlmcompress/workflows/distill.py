@@ -603,6 +603,7 @@ def _distill(student_args, data_args, distill_cfg, training_args, *, base_model=
         "student_init": steps[0]["method"],
         "losses": distill_cfg.active_losses(),
         "temperature": distill_cfg.temperature,
+        **({"temperature_end": distill_cfg.temperature_end} if distill_cfg.temperature_end is not None else {}),
         "config": distill_cfg.to_dict(),
         "max_steps": training_args.max_steps,
         "batch_size": training_args.per_device_train_batch_size * training_args.world_size,
