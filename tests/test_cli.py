@@ -150,10 +150,13 @@ def test_every_command_reads_snake_case_option_names_too():
 def test_every_option_defaults_to_its_configs_default():
     """An option a command, a recipe's argument dataclass and a method config share has one default: the config's.
     Deliberate differences are listed here (and nowhere else), each with its reason."""
-    import dataclasses
 
     from vlmcompress.cli import build_parser, pruning_config, quantization_config
-    from vlmcompress.pruning.config import PruningConfig
+    from vlmcompress.cli._args import defaults_of
+    from vlmcompress.distillation.store import write_store
+    from vlmcompress.evaluation import evaluate_model
+    from vlmcompress.pruning import importance
+    from vlmcompress.pruning.config import IMPORTANCE_NAMES, PruningConfig
     from vlmcompress.quantization import QuantizationConfig
     from vlmcompress.workflows.distill import DataArguments, StudentArguments
     from vlmcompress.workflows.quantize import QuantizeArguments
@@ -165,9 +168,23 @@ def test_every_option_defaults_to_its_configs_default():
         args = parser.parse_args(["quantize", "--bits", str(bits), "-o", "x"])
         assert quantization_config(args).effective() == QuantizationConfig(bits=bits).effective()
 
-    def defaults(cls):
-        return {f.name: f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-                for f in dataclasses.fields(cls)}
+    defaults = defaults_of
+
+    def same(command: dict, declared: dict, names=None) -> None:  # each option both declare has the declared default
+        names = set(command) & set(declared) if names is None else names
+        assert names and {n: command[n] for n in names} == {n: declared[n] for n in names}
+
+    assert set(IMPORTANCE_NAMES) == set(importance.IMPORTANCE)  # the torch-free list names every registered criterion
+    prune_cli = vars(parser.parse_args(["prune", "-o", "x"]))
+    same(prune_cli, defaults(PruningConfig), {"importance", "head_ratio", "head_scope", "mlp_ratio", "mlp_scope",
+                                              "hidden_ratio", "layer_strategy", "keep_every", "calibration_samples",
+                                              "seed", "towers", "head_sites"})
+    same(vars(parser.parse_args(["quantize", "--bits", "8", "-o", "x"])), defaults(QuantizationConfig),
+         {"quant_type", "double_quant", "compute_dtype", "dtype", "towers", "device"})
+    same(vars(parser.parse_args(["cache-teacher", "--data", "d", "-o", "x"])), defaults(write_store),
+         {"dtype", "batch_size", "image_column", "caption_column"})
+    same(vars(parser.parse_args(["evaluate"])), defaults(evaluate_model),
+         {"batch_size", "latency_batch_size", "latency_repeats"})
 
     config, recipe = defaults(QuantizationConfig), defaults(QuantizeArguments)
     differ = {k for k in set(config) & set(recipe) if config[k] != recipe[k] and k != "towers"}  # towers: a string

@@ -29,14 +29,21 @@ def _regenerate(name: str) -> str:
     return f"model_cards/examples/{name} is stale: regenerate it with `python model_cards/make_examples.py {name}`"
 
 
+#: options added after results were recorded, each with the value that runs as before it existed: a result that lacks
+#: one ran with that value, so the option at that value is no reason to re-run it (at any other value, or with another
+#: default, it is)
+ADDED_LATER = {"temperature_end": None}
+
+
 def _in_effect(settings):
     """Settings without those that cannot have changed the run: a head scope where no heads were removed by a ratio,
-    an MLP scope where no neurons were (a changed default of either is no reason to re-run what never used it)."""
+    an MLP scope where no neurons were (a changed default of either is no reason to re-run what never used it), and an
+    option added later (ADDED_LATER) at the value that behaves as before it existed."""
     if isinstance(settings, list):
         return [_in_effect(s) for s in settings]
     if not isinstance(settings, dict):
         return settings
-    out = {k: _in_effect(v) for k, v in settings.items()}
+    out = {k: _in_effect(v) for k, v in settings.items() if not (k in ADDED_LATER and v == ADDED_LATER[k])}
     if "head_scope" in out and not (out.get("head_ratio") and not out.get("hidden_ratio")):
         out.pop("head_scope")
     if "mlp_scope" in out and not out.get("mlp_ratio"):
@@ -106,6 +113,9 @@ def test_the_checks_ignore_only_scopes_no_ratio_used():
     assert _in_effect([idle]) == [{"head_ratio": 0.0, "mlp_ratio": 0.5, "mlp_scope": "per_layer"}]
     narrow = {"hidden_ratio": 0.5, "head_ratio": 0.0, "head_scope": "global"}  # the width keeps every layer's heads
     assert "head_scope" not in _in_effect(narrow)
+    before = {"temperature": 3.0}  # recorded before temperature_end existed: ran as temperature_end None does
+    assert _in_effect(before) == _in_effect({**before, "temperature_end": None})
+    assert _in_effect(before) != _in_effect({**before, "temperature_end": 1.0})
 
 
 def test_the_example_check_sees_a_changed_default():

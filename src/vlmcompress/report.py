@@ -424,6 +424,11 @@ def table_rows(metrics_dicts) -> list:
 MIN_LATENCY_ROUNDS = 3
 #: interleaved rounds of the side-by-side latency measurement, in every command, recipe and Python entry point
 LATENCY_ROUNDS = 5
+#: batch size of the timed forward, in every command, recipe and Python entry point
+LATENCY_BATCH_SIZE = 32
+#: ``evaluate``: timed batches after the warm-up ones, and the batch size of encoding (not timed)
+LATENCY_REPEATS = 7
+EVAL_BATCH_SIZE = 256
 
 
 def latency_ratio_text(ratio: dict, what: str = "after/before") -> str:

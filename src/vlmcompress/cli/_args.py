@@ -42,6 +42,19 @@ def _names(text):
     return names
 
 
+def defaults_of(declaration) -> dict:
+    """The defaults an option set declares once: a dataclass's field defaults, or a function's keyword defaults. A
+    parser takes its defaults from here rather than writing them again."""
+    import dataclasses
+    import inspect
+
+    if dataclasses.is_dataclass(declaration):
+        return {f.name: f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+                for f in dataclasses.fields(declaration)}
+    return {name: p.default for name, p in inspect.signature(declaration).parameters.items()
+            if p.default is not inspect.Parameter.empty}
+
+
 def _add_common(parser):
     """Flags every subcommand takes (after the subcommand as well as before it)."""
     parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks on errors")
@@ -119,11 +132,11 @@ def _add_eval_set_args(parser, aliases=False):
 
 def _add_eval_and_loading(parser):
     """The before/after evaluation and loading options every command that writes a checkpoint takes."""
-    from ..report import LATENCY_ROUNDS
+    from ..report import LATENCY_BATCH_SIZE, LATENCY_ROUNDS
 
     _add_eval_set_args(parser)
-    parser.add_argument("--latency-batch-size", type=_positive_int, default=32,
-                        help="batch size of the timed forward (default 32)")
+    parser.add_argument("--latency-batch-size", type=_positive_int, default=LATENCY_BATCH_SIZE,
+                        help=f"batch size of the timed forward (default {LATENCY_BATCH_SIZE})")
     parser.add_argument("--latency-rounds", type=_positive_int, default=LATENCY_ROUNDS,
                         help="interleaved rounds in which the model before and after take turns to be timed; the card "
                         f"shows the median ratio and its range (default {LATENCY_ROUNDS})")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ._args import _add_common, _whole_number
+from ..distillation.store import DTYPES, write_store
+from ._args import _add_common, _whole_number, defaults_of
 from ._common import _check_local_model, _set_verbosity
 
 
@@ -25,10 +26,16 @@ def add_parser(sub) -> None:
     ct.add_argument("--data", required=True, metavar="SHARDS",
                     help="a folder or glob of WebDataset .tar, .parquet or .arrow shards")
     ct.add_argument("-o", "--output-dir", required=True, help="the store's folder (created; completed if partial)")
-    ct.add_argument("--dtype", default="float16", choices=["float16", "float32"], help="stored precision (default float16)")
-    ct.add_argument("--batch-size", type=_whole_number(1), default=256, help="teacher batch size (default 256)")
-    ct.add_argument("--image-column", default="image", help="image column of .parquet/.arrow shards (WebDataset: found by extension)")
-    ct.add_argument("--caption-column", default="text", help="caption column of .parquet/.arrow shards (WebDataset: KEY.txt)")
+    d = defaults_of(write_store)
+    ct.add_argument("--dtype", default=d["dtype"], choices=DTYPES, help=f"stored precision (default {d['dtype']})")
+    ct.add_argument("--batch-size", type=_whole_number(1), default=d["batch_size"],
+                    help=f"teacher batch size (default {d['batch_size']})")
+    ct.add_argument("--image-column", default=d["image_column"],
+                    help=f"image column of .parquet/.arrow shards (default {d['image_column']}; WebDataset: found by "
+                    "extension)")
+    ct.add_argument("--caption-column", default=d["caption_column"],
+                    help=f"caption column of .parquet/.arrow shards (default {d['caption_column']}; WebDataset: "
+                    "KEY.txt)")
     ct.add_argument("--trust-remote-code", action="store_true", help="allow the teacher's own modeling code")
     _add_common(ct)
     ct.set_defaults(func=cmd_cache_teacher)

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 
+from ..report import EVAL_BATCH_SIZE, LATENCY_BATCH_SIZE, LATENCY_REPEATS
 from ._args import _add_common, _add_eval_set_args, _nonnegative_int, _positive_int
 from ._common import _check_local_model, _eval_plan, _set_verbosity
 
@@ -30,10 +31,12 @@ def add_parser(sub) -> None:
                     help="save_pretrained folder or Hub id (default: the embedded teacher)")
     ev.add_argument("--output", "-o", help="write the metrics as JSON to this file (checked before the evaluation)")
     _add_eval_set_args(ev, aliases=True)
-    ev.add_argument("--batch-size", type=_positive_int, default=256, help="batch size for encoding (default 256)")
-    ev.add_argument("--latency-batch-size", type=_positive_int, default=32, help="batch size of the timed forward (default 32)")
-    ev.add_argument("--latency-repeats", type=_nonnegative_int, default=7,
-                    help="timed batches after 2 warm-up ones (default 7; 0: no latency)")
+    ev.add_argument("--batch-size", type=_positive_int, default=EVAL_BATCH_SIZE,
+                    help=f"batch size for encoding (default {EVAL_BATCH_SIZE})")
+    ev.add_argument("--latency-batch-size", type=_positive_int, default=LATENCY_BATCH_SIZE,
+                    help=f"batch size of the timed forward (default {LATENCY_BATCH_SIZE})")
+    ev.add_argument("--latency-repeats", type=_nonnegative_int, default=LATENCY_REPEATS,
+                    help=f"timed batches after 2 warm-up ones (default {LATENCY_REPEATS}; 0: no latency)")
     ev.add_argument("--threads", type=_nonnegative_int, default=0, help="torch threads (default: torch's choice)")
     ev.add_argument("--trust-remote-code", action="store_true", help="allow a checkpoint's own modeling code")
     _add_common(ev)

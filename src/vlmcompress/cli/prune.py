@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..pruning.config import IMPORTANCE_NAMES, LAYER_STRATEGIES, SCOPES, PruningConfig as P
 from ._args import _add_dataset_args, _add_eval_and_loading, _add_model_and_output, _fraction, _names, _positive_int
 from ._common import (_check_local_model, _eval_plan, _json_arg, _load_dataset, _print_finished, _set_verbosity,
                       _stage_kwargs, _tower_counts, _tower_lists)
@@ -31,25 +32,26 @@ def add_parser(sub) -> None:
                     help="attention-head sites whose heads may go, comma-separated: a tower's self-attention (vision, "
                     "text, text_decoder) or BLIP's cross-attention (text_cross, text_decoder_cross); default: every "
                     "head site of --towers")
-    pr.add_argument("--importance", default="ablation", choices=["ablation", "fisher", "taylor", "magnitude", "random"],
-                    help="how heads and neurons are ranked: ablation (the default: each head removed alone on "
+    pr.add_argument("--importance", default=P.importance, choices=IMPORTANCE_NAMES,
+                    help=f"how heads and neurons are ranked (default {P.importance}): ablation (each head removed alone on "
                     "calibration data, scored by how far the outputs move; neurons by taylor; one forward pass per "
                     "head and batch), fisher (the empirical Fisher of per-sample gates: ablation's quantity to second "
                     "order, one backward pass per batch), taylor (gradients), magnitude (weight norms) or random")
-    pr.add_argument("--head-ratio", type=_fraction, default=0.0, help="fraction of attention heads to remove")
-    pr.add_argument("--head-scope", default="per_layer", choices=["global", "per_layer"],
-                    help="rank heads within each layer (default: every layer keeps the same share) or across the layers of a "
-                         "tower (global)")
+    pr.add_argument("--head-ratio", type=_fraction, default=P.head_ratio, help="fraction of attention heads to remove")
+    pr.add_argument("--head-scope", default=P.head_scope, choices=SCOPES,
+                    help="rank heads within each layer (per_layer: every layer keeps the same share) or across the "
+                    f"layers of a tower (global); default {P.head_scope}")
     pr.add_argument("--head-plan", help='explicit heads as JSON or a JSON file: {"vision": {"0": [1, 3]}}')
-    pr.add_argument("--mlp-ratio", type=_fraction, default=0.0, help="fraction of MLP neurons to remove")
-    pr.add_argument("--mlp-scope", default="per_layer", choices=["global", "per_layer"],
-                    help="per_layer (default) keeps widths uniform, so the stock class can reload")
-    pr.add_argument("--hidden-ratio", type=_fraction, default=0.0,
+    pr.add_argument("--mlp-ratio", type=_fraction, default=P.mlp_ratio, help="fraction of MLP neurons to remove")
+    pr.add_argument("--mlp-scope", default=P.mlp_scope, choices=SCOPES,
+                    help="per_layer keeps widths uniform, so the stock class can reload; global ranks across a "
+                    f"tower's layers (default {P.mlp_scope})")
+    pr.add_argument("--hidden-ratio", type=_fraction, default=P.hidden_ratio,
                     help="fraction of each tower's hidden width removed, with as many heads in every layer (head_dim "
                     "kept): a narrow model of the stock class's shape, TinyCLIP-style (CLIP; not with --head-ratio)")
     pr.add_argument("--drop-layers", nargs="+", action="extend", metavar="TOWER:N,N",
                     help="layers to drop, e.g. vision:1,3 text:3 (repeat the flag or list several)")
-    pr.add_argument("--layer-strategy", choices=["every_k", "block_influence"],
+    pr.add_argument("--layer-strategy", choices=LAYER_STRATEGIES,
                     help="choose layers to drop: keep every k-th, or drop those that change their input least")
     pr.add_argument("--keep-every", type=_positive_int, help="for every_k: keep layers 0, k, 2k, ...")
     pr.add_argument("--remove-layers", nargs="+", action="extend", metavar="TOWER:N",
@@ -60,16 +62,14 @@ def add_parser(sub) -> None:
                     help="samples for scoring (default: 256 for taylor and fisher; 512 for ablation, fewer on a model with "
                          "over 64 heads so that heads x samples stays within 32,768)")
     _add_dataset_args(pr, "calibration", "train")
-    pr.add_argument("--seed", type=int, default=0)
+    pr.add_argument("--seed", type=int, default=P.seed, help=f"seed of the calibration sample and of random importance (default {P.seed})")
     _add_eval_and_loading(pr)
     pr.set_defaults(func=cmd_prune)
 
 
 def pruning_config(args):
     """The PruningConfig a parsed ``prune`` command line runs."""
-    from ..pruning.config import PruningConfig
-
-    return PruningConfig(
+    return P(
         towers=args.towers,
         head_sites=args.head_sites,
         importance=args.importance,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..quantization.config import COMPUTE_DTYPES, DEVICES, QUANT_TYPES, QuantizationConfig as Q
 from ._args import _add_eval_and_loading, _add_model_and_output, _names
 from ._common import _check_local_model, _eval_plan, _print_finished, _set_verbosity, _stage_kwargs
 
@@ -24,11 +25,11 @@ def add_parser(sub) -> None:
     )
     _add_model_and_output(qu, "quantized")
     qu.add_argument("--bits", type=int, required=True, choices=[4, 8], help="8 (LLM.int8) or 4 (nf4/fp4)")
-    qu.add_argument("--quant-type", choices=["nf4", "fp4"], help="4-bit data type: nf4 (default) or fp4")
+    qu.add_argument("--quant-type", choices=QUANT_TYPES, help="4-bit data type: nf4 (default) or fp4")
     qu.add_argument("--double-quant", action="store_true", help="4-bit: quantize the block scales too")
-    qu.add_argument("--compute-dtype", default="float32", choices=["float32", "bfloat16", "float16"],
-                    help="4-bit matmul dtype (default float32)")
-    qu.add_argument("--dtype", choices=["float32", "bfloat16", "float16"],
+    qu.add_argument("--compute-dtype", default=Q.compute_dtype, choices=COMPUTE_DTYPES,
+                    help=f"4-bit matmul dtype (default {Q.compute_dtype})")
+    qu.add_argument("--dtype", choices=COMPUTE_DTYPES, default=Q.dtype,
                     help="dtype of what stays unquantized: embeddings, LayerNorms, the Linears kept in full precision "
                     "(default: the model's); bfloat16 halves their bytes, most of a small 4-bit checkpoint")
     qu.add_argument("--towers", type=_names, action="extend", default=None,
@@ -40,7 +41,7 @@ def add_parser(sub) -> None:
     qu.add_argument("--no-default-skip", action="store_true",
                     help="quantize the layers the family keeps in full precision by default too (CLIP's projections, "
                     "BLIP's projection and ITM heads): smaller, at some accuracy")
-    qu.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"], help="cpu (default), cuda or auto")
+    qu.add_argument("--device", default=Q.device, choices=DEVICES, help=f"{', '.join(DEVICES)} (default {Q.device})")
     _add_eval_and_loading(qu)
     qu.set_defaults(func=cmd_quantize)
 

@@ -18,7 +18,7 @@ import torch
 from ..adapters import get_adapter
 from ..embedded import digits
 from ..errors import VlmcompressError
-from ..report import empty_metrics, weights_size_bytes
+from ..report import EVAL_BATCH_SIZE, LATENCY_BATCH_SIZE, LATENCY_REPEATS, empty_metrics, weights_size_bytes
 from ..utils import progress
 from .eval_sets import EMBEDDED, NO_EVAL, EvalSet, eval_set_from_dataset
 from .protocols import caption_metrics, check_task, retrieval_metrics, zero_shot_metrics
@@ -48,7 +48,7 @@ def _batches(n, batch_size):
 
 
 @torch.inference_mode()
-def encode_images(adapter, processor, images, batch_size=256, desc="images"):
+def encode_images(adapter, processor, images, batch_size=EVAL_BATCH_SIZE, desc="images"):
     device, dtype = adapter.device(), adapter.input_dtype()
     out = []
     for sl in progress(list(_batches(len(images), batch_size)), desc=f"encoding {desc}", leave=False):
@@ -96,7 +96,8 @@ def _tokenizer_of(processor):
 
 
 @torch.inference_mode()
-def measure_latency(adapter, image_processor, tokenizer, images, texts, batch_size=32, warmup=2, repeats=7):
+def measure_latency(adapter, image_processor, tokenizer, images, texts, batch_size=LATENCY_BATCH_SIZE, warmup=2,
+                    repeats=LATENCY_REPEATS):
     """Median wall time of a full image+text forward at ``batch_size``, after warm-up batches (captioners: the image
     and a teacher-forced caption through the decoder)."""
     n = len(images)
@@ -322,9 +323,9 @@ def evaluate_model(
     label_column=None,
     templates=None,
     task: str = "auto",
-    batch_size: int = 256,
-    latency_batch_size: int = 32,
-    latency_repeats: int = 7,
+    batch_size: int = EVAL_BATCH_SIZE,
+    latency_batch_size: int = LATENCY_BATCH_SIZE,
+    latency_repeats: int = LATENCY_REPEATS,
     measure_size: bool = True,
 ) -> dict:
     """Measure a model; returns a METRICS dict (see ``vlmcompress.report``).

@@ -10,11 +10,11 @@ onnxruntime; ``vlmcompress evaluate FOLDER`` measures it through ONNX Runtime.
 
 from __future__ import annotations
 
-from ..report import LATENCY_ROUNDS
+from ..report import LATENCY_BATCH_SIZE, LATENCY_ROUNDS
 
 
 def export_onnx(model_or_path=None, output_dir=None, *, processor=None, int8: bool = False, evaluate: bool = True,
-                images_per_number: int | None = None, latency_batch_size: int = 32, latency_rounds: int = LATENCY_ROUNDS,
+                images_per_number: int | None = None, latency_batch_size: int = LATENCY_BATCH_SIZE, latency_rounds: int = LATENCY_ROUNDS,
                 overwrite: bool = False, overwrite_flag: str = "--overwrite", eval_dataset=None,
                 eval_kwargs: dict | None = None) -> dict:
     """Export a checkpoint (a folder, a Hub id, None for the embedded teacher, or a model with ``processor``) to

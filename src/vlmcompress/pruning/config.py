@@ -5,15 +5,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from ..adapters import get_adapter
 from ..errors import VlmcompressError
 from ..io import JsonConfig
-from . import importance as imp
-from .structural import prune_heads, prune_hidden, prune_layers, prune_mlp
 
 logger = logging.getLogger(__name__)
 CONFIG_FILENAME = "pruning_config.json"
-IMPORTANCE_NAMES = tuple(imp.IMPORTANCE)  # the criteria importance.py registers
+#: the criteria importance.py registers (``importance.IMPORTANCE``'s keys; a test holds them equal), named here so that
+#: the config and the ``prune`` parser load without torch
+IMPORTANCE_NAMES = ("ablation", "fisher", "taylor", "magnitude", "random")
+SCOPES = ("per_layer", "global")
+LAYER_STRATEGIES = ("every_k", "block_influence")
 
 
 @dataclass
@@ -60,6 +61,8 @@ class PruningConfig(JsonConfig):
     def effective(self) -> dict:
         """``to_dict()`` with the calibration size the importance falls back to when none is given (ablation on a model
         with over 64 heads scores on fewer: the pruning step records the count used, ``calibration_samples``)."""
+        from . import importance as imp
+
         out = self.to_dict()
         if out["calibration_samples"] is None:
             out["calibration_samples"] = getattr(imp.IMPORTANCE.get(self.importance), "default_samples", None)
@@ -83,6 +86,12 @@ class PruningConfig(JsonConfig):
                 continue
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise VlmcompressError(f"{name} must be a positive whole number, got {getattr(self, name)!r}")
+        for name in ("head_scope", "mlp_scope"):
+            if getattr(self, name) not in SCOPES:
+                raise VlmcompressError(f"{name} must be one of {', '.join(SCOPES)}, got {getattr(self, name)!r}")
+        if self.layer_strategy is not None and self.layer_strategy not in LAYER_STRATEGIES:
+            raise VlmcompressError(f"layer_strategy must be one of {', '.join(LAYER_STRATEGIES)}, "
+                                   f"got {self.layer_strategy!r}")
         if self.keep_every is not None and self.keep_every < 1:
             raise VlmcompressError(f"keep_every must be at least 1, got {self.keep_every}")
         for name in ("head_ratio", "mlp_ratio", "hidden_ratio"):
@@ -110,6 +119,8 @@ def _needs_scores(config):
 def needs_calibration(config: PruningConfig, scores=None) -> bool:
     """Whether ``prune_model(config, scores=scores)`` reads calibration data: block-influence layer selection, or units
     chosen by ratio (a config never has both a ratio and a plan) with a data-driven importance and no given scores."""
+    from . import importance as imp
+
     return config.layer_strategy == "block_influence" or (
         scores is None and _needs_scores(config) and imp.get_importance(config.importance).needs_data)
 
@@ -180,6 +191,10 @@ def prune_model(model, config: PruningConfig, processor=None, *, dataset=None, s
     its layers are dropped. Otherwise they are computed on ``config.calibration_samples`` samples of ``dataset``
     (default: the embedded training split) and passed to ``on_scores`` (e.g. ``save_scores``).
     """
+    from ..adapters import get_adapter
+    from . import importance as imp
+    from .structural import prune_heads, prune_hidden, prune_layers, prune_mlp
+
     config.validate()
     adapter = get_adapter(model)
     towers, asked = resolve_targets(adapter, config)

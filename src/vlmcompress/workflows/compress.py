@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ..errors import VlmcompressError
 from ..io import trainer_checkpoints
-from ..report import LATENCY_ROUNDS
+from ..report import LATENCY_BATCH_SIZE, LATENCY_ROUNDS
 from .recipe import Recipe, Stage, stage_configs, stage_target
 
 STAGE_FILE = "stage.json"
@@ -154,7 +154,7 @@ class Pipeline:
         per_number = embedded_images_per_number(dataset, data.get("images_per_number"), data.get("max_eval_samples"),
                                                 flag="data.max_eval_samples")
         return dict(dataset=dataset, images_per_number=per_number,
-                    latency_batch_size=self.recipe.eval.get("latency_batch_size", 32),
+                    latency_batch_size=self.recipe.eval.get("latency_batch_size", LATENCY_BATCH_SIZE),
                     templates=data.get("templates"), task=data.get("eval_task", "auto"))
 
     def calibration(self):
@@ -412,7 +412,7 @@ class Pipeline:
         data_args = data_cls(dataset_name=data.get("train"), dataset_config_name=data.get("train_config"),
                              eval_dataset_name=self.eval_name(base), skip_eval=bool(self.recipe.eval.get("skip")),
                              latency_rounds=self.latency_rounds,
-                             latency_batch_size=self.recipe.eval.get("latency_batch_size", 32), **data_kw)
+                             latency_batch_size=self.recipe.eval.get("latency_batch_size", LATENCY_BATCH_SIZE), **data_kw)
         config = config_cls(**{k: v for k, v in opts.items() if k in config_fields})
         training = {k: v for k, v in opts.items() if k in training_fields}
         max_steps = training.get("max_steps", training_cls.max_steps if hasattr(training_cls, "max_steps") else 900)

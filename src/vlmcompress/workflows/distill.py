@@ -44,8 +44,8 @@ from ..evaluation.harness import count_parameters
 from ..hub import push_if_requested, without_push
 from ..io import check_output_dir
 from ..loading import load_checkpoint
-from ..pruning.config import PruningConfig, prune_model
-from ..report import LATENCY_ROUNDS, format_metrics_table
+from ..pruning.config import SCOPES, PruningConfig, prune_model
+from ..report import LATENCY_BATCH_SIZE, LATENCY_ROUNDS, format_metrics_table
 from ..threads import set_threads
 from ..utils import hf_argument_parser
 
@@ -59,9 +59,9 @@ class StudentArguments:
     head_ratio: float = field(default=0.0, metadata={"help": "Inherited student: fraction of attention heads removed (ranked as --head_scope says)."})
     mlp_ratio: float = field(default=0.25, metadata={"help": "Inherited student: fraction of MLP neurons removed in every layer."})
     hidden_ratio: float = field(default=0.0, metadata={"help": "Inherited student: fraction of each tower's hidden width removed, with as many heads per layer (head_dim kept): a narrow student of the stock shape, TinyCLIP-style (CLIP; not with --head_ratio)."})
-    importance: str = field(default="ablation", metadata={"help": "Inherited student: ranking of heads/neurons: ablation (heads removed one at a time, scored by the output KL; neurons by taylor), fisher (empirical Fisher of per-sample gates), taylor, magnitude or random."})
+    importance: str = field(default=PruningConfig.importance, metadata={"help": "Inherited student: ranking of heads/neurons: ablation (heads removed one at a time, scored by the output KL; neurons by taylor), fisher (empirical Fisher of per-sample gates), taylor, magnitude or random."})
     towers: str = field(default="vision,text", metadata={"help": "Towers the inherited student shrinks."})
-    head_scope: str = field(default="per_layer", metadata={"help": "Inherited student: rank heads within each layer (per_layer, the default) or across the layers of a tower (global)."})
+    head_scope: str = field(default=PruningConfig.head_scope, metadata={"help": "Inherited student: rank heads within each layer (per_layer, the default) or across the layers of a tower (global)."})
     prune_gradually: bool = field(default=False, metadata={"help": "Inherited student: remove --head_ratio/--mlp_ratio gradually while distilling (PruningCallback: Taylor scores accumulated over the steps, cubic schedule) instead of one-shot before training; layers (--keep_every) still go first."})
     prune_end: float = field(default=0.75, metadata={"help": "With --prune_gradually: the fraction of the steps by which the ratios are reached (the rest trains the final shape)."})
 
@@ -71,8 +71,8 @@ class StudentArguments:
         for name in ("head_ratio", "mlp_ratio", "hidden_ratio"):
             if not 0 <= getattr(self, name) < 1:
                 raise VlmcompressError(f"--{name} is a fraction in [0, 1), got {getattr(self, name)}")
-        if self.head_scope not in ("global", "per_layer"):
-            raise VlmcompressError(f"--head_scope is global or per_layer, got {self.head_scope!r}")
+        if self.head_scope not in SCOPES:
+            raise VlmcompressError(f"--head_scope is one of {', '.join(SCOPES)}, got {self.head_scope!r}")
         if self.prune_gradually:
             if not (self.head_ratio or self.mlp_ratio):
                 raise VlmcompressError("--prune_gradually needs --head_ratio and/or --mlp_ratio to reach")
@@ -116,7 +116,7 @@ class DataArguments:
     threads: int = field(default=0, metadata={"help": "torch threads per process (0: VLMCOMPRESS_THREADS if set, else the machine's cores divided by the processes; OMP_NUM_THREADS is not read: `accelerate launch` without a config sets it to 1 even for one process)."})
     skip_eval: bool = field(default=False, metadata={"help": "Do not evaluate teacher and student (metrics are recorded as not measured)."})
     latency_rounds: int = field(default=LATENCY_ROUNDS, metadata={"help": "Interleaved rounds in which teacher and student take turns to be timed (the card shows the median ratio and its range)."})
-    latency_batch_size: int = field(default=32, metadata={"help": "Batch size of the latency measurement (image+text forward, or one caption per image for a captioner)."})
+    latency_batch_size: int = field(default=LATENCY_BATCH_SIZE, metadata={"help": "Batch size of the latency measurement (image+text forward, or one caption per image for a captioner)."})
 
     def __post_init__(self):
         for name in ("train_images_per_number", "eval_images_per_number"):

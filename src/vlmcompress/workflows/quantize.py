@@ -20,7 +20,7 @@ from ..evaluation import evaluate_model
 from ..io import check_output_dir
 from ..loading import load_checkpoint
 from ..quantization import QuantizationConfig, quantization_step, quantize, save_quantized
-from ..report import format_metrics_table
+from ..report import LATENCY_BATCH_SIZE, format_metrics_table
 from ..utils import hf_argument_parser
 
 
@@ -28,10 +28,10 @@ from ..utils import hf_argument_parser
 class QuantizeArguments:
     model_name_or_path: str | None = field(default=None, metadata={"help": "Checkpoint folder or Hub id (default: the embedded teacher)."})
     bits: int = field(default=4, metadata={"help": "8 (LLM.int8) or 4 (nf4/fp4)."})
-    quant_type: str | None = field(default=None, metadata={"help": "4-bit data type: nf4 (default) or fp4."})
-    double_quant: bool = field(default=False, metadata={"help": "4-bit: quantize the block scales too."})
-    compute_dtype: str = field(default="float32", metadata={"help": "4-bit matmul dtype: float32, bfloat16 or float16."})
-    dtype: str | None = field(default=None, metadata={"help": "dtype of what stays unquantized (embeddings, LayerNorms, Linears kept in full precision): float32, bfloat16 or float16 (default: the model's)."})
+    quant_type: str | None = field(default=QuantizationConfig.quant_type, metadata={"help": "4-bit data type: nf4 (default) or fp4."})
+    double_quant: bool = field(default=QuantizationConfig.double_quant, metadata={"help": "4-bit: quantize the block scales too."})
+    compute_dtype: str = field(default=QuantizationConfig.compute_dtype, metadata={"help": "4-bit matmul dtype: float32, bfloat16 or float16."})
+    dtype: str | None = field(default=QuantizationConfig.dtype, metadata={"help": "dtype of what stays unquantized (embeddings, LayerNorms, Linears kept in full precision): float32, bfloat16 or float16 (default: the model's)."})
     towers: str = field(default="", metadata={"help": "Comma-separated towers to quantize (vision, text, text_decoder); default: every tower."})
     skip: list[str] = field(default_factory=list, metadata={"help": "More Linears to keep in full precision (name prefix, regex or suffix); each must match."})
     qlora: bool = field(default=False, metadata={"help": "Train LoRA adapters on the quantized model (QLoRA)."})
@@ -42,7 +42,7 @@ class QuantizeArguments:
     merge_lora: bool = field(default=False, metadata={"help": "Merge the adapter into the weights (dequantize, add, requantize) instead of keeping it."})
     train_images_per_number: int = field(default=100, metadata={"help": "Embedded training images per seen number for QLoRA."})
     eval_images_per_number: int | None = field(default=None, metadata={"help": "Embedded test images per number (default: all 100)."})
-    latency_batch_size: int = field(default=32, metadata={"help": "Batch size of the timed forward."})
+    latency_batch_size: int = field(default=LATENCY_BATCH_SIZE, metadata={"help": "Batch size of the timed forward."})
 
 
 @dataclass

@@ -13,12 +13,12 @@ from __future__ import annotations
 import copy
 from typing import Callable
 
-from ..report import LATENCY_ROUNDS
+from ..report import LATENCY_BATCH_SIZE, LATENCY_ROUNDS
 
 
 def prune_stage(model, processor, output_dir, config, *, base_model: str, calibration=None, scores=None,
                 on_scores: Callable | None = None, before: dict | None = None, evaluate: Callable | None = None,
-                latency_rounds: int = LATENCY_ROUNDS, latency_batch_size: int = 32, overwrite: bool = False,
+                latency_rounds: int = LATENCY_ROUNDS, latency_batch_size: int = LATENCY_BATCH_SIZE, overwrite: bool = False,
                 step_extra: dict | None = None, report_extra: dict | None = None) -> dict:
     """Prune ``model`` in place with ``config`` (PruningConfig) and write it to ``output_dir``; return its report.
 
@@ -38,7 +38,7 @@ def prune_stage(model, processor, output_dir, config, *, base_model: str, calibr
 
 def quantize_stage(model, processor, output_dir, config, *, base_model: str, before: dict | None = None,
                    evaluate: Callable | None = None, latency_rounds: int = LATENCY_ROUNDS,
-                   latency_batch_size: int = 32, overwrite: bool = False, report_extra: dict | None = None) -> dict:
+                   latency_batch_size: int = LATENCY_BATCH_SIZE, overwrite: bool = False, report_extra: dict | None = None) -> dict:
     """Quantize ``model`` with ``config`` (QuantizationConfig) and write it to ``output_dir``; return its report.
     The full-precision model is kept for the side-by-side latency when ``evaluate`` is given. The caller has checked
     that ``model`` is not quantized already (``ensure_not_quantized``), before any evaluation."""
