@@ -143,7 +143,7 @@ def _recipe_module():
     (["--mlp_ratio", "1.5"], r"fraction in \[0, 1\)"),
     (["--cache_teacher", "maybe"], "cache_teacher"),
     (["--prune_gradually", "true", "--mlp_ratio", "0"], "needs --head_ratio and/or --mlp_ratio"),
-    (["--head_scope", "layerwise"], "global or per_layer"),
+    (["--head_scope", "layerwise"], "one of per_layer, global"),
     (["--max_steps", "-5"], "--max_steps: expected a positive number of optimizer steps, got -5"),
     (["--max_stepz", "3"], "unknown option --max_stepz: did you mean --max_steps"),
     (["--foo", "3"], r"unknown option --foo \(.* --help lists them\)"),
