@@ -152,7 +152,7 @@ def test_every_option_defaults_to_its_configs_default():
     Deliberate differences are listed here (and nowhere else), each with its reason."""
 
     from vlmcompress.cli import build_parser, pruning_config, quantization_config
-    from vlmcompress.cli._args import defaults_of
+    from vlmcompress.cli._args import defaults_of as defaults
     from vlmcompress.distillation.store import write_store
     from vlmcompress.evaluation import evaluate_model
     from vlmcompress.pruning import importance
@@ -167,8 +167,6 @@ def test_every_option_defaults_to_its_configs_default():
     for bits in (4, 8):
         args = parser.parse_args(["quantize", "--bits", str(bits), "-o", "x"])
         assert quantization_config(args).effective() == QuantizationConfig(bits=bits).effective()
-
-    defaults = defaults_of
 
     def same(command: dict, declared: dict, names=None) -> None:  # each option both declare has the declared default
         names = set(command) & set(declared) if names is None else names
