@@ -65,6 +65,43 @@ def mean_sd(mean, sd, digits: int = 1, scale: float = 100.0, unit: str = "%") ->
     return f"{scale * mean:.{digits}f}{unit}" + ("" if sd is None else f" ± {scale * sd:.{digits}f}")
 
 
+#: options added after results were recorded, each with the value that runs as before it existed: a result that lacks
+#: one ran with that value, so the option at that value is no reason to re-run it (at any other value, or with another
+#: default, it is)
+ADDED_LATER = {"temperature_end": None}
+
+
+def in_effect(settings):
+    """Settings without those that cannot have changed the run: a head scope where no heads were removed by a ratio,
+    an MLP scope where no neurons were (a changed default of either is no reason to re-run what never used it), and an
+    option added later (ADDED_LATER) at the value that behaves as before it existed. Two results whose settings are
+    equal in effect ran the same computation (tests/test_staleness.py, benchmarks/run.py --reuse)."""
+    if isinstance(settings, list):
+        return [in_effect(s) for s in settings]
+    if not isinstance(settings, dict):
+        return settings
+    out = {k: in_effect(v) for k, v in settings.items() if not (k in ADDED_LATER and v == ADDED_LATER[k])}
+    if "head_scope" in out and not (out.get("head_ratio") and not out.get("hidden_ratio")):
+        out.pop("head_scope")
+    if "mlp_scope" in out and not out.get("mlp_ratio"):
+        out.pop("mlp_scope")
+    return out
+
+
+def recipe_effective(recipe: dict) -> list:
+    """Each stage's {kind: effective settings} of a recipe (a dict) as today's code resolves it, the library's
+    defaults filled in (None: a planned or export stage, which has no method config)."""
+    from vlmcompress.workflows.recipe import recipe_from_dict, stage_configs
+
+    parsed = recipe_from_dict(recipe)
+    out = []
+    for stage in parsed.stages:
+        config = None if stage.planned or "target" in stage.options else stage_configs(
+            stage, parsed.family, first=stage.index == 1)
+        out.append(None if config is None else {config.kind: config.effective()})
+    return out
+
+
 def table(header: list, rows: list, align: list[str] | None = None) -> list[str]:
     """A Markdown table: the first column left-aligned and the rest right-aligned unless ``align`` ("l"/"r" per column)
     says otherwise; cells are shown with ``str`` and their pipes escaped."""

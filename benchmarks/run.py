@@ -35,12 +35,17 @@ teacher trained first by recipes/train_blip_retrieval_teacher.py, four students 
 the ITM term left out, heads/MLP pruning with recovery); **generalization** (CLIP held-out accuracy over 3 seeds:
 distillation variants of (i)'s student (which loss terms, the text term on unpaired class prompts, CLIP-KD's
 interactive contrastive loss, the teacher's text tower frozen, the default at the distill command's 900 steps, the
-similarity KL at temperature 1 with the label set as unpaired texts, and the similarity KL with the student's
-contrastive loss and no embedding term: candidate defaults), and heads / heads+MLP pruning by ablation, fisher and
-magnitude importance, one-shot and after recovery (by the default, and by the candidates); mean, sd and the seed
-noise); **generalization_long** (the same at 1800 steps: the default and the
-candidate against contrastive-only, the narrow tier, ablation on fewer calibration samples; then WiSE-FT: the distilled
-students' weights interpolated toward their inherited students', measured without training).
+similarity KL at temperature 1 or 2 with and without the label set as unpaired texts, and the similarity KL with the
+student's contrastive loss and no embedding term, at a fixed temperature and annealed from 3 to 1: candidate
+defaults), and heads / heads+MLP pruning by ablation, fisher and magnitude importance, one-shot and after recovery (by
+the default, and by the candidates); mean, sd and the seed noise); **generalization_long** (the same at 1800 steps:
+the default and the candidates against contrastive-only, the narrow tier, ablation on fewer calibration samples; then
+WiSE-FT: the distilled students' weights interpolated toward their inherited students', measured without training).
+
+``--reuse RESULTS ...`` takes the rows an earlier run measured alike (an evidence results file or a --work folder's
+done.json; the same recipe and, stage by stage, the effective settings today's code resolves) and runs only the
+rest: a new row costs its own training, not the suite's; the page says which rows were reused and on which machines
+every row ran.
 
 Accuracy: the embedded digits test split (100 numbers; --images-per-number per number; "held-out" = the 10 numbers
 no model was trained on). Latency: after every row has run, the teacher and every row's final checkpoint are loaded
@@ -73,9 +78,11 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
 if __package__:  # imported as benchmarks.<script> (tests, render_pages)
-    from ._common import environment, hardware, mean_sd, pct, refuse_active_wait_policy, table
+    from ._common import (environment, hardware, in_effect, mean_sd, pct, recipe_effective,
+                          refuse_active_wait_policy, table)
 else:  # run as a script: its folder is first on sys.path
-    from _common import environment, hardware, mean_sd, pct, refuse_active_wait_policy, table
+    from _common import (environment, hardware, in_effect, mean_sd, pct, recipe_effective,
+                         refuse_active_wait_policy, table)
 
 SUITES = ("clip", "clip_small", "blip", "blip_retrieval", "generalization", "generalization_long")
 #: small_steps: the <= 10% chain's distillation (the clip_small recipe's 1800 steps); blip_batch_size: the BLIP
@@ -208,6 +215,13 @@ KL_T1_PROMPTS_OPTIONS = {"temperature": 1.0, "embedding_weight": 0.0, "text_weig
 #: contrastive loss
 KL_CONTRASTIVE = "similarity KL + contrastive (no embedding term)"
 KL_CONTRASTIVE_OPTIONS = {"embedding_weight": 0.0, "contrastive_weight": 1.0}
+#: the same with the similarity KL's temperature moved in a straight line from 3 (the default) to 1 over training
+#: (--temperature_end): a label-free candidate for the default
+SCHEDULE = {"temperature": 3.0, "temperature_end": 1.0}
+KL_SCHEDULE_CONTRASTIVE = "similarity KL, T 3 to 1 + contrastive (no embedding term)"
+KL_SCHEDULE_CONTRASTIVE_OPTIONS = {**SCHEDULE, **KL_CONTRASTIVE_OPTIONS}
+#: every candidate for the default: each gets a target line against contrastive-only at each step count it ran
+CANDIDATES = (KL_T1_PROMPTS, f"{KL_T1_PROMPTS} + contrastive", KL_CONTRASTIVE, KL_SCHEDULE_CONTRASTIVE)
 
 #: the generalization suite: each distillation variant of the inherited student, once per seed; a variant is judged on
 #: the worse of its seen and held-out kept (CLIP is used zero-shot on classes its compression data never showed)
@@ -244,6 +258,26 @@ GENERALIZATION = (
     # the label-set candidate and contrastive-only at the distill command's default steps, beside the default's row
     ("contrastive only (no teacher), 900 steps", {**CONTRASTIVE_ONLY, "max_steps": "default_steps"}),
     (f"{KL_T1_PROMPTS}, 900 steps", {**KL_T1_PROMPTS_OPTIONS, "max_steps": "default_steps"}, {"texts": "embedded"}),
+    # the temperature: the similarity KL at T=1 or 2 instead of 3, with and without the embedding term and the label
+    # set, and T moved from 3 to 1 over training (--temperature_end)
+    ("similarity KL at T=1 + embedding (no label set)", {"temperature": 1.0}),
+    ("similarity KL at T=1 only (no label set)", {"temperature": 1.0, "embedding_weight": 0.0}),
+    ("similarity KL at T=1 + embedding + unpaired class prompts", {"temperature": 1.0, "text_weight": 1.0},
+     {"texts": "embedded"}),
+    ("similarity KL at T=2 + unpaired class prompts", {"temperature": 2.0, "embedding_weight": 0.0, "text_weight": 1.0},
+     {"texts": "embedded"}),
+    (KL_SCHEDULE_CONTRASTIVE, KL_SCHEDULE_CONTRASTIVE_OPTIONS),
+    # at the distill command's 900 steps
+    ("default + T 3 to 1, 900 steps", {**SCHEDULE, "max_steps": "default_steps"}),
+    (f"{KL_SCHEDULE_CONTRASTIVE}, 900 steps", {**KL_SCHEDULE_CONTRASTIVE_OPTIONS, "max_steps": "default_steps"}),
+    (f"{KL_CONTRASTIVE}, 900 steps", {**KL_CONTRASTIVE_OPTIONS, "max_steps": "default_steps"}),
+    ("similarity KL at T=1 only (no label set), 900 steps",
+     {"temperature": 1.0, "embedding_weight": 0.0, "max_steps": "default_steps"}),
+    ("similarity KL at T=2 + unpaired class prompts, 900 steps",
+     {"temperature": 2.0, "embedding_weight": 0.0, "text_weight": 1.0, "max_steps": "default_steps"},
+     {"texts": "embedded"}),
+    (f"{KL_T1_PROMPTS} + contrastive, 900 steps",
+     {**KL_T1_PROMPTS_OPTIONS, "contrastive_weight": 1.0, "max_steps": "default_steps"}, {"texts": "embedded"}),
 )
 
 
@@ -263,6 +297,7 @@ GENERALIZATION_LONG = (
     ("contrastive only (no teacher), 1800 steps", {**CONTRASTIVE_ONLY, "max_steps": "small_steps"}),
     ("narrow (half width): default, 1800 steps", {"hidden_ratio": NARROW["hidden_ratio"], "max_steps": "small_steps"}),
     (f"{KL_T1_PROMPTS}, 1800 steps", {**KL_T1_PROMPTS_OPTIONS, "max_steps": "small_steps"}, {"texts": "embedded"}),
+    (f"{KL_SCHEDULE_CONTRASTIVE}, 1800 steps", {**KL_SCHEDULE_CONTRASTIVE_OPTIONS, "max_steps": "small_steps"}),
 )
 
 
@@ -343,6 +378,14 @@ def wise_ft_rows(rows, s: dict, spec: dict, key: str, log) -> list[dict]:
         if r.get("variant") not in spec["variants"]:
             continue
         stage = r["stages"][-1]
+        if not Path(stage["folder"]).is_dir() and r.get("_wise_ft") is not None:
+            got = [{**w, "variant": f"{r['variant']}, alpha {w['alpha']}", "interpolates": r["variant"],
+                    "reused_from": r["reused_from"]} for w in r["_wise_ft"] if w["alpha"] in spec["alphas"]]
+            if len(got) != len(spec["alphas"]):
+                raise SystemExit(f"benchmarks/run.py: WiSE-FT: {r['name']} was reused without its folders or its "
+                                 "WiSE-FT rows; rerun without --reuse")
+            out += got
+            continue
         how = json.dumps({k: v for k, v in stage["options"].items() if k not in ("seed", "max_steps")}, sort_keys=True)
         if how not in starts:  # rows built alike share their inherited student
             starts[how] = inherited_student(stage["options"], s)
@@ -375,6 +418,8 @@ def generalization_rows(s: dict, teacher_config: dict) -> list[dict]:
         + [("heads -50% + MLP -50%", DEFAULT_IMPORTANCE, None, (KL_T1_PROMPTS, KL_T1_PROMPTS_OPTIONS,
                                                               {"texts": "embedded"})),
            ("heads -50% + MLP -50%", DEFAULT_IMPORTANCE, None, (KL_CONTRASTIVE, KL_CONTRASTIVE_OPTIONS, {})),
+           ("heads -50% + MLP -50%", DEFAULT_IMPORTANCE, None,
+            (KL_SCHEDULE_CONTRASTIVE, KL_SCHEDULE_CONTRASTIVE_OPTIONS, {})),
            (GLOBAL_HEADS, DEFAULT_IMPORTANCE, None)])
 
 
@@ -636,7 +681,88 @@ def run_row(row: dict, s: dict, work: Path, done: dict, log) -> dict:
     # the machine's 1-minute load average as the row ended: this process's own threads make about --threads; more
     # means other work shared the cores, and the row's seconds are not clean (the page says so)
     return {**{k: v for k, v in row.items() if k != "stages"}, "recipe": recipe, "seconds": round(seconds, 1),
-            "stages": stages, "load_avg_1m": round(os.getloadavg()[0], 2)}
+            "stages": stages, "load_avg_1m": round(os.getloadavg()[0], 2), "hardware": hardware()}
+
+
+# ------------------------------------------------------------------------------------------------------------ reuse
+def reuse_sources(paths) -> list[dict]:
+    """Earlier results a run may take rows from (--reuse): an evidence results file (benchmarks/results/evidence_*.json)
+    or a work folder's done.json. Each: its label, its rows, the machine each row ran on, and what the results file
+    measured after the rows (latency, WiSE-FT rows)."""
+    out = []
+    for path in paths:
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"benchmarks/run.py: --reuse {path}: cannot read it as JSON ({e}); expected an evidence "
+                             "results file or a work folder's done.json")
+        results = isinstance(data, dict) and isinstance(data.get("rows"), list)
+        rows = data["rows"] if results else list(data.values()) if isinstance(data, dict) else None
+        if not rows or not all(isinstance(r, dict) and "recipe" in r and "stages" in r for r in rows):
+            raise SystemExit(f"benchmarks/run.py: --reuse {path}: no rows with their recipes; expected an evidence "
+                             "results file or a work folder's done.json")
+        latency = data.get("latency", {}) if results else {}
+        out.append({"label": str(path), "rows": rows, "hardware": data.get("hardware") if results else None,
+                    "default_importance": data.get("default_importance") if results else None,
+                    "latency": latency, "wise_ft": (data.get("wise_ft") or {}).get("rows", []) if results else []})
+    return out
+
+
+def _what_decides(recipe: dict) -> str:
+    """A row's recipe without where it wrote its folders: two rows alike here run the same computation."""
+    return json.dumps({k: v for k, v in recipe.items() if k != "output_dir"}, sort_keys=True)
+
+
+def reused_row(row: dict, recipe: dict, sources: list[dict], s: dict) -> dict | None:
+    """``row`` as an earlier run measured it, or None: a source row with the same recipe (its folders aside), started
+    from the default teacher (not from another row's folder), whose machine is known, and which ran with today's
+    defaults by the staleness rule (tests/test_staleness.py): every stage's recorded effective settings equal in
+    effect to what today's code resolves, or, for a row recorded before stages kept them, a results file measured
+    with today's default importance."""
+    if "model" in recipe:  # starts from a folder of this run (another row's stage, a trained teacher)
+        return None
+    want, today = _what_decides(recipe), None
+    for source in sources:
+        for old in source["rows"]:
+            if old.get("base") or _what_decides(old["recipe"]) != want:
+                continue
+            today = today if today is not None else recipe_effective(recipe)
+            own = [st for st in old["stages"] if not st.get("inherited")]
+            if len(own) != len(today):
+                continue
+            if not any(st.get("effective") for st in own):  # recorded before stages kept their effective settings
+                if source["default_importance"] != DEFAULT_IMPORTANCE:
+                    continue
+            elif any(w is not None and in_effect(st.get("effective")) != in_effect(w) for st, w in zip(own, today)):
+                continue
+            machine = old.get("hardware") or source["hardware"]
+            if not machine:
+                continue
+            timing = source["latency"].get(old["name"])
+            same_timing = all(source["latency"].get("_settings", {}).get(k) == s[f"latency_{k}"]
+                              for k in ("batch_size", "rounds"))
+            return {**{k: v for k, v in row.items() if k != "stages"}, "recipe": old["recipe"],
+                    "seconds": old.get("seconds"), "stages": old["stages"], "load_avg_1m": old.get("load_avg_1m"),
+                    "hardware": machine, "reused_from": {"file": source["label"], "row": old["name"]},
+                    "_latency": timing if timing and same_timing else None,
+                    "_wise_ft": [w for w in source["wise_ft"] if w.get("interpolates") == old.get("variant")
+                                 and w.get("seed") == old.get("seed")]}
+    return None
+
+
+def reuse_rows(plan: dict, work: Path, done: dict, sources: list[dict], log) -> int:
+    """Fill ``done`` with the plan's rows that an earlier run measured alike (reused_row); returns how many."""
+    s = dict(plan["settings"], accuracy=ACCURACY[plan["suite"]], family=RECIPE_FAMILY[plan["suite"]])
+    n = 0
+    for row in plan["rows"]:
+        if row["name"] in done:
+            continue
+        got = reused_row(row, row_recipe(row, s, work, done), sources, s)
+        if got:
+            done[row["name"]] = got
+            n += 1
+            log(f"reused: {row['name']} <- {got['reused_from']['file']}: {got['reused_from']['row']}")
+    return n
 
 
 def run_rows_child(work: Path) -> int:
@@ -711,7 +837,8 @@ def time_final_checkpoints(teacher_path, rows, s, log) -> dict:
     models = {}
     teacher, processor, _ = load_checkpoint(str(teacher_path))
     models["teacher"] = teacher
-    for row in rows:
+    here = [r for r in rows if Path(r["stages"][-1]["folder"]).is_dir()]
+    for row in here:
         models[row["name"]] = load_checkpoint(row["stages"][-1]["folder"])[0]
     from vlmcompress.adapters import get_adapter
 
@@ -728,6 +855,9 @@ def time_final_checkpoints(teacher_path, rows, s, log) -> dict:
                         "dtype": "float32" if set(dtypes.values()) == {"float32"} else
                         "each model's own (" + ", ".join(sorted(set(dtypes.values()))) + ")",
                         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
+    for row in rows:  # reused rows whose folders are gone: the ratio their own run timed side by side
+        if row["name"] not in out and row.get("_latency"):
+            out[row["name"]] = {**row["_latency"], "reused": True}
     return out
 
 
@@ -828,7 +958,7 @@ def targets(rows, teacher, quick: bool, key: str = "zero_shot_accuracy", bars: b
                             "more than the noise (2 standard errors of the difference of the means) and is not worse "
                             "on seen", "value": f"{d_held:+.1f} held-out (bar {bar:.1f}), {d_seen:+.1f} seen points",
                             "met": d_held > bar and d_seen >= 0})
-            for name in (KL_T1_PROMPTS, f"{KL_T1_PROMPTS} + contrastive", KL_CONTRASTIVE):  # candidates for the default
+            for name in CANDIDATES:
                 cand = groups.get(f"{name}{suffix}")
                 if cand and suffix:  # the 400-step kept of every candidate is in the table and the line below
                     out.append(kept_target(f"candidate default ({name}), {cand['steps']} steps", cand))
@@ -870,7 +1000,7 @@ def targets(rows, teacher, quick: bool, key: str = "zero_shot_accuracy", bars: b
         out.append({"target": f"ablation on {ABLATION_SAMPLES} calibration samples (a quarter of the default's passes) "
                     "is not worse than on the default count beyond the noise, seen and held-out, one-shot and after "
                     "the recovery", "value": ", ".join(parts) + " points", "met": met})
-    for by in ("", f", recovered by {KL_T1_PROMPTS}", f", recovered by {KL_CONTRASTIVE}"):  # default, candidates
+    for by in ("", *(f", recovered by {name}" for name in CANDIDATES)):  # the default, then the candidates
         both = recovered.get(f"heads -50% + MLP -50% ({DEFAULT_IMPORTANCE}){by}")
         if both:
             out.append(kept_target(f"heads -50% + MLP -50% ({DEFAULT_IMPORTANCE}) after the recovery{by}", both))
@@ -1003,7 +1133,8 @@ def render(results: dict, plot_name: str) -> str:
 
     def lat_of(name):
         x = latency.get(name)
-        return "n/a" if not x else f"{x['ratio']:.2f}x ({x['ratio_min']:.2f}-{x['ratio_max']:.2f})"
+        return "n/a" if not x else (f"{x['ratio']:.2f}x ({x['ratio_min']:.2f}-{x['ratio_max']:.2f})"
+                                    + (" (its own run)" if x.get("reused") else ""))
 
     def section(name):
         return [r for r in rows if r["section"] == name]
@@ -1015,7 +1146,8 @@ def render(results: dict, plot_name: str) -> str:
              f"Generated by `python benchmarks/run.py --suite {suite}` from `benchmarks/results/evidence_{suite}.json`."
              + (" **This page comes from a --quick run: the figures show the rows run, not what they "
                 "measure.**" if s["quick"] else ""), "",
-             f"- hardware: {results['hardware']}; torch {results['environment'].get('torch')}, transformers "
+             f"- hardware{' of this run (the rows it ran, the timing)' if reused_lines(results) else ''}: "
+             f"{results['hardware']}; torch {results['environment'].get('torch')}, transformers "
              f"{results['environment'].get('transformers')}",
              f"- accuracy: embedded digits test split, {s['images_per_number']} images per number (100 numbers; "
              f"held-out = the 10 numbers never trained on), seen / held-out {text['accuracy']}",
@@ -1030,7 +1162,7 @@ def render(results: dict, plot_name: str) -> str:
              + (f" (trained by {tt['recipe']} in this run: {tt['steps']} steps at batch {tt['batch_size']}, "
                 f"{tt['train_seconds']:.0f} s, {tt['objective']})" if (tt := results.get("teacher_training")) else ""),
              f"- the library's default importance: {results.get('default_importance', 'taylor')}",
-             "", "## Targets", ""]
+             *reused_lines(results), "", "## Targets", ""]
     lines += table(["target", "measured", "met"],
                    [[t["target"], t["value"], met_label(t["met"], s["quick"], "yes", "**no**")]
                     for t in results["targets"]], align=["l", "l", "l"])
@@ -1213,6 +1345,25 @@ def render(results: dict, plot_name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def reused_lines(results: dict) -> list[str]:
+    """The page's word on rows taken from earlier runs (--reuse): how many, from where, and on which machines every
+    row ran (its seconds are that machine's)."""
+    rows = results["rows"]
+    reused = [r for r in rows if r.get("reused_from")]
+    if not reused:
+        return []
+    machines: dict = {}
+    for r in rows:
+        machine = r.get("hardware") or results["hardware"]
+        machines[machine] = machines.get(machine, 0) + 1
+    sources = sorted({r["reused_from"]["file"] for r in reused})
+    return [f"- reused rows: {len(reused)} of {len(rows)} rows were measured by earlier runs "
+            f"(`--reuse {' '.join(sources)}`) with the same recipe and, stage by stage, the effective settings today's "
+            "code resolves; their figures are that run's (latency: timed beside that run's teacher)",
+            "- machines: " + "; ".join(f"{n} rows on {m}" for m, n in machines.items())
+            + (" (seconds and samples/s compare only between rows of one machine)" if len(machines) > 1 else "")]
+
+
 def _losses(training) -> str:
     losses = (training or {}).get("losses")
     if not isinstance(losses, dict):
@@ -1237,7 +1388,7 @@ def _mib(v):
 
 
 # ------------------------------------------------------------------------------------------------------------ main
-def run_suite(suite: str, s: dict, work: Path, log) -> dict:
+def run_suite(suite: str, s: dict, work: Path, log, reuse: list[dict] | None = None) -> dict:
     from vlmcompress.embedded.blip_captioner import blip_teacher_path
     from vlmcompress.loading import resolve_model_path
 
@@ -1256,6 +1407,10 @@ def run_suite(suite: str, s: dict, work: Path, log) -> dict:
         done = json.loads((work / "done.json").read_text())
         (work / "done.json").write_text(json.dumps({k: v for k, v in done.items() if k in same}, indent=1))
     (work / "rows.json").write_text(json.dumps(plan, indent=1))
+    if reuse:  # rows an earlier run measured alike count as done; the child runs the rest
+        done = json.loads((work / "done.json").read_text()) if (work / "done.json").is_file() else {}
+        if reuse_rows(plan, work, done, reuse, log):
+            (work / "done.json").write_text(json.dumps(done, indent=1))
     env = dict(os.environ, OMP_WAIT_POLICY="ACTIVE")  # training only: this process stays passive for the timing
     proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", str(work)], env=env)
     if proc.returncode != 0:
@@ -1263,6 +1418,11 @@ def run_suite(suite: str, s: dict, work: Path, log) -> dict:
                          f"--work {work.parent} to resume from the last finished row")
     done = json.loads((work / "done.json").read_text())
     rows = [done[r["name"]] for r in rows_def]
+    teachers = {json.dumps({k: v for k, v in r["stages"][0]["before"].items() if k != "latency_ms"})
+                for r in rows if not r.get("base")}  # the teacher's bytes and accuracy: alike in every row
+    if len(teachers) > 1:
+        raise SystemExit(f"benchmarks/run.py: the {suite} rows measured {len(teachers)} different teachers (a reused row "
+                         "ran with another teacher than today's); rerun without --reuse")
     trained = None
     if suite in TEACHER_RECIPES:
         teacher_path = str(work / TEACHER_DIR)
@@ -1273,6 +1433,7 @@ def run_suite(suite: str, s: dict, work: Path, log) -> dict:
     teacher = next(r for r in rows if not r.get("base"))["stages"][0]["before"]
     wise = wise_ft_rows(rows, s, WISE_FT[suite], key, log) if suite in WISE_FT else None
     latency = time_final_checkpoints(teacher_path, rows, s, log)
+    rows = [{k: v for k, v in r.items() if k not in ("_latency", "_wise_ft")} for r in rows]
     points = pareto_points(rows, teacher, latency, key)
     front = frontier(points)
     return {"suite": suite, "accuracy": key, "default_importance": DEFAULT_IMPORTANCE, "environment": environment(),
@@ -1291,11 +1452,16 @@ def main(argv=None) -> int:
     parser.add_argument("--work", help="keep the rows' checkpoints in this folder, and resume an interrupted run from "
                         "it (default: a temporary folder, removed at the end)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads for the timing (default 2)")
+    parser.add_argument("--reuse", nargs="+", metavar="RESULTS", help="take rows from earlier results (an evidence "
+                        "results file, or a work folder's done.json) where their recipe and every stage's effective "
+                        "settings equal today's: only new or changed rows run; the page names each reused row's "
+                        "machine and run")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # the training process of one suite
     args = parser.parse_args(argv)
     if args.child:
         return run_rows_child(Path(args.child))
     refuse_active_wait_policy("benchmarks/run.py")
+    reuse = reuse_sources(args.reuse) if args.reuse else None  # read before any work: a bad file stops it here
     import torch
 
     torch.set_num_threads(args.threads)
@@ -1311,7 +1477,7 @@ def main(argv=None) -> int:
     try:
         for suite in SUITES if args.suite == "all" else [args.suite]:
             started = time.time()
-            results = run_suite(suite, s, work, log)
+            results = run_suite(suite, s, work, log, reuse)
             results["wall_time_s"] = round(time.time() - started, 1)
             results_dir.mkdir(parents=True, exist_ok=True)
             pages_dir.mkdir(parents=True, exist_ok=True)

@@ -216,17 +216,18 @@ def test_quick_generalization_suite_runs_every_variant_once_per_seed(tmp_path):
     quick_seeds = bench.QUICK["seeds"]  # a quick run: two seeds (a full run has bench.SEEDS)
     assert sections.count("generalization") == len(bench.GENERALIZATION) * len(quick_seeds)
     assert sections.count("generalization-pruning") == len(quick_seeds) * (sum(
-        len(importances) for _, importances in bench.GENERALIZATION_PRUNINGS) + 3)  # + the candidates' recovery, global
+        len(importances) for _, importances in bench.GENERALIZATION_PRUNINGS) + 4)  # + the candidates' recovery, global
     seeds = {row["seed"]: row["stages"][0]["training"] for row in data["rows"] if row["variant"] == bench.GENERALIZATION[0][0]}
     assert sorted(seeds) == list(quick_seeds)
-    assert len(data["targets"]) == 13 and all(t["met"] is None for t in data["targets"])
+    assert len(data["targets"]) == 21 and all(t["met"] is None for t in data["targets"])
     targets = [t["target"] for t in data["targets"]]  # the candidate defaults against contrastive-only, their recovery
-    # the label-set candidates: with and without contrastive against contrastive-only at 400 steps; at 900 steps its
-    # kept and its comparison with contrastive-only
-    assert sum(t.startswith(f"candidate default ({bench.KL_T1_PROMPTS}") for t in targets) == 4
-    assert sum(t.startswith(f"candidate default ({bench.KL_CONTRASTIVE}") for t in targets) == 1
-    assert any(f"recovered by {bench.KL_T1_PROMPTS}" in t for t in targets)
-    assert any(f"recovered by {bench.KL_CONTRASTIVE}" in t for t in targets)
+    # each candidate against contrastive-only at 400 steps; at 900 steps its kept and its comparison with
+    # contrastive-only (the label-set candidate with and without contrastive: two prefixes)
+    assert sum(t.startswith(f"candidate default ({bench.KL_T1_PROMPTS}") for t in targets) == 6
+    for name in (bench.KL_CONTRASTIVE, bench.KL_SCHEDULE_CONTRASTIVE):
+        assert sum(t.startswith(f"candidate default ({name}") for t in targets) == 3
+    for name in (bench.KL_T1_PROMPTS, bench.KL_CONTRASTIVE, bench.KL_SCHEDULE_CONTRASTIVE):  # recovered by each
+        assert any(f"recovered by {name}" in t for t in targets)
     page = (out / "evidence_generalization.md").read_text()
     assert "## Generalization: seen and held-out over 2 seeds" in page and "Seed-to-seed noise" in page
     assert "## Pruning by importance over 2 seeds" in page and "heads -50% (fisher)" in page
@@ -236,7 +237,7 @@ def test_quick_generalization_suite_runs_every_variant_once_per_seed(tmp_path):
 @pytest.mark.slow
 def test_quick_generalization_long_suite_runs_its_rows_and_targets(tmp_path):
     """The longer schedules (1800 steps), the narrow tier and ablation's calibration size, each over the seeds."""
-    _, _, data, out, _ = _quick("generalization_long", tmp_path)
+    cmd, env, data, out, work = _quick("generalization_long", tmp_path)
     bench = _bench()
     variants = {row["variant"] for row in data["rows"]}
     assert {v for v, *_ in bench.GENERALIZATION_LONG} <= variants
@@ -261,6 +262,25 @@ def test_quick_generalization_long_suite_runs_its_rows_and_targets(tmp_path):
     # every stage recorded the settings it ran with, and they are what today's code resolves the row to
     assert all(st.get("effective") for row in data["rows"] for st in row["stages"])
     assert evidence_problem(data, "the quick run") is None
+    assert all(row["hardware"] for row in data["rows"])  # each row names its machine
+
+    # --reuse: a second run takes every row from the first run's results (same recipes, same effective settings),
+    # trains nothing, and keeps that run's WiSE-FT rows and latency (the first run's folders are gone)
+    import shutil
+
+    shutil.rmtree(work)
+    again = tmp_path / "again"
+    cmd2 = [*cmd[:cmd.index("--out")], "--out", str(again), "--work", str(tmp_path / "work2"), "--threads", "1",
+            "--reuse", str(out / "evidence_generalization_long.json")]
+    r = subprocess.run(cmd2, capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
+    assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-3000:])
+    assert r.stdout.count("reused: ") == len(data["rows"]) and "done earlier" in r.stdout
+    second = json.loads((again / "evidence_generalization_long.json").read_text())
+    assert [row["stages"] for row in second["rows"]] == [row["stages"] for row in data["rows"]]
+    assert all(row["reused_from"] == {"file": cmd2[-1], "row": row["name"]} for row in second["rows"])
+    assert [w["stages"] for w in second["wise_ft"]["rows"]] == [w["stages"] for w in wise["rows"]]
+    assert all(second["latency"][row["name"]]["reused"] for row in second["rows"])
+    assert "reused rows: " in (again / "evidence_generalization_long.md").read_text()
 
 
 def test_seed_groups_give_mean_sd_and_the_worse_of_seen_and_held_out():
@@ -303,3 +323,37 @@ def test_every_page_formats_with_the_same_helpers():
     assert bench.pct is pages.pct is common.pct and bench.table is pages.table is common.table
     assert common.pct(None) == common.pct(float("nan")) == "not measured" and common.pct(0.9765, 2) == "97.65%"
     assert common.table(["a", "b"], [["x|y", 3]]) == ["| a | b |", "| --- | ---: |", "| x\\|y | 3 |"]
+
+
+def test_a_row_is_reused_only_with_the_same_recipe_effective_settings_and_a_known_machine(tmp_path):
+    """--reuse takes an earlier run's row where the recipe (its folders aside) and every stage's effective settings
+    are today's, and the run named its machine; a changed option or default, or an unknown machine, runs the row."""
+    from benchmarks._common import recipe_effective
+
+    bench = _bench()
+    s = dict(bench.QUICK, quick=True, accuracy="zero_shot_accuracy", family="clip")
+    row = bench.seeded_distillations(s, [(bench.KL_SCHEDULE_CONTRASTIVE, bench.KL_SCHEDULE_CONTRASTIVE_OPTIONS)])[0]
+    recipe = bench.row_recipe(row, s, tmp_path / "today", {})
+    latency = {"_settings": {"batch_size": s["latency_batch_size"], "rounds": s["latency_rounds"]}, "old": {"ratio": 0.5}}
+
+    def source(recipe=recipe, effective=None, hardware="Some CPU"):
+        old = {"name": "old", "variant": "v", "seed": row["seed"], "recipe": {**recipe, "output_dir": "elsewhere"},
+               "seconds": 3.0, "stages": [{"folder": "gone", "effective": effective or recipe_effective(recipe)[0]}]}
+        return [{"label": "earlier.json", "rows": [old], "hardware": hardware, "latency": latency, "wise_ft": []}]
+
+    got = bench.reused_row(row, recipe, source(), s)
+    assert got["name"] == row["name"] and got["variant"] == row["variant"] and got["hardware"] == "Some CPU"
+    assert got["reused_from"] == {"file": "earlier.json", "row": "old"} and got["_latency"] == {"ratio": 0.5}
+    other = json.loads(json.dumps(recipe))
+    other["stages"][0]["distill"]["temperature_end"] = 2.0
+    assert bench.reused_row(row, recipe, source(recipe=other), s) is None  # another option
+    stale = json.loads(json.dumps(recipe_effective(recipe)[0]))
+    stale["distillation"]["logit_weight"] = 2.0  # as if the default had been another when the row ran
+    assert bench.reused_row(row, recipe, source(effective=stale), s) is None
+    assert bench.reused_row(row, recipe, source(hardware=None), s) is None
+    assert bench.reused_row(row, {**recipe, "model": "a-folder"}, source(), s) is None  # starts from a row's folder
+
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"rows": [{"name": "no recipe"}]}')
+    with pytest.raises(SystemExit, match="no rows with their recipes; expected an evidence results file"):
+        bench.reuse_sources([bad])

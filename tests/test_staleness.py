@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from benchmarks._common import in_effect, recipe_effective
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "model_cards" / "examples"
 RESULTS = ROOT / "benchmarks" / "results"
@@ -27,28 +29,6 @@ def _report(name: str) -> dict:
 
 def _regenerate(name: str) -> str:
     return f"model_cards/examples/{name} is stale: regenerate it with `python model_cards/make_examples.py {name}`"
-
-
-#: options added after results were recorded, each with the value that runs as before it existed: a result that lacks
-#: one ran with that value, so the option at that value is no reason to re-run it (at any other value, or with another
-#: default, it is)
-ADDED_LATER = {"temperature_end": None}
-
-
-def _in_effect(settings):
-    """Settings without those that cannot have changed the run: a head scope where no heads were removed by a ratio,
-    an MLP scope where no neurons were (a changed default of either is no reason to re-run what never used it), and an
-    option added later (ADDED_LATER) at the value that behaves as before it existed."""
-    if isinstance(settings, list):
-        return [_in_effect(s) for s in settings]
-    if not isinstance(settings, dict):
-        return settings
-    out = {k: _in_effect(v) for k, v in settings.items() if not (k in ADDED_LATER and v == ADDED_LATER[k])}
-    if "head_scope" in out and not (out.get("head_ratio") and not out.get("hidden_ratio")):
-        out.pop("head_scope")
-    if "mlp_scope" in out and not out.get("mlp_ratio"):
-        out.pop("mlp_scope")
-    return out
 
 
 def _cli_configs(argv: list) -> dict:
@@ -87,7 +67,7 @@ def test_every_example_card_ran_with_todays_settings(example):
     report = _report(example)
     if spec.recipe:  # recipes/distill_*.py with their defaults
         family = "blip" if spec.recipe.endswith("blip") else "clip"
-        assert _in_effect(_distill_recorded(report)) == _in_effect(_distill_expected(family)), _regenerate(example)
+        assert in_effect(_distill_recorded(report)) == in_effect(_distill_expected(family)), _regenerate(example)
     elif spec.argv[0] == "compress":  # a recipe file: the committed copy is today's, its last stage ran as it says
         from vlmcompress.workflows.recipe import recipe_from_dict, stage_configs
 
@@ -98,24 +78,24 @@ def test_every_example_card_ran_with_todays_settings(example):
         recipe = recipe_from_dict(ours, path=str(recipe_path))
         last = recipe.stages[-1]
         config = stage_configs(last, recipe.family, first=last.index == 1)
-        assert _in_effect((report.get("effective_settings") or {}).get(config.kind)) == _in_effect(config.effective()), \
+        assert in_effect((report.get("effective_settings") or {}).get(config.kind)) == in_effect(config.effective()), \
             _regenerate(example)
     else:
-        assert _in_effect(report.get("effective_settings")) == _in_effect(_cli_configs(spec.argv)), _regenerate(example)
+        assert in_effect(report.get("effective_settings")) == in_effect(_cli_configs(spec.argv)), _regenerate(example)
 
 
 def test_the_checks_ignore_only_scopes_no_ratio_used():
     """A head or MLP scope counts where units were removed by that ratio, and nowhere else."""
     used = {"pruning": {"head_ratio": 0.25, "head_scope": "global", "mlp_ratio": 0.0, "mlp_scope": "per_layer"}}
-    assert _in_effect(used) == {"pruning": {"head_ratio": 0.25, "head_scope": "global", "mlp_ratio": 0.0}}
-    assert _in_effect(used) != _in_effect({"pruning": {**used["pruning"], "head_scope": "per_layer"}})
+    assert in_effect(used) == {"pruning": {"head_ratio": 0.25, "head_scope": "global", "mlp_ratio": 0.0}}
+    assert in_effect(used) != in_effect({"pruning": {**used["pruning"], "head_scope": "per_layer"}})
     idle = {"head_ratio": 0.0, "head_scope": "global", "mlp_ratio": 0.5, "mlp_scope": "per_layer"}
-    assert _in_effect([idle]) == [{"head_ratio": 0.0, "mlp_ratio": 0.5, "mlp_scope": "per_layer"}]
+    assert in_effect([idle]) == [{"head_ratio": 0.0, "mlp_ratio": 0.5, "mlp_scope": "per_layer"}]
     narrow = {"hidden_ratio": 0.5, "head_ratio": 0.0, "head_scope": "global"}  # the width keeps every layer's heads
-    assert "head_scope" not in _in_effect(narrow)
+    assert "head_scope" not in in_effect(narrow)
     before = {"temperature": 3.0}  # recorded before temperature_end existed: ran as temperature_end None does
-    assert _in_effect(before) == _in_effect({**before, "temperature_end": None})
-    assert _in_effect(before) != _in_effect({**before, "temperature_end": 1.0})
+    assert in_effect(before) == in_effect({**before, "temperature_end": None})
+    assert in_effect(before) != in_effect({**before, "temperature_end": 1.0})
 
 
 def test_the_example_check_sees_a_changed_default():
@@ -149,19 +129,6 @@ def _suite_rows_today(data: dict) -> dict:
     return out
 
 
-def _effective(recipe: dict) -> list:
-    """Each stage's {kind: effective settings} as today's code resolves it (None: a planned or export stage)."""
-    from vlmcompress.workflows.recipe import recipe_from_dict, stage_configs
-
-    parsed = recipe_from_dict(recipe)
-    out = []
-    for stage in parsed.stages:  # an export stage has no method config (None)
-        config = None if stage.planned or "target" in stage.options else stage_configs(
-            stage, parsed.family, first=stage.index == 1)
-        out.append(None if config is None else {config.kind: config.effective()})
-    return out
-
-
 def evidence_problem(data: dict, name: str) -> str | None:
     """Why an evidence suite's result file no longer describes what today's code would run (None: it does)."""
     from vlmcompress.pruning.config import PruningConfig
@@ -180,8 +147,8 @@ def evidence_problem(data: dict, name: str) -> str | None:
     for n, row in recorded.items():  # a planned or export stage (None today) has nothing to compare
         own = [st for st in row["stages"] if not st.get("inherited")]
         if any(st.get("effective") for st in own) and any(
-                want is not None and _in_effect(st.get("effective")) != _in_effect(want)
-            for st, want in zip(own, _effective(today[n]))):
+                want is not None and in_effect(st.get("effective")) != in_effect(want)
+            for st, want in zip(own, recipe_effective(today[n]))):
             return rerun + f" (row {n!r} ran with other settings than today's defaults give)"
     return None
 
@@ -195,7 +162,7 @@ def test_every_evidence_page_ran_todays_rows_with_todays_defaults(name):
 def test_the_evidence_check_sees_changed_rows_and_defaults():
     data = json.loads((RESULTS / "evidence_generalization_long.json").read_text())
     row = next(r for r in data["rows"] if r["stages"][0]["kind"] == "prune")
-    resolved = _effective(_suite_rows_today(data)[row["name"]])
+    resolved = recipe_effective(_suite_rows_today(data)[row["name"]])
     for stage, effective in zip(row["stages"], resolved):
         stage["effective"] = effective  # what a run with today's code records
     assert evidence_problem(data, "x") is None
@@ -220,8 +187,8 @@ def recipes_problem(data: dict, name: str) -> str | None:
         today = seeded(yaml.safe_load(path.read_text()), run["seed"], quick=data.get("quick", False))
         if run["stages_run"] != today["stages"]:
             return rerun + f" (recipes/{run['recipe']}.yaml changed its stages)"
-        for stage, want in zip(run["stages"], _effective(today)):
-            if want is not None and _in_effect(stage.get("effective")) != _in_effect(want):
+        for stage, want in zip(run["stages"], recipe_effective(today)):
+            if want is not None and in_effect(stage.get("effective")) != in_effect(want):
                 return rerun + f" ({stage['stage']} ran with other settings than today's defaults give)"
     return None
 
@@ -237,7 +204,8 @@ def test_the_recipes_check_sees_a_changed_recipe_and_default():
 
     recipe = yaml.safe_load((ROOT / "recipes" / "clip_small.yaml").read_text())
     run = {"recipe": "clip_small", "seed": 43, "stages_run": seeded(recipe, 43)["stages"]}
-    run["stages"] = [{"stage": f"0{i}", "effective": want} for i, want in enumerate(_effective(seeded(recipe, 43)), 1)]
+    run["stages"] = [{"stage": f"0{i}", "effective": want}
+                     for i, want in enumerate(recipe_effective(seeded(recipe, 43)), 1)]
     data = {"runs": [run]}
     assert recipes_problem(data, "x") is None
     run["stages"][1]["effective"]["quantization"]["double_quant"] = True  # as if the default had been True
