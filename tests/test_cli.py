@@ -194,6 +194,21 @@ def test_every_option_defaults_to_its_configs_default():
     prune = vars(parser.parse_args(["prune", "-o", "x"]))
     for name in ("eval_split", "eval_task", "templates", "on_bad_sample", "max_eval_samples"):
         assert evaluate[name] == prune[name] == data[name], name
+    from vlmcompress import report  # where the evaluation set's defaults are declared, and the library's entry points
+    from vlmcompress.evaluation import load_eval_set
+
+    assert (data["eval_split"], data["eval_task"], data["templates"], data["on_bad_sample"]) == (
+        report.EVAL_SPLIT, report.EVAL_TASKS[0], report.TEMPLATES, report.ON_BAD_SAMPLE[0])
+    assert defaults(evaluate_model)["task"] == report.EVAL_TASKS[0]
+    assert (defaults(load_eval_set)["split"], defaults(load_eval_set)["on_bad_sample"]) == (
+        report.EVAL_SPLIT, report.ON_BAD_SAMPLE[0])
+    from vlmcompress.pruning.config import CALIBRATION_SAMPLES, describe_calibration_samples
+
+    # the importances' sample counts are the declared ones, and prune --help says them
+    assert {n: c.default_samples for n, c in importance.IMPORTANCE.items() if getattr(c, "needs_data", False)} \
+        == CALIBRATION_SAMPLES
+    help_text = " ".join(parser._subparsers._group_actions[0].choices["prune"].format_help().split())
+    assert describe_calibration_samples() in help_text
     for name in ("latency_batch_size", "latency_rounds"):
         assert prune[name] == data[name], name
     assert evaluate["latency_batch_size"] == data["latency_batch_size"] == recipe["latency_batch_size"]

@@ -429,6 +429,12 @@ LATENCY_BATCH_SIZE = 32
 #: ``evaluate``: timed batches after the warm-up ones, and the batch size of encoding (not timed)
 LATENCY_REPEATS = 7
 EVAL_BATCH_SIZE = 256
+#: the evaluation set's options, in every command, recipe (``data:``), DataArguments and Python entry point; the first
+#: of each tuple is the default
+EVAL_SPLIT = "test"
+EVAL_TASKS = ("auto", "zero_shot", "retrieval", "captioning")
+ON_BAD_SAMPLE = ("error", "skip")
+TEMPLATES = "default"
 
 
 def latency_ratio_text(ratio: dict, what: str = "after/before") -> str:

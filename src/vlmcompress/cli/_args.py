@@ -93,6 +93,7 @@ def _add_eval_set_args(parser, aliases=False):
     """Where accuracy is measured: the user's evaluation set and its protocol. ``aliases``: the evaluate command also
     takes the older --dataset/--split/--image-column/--text-column/--label-column spellings."""
     from ..embedded.digits import DATASET_NAME as EMBEDDED  # not vlmcompress.evaluation: --help must not import torch
+    from ..report import EVAL_SPLIT, EVAL_TASKS, ON_BAD_SAMPLE, TEMPLATES
 
     def names(flag, old):
         return (flag, old) if aliases else (flag,)
@@ -105,8 +106,8 @@ def _add_eval_set_args(parser, aliases=False):
     g.add_argument(*names("--eval-dataset", "--dataset"), dest="eval_dataset", metavar="DATA",
                    help=f"a datasets.save_to_disk folder, an image folder (one subfolder per class), a CSV/JSON(L) file "
                    f"of image paths and captions, a Hub data set name, {EMBEDDED} (the embedded benchmark) or none")
-    g.add_argument(*names("--eval-split", "--split"), dest="eval_split", default="test",
-                   help="split of --eval-dataset (default: test; a set with one split uses it)")
+    g.add_argument(*names("--eval-split", "--split"), dest="eval_split", default=EVAL_SPLIT,
+                   help=f"split of --eval-dataset (default: {EVAL_SPLIT}; a set with one split uses it)")
     g.add_argument("--eval-config", help="configuration name of a Hub --eval-dataset")
     g.add_argument(*names("--eval-image-column", "--image-column"), dest="eval_image_column",
                    help="image column (default: the first of image, img, jpg, png, image_path, file_name)")
@@ -115,15 +116,15 @@ def _add_eval_set_args(parser, aliases=False):
                    "(default: the first of captions, caption, text, sentences)")
     g.add_argument(*names("--eval-label-column", "--label-column"), dest="eval_label_column",
                    help="datasets.ClassLabel column whose names are the zero-shot classes (default: label)")
-    g.add_argument("--on-bad-sample", dest="on_bad_sample", default="error", choices=["error", "skip"],
-                   help="an unreadable image, an empty class folder or an empty caption: error (default: refused "
-                   "before any work, naming one) or skip (left out, counted in one warning line)")
-    g.add_argument("--eval-task", default="auto", choices=["auto", "zero_shot", "retrieval", "captioning"],
-                   help="protocol (default auto: zero-shot when there is a ClassLabel, retrieval when there are "
-                   "captions, captioning for a captioner)")
-    g.add_argument("--templates", default="default", metavar="SET|FILE",
+    g.add_argument("--on-bad-sample", dest="on_bad_sample", default=ON_BAD_SAMPLE[0], choices=ON_BAD_SAMPLE,
+                   help="an unreadable image, an empty class folder or an empty caption: error (refused before any "
+                   "work, naming one) or skip (left out, counted in one warning line); default: " + ON_BAD_SAMPLE[0])
+    g.add_argument("--eval-task", default=EVAL_TASKS[0], choices=EVAL_TASKS,
+                   help="protocol: auto (zero-shot when there is a ClassLabel, retrieval when there are captions, "
+                   "captioning for a captioner), or one of them by name; default: " + EVAL_TASKS[0])
+    g.add_argument("--templates", default=TEMPLATES, metavar="SET|FILE",
                    help="zero-shot prompts: default ('a photo of a {}.' and two more), openai_imagenet (CLIP's 80 "
-                   "ImageNet templates) or a text file with one template per line, each with {} (default: default)")
+                   f"ImageNet templates) or a text file with one template per line, each with {{}} (default: {TEMPLATES})")
     g.add_argument("--max-eval-samples", type=_positive_int, default=None,
                    help="evaluate on at most this many images (a seeded random subset)")
     g.add_argument("--images-per-number", type=_positive_int, default=None,

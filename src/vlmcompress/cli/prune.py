@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..pruning.config import IMPORTANCE_NAMES, LAYER_STRATEGIES, SCOPES, PruningConfig as P
+from ..pruning.config import (HEAD_SAMPLE_BUDGET, IMPORTANCE_NAMES, LAYER_STRATEGIES, SCOPES, PruningConfig as P,
+                              describe_calibration_samples)
 from ._args import _add_dataset_args, _add_eval_and_loading, _add_model_and_output, _fraction, _names, _positive_int
 from ._common import (_check_local_model, _eval_plan, _json_arg, _load_dataset, _print_finished, _set_verbosity,
                       _stage_kwargs, _tower_counts, _tower_lists)
@@ -59,8 +60,8 @@ def add_parser(sub) -> None:
     pr.add_argument("--scores", help="importance scores saved earlier (skip scoring)")
     pr.add_argument("--save-scores", help="write the importance scores to this JSON file")
     pr.add_argument("--calibration-samples", type=_positive_int, default=None,
-                    help="samples for scoring (default: 256 for taylor and fisher; 512 for ablation, fewer on a model with "
-                         "over 64 heads so that heads x samples stays within 32,768)")
+                    help=f"samples for scoring (default: {describe_calibration_samples()}; ablation takes fewer on a "
+                         f"model with many heads, so that heads x samples stays within {HEAD_SAMPLE_BUDGET:,})")
     _add_dataset_args(pr, "calibration", "train")
     pr.add_argument("--seed", type=int, default=P.seed, help=f"seed of the calibration sample and of random importance (default {P.seed})")
     _add_eval_and_loading(pr)

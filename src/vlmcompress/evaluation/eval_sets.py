@@ -23,6 +23,7 @@ import numpy as np
 
 from ..embedded import digits
 from ..errors import VlmcompressError
+from ..report import EVAL_SPLIT, ON_BAD_SAMPLE as _ON_BAD_SAMPLE
 from ..utils import progress
 
 EMBEDDED = digits.DATASET_NAME
@@ -36,7 +37,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".ti
 #: subfolder names ``datasets``' imagefolder reads as splits (and so would not read as classes)
 SPLIT_NAMES = ("train", "training", "test", "testing", "val", "valid", "validation", "dev", "eval", "evaluation")
 #: what to do with an unreadable image, an empty class folder or an empty caption
-ON_BAD_SAMPLE = ("error", "skip")
+ON_BAD_SAMPLE = _ON_BAD_SAMPLE  # declared in report.py, beside the evaluation set's other options
 
 
 def to_rgb(image):
@@ -134,7 +135,7 @@ def _bad(name: str, what: str, count: int, example: str, on_bad_sample: str) -> 
 def eval_set_from_dataset(dataset, name: str | None = None, *, image_column: str | None = None,
                           caption_column: str | None = None, label_column: str | None = None,
                           max_samples: int | None = None, seed: int = 0, split: str | None = None,
-                          on_bad_sample: str = "error") -> EvalSet:
+                          on_bad_sample: str = _ON_BAD_SAMPLE[0]) -> EvalSet:
     """An ``EvalSet`` from a ``datasets.Dataset``; columns are found by their usual names unless given. Every image's
     header is read first: an unreadable image, like an image whose caption is empty, is refused or, with
     ``on_bad_sample="skip"``, left out with one warning line that counts them."""
@@ -326,9 +327,9 @@ def _class_folder(path: Path, name: str, split: str, on_bad_sample: str):
     return datasets.Dataset.from_dict({"image": paths, "label": labels}, features=features), used
 
 
-def load_eval_set(name: str, *, split: str = "test", config: str | None = None, image_column: str | None = None,
+def load_eval_set(name: str, *, split: str = EVAL_SPLIT, config: str | None = None, image_column: str | None = None,
                   caption_column: str | None = None, label_column: str | None = None,
-                  max_samples: int | None = None, seed: int = 0, on_bad_sample: str = "error"):
+                  max_samples: int | None = None, seed: int = 0, on_bad_sample: str = _ON_BAD_SAMPLE[0]):
     """``EMBEDDED``, ``NO_EVAL`` or an ``EvalSet`` for ``name`` (see the module docstring)."""
     import datasets
 

@@ -18,7 +18,8 @@ import torch
 from ..adapters import get_adapter
 from ..embedded import digits
 from ..errors import VlmcompressError
-from ..report import EVAL_BATCH_SIZE, LATENCY_BATCH_SIZE, LATENCY_REPEATS, empty_metrics, weights_size_bytes
+from ..report import (EVAL_BATCH_SIZE, EVAL_TASKS, LATENCY_BATCH_SIZE, LATENCY_REPEATS, empty_metrics,
+                      weights_size_bytes)
 from ..utils import progress
 from .eval_sets import EMBEDDED, NO_EVAL, EvalSet, eval_set_from_dataset
 from .protocols import caption_metrics, check_task, retrieval_metrics, zero_shot_metrics
@@ -322,7 +323,7 @@ def evaluate_model(
     text_column=None,
     label_column=None,
     templates=None,
-    task: str = "auto",
+    task: str = EVAL_TASKS[0],
     batch_size: int = EVAL_BATCH_SIZE,
     latency_batch_size: int = LATENCY_BATCH_SIZE,
     latency_repeats: int = LATENCY_REPEATS,

@@ -18,8 +18,9 @@ import numpy as np
 import torch
 
 from ..errors import VlmcompressError
+from ..report import EVAL_TASKS
 
-TASKS = ("auto", "zero_shot", "retrieval", "captioning")
+TASKS = EVAL_TASKS  # declared in report.py, beside the evaluation set's other options
 RECALL_KS = (1, 5, 10)
 METRICS_FOLDER = Path(__file__).resolve().parent / "metrics"
 

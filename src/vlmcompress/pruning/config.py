@@ -15,6 +15,19 @@ CONFIG_FILENAME = "pruning_config.json"
 IMPORTANCE_NAMES = ("ablation", "fisher", "taylor", "magnitude", "random")
 SCOPES = ("per_layer", "global")
 LAYER_STRATEGIES = ("every_k", "block_influence")
+#: calibration samples each data-driven importance scores on when none is given (importance.py's classes read them)
+CALIBRATION_SAMPLES = {"taylor": 256, "fisher": 256, "ablation": 512}
+#: ablation's head scores cost a forward pass per head and batch: on a model with many heads its default sample count
+#: is cut so that heads x samples stays within this
+HEAD_SAMPLE_BUDGET = 32_768
+
+
+def describe_calibration_samples() -> str:
+    """'256 for taylor and fisher; 512 for ablation', from CALIBRATION_SAMPLES (the CLI's help)."""
+    by_count: dict = {}
+    for name, count in CALIBRATION_SAMPLES.items():
+        by_count.setdefault(count, []).append(name)
+    return "; ".join(f"{count} for {' and '.join(names)}" for count, names in by_count.items())
 
 
 @dataclass

@@ -34,6 +34,7 @@ import torch
 from ..adapters import get_adapter
 from ..errors import VlmcompressError
 from ..utils import progress
+from .config import CALIBRATION_SAMPLES, HEAD_SAMPLE_BUDGET
 
 
 class MagnitudeImportance:
@@ -150,7 +151,7 @@ def _frozen_eval(model):
 class FisherImportance:
     name = "fisher"
     needs_data = True
-    default_samples = 256
+    default_samples = CALIBRATION_SAMPLES["fisher"]
 
     def __call__(self, model, batches=None) -> dict:
         if not batches:
@@ -182,7 +183,7 @@ class FisherImportance:
 class TaylorImportance:
     name = "taylor"
     needs_data = True
-    default_samples = 256
+    default_samples = CALIBRATION_SAMPLES["taylor"]
 
     def __call__(self, model, batches=None) -> dict:
         if not batches:
@@ -293,10 +294,10 @@ class AblationImportance:
 
     name = "ablation"
     needs_data = True
-    default_samples = 512
+    default_samples = CALIBRATION_SAMPLES["ablation"]
     #: the default sample count's cap where heads are many: heads x samples stays within this many single-sample
     #: passes (512 samples up to 64 heads; ViT-B/32's 240 heads: 128 samples; benchmarks/real_size.py --importance-cost)
-    head_sample_budget = 32_768
+    head_sample_budget = HEAD_SAMPLE_BUDGET
 
     def __init__(self, score_heads: bool = True, replay: bool = True):
         self.score_heads = score_heads  # False: neuron scores only (no head is to be removed)
@@ -352,7 +353,7 @@ def default_samples(name: str, model=None, batch_size: int = 32, score_heads: bo
     scoring the heads of ``model``, cut so that heads x samples stays within ``head_sample_budget`` (in whole batches
     of ``batch_size``, at least one), as its cost is a forward pass per head and batch."""
     criterion = IMPORTANCE.get(name)
-    samples = getattr(criterion, "default_samples", 256)
+    samples = getattr(criterion, "default_samples", CALIBRATION_SAMPLES["taylor"])
     budget = getattr(criterion, "head_sample_budget", None)
     if budget and score_heads and model is not None:
         heads = sum(attn.num_heads for _, _, attn in get_adapter(model).head_units())
@@ -378,7 +379,7 @@ def get_importance(name_or_obj):
         raise VlmcompressError(f"unknown importance {name_or_obj!r}: expected one of {', '.join(IMPORTANCE)}") from None
 
 
-def calibration_batches(processor, dataset=None, num_samples: int = 256, batch_size: int = 32, seed: int = 0,
+def calibration_batches(processor, dataset=None, num_samples: int = CALIBRATION_SAMPLES["taylor"], batch_size: int = 32, seed: int = 0,
                         image_column="image", text_column="text", label_column="label", text_padding=None):
     """Batches of model inputs (and labels, when the data has them) for importance scoring.
 

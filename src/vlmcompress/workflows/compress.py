@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ..errors import VlmcompressError
 from ..io import trainer_checkpoints
-from ..report import LATENCY_BATCH_SIZE, LATENCY_ROUNDS
+from ..report import EVAL_SPLIT, EVAL_TASKS, LATENCY_BATCH_SIZE, LATENCY_ROUNDS, ON_BAD_SAMPLE
 from .recipe import Recipe, Stage, stage_configs, stage_target
 
 STAGE_FILE = "stage.json"
@@ -145,17 +145,17 @@ class Pipeline:
         load_templates(data.get("templates"))
         if self.recipe.eval.get("skip"):
             return None  # no evaluation at all: before/after are recorded as not measured
-        dataset = resolve_eval_set(self.eval_name(base), base, split=data.get("eval_split", "test"),
+        dataset = resolve_eval_set(self.eval_name(base), base, split=data.get("eval_split", EVAL_SPLIT),
                                    image_column=data.get("eval_image_column"),
                                    caption_column=data.get("eval_caption_column"),
                                    label_column=data.get("eval_label_column"),
                                    max_samples=data.get("max_eval_samples"),
-                                   on_bad_sample=data.get("on_bad_sample", "error"))
+                                   on_bad_sample=data.get("on_bad_sample", ON_BAD_SAMPLE[0]))
         per_number = embedded_images_per_number(dataset, data.get("images_per_number"), data.get("max_eval_samples"),
                                                 flag="data.max_eval_samples")
         return dict(dataset=dataset, images_per_number=per_number,
                     latency_batch_size=self.recipe.eval.get("latency_batch_size", LATENCY_BATCH_SIZE),
-                    templates=data.get("templates"), task=data.get("eval_task", "auto"))
+                    templates=data.get("templates"), task=data.get("eval_task", EVAL_TASKS[0]))
 
     def calibration(self):
         """The training data as prune's calibration set (None: the embedded training split)."""

@@ -39,13 +39,13 @@ from ..distillation import DistillationConfig, DistillationTrainer
 from ..distillation.cache import cache_teacher_outputs, use_teacher_cache
 from ..errors import VlmcompressError
 from ..evaluation import embedded_images_per_number, evaluate_model
-from ..evaluation.eval_sets import ON_BAD_SAMPLE
 from ..evaluation.harness import count_parameters
 from ..hub import push_if_requested, without_push
 from ..io import check_output_dir
 from ..loading import load_checkpoint
 from ..pruning.config import SCOPES, PruningConfig, prune_model
-from ..report import LATENCY_BATCH_SIZE, LATENCY_ROUNDS, format_metrics_table
+from ..report import (EVAL_SPLIT, EVAL_TASKS, LATENCY_BATCH_SIZE, LATENCY_ROUNDS, ON_BAD_SAMPLE, TEMPLATES,
+                      format_metrics_table)
 from ..threads import set_threads
 from ..utils import hf_argument_parser
 
@@ -61,7 +61,7 @@ class StudentArguments:
     hidden_ratio: float = field(default=0.0, metadata={"help": "Inherited student: fraction of each tower's hidden width removed, with as many heads per layer (head_dim kept): a narrow student of the stock shape, TinyCLIP-style (CLIP; not with --head_ratio)."})
     importance: str = field(default=PruningConfig.importance, metadata={"help": "Inherited student: ranking of heads/neurons: ablation (heads removed one at a time, scored by the output KL; neurons by taylor), fisher (empirical Fisher of per-sample gates), taylor, magnitude or random."})
     towers: str = field(default="vision,text", metadata={"help": "Towers the inherited student shrinks."})
-    head_scope: str = field(default=PruningConfig.head_scope, metadata={"help": "Inherited student: rank heads within each layer (per_layer, the default) or across the layers of a tower (global)."})
+    head_scope: str = field(default=PruningConfig.head_scope, metadata={"help": f"Inherited student: rank heads within each layer (per_layer) or across the layers of a tower (global); default: {PruningConfig.head_scope}."})
     prune_gradually: bool = field(default=False, metadata={"help": "Inherited student: remove --head_ratio/--mlp_ratio gradually while distilling (PruningCallback: Taylor scores accumulated over the steps, cubic schedule) instead of one-shot before training; layers (--keep_every) still go first."})
     prune_end: float = field(default=0.75, metadata={"help": "With --prune_gradually: the fraction of the steps by which the ratios are reached (the rest trains the final shape)."})
 
@@ -92,15 +92,15 @@ class DataArguments:
     dataset_name: str | None = field(default=None, metadata={"help": "Hub data set or save_to_disk folder (default: the embedded digits)."})
     dataset_config_name: str | None = field(default=None, metadata={"help": "Configuration of --dataset_name."})
     train_split: str = field(default="train", metadata={"help": "Split used for training."})
-    eval_split: str = field(default="test", metadata={"help": "Split of --eval_dataset_name (or of --dataset_name when no evaluation set is named) used for evaluation."})
+    eval_split: str = field(default=EVAL_SPLIT, metadata={"help": "Split of --eval_dataset_name (or of --dataset_name when no evaluation set is named) used for evaluation."})
     eval_dataset_name: str | None = field(default=None, metadata={"help": "Evaluation set, as the commands' --eval-dataset takes it: a save_to_disk folder, an image folder, a CSV/JSON file of image paths and captions, a Hub data set, vlmcompress/digits-test or none (default: --dataset_name's --eval_split; the embedded benchmark when training on the embedded data)."})
     eval_image_column: str | None = field(default=None, metadata={"help": "Image column of the evaluation set (default: --image_column, else found by name)."})
     eval_caption_column: str | None = field(default=None, metadata={"help": "Caption column(s) of the evaluation set: a string or a list per image (default: --caption_column, else found by name)."})
     eval_label_column: str | None = field(default=None, metadata={"help": "ClassLabel column of the evaluation set: its names are the zero-shot classes (default: --label_column)."})
-    eval_task: str = field(default="auto", metadata={"choices": ["auto", "zero_shot", "retrieval", "captioning"], "help": "Evaluation protocol (auto: zero-shot with a ClassLabel, retrieval with captions, captioning for a captioner)."})
-    templates: str = field(default="default", metadata={"help": "Zero-shot prompts: default, openai_imagenet (CLIP's 80) or a file with one template per line, each with {}."})
+    eval_task: str = field(default=EVAL_TASKS[0], metadata={"choices": list(EVAL_TASKS), "help": "Evaluation protocol (auto: zero-shot with a ClassLabel, retrieval with captions, captioning for a captioner)."})
+    templates: str = field(default=TEMPLATES, metadata={"help": "Zero-shot prompts: default, openai_imagenet (CLIP's 80) or a file with one template per line, each with {}."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate on at most this many images (a seeded random subset; on the embedded benchmark, fewer test images per number, each number kept)."})
-    on_bad_sample: str = field(default="error", metadata={"choices": list(ON_BAD_SAMPLE), "help": "An unreadable image, an empty class folder or an empty caption in the evaluation set: error (refused before any work) or skip (left out, counted in one warning line)."})
+    on_bad_sample: str = field(default=ON_BAD_SAMPLE[0], metadata={"choices": list(ON_BAD_SAMPLE), "help": "An unreadable image, an empty class folder or an empty caption in the evaluation set: error (refused before any work) or skip (left out, counted in one warning line)."})
     image_column: str = field(default="image", metadata={"help": "Image column."})
     caption_column: str = field(default="text", metadata={"help": "Caption column."})
     label_column: str = field(default="label", metadata={"help": "Label column (optional: used by the contrastive term and by evaluation)."})
