@@ -202,6 +202,11 @@ def test_every_option_defaults_to_its_configs_default():
     assert defaults(evaluate_model)["task"] == report.EVAL_TASKS[0]
     assert (defaults(load_eval_set)["split"], defaults(load_eval_set)["on_bad_sample"]) == (
         report.EVAL_SPLIT, report.ON_BAD_SAMPLE[0])
+    from vlmcompress.data.sources import CAPTION_COLUMN, IMAGE_COLUMN, LABEL_COLUMN
+
+    columns = (IMAGE_COLUMN, CAPTION_COLUMN, LABEL_COLUMN)  # the data set's columns, for training and calibration
+    assert (prune["image_column"], prune["text_column"], prune["label_column"]) == columns
+    assert (data["image_column"], data["caption_column"], data["label_column"]) == columns
     from vlmcompress.pruning.config import CALIBRATION_SAMPLES, describe_calibration_samples
 
     # the importances' sample counts are the declared ones, and prune --help says them

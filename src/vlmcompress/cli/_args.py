@@ -72,9 +72,12 @@ def _add_dataset_args(parser, purpose, split):
                         f"the embedded digits {split} split; any other model needs its own, or names "
                         "vlmcompress/digits-train)")
     parser.add_argument("--split", default=split, help=f"split of --dataset (default: {split})")
-    parser.add_argument("--image-column", default="image", help="image column of --dataset (default: image)")
-    parser.add_argument("--text-column", default="text", help="caption column of --dataset (default: text)")
-    parser.add_argument("--label-column", default="label", help="label column of --dataset (default: label)")
+    from ..data.sources import CAPTION_COLUMN, IMAGE_COLUMN, LABEL_COLUMN  # torch-free
+
+    parser.add_argument("--image-column", default=IMAGE_COLUMN, help=f"image column of --dataset (default: {IMAGE_COLUMN})")
+    parser.add_argument("--text-column", default=CAPTION_COLUMN,
+                        help=f"caption column of --dataset (default: {CAPTION_COLUMN})")
+    parser.add_argument("--label-column", default=LABEL_COLUMN, help=f"label column of --dataset (default: {LABEL_COLUMN})")
 
 
 OUTPUT_RULE = ("It must be a new or empty folder, or an earlier vlmcompress output (with --overwrite); a folder holding "
@@ -93,6 +96,7 @@ def _add_eval_set_args(parser, aliases=False):
     """Where accuracy is measured: the user's evaluation set and its protocol. ``aliases``: the evaluate command also
     takes the older --dataset/--split/--image-column/--text-column/--label-column spellings."""
     from ..embedded.digits import DATASET_NAME as EMBEDDED  # not vlmcompress.evaluation: --help must not import torch
+    from ..data.sources import LABEL_COLUMN
     from ..report import EVAL_SPLIT, EVAL_TASKS, ON_BAD_SAMPLE, TEMPLATES
 
     def names(flag, old):
@@ -115,7 +119,8 @@ def _add_eval_set_args(parser, aliases=False):
                    help="caption column: a string, or a list of strings per image; rows repeating an image are grouped "
                    "(default: the first of captions, caption, text, sentences)")
     g.add_argument(*names("--eval-label-column", "--label-column"), dest="eval_label_column",
-                   help="datasets.ClassLabel column whose names are the zero-shot classes (default: label)")
+                   help="datasets.ClassLabel column whose names are the zero-shot classes (default: "
+                   f"{LABEL_COLUMN})")
     g.add_argument("--on-bad-sample", dest="on_bad_sample", default=ON_BAD_SAMPLE[0], choices=ON_BAD_SAMPLE,
                    help="an unreadable image, an empty class folder or an empty caption: error (refused before any "
                    "work, naming one) or skip (left out, counted in one warning line); default: " + ON_BAD_SAMPLE[0])

@@ -25,7 +25,8 @@ def add_parser(sub) -> None:
     )
     _add_model_and_output(qu, "quantized")
     qu.add_argument("--bits", type=int, required=True, choices=[4, 8], help="8 (LLM.int8) or 4 (nf4/fp4)")
-    qu.add_argument("--quant-type", choices=QUANT_TYPES, help="4-bit data type: nf4 (default) or fp4")
+    qu.add_argument("--quant-type", choices=QUANT_TYPES,
+                    help=f"4-bit data type: {' or '.join(QUANT_TYPES)} (default {QUANT_TYPES[0]})")
     qu.add_argument("--double-quant", action="store_true", help="4-bit: quantize the block scales too")
     qu.add_argument("--compute-dtype", default=Q.compute_dtype, choices=COMPUTE_DTYPES,
                     help=f"4-bit matmul dtype (default {Q.compute_dtype})")

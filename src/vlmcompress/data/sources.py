@@ -6,6 +6,10 @@ import os
 
 from ..errors import VlmcompressError
 
+#: the columns every data set is renamed to (standard_columns), and the default name of each in a user's data set: the
+#: one declaration every command, recipe, DataArguments and Python entry point reads
+IMAGE_COLUMN, CAPTION_COLUMN, LABEL_COLUMN = "image", "text", "label"
+
 
 def open_dataset(name: str, *, config: str | None = None, split: str | None = None):
     """A ``datasets.save_to_disk`` folder or a Hub data set (a ``Dataset`` or ``DatasetDict``); any loader failure
@@ -43,6 +47,6 @@ def open_dataset(name: str, *, config: str | None = None, split: str | None = No
 
 def standard_columns(dataset, image_column: str, text_column: str, label_column: str | None = None):
     """``dataset`` with its image, caption and label columns renamed to ``image``, ``text`` and ``label``."""
-    pairs = ((image_column, "image"), (text_column, "text"), (label_column, "label"))
+    pairs = ((image_column, IMAGE_COLUMN), (text_column, CAPTION_COLUMN), (label_column, LABEL_COLUMN))
     rename = {k: v for k, v in pairs if k and k in dataset.column_names and k != v}
     return dataset.rename_columns(rename) if rename else dataset

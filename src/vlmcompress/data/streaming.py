@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 from ..errors import VlmcompressError
+from .sources import CAPTION_COLUMN, IMAGE_COLUMN, LABEL_COLUMN
 
 #: shard file suffix -> the ``datasets`` builder that streams it
 SHARD_BUILDERS = {".tar": "webdataset", ".parquet": "parquet", ".arrow": "arrow"}
@@ -198,8 +199,8 @@ def _webdataset_stream(files: list, source: str, image_column: str, caption_colu
         "shards": list(files), "columns": columns, "interleave": interleave})
 
 
-def open_stream(source: str, *, config: str | None = None, split: str = "train", image_column: str = "image",
-                caption_column: str = "text", label_column: str | None = "label", seed: int = 0,
+def open_stream(source: str, *, config: str | None = None, split: str = "train", image_column: str = IMAGE_COLUMN,
+                caption_column: str = CAPTION_COLUMN, label_column: str | None = LABEL_COLUMN, seed: int = 0,
                 shuffle_buffer: int = 1000, files: list | None = None):
     """The training stream of ``source`` (or of ``files``, some of its shards), shuffled (shard order and a buffer of
     ``shuffle_buffer`` samples, by ``seed``; ``shuffle_buffer=None``: file order, one shard after the other). WebDataset

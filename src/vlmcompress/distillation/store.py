@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.sources import CAPTION_COLUMN, IMAGE_COLUMN
 from ..errors import VlmcompressError
 
 STORE_FILENAME = "store.json"
@@ -44,7 +45,7 @@ def check_keyed(builder: str, source: str) -> None:
 
 
 def write_store(teacher, processor, source: str, out, *, dtype: str = "float16", batch_size: int = 256,
-                image_column: str = "image", caption_column: str = "text", process_index: int = 0,
+                image_column: str = IMAGE_COLUMN, caption_column: str = CAPTION_COLUMN, process_index: int = 0,
                 num_processes: int = 1, log=print) -> dict:
     """Write (or complete) the store of ``source``'s shards in ``out``; returns its metadata."""
     from ..adapters import get_adapter

@@ -28,7 +28,7 @@ class QuantizationConfig(JsonConfig):
     """
 
     bits: int = 8
-    quant_type: str | None = None  # 4-bit: nf4 when not given
+    quant_type: str | None = None  # 4-bit: QUANT_TYPES[0] (nf4) when not given
     double_quant: bool = False
     compute_dtype: str = "float32"
     dtype: str | None = None
@@ -88,7 +88,7 @@ class QuantizationConfig(JsonConfig):
             return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=list(skip_modules))
         return BitsAndBytesConfig(
             load_in_4bit=True,
-            bnb_4bit_quant_type=self.quant_type or "nf4",
+            bnb_4bit_quant_type=self.quant_type or QUANT_TYPES[0],
             bnb_4bit_use_double_quant=self.double_quant,
             bnb_4bit_compute_dtype=getattr(torch, self.compute_dtype),
             llm_int8_skip_modules=list(skip_modules),

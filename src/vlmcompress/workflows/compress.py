@@ -21,6 +21,7 @@ import shutil
 import time
 from pathlib import Path
 
+from ..data.sources import CAPTION_COLUMN, IMAGE_COLUMN, LABEL_COLUMN
 from ..errors import VlmcompressError
 from ..io import trainer_checkpoints
 from ..report import EVAL_SPLIT, EVAL_TASKS, LATENCY_BATCH_SIZE, LATENCY_ROUNDS, ON_BAD_SAMPLE
@@ -168,8 +169,9 @@ class Pipeline:
         from ..data.streaming import head, is_streamed, open_stream
 
         split = data.get("train_split", "train")
-        columns = {"image_column": data.get("image_column", "image"), "caption_column": data.get("caption_column", "text"),
-                   "label_column": data.get("label_column", "label")}
+        columns = {"image_column": data.get("image_column", IMAGE_COLUMN),
+                   "caption_column": data.get("caption_column", CAPTION_COLUMN),
+                   "label_column": data.get("label_column", LABEL_COLUMN)}
         if is_streamed(data["train"], bool(data.get("streaming"))):  # the stream's first rows
             from .distill import CALIBRATION_ROWS, DataArguments
 

@@ -33,7 +33,7 @@ from ..adapters import get_adapter
 from ..cards.callback import ModelCardCallback
 from ..checkpoint import finish_checkpoint
 from ..data.collate import ImageTextCollator
-from ..data.sources import open_dataset, standard_columns
+from ..data.sources import CAPTION_COLUMN, IMAGE_COLUMN, LABEL_COLUMN, open_dataset, standard_columns
 from ..data.streaming import is_streamed, shard_files
 from ..distillation import DistillationConfig, DistillationTrainer
 from ..distillation.cache import cache_teacher_outputs, use_teacher_cache
@@ -101,9 +101,9 @@ class DataArguments:
     templates: str = field(default=TEMPLATES, metadata={"help": "Zero-shot prompts: default, openai_imagenet (CLIP's 80) or a file with one template per line, each with {}."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate on at most this many images (a seeded random subset; on the embedded benchmark, fewer test images per number, each number kept)."})
     on_bad_sample: str = field(default=ON_BAD_SAMPLE[0], metadata={"choices": list(ON_BAD_SAMPLE), "help": "An unreadable image, an empty class folder or an empty caption in the evaluation set: error (refused before any work) or skip (left out, counted in one warning line)."})
-    image_column: str = field(default="image", metadata={"help": "Image column."})
-    caption_column: str = field(default="text", metadata={"help": "Caption column."})
-    label_column: str = field(default="label", metadata={"help": "Label column (optional: used by the contrastive term and by evaluation)."})
+    image_column: str = field(default=IMAGE_COLUMN, metadata={"help": "Image column."})
+    caption_column: str = field(default=CAPTION_COLUMN, metadata={"help": "Caption column."})
+    label_column: str = field(default=LABEL_COLUMN, metadata={"help": "Label column (optional: used by the contrastive term and by evaluation)."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Use at most this many training rows."})
     streaming: bool = field(default=False, metadata={"help": "Stream --dataset_name (a Hub data set) instead of downloading it whole. A folder or glob of WebDataset .tar, .parquet or .arrow shards is always streamed. Streaming needs --max_steps; each process reads whole shards of its own."})
     teacher_store: str | None = field(default=None, metadata={"help": "Streamed shards: read the teacher's embeddings from this store (written by `vlmcompress cache-teacher`) instead of running the teacher; checked against this run's teacher and preprocessing."})
