@@ -166,10 +166,21 @@ def test_a_distillation_stage_that_died_after_a_checkpoint_resumes_from_it(tmp_p
         return step(self, *args, **kwargs)
 
     monkeypatch.setattr(Trainer, "training_step", counts)
+    import vlmcompress.cards as cards
+
+    render, cards_written = cards.write_card, []  # the last stage's card is rendered once, with the recipe
+
+    def write_card(folder, *args, **kwargs):
+        cards_written.append(Path(folder).name)
+        return render(folder, *args, **kwargs)
+
+    monkeypatch.setattr(cards, "write_card", write_card)
     r = _cli("compress", path)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "stage 01-prune: complete" in r.stdout and "resuming from checkpoint-2" in r.stdout, r.stdout
     assert trained == [2, 3]  # steps 3 and 4 only
+    assert cards_written == ["02-distill"] and "## Recipe" in (stage / "README.md").read_text()
+    assert (out / "01-prune" / "README.md").is_file()  # every other stage folder keeps its own card
     assert (stage / "stage.json").is_file() and not list(stage.glob("checkpoint-*"))
     assert json.loads((stage / "compression_report.json").read_text())["steps"][-1]["training"]["global_step"] == 4
 

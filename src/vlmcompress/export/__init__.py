@@ -16,14 +16,15 @@ from ..report import LATENCY_BATCH_SIZE, LATENCY_ROUNDS
 def export_onnx(model_or_path=None, output_dir=None, *, processor=None, int8: bool = False, evaluate: bool = True,
                 images_per_number: int | None = None, latency_batch_size: int = LATENCY_BATCH_SIZE, latency_rounds: int = LATENCY_ROUNDS,
                 overwrite: bool = False, overwrite_flag: str = "--overwrite", eval_dataset=None,
-                eval_kwargs: dict | None = None) -> dict:
+                eval_kwargs: dict | None = None, card: bool = True) -> dict:
     """Export a checkpoint (a folder, a Hub id, None for the embedded teacher, or a model with ``processor``) to
     ``output_dir``; with ``evaluate`` the PyTorch model and the exported graphs are measured by the same harness, and
     their latency ratio side by side. Returns the folder's report.
 
     Accuracy is measured on ``eval_dataset`` (an ``EvalSet``, or a name ``load_eval_set`` opens); without one on the
     embedded benchmark for an embedded model, otherwise not at all. ``eval_kwargs`` (``evaluate_model``'s keyword
-    arguments, as the CLI builds them) replaces these options."""
+    arguments, as the CLI builds them) replaces these options. ``card=False`` writes no README.md (a pipeline writes
+    its last stage's card once, with the recipe)."""
     from ..checkpoint import finish_checkpoint
     from ..evaluation import evaluate_model
     from ..evaluation.harness import latency_comparison
@@ -64,7 +65,8 @@ def export_onnx(model_or_path=None, output_dir=None, *, processor=None, int8: bo
         return after
 
     return finish_checkpoint(model, processor, output_dir, base_model=path, steps=steps, before=before, save=save,
-                             evaluate=measure if evaluate else None, overwrite=overwrite, overwrite_flag=overwrite_flag)
+                             evaluate=measure if evaluate else None, overwrite=overwrite, overwrite_flag=overwrite_flag,
+                             card=card)
 
 
 __all__ = ["export_onnx"]

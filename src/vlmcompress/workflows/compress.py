@@ -361,7 +361,7 @@ class Pipeline:
         extra = {"plan": plan["record"]} if plan else {}
         return prune_stage(model, processor, folder, config, calibration=calibration, step_extra=extra,
                            report_extra={"stage": stage.name, **extra},
-                           **self._stage_kwargs(previous, processor, before, eval_kwargs))
+                           **self._stage_kwargs(previous, processor, before, eval_kwargs, stage))
 
     def _quantize(self, stage, folder, previous, eval_kwargs):
         from ..quantization import ensure_not_quantized, require_bitsandbytes
@@ -373,19 +373,24 @@ class Pipeline:
         ensure_not_quantized(model)
         before = self._before(previous, model, processor, eval_kwargs)
         return quantize_stage(model, processor, folder, config, report_extra={"stage": stage.name},
-                              **self._stage_kwargs(previous, processor, before, eval_kwargs))
+                              **self._stage_kwargs(previous, processor, before, eval_kwargs, stage))
 
-    def _stage_kwargs(self, previous, processor, before, eval_kwargs) -> dict:
+    def _stage_kwargs(self, previous, processor, before, eval_kwargs, stage) -> dict:
         """What ``workflows.stages`` runners take in a pipeline: the previous stage is the base, always replaced."""
         return dict(base_model=str(previous), before=before, evaluate=self._evaluate(processor, eval_kwargs),
-                    overwrite=True, **self._latency(eval_kwargs))
+                    overwrite=True, card=self.stage_card(stage), **self._latency(eval_kwargs))
+
+    def stage_card(self, stage) -> bool:
+        """Whether a stage's runner writes its card: every stage but the last, whose card ``finish`` writes once,
+        with the recipe (a card rendered twice costs a second or so of plotting per recipe)."""
+        return stage.index != len(self.recipe.stages)
 
     def _export(self, stage, folder, previous, eval_kwargs):
         from ..export import export_onnx
 
         return export_onnx(str(previous), folder, int8=bool(stage.options.get("int8", False)), eval_kwargs=eval_kwargs,
                            evaluate=eval_kwargs is not None, latency_rounds=self.latency_rounds,
-                           overwrite=True)
+                           overwrite=True, card=self.stage_card(stage))
 
     def _distill(self, stage, folder, previous, base, first):
         from . import distill as workflow
@@ -432,7 +437,7 @@ class Pipeline:
         training_args = training_cls(output_dir=str(folder), overwrite_output_dir=True, resume_from_checkpoint=resume,
                                      learning_rate_given="learning_rate" in training, **training)
         report = workflow.distill(student_args, data_args, config, training_args, base_model=str(previous),
-                                  report_extra={"stage": stage.name})
+                                  report_extra={"stage": stage.name}, card=self.stage_card(stage))
         if self.ranks.main:
             for checkpoint in trainer_checkpoints(folder):  # the run finished: its resume points are not the model
                 shutil.rmtree(checkpoint)

@@ -452,15 +452,16 @@ def unpaired_texts(texts: list[str], processor, padding) -> dict:
     return {"input_ids": enc["input_ids"], "attention_mask": enc.get("attention_mask")}
 
 
-def distill(student_args, data_args, distill_cfg, training_args, *, base_model=None, report_extra=None):
+def distill(student_args, data_args, distill_cfg, training_args, *, base_model=None, report_extra=None, card=True):
     """Build the student, train it against the teacher, finish the checkpoint; returns its report (None on ranks
     other than 0). ``base_model`` is what the report names as the student's origin (default: the teacher; a pipeline
-    names the previous stage's folder, so the card shows the whole chain). The output folder is locked meanwhile."""
+    names the previous stage's folder, so the card shows the whole chain); ``card=False`` writes no README.md (a
+    pipeline writes its last stage's card once, with the recipe). The output folder is locked meanwhile."""
     from ..io import releasing_outputs
 
     with releasing_outputs():  # check_output_dir, first in _distill, locks the output folder
         return _distill(student_args, data_args, distill_cfg, training_args, base_model=base_model,
-                        report_extra=report_extra)
+                        report_extra=report_extra, card=card)
 
 
 def show_no_bar() -> bool:
@@ -484,7 +485,7 @@ def user_model_defaults(training_args, teacher: str) -> str | None:
             "the steps (the embedded job's 4e-3 wrecks pretrained weights); --learning_rate sets your own")
 
 
-def _distill(student_args, data_args, distill_cfg, training_args, *, base_model=None, report_extra=None):
+def _distill(student_args, data_args, distill_cfg, training_args, *, base_model=None, report_extra=None, card=True):
     resuming = bool(training_args.resume_from_checkpoint)
     check_output_dir(training_args.output_dir, overwrite=training_args.overwrite_output_dir or resuming,
                      flag="--overwrite_output_dir (or --resume_from_checkpoint)")
@@ -625,7 +626,7 @@ def _distill(student_args, data_args, distill_cfg, training_args, *, base_model=
         evaluate=(lambda m, folder: evaluate_model(m, processor, model_path=folder, **eval_kw)) if measure else None,
         write_extra=_move_checkpoints(out_dir), latency_base=teacher if measure else None,
         latency_rounds=data_args.latency_rounds, latency_batch_size=data_args.latency_batch_size, overwrite=True,
-        report_extra={"wall_time_s": round(time.time() - started, 1), **(report_extra or {})},
+        report_extra={"wall_time_s": round(time.time() - started, 1), **(report_extra or {})}, card=card,
     )
     after = report["after"]
     if before is not None:
