@@ -71,11 +71,18 @@ def mean_sd(mean, sd, digits: int = 1, scale: float = 100.0, unit: str = "%") ->
 ADDED_LATER = {"temperature_end": None}
 
 
+#: a distillation loss's own settings, each with the weight that switches the loss on: at weight 0 the setting is never
+#: read (the similarity KL's temperature without the KL, the embedding loss's form without the embedding term, ...)
+UNUSED_WITHOUT = {"temperature": "logit_weight", "temperature_end": "logit_weight", "embedding_loss": "embedding_weight",
+                  "hidden_loss": "hidden_weight", "token_temperature": "token_weight"}
+
+
 def in_effect(settings):
     """Settings without those that cannot have changed the run: a head scope where no heads were removed by a ratio,
-    an MLP scope where no neurons were (a changed default of either is no reason to re-run what never used it), and an
-    option added later (ADDED_LATER) at the value that behaves as before it existed. Two results whose settings are
-    equal in effect ran the same computation (tests/test_staleness.py, benchmarks/run.py --reuse)."""
+    an MLP scope where no neurons were (a changed default of either is no reason to re-run what never used it), a
+    loss's own setting where its weight is 0 (UNUSED_WITHOUT), and an option added later (ADDED_LATER) at the value
+    that behaves as before it existed. Two results whose settings are equal in effect ran the same computation
+    (tests/test_staleness.py, benchmarks/run.py --reuse)."""
     if isinstance(settings, list):
         return [in_effect(s) for s in settings]
     if not isinstance(settings, dict):
@@ -85,6 +92,9 @@ def in_effect(settings):
         out.pop("head_scope")
     if "mlp_scope" in out and not out.get("mlp_ratio"):
         out.pop("mlp_scope")
+    for option, weight in UNUSED_WITHOUT.items():
+        if option in out and weight in out and not out[weight]:
+            out.pop(option)
     return out
 
 

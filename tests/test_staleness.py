@@ -98,6 +98,19 @@ def test_the_checks_ignore_only_scopes_no_ratio_used():
     assert in_effect(before) != in_effect({**before, "temperature_end": 1.0})
 
 
+def test_a_losss_own_setting_counts_only_where_the_loss_is_on():
+    """The similarity KL's temperature (and its schedule) where the KL's weight is 0, the embedding loss's form without
+    the embedding term: never read, so a changed default of either is no reason to re-run (or not to reuse) a result."""
+    hard_targets = {"logit_weight": 0.0, "temperature": 3.0, "temperature_end": None, "embedding_weight": 0.0,
+                    "embedding_loss": "mse", "contrastive_weight": 1.0}
+    assert in_effect(hard_targets) == {"logit_weight": 0.0, "embedding_weight": 0.0, "contrastive_weight": 1.0}
+    assert in_effect(hard_targets) == in_effect({**hard_targets, "temperature": 1.0, "temperature_end": 1.0,
+                                                 "embedding_loss": "cosine"})
+    kl = {**hard_targets, "logit_weight": 1.0}  # the KL on: its temperature and schedule count
+    assert in_effect(kl) != in_effect({**kl, "temperature": 1.0})
+    assert in_effect(kl) != in_effect({**kl, "temperature_end": 1.0})
+
+
 def test_the_example_check_sees_a_changed_default():
     """What heads25 would have recorded had the ablation importance's default calibration size been 256: the check
     above tells it apart from today's."""
