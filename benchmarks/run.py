@@ -78,11 +78,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
 if __package__:  # imported as benchmarks.<script> (tests, render_pages)
-    from ._common import (environment, hardware, in_effect, mean_sd, pct, recipe_effective,
-                          refuse_active_wait_policy, table)
+    from ._common import environment, hardware, mean_sd, pct, refuse_active_wait_policy, stages_current, table
 else:  # run as a script: its folder is first on sys.path
-    from _common import (environment, hardware, in_effect, mean_sd, pct, recipe_effective,
-                         refuse_active_wait_policy, table)
+    from _common import environment, hardware, mean_sd, pct, refuse_active_wait_policy, stages_current, table
 
 SUITES = ("clip", "clip_small", "blip", "blip_retrieval", "generalization", "generalization_long")
 #: small_steps: the <= 10% chain's distillation (the clip_small recipe's 1800 steps); blip_batch_size: the BLIP
@@ -721,19 +719,13 @@ def reused_row(row: dict, recipe: dict, sources: list[dict], s: dict) -> dict | 
     with today's default importance."""
     if "model" in recipe:  # starts from a folder of this run (another row's stage, a trained teacher)
         return None
-    want, today = _what_decides(recipe), None
+    want = _what_decides(recipe)
     for source in sources:
         for old in source["rows"]:
             if old.get("base") or _what_decides(old["recipe"]) != want:
                 continue
-            today = today if today is not None else recipe_effective(recipe)
-            own = [st for st in old["stages"] if not st.get("inherited")]
-            if len(own) != len(today):
-                continue
-            if not any(st.get("effective") for st in own):  # recorded before stages kept their effective settings
-                if source["default_importance"] != DEFAULT_IMPORTANCE:
-                    continue
-            elif any(w is not None and in_effect(st.get("effective")) != in_effect(w) for st, w in zip(own, today)):
+            current = stages_current(old["stages"], recipe)
+            if current is False or (current is None and source["default_importance"] != DEFAULT_IMPORTANCE):
                 continue
             machine = old.get("hardware") or source["hardware"]
             if not machine:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from benchmarks._common import in_effect, recipe_effective
+from benchmarks._common import in_effect, recipe_effective, stages_current
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "model_cards" / "examples"
@@ -157,11 +157,8 @@ def evidence_problem(data: dict, name: str) -> str | None:
     if changed:
         return rerun + f" (rows defined differently today: {', '.join(changed[:3])})"
     # rows run since stages record their effective settings: the library's defaults they ran with are today's
-    for n, row in recorded.items():  # a planned or export stage (None today) has nothing to compare
-        own = [st for st in row["stages"] if not st.get("inherited")]
-        if any(st.get("effective") for st in own) and any(
-                want is not None and in_effect(st.get("effective")) != in_effect(want)
-            for st, want in zip(own, recipe_effective(today[n]))):
+    for n, row in recorded.items():
+        if stages_current(row["stages"], today[n]) is False:
             return rerun + f" (row {n!r} ran with other settings than today's defaults give)"
     return None
 
