@@ -74,6 +74,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from vlmcompress.io import atomic_write_text
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
@@ -90,7 +92,9 @@ FULL = dict(steps=400, recovery_steps=200, small_steps=1800, default_steps=900, 
 QUICK = dict(steps=3, recovery_steps=2, small_steps=3, default_steps=4, batch_size=16, blip_batch_size=8, images_per_number=1,
              train_images_per_number=2, eval_rounds=1, latency_rounds=1, latency_batch_size=4, retrieval_teacher_steps=2,
              stage_defaults={"prune": {"calibration_samples": 16}, "distill": {"logging_steps": 1}},
-             seeds=(42, 43))  # two seeds show the seed groups, the sd and the noise bars work; a full run has SEEDS
+             seeds=(42, 43), seeded_variants=2)  # the first two variants of each seeded list on two seeds show the
+# seed groups, the sd and the noise bars work; the other variants run on the first seed only (a full run: every
+# variant on every one of SEEDS)
 #: what each suite's accuracy is: zero-shot top-1 (CLIP) or how often the greedy caption names the number (BLIP)
 ACCURACY = {"clip": "zero_shot_accuracy", "clip_small": "zero_shot_accuracy", "blip": "caption_accuracy",
             "blip_retrieval": "zero_shot_accuracy", "generalization": "zero_shot_accuracy",
@@ -305,6 +309,13 @@ def suite_seeds(s: dict) -> tuple:
     return tuple(s.get("seeds", SEEDS))
 
 
+def variant_seeds(s: dict, index: int) -> tuple:
+    """The seeds of the ``index``-th variant of a seeded list: every seed of the run, or in a quick run past its
+    ``seeded_variants`` the first one (one row shows that a variant runs; two seeded variants show the noise)."""
+    seeds = suite_seeds(s)
+    return seeds if index < s.get("seeded_variants", index + 1) else seeds[:1]
+
+
 def seeded_distillations(s: dict, variants) -> list[dict]:
     """Each distillation variant of the inherited student once per seed; a variant's max_steps may name a setting."""
     steps = {"max_steps": s["steps"], "per_device_train_batch_size": s["batch_size"]}
@@ -312,7 +323,7 @@ def seeded_distillations(s: dict, variants) -> list[dict]:
              "stages": [{"distill": {**INHERITED, **steps, **options, "seed": seed,
                                      **({"max_steps": s[options["max_steps"]]} if isinstance(options.get("max_steps"), str)
                                         else {})}}], **({"data": data[0]} if data else {})}
-            for variant, options, *data in variants for seed in suite_seeds(s)]
+            for i, (variant, options, *data) in enumerate(variants) for seed in variant_seeds(s, i)]
 
 
 #: ablation's calibration size: its head scores cost a pass per head and batch, so a quarter of the default samples
@@ -331,7 +342,7 @@ def seeded_prunings(s: dict, prunings) -> list[dict]:
                                    **({"calibration_samples": samples} if samples else {})}},
                         {"distill": {**recovery, **(how[1] if how else {}), "seed": seed}}],
              **({"data": how[2]} if how else {})}
-            for what, importance, samples, *other in prunings for seed in suite_seeds(s)
+            for i, (what, importance, samples, *other) in enumerate(prunings) for seed in variant_seeds(s, i)
             for how in [other[0] if other else None]
             for variant in [f"{what} ({importance}" + (f", {samples} samples)" if samples else ")")
                             + (f", recovered by {how[0]}" if how else "")]]
@@ -773,9 +784,7 @@ def run_rows_child(work: Path) -> int:
             continue
         print(f"[{i}/{len(rows)}] {row['section']}: {row['name']}", flush=True)
         done[row["name"]] = run_row(row, plan["settings"], work, done, lambda t: print(t, flush=True))
-        tmp = done_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(done, indent=1))
-        os.replace(tmp, done_file)
+        atomic_write_text(done_file, json.dumps(done, indent=1))  # a kill leaves the last whole one
     return 0
 
 
@@ -1397,12 +1406,12 @@ def run_suite(suite: str, s: dict, work: Path, log, reuse: list[dict] | None = N
         earlier = json.loads((work / "rows.json").read_text())
         same = {r["name"] for r in earlier["rows"] if earlier["settings"] == plan["settings"] and r in plan["rows"]}
         done = json.loads((work / "done.json").read_text())
-        (work / "done.json").write_text(json.dumps({k: v for k, v in done.items() if k in same}, indent=1))
-    (work / "rows.json").write_text(json.dumps(plan, indent=1))
+        atomic_write_text(work / "done.json", json.dumps({k: v for k, v in done.items() if k in same}, indent=1))
+    atomic_write_text(work / "rows.json", json.dumps(plan, indent=1))
     if reuse:  # rows an earlier run measured alike count as done; the child runs the rest
         done = json.loads((work / "done.json").read_text()) if (work / "done.json").is_file() else {}
         if reuse_rows(plan, work, done, reuse, log):
-            (work / "done.json").write_text(json.dumps(done, indent=1))
+            atomic_write_text(work / "done.json", json.dumps(done, indent=1))
     env = dict(os.environ, OMP_WAIT_POLICY="ACTIVE")  # training only: this process stays passive for the timing
     proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", str(work)], env=env)
     if proc.returncode != 0:
@@ -1473,7 +1482,6 @@ def main(argv=None) -> int:
             results["wall_time_s"] = round(time.time() - started, 1)
             results_dir.mkdir(parents=True, exist_ok=True)
             pages_dir.mkdir(parents=True, exist_ok=True)
-            from vlmcompress.io import atomic_write_text
 
             plot_name = f"evidence_{suite}.png"
             plot_pareto(results["pareto"], [p for p in results["pareto"] if p["name"] in results["frontier"]],

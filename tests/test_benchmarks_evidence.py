@@ -213,12 +213,15 @@ def test_quick_generalization_suite_runs_every_variant_once_per_seed(tmp_path):
     cmd, env, data, out, work = _quick("generalization", tmp_path)
     bench = _bench()
     sections = [row["section"] for row in data["rows"]]
-    quick_seeds = bench.QUICK["seeds"]  # a quick run: two seeds (a full run has bench.SEEDS)
-    assert sections.count("generalization") == len(bench.GENERALIZATION) * len(quick_seeds)
-    assert sections.count("generalization-pruning") == len(quick_seeds) * (sum(
-        len(importances) for _, importances in bench.GENERALIZATION_PRUNINGS) + 4)  # + the candidates' recovery, global
-    seeds = {row["seed"]: row["stages"][0]["training"] for row in data["rows"] if row["variant"] == bench.GENERALIZATION[0][0]}
-    assert sorted(seeds) == list(quick_seeds)
+    quick_seeds = bench.QUICK["seeds"]  # a quick run: two seeds for the first two variants of each list, one for
+    assert bench.QUICK["seeded_variants"] == 2  # the others (a full run: bench.SEEDS for every variant)
+    assert sections.count("generalization") == len(bench.GENERALIZATION) + 2 * (len(quick_seeds) - 1)
+    prunings = sum(len(importances) for _, importances in bench.GENERALIZATION_PRUNINGS) + 4  # + the candidates'
+    assert sections.count("generalization-pruning") == prunings + 2 * (len(quick_seeds) - 1)  # recovery, global
+    for variant, want in ((bench.GENERALIZATION[0][0], quick_seeds), (bench.GENERALIZATION[1][0], quick_seeds),
+                          (bench.GENERALIZATION[2][0], quick_seeds[:1])):
+        seeds = {row["seed"]: row["stages"][0]["training"] for row in data["rows"] if row["variant"] == variant}
+        assert sorted(seeds) == list(want)
     assert len(data["targets"]) == 21 and all(t["met"] is None for t in data["targets"])
     targets = [t["target"] for t in data["targets"]]  # the candidate defaults against contrastive-only, their recovery
     # each candidate against contrastive-only at 400 steps; at 900 steps its kept and its comparison with
@@ -242,8 +245,8 @@ def test_quick_generalization_long_suite_runs_its_rows_and_targets(tmp_path):
     variants = {row["variant"] for row in data["rows"]}
     assert {v for v, *_ in bench.GENERALIZATION_LONG} <= variants
     assert f"heads -50% (ablation, {bench.ABLATION_SAMPLES} samples)" in variants
-    seeds = len(bench.QUICK["seeds"])  # a quick run's
-    assert len(data["rows"]) == seeds * (len(bench.GENERALIZATION_LONG) + 3)
+    seeds = len(bench.QUICK["seeds"])  # a quick run's: for the first two variants of each list, one for the rest
+    assert len(data["rows"]) == len(bench.GENERALIZATION_LONG) + 3 + 2 * 2 * (seeds - 1)
     sampled = [r for r in data["rows"] if r.get("samples")]
     assert sampled and all(r["stages"][0]["options"]["calibration_samples"] == bench.ABLATION_SAMPLES for r in sampled)
     targets = " | ".join(t["target"] for t in data["targets"])
