@@ -68,13 +68,15 @@ def mean_sd(mean, sd, digits: int = 1, scale: float = 100.0, unit: str = "%") ->
 #: options added after results were recorded, each with the value that runs as before it existed: a result that lacks
 #: one ran with that value, so the option at that value is no reason to re-run it (at any other value, or with another
 #: default, it is)
-ADDED_LATER = {"temperature_end": None}
+ADDED_LATER = {"temperature_end": None, "icl_weight": 0.0, "text_weight": 0.0, "freeze_towers": None, "dtype": None}
 
 
-#: a distillation loss's own settings, each with the weight that switches the loss on: at weight 0 the setting is never
-#: read (the similarity KL's temperature without the KL, the embedding loss's form without the embedding term, ...)
-UNUSED_WITHOUT = {"temperature": "logit_weight", "temperature_end": "logit_weight", "embedding_loss": "embedding_weight",
-                  "hidden_loss": "hidden_weight", "token_temperature": "token_weight"}
+#: a distillation loss's own settings, each with the weights of the terms that read it: with all of them 0 the setting
+#: is never read (the similarity KL's temperature without the KL; the embedding loss's form, which the embedding term
+#: and the unpaired-text term both use, without either; ...); a weight a result lacks is its ADDED_LATER value
+UNUSED_WITHOUT = {"temperature": ("logit_weight",), "temperature_end": ("logit_weight",),
+                  "embedding_loss": ("embedding_weight", "text_weight"), "hidden_loss": ("hidden_weight",),
+                  "token_temperature": ("token_weight",), "text_batch_size": ("text_weight",)}
 
 
 def in_effect(settings):
@@ -92,8 +94,9 @@ def in_effect(settings):
         out.pop("head_scope")
     if "mlp_scope" in out and not out.get("mlp_ratio"):
         out.pop("mlp_scope")
-    for option, weight in UNUSED_WITHOUT.items():
-        if option in out and weight in out and not out[weight]:
+    for option, weights in UNUSED_WITHOUT.items():
+        if option in out and all(w in settings or w in ADDED_LATER for w in weights) and not any(
+                settings.get(w, ADDED_LATER.get(w)) for w in weights):
             out.pop(option)
     return out
 

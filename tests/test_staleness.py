@@ -109,6 +109,12 @@ def test_a_losss_own_setting_counts_only_where_the_loss_is_on():
     kl = {**hard_targets, "logit_weight": 1.0}  # the KL on: its temperature and schedule count
     assert in_effect(kl) != in_effect({**kl, "temperature": 1.0})
     assert in_effect(kl) != in_effect({**kl, "temperature_end": 1.0})
+    # the embedding loss's form is read by the unpaired-text term too: with text_weight on it counts
+    texts = {**hard_targets, "text_weight": 1.0, "text_batch_size": 64}
+    assert in_effect(texts) != in_effect({**texts, "embedding_loss": "cosine"})
+    assert in_effect(texts) != in_effect({**texts, "text_batch_size": 32})
+    # a result from before text_weight existed ran without the term: the form and draw size do not count
+    assert in_effect(hard_targets) == in_effect({**hard_targets, "text_weight": 0.0, "text_batch_size": 32})
 
 
 def test_the_example_check_sees_a_changed_default():
@@ -156,9 +162,14 @@ def evidence_problem(data: dict, name: str) -> str | None:
     changed = [n for n in today if recorded[n]["recipe"]["stages"] != today[n]["stages"]]
     if changed:
         return rerun + f" (rows defined differently today: {', '.join(changed[:3])})"
-    # rows run since stages record their effective settings: the library's defaults they ran with are today's
+    # every row's stages record the effective settings they ran with (rows from before runs recorded them: resolved
+    # by the code of the commit that brought their figures, effective_resolved_at): the library's defaults they ran
+    # with are today's
     for n, row in recorded.items():
-        if stages_current(row["stages"], today[n]) is False:
+        current = stages_current(row["stages"], today[n])
+        if current is None:
+            return rerun + f" (row {n!r} records no effective settings to compare with today's)"
+        if current is False:
             return rerun + f" (row {n!r} ran with other settings than today's defaults give)"
     return None
 
@@ -178,6 +189,10 @@ def test_the_evidence_check_sees_changed_rows_and_defaults():
     assert evidence_problem(data, "x") is None
     row["stages"][0]["effective"]["pruning"]["calibration_samples"] = 64  # as if the default had been 64
     assert "ran with other settings" in evidence_problem(data, "x")
+    saved = [stage.pop("effective") for stage in row["stages"]]
+    assert "records no effective settings" in evidence_problem(data, "x")
+    for stage, effective in zip(row["stages"], saved):
+        stage["effective"] = effective
     row["recipe"]["stages"][0]["prune"]["head_ratio"] = 0.3
     assert "rows defined differently today" in evidence_problem(data, "x")
     data["default_importance"] = "taylor"
