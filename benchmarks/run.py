@@ -80,9 +80,11 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
 if __package__:  # imported as benchmarks.<script> (tests, render_pages)
-    from ._common import environment, hardware, mean_sd, pct, refuse_active_wait_policy, stages_current, table
+    from ._common import (environment, hardware, mean_sd, pct, recipe_effective, refuse_active_wait_policy,
+                          stages_current, table)
 else:  # run as a script: its folder is first on sys.path
-    from _common import environment, hardware, mean_sd, pct, refuse_active_wait_policy, stages_current, table
+    from _common import (environment, hardware, mean_sd, pct, recipe_effective, refuse_active_wait_policy,
+                         stages_current, table)
 
 SUITES = ("clip", "clip_small", "blip", "blip_retrieval", "generalization", "generalization_long")
 #: small_steps: the <= 10% chain's distillation (the clip_small recipe's 1800 steps); blip_batch_size: the BLIP
@@ -717,26 +719,36 @@ def reuse_sources(paths) -> list[dict]:
     return out
 
 
-def _what_decides(recipe: dict) -> str:
-    """A row's recipe without where it wrote its folders: two rows alike here run the same computation."""
-    return json.dumps({k: v for k, v in recipe.items() if k != "output_dir"}, sort_keys=True)
+def _what_decides(recipe: dict, effective: list | None = None) -> str:
+    """A row's recipe without where it wrote its folders and, given ``effective`` (today's resolution of a recipe,
+    recipe_effective), without each stage's method settings, which the stages' effective settings hold: two rows
+    alike here, and alike in effect, run the same computation (whether a setting was written out or left to a
+    default that equals it)."""
+    stages = [{kind: {k: v for k, v in options.items() if not (eff and k in next(iter(eff.values())))}
+               for kind, options in stage.items()}
+              for stage, eff in zip(recipe.get("stages", []), effective or [None] * len(recipe.get("stages", [])))]
+    return json.dumps({**{k: v for k, v in recipe.items() if k != "output_dir"}, "stages": stages}, sort_keys=True)
 
 
 def reused_row(row: dict, recipe: dict, sources: list[dict], s: dict) -> dict | None:
-    """``row`` as an earlier run measured it, or None: a source row with the same recipe (its folders aside), started
-    from the default teacher (not from another row's folder), whose machine is known, and which ran with today's
-    defaults by the staleness rule (tests/test_staleness.py): every stage's recorded effective settings equal in
-    effect to what today's code resolves, or, for a row recorded before stages kept them, a results file measured
-    with today's default importance."""
+    """``row`` as an earlier run measured it, or None: a source row started from the default teacher (not from
+    another row's folder), whose machine is known, and which ran what ``recipe`` runs today by the staleness rule
+    (tests/test_staleness.py): its recipe the same apart from its folders and its method settings, and every stage's
+    recorded effective settings equal in effect to what today's code resolves ``recipe`` to (so a row whose recipe
+    wrote out a setting that is today's default counts); for a row recorded before stages kept them, the same recipe
+    and a results file measured with today's default importance. The row takes today's recipe (the source's
+    folders)."""
     if "model" in recipe:  # starts from a folder of this run (another row's stage, a trained teacher)
         return None
-    want = _what_decides(recipe)
+    effective = recipe_effective(recipe)
+    exact, want = _what_decides(recipe), _what_decides(recipe, effective)
     for source in sources:
         for old in source["rows"]:
-            if old.get("base") or _what_decides(old["recipe"]) != want:
+            if old.get("base") or _what_decides(old["recipe"], effective) != want:
                 continue
             current = stages_current(old["stages"], recipe)
-            if current is False or (current is None and source["default_importance"] != DEFAULT_IMPORTANCE):
+            if current is False or (current is None and (source["default_importance"] != DEFAULT_IMPORTANCE
+                                                         or _what_decides(old["recipe"]) != exact)):
                 continue
             machine = old.get("hardware") or source["hardware"]
             if not machine:
@@ -744,7 +756,8 @@ def reused_row(row: dict, recipe: dict, sources: list[dict], s: dict) -> dict | 
             timing = source["latency"].get(old["name"])
             same_timing = all(source["latency"].get("_settings", {}).get(k) == s[f"latency_{k}"]
                               for k in ("batch_size", "rounds"))
-            return {**{k: v for k, v in row.items() if k != "stages"}, "recipe": old["recipe"],
+            return {**{k: v for k, v in row.items() if k != "stages"},
+                    "recipe": {**recipe, "output_dir": old["recipe"].get("output_dir")},
                     "seconds": old.get("seconds"), "stages": old["stages"], "load_avg_1m": old.get("load_avg_1m"),
                     "hardware": machine, "reused_from": {"file": source["label"], "row": old["name"]},
                     "_latency": timing if timing and same_timing else None,

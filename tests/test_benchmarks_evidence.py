@@ -329,8 +329,9 @@ def test_every_page_formats_with_the_same_helpers():
 
 
 def test_a_row_is_reused_only_with_the_same_recipe_effective_settings_and_a_known_machine(tmp_path):
-    """--reuse takes an earlier run's row where the recipe (its folders aside) and every stage's effective settings
-    are today's, and the run named its machine; a changed option or default, or an unknown machine, runs the row."""
+    """--reuse takes an earlier run's row where the recipe (its folders and method settings aside) and every stage's
+    effective settings are today's, and the run named its machine; a changed option or default, or an unknown
+    machine, runs the row."""
     from benchmarks._common import recipe_effective
 
     bench = _bench()
@@ -354,6 +355,13 @@ def test_a_row_is_reused_only_with_the_same_recipe_effective_settings_and_a_know
     stale["distillation"]["logit_weight"] = 2.0  # as if the default had been another when the row ran
     assert bench.reused_row(row, recipe, source(effective=stale), s) is None
     assert bench.reused_row(row, recipe, source(hardware=None), s) is None
+    # a row whose recipe wrote out what is today's default ran the same computation: taken, with today's recipe
+    spelled = json.loads(json.dumps(recipe))
+    spelled["stages"][0]["distill"]["logit_weight"] = 1.0
+    got = bench.reused_row(row, recipe, source(recipe=spelled), s)
+    assert got and got["recipe"] == {**recipe, "output_dir": "elsewhere"}
+    spelled["stages"][0]["distill"]["max_steps"] += 1  # a training setting: compared as written
+    assert bench.reused_row(row, recipe, source(recipe=spelled), s) is None
     assert bench.reused_row(row, {**recipe, "model": "a-folder"}, source(), s) is None  # starts from a row's folder
 
     bad = tmp_path / "bad.json"
