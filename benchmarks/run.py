@@ -212,18 +212,30 @@ def clip_rows(s: dict, teacher_config: dict) -> list[dict]:
     return rows
 
 
+#: the similarity KL at a fixed T=3 with the embedding term and no hard targets: the distill command's default loss.
+#: A generalization variant that varies the loss writes out every setting of it (spelled), so that its row measures
+#: the loss it names whatever the library's default is; only the rows named "default" take the library's own
+SIMILARITY_KL_EMBEDDING = {"logit_weight": 1.0, "temperature": 3.0, "temperature_end": None, "embedding_weight": 1.0,
+                           "contrastive_weight": 0.0}
+
+
+def spelled(options: dict) -> dict:
+    """``options`` with every loss setting it leaves to the library written out as SIMILARITY_KL_EMBEDDING's."""
+    return {**SIMILARITY_KL_EMBEDDING, **options}
+
+
 #: a candidate default: the similarity KL at temperature 1 and the text term on the label set (unpaired class prompts)
 KL_T1_PROMPTS = "similarity KL at T=1 + unpaired class prompts"
-KL_T1_PROMPTS_OPTIONS = {"temperature": 1.0, "embedding_weight": 0.0, "text_weight": 1.0}
+KL_T1_PROMPTS_OPTIONS = spelled({"temperature": 1.0, "embedding_weight": 0.0, "text_weight": 1.0})
 #: a candidate that needs no label set: the default's similarity KL without its embedding term, plus the student's own
 #: contrastive loss
 KL_CONTRASTIVE = "similarity KL + contrastive (no embedding term)"
-KL_CONTRASTIVE_OPTIONS = {"embedding_weight": 0.0, "contrastive_weight": 1.0}
+KL_CONTRASTIVE_OPTIONS = spelled({"embedding_weight": 0.0, "contrastive_weight": 1.0})
 #: the same with the similarity KL's temperature moved in a straight line from 3 (the default) to 1 over training
 #: (--temperature_end): a label-free candidate for the default
 SCHEDULE = {"temperature": 3.0, "temperature_end": 1.0}
 KL_SCHEDULE_CONTRASTIVE = "similarity KL, T 3 to 1 + contrastive (no embedding term)"
-KL_SCHEDULE_CONTRASTIVE_OPTIONS = {**SCHEDULE, **KL_CONTRASTIVE_OPTIONS}
+KL_SCHEDULE_CONTRASTIVE_OPTIONS = {**KL_CONTRASTIVE_OPTIONS, **SCHEDULE}
 #: every candidate for the default: each gets a target line against contrastive-only at each step count it ran
 CANDIDATES = (KL_T1_PROMPTS, f"{KL_T1_PROMPTS} + contrastive", KL_CONTRASTIVE, KL_SCHEDULE_CONTRASTIVE)
 
@@ -283,6 +295,18 @@ GENERALIZATION = (
     (f"{KL_T1_PROMPTS} + contrastive, 900 steps",
      {**KL_T1_PROMPTS_OPTIONS, "contrastive_weight": 1.0, "max_steps": "default_steps"}, {"texts": "embedded"}),
 )
+#: the rows that measure the library's default loss (every other variant names its loss: spelled)
+DEFAULT_LOSS_VARIANTS = ("default (similarity KL + embedding)", "default, 900 steps", "default, 1800 steps",
+                         "narrow (half width): default, 1800 steps")
+
+
+def spell_variants(variants) -> tuple:
+    """Each (name, options[, data]) with its loss spelled out, the DEFAULT_LOSS_VARIANTS aside."""
+    return tuple((name, options if name in DEFAULT_LOSS_VARIANTS else spelled(options), *data)
+                 for name, options, *data in variants)
+
+
+GENERALIZATION = spell_variants(GENERALIZATION)
 
 
 #: pruning over seeds (the seed draws the calibration samples and the recovery's data order): one-shot and after the
@@ -303,6 +327,7 @@ GENERALIZATION_LONG = (
     (f"{KL_T1_PROMPTS}, 1800 steps", {**KL_T1_PROMPTS_OPTIONS, "max_steps": "small_steps"}, {"texts": "embedded"}),
     (f"{KL_SCHEDULE_CONTRASTIVE}, 1800 steps", {**KL_SCHEDULE_CONTRASTIVE_OPTIONS, "max_steps": "small_steps"}),
 )
+GENERALIZATION_LONG = spell_variants(GENERALIZATION_LONG)
 
 
 def suite_seeds(s: dict) -> tuple:
@@ -759,7 +784,8 @@ def reused_row(row: dict, recipe: dict, sources: list[dict], s: dict) -> dict | 
             return {**{k: v for k, v in row.items() if k != "stages"},
                     "recipe": {**recipe, "output_dir": old["recipe"].get("output_dir")},
                     "seconds": old.get("seconds"), "stages": old["stages"], "load_avg_1m": old.get("load_avg_1m"),
-                    "hardware": machine, "reused_from": {"file": source["label"], "row": old["name"]},
+                    "hardware": machine,  # where the figures came from: the first run that measured them
+                    "reused_from": old.get("reused_from") or {"file": source["label"], "row": old["name"]},
                     "_latency": timing if timing and same_timing else None,
                     "_wise_ft": [w for w in source["wise_ft"] if w.get("interpolates") == old.get("variant")
                                  and w.get("seed") == old.get("seed")]}
@@ -1372,8 +1398,9 @@ def reused_lines(results: dict) -> list[str]:
         machines[machine] = machines.get(machine, 0) + 1
     sources = sorted({r["reused_from"]["file"] for r in reused})
     return [f"- reused rows: {len(reused)} of {len(rows)} rows were measured by earlier runs "
-            f"(`--reuse {' '.join(sources)}`) with the same recipe and, stage by stage, the effective settings today's "
-            "code resolves; their figures are that run's (latency: timed beside that run's teacher)",
+            f"(`--reuse`; where they were measured: {', '.join(f'`{x}`' for x in sources)}) with the same recipe, its "
+            "method settings compared in effect, and, stage by stage, the effective settings today's code resolves; "
+            "their figures are that run's (latency: timed beside that run's teacher)",
             "- machines: " + "; ".join(f"{n} rows on {m}" for m, n in machines.items())
             + (" (seconds and samples/s compare only between rows of one machine)" if len(machines) > 1 else "")]
 
