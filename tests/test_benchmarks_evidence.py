@@ -336,7 +336,7 @@ def test_a_row_is_reused_only_with_the_same_recipe_effective_settings_and_a_know
 
     bench = _bench()
     s = dict(bench.QUICK, quick=True, accuracy="zero_shot_accuracy", family="clip")
-    row = bench.seeded_distillations(s, [(bench.KL_SCHEDULE_CONTRASTIVE, bench.KL_SCHEDULE_CONTRASTIVE_OPTIONS)])[0]
+    row = bench.seeded_distillations(s, [(bench.KL_CONTRASTIVE, bench.KL_CONTRASTIVE_OPTIONS)])[0]
     recipe = bench.row_recipe(row, s, tmp_path / "today", {})
     latency = {"_settings": {"batch_size": s["latency_batch_size"], "rounds": s["latency_rounds"]}, "old": {"ratio": 0.5}}
 
@@ -355,9 +355,10 @@ def test_a_row_is_reused_only_with_the_same_recipe_effective_settings_and_a_know
     stale["distillation"]["logit_weight"] = 2.0  # as if the default had been another when the row ran
     assert bench.reused_row(row, recipe, source(effective=stale), s) is None
     assert bench.reused_row(row, recipe, source(hardware=None), s) is None
-    # a row whose recipe wrote out what is today's default ran the same computation: taken, with today's recipe
+    # a row whose recipe left to the default what today's writes out (the same value) ran the same computation:
+    # taken, with today's recipe
     spelled = json.loads(json.dumps(recipe))
-    spelled["stages"][0]["distill"]["logit_weight"] = 1.0
+    assert spelled["stages"][0]["distill"].pop("logit_weight") == 1.0  # the library's default
     got = bench.reused_row(row, recipe, source(recipe=spelled), s)
     assert got and got["recipe"] == {**recipe, "output_dir": "elsewhere"}
     spelled["stages"][0]["distill"]["max_steps"] += 1  # a training setting: compared as written
