@@ -115,16 +115,17 @@ def recipe_effective(recipe: dict) -> list:
     return out
 
 
-def stages_current(stages: list, recipe: dict) -> bool | None:
+def stages_current(stages: list, recipe: dict, effective: list | None = None) -> bool | None:
     """Whether a result's own stages (``inherited`` ones aside) ran with the settings today's code resolves ``recipe``
-    to: every stage's recorded effective settings equal in effect to today's (a planned or export stage, None today,
-    has nothing to compare). None: no stage recorded them (a result from before stages kept them), so the caller
-    decides on what else it has (tests/test_staleness.py, benchmarks/run.py --reuse)."""
+    to (``effective``: that resolution, where the caller has it already): every stage's recorded effective settings
+    equal in effect to today's (a planned or export stage, None today, has nothing to compare). None: no stage
+    recorded them (a result from before stages kept them), so the caller decides on what else it has
+    (tests/test_staleness.py, benchmarks/run.py --reuse)."""
     own = [st for st in stages if not st.get("inherited")]
     if not any(st.get("effective") for st in own):
         return None
     return all(want is None or in_effect(st.get("effective")) == in_effect(want)
-               for st, want in zip(own, recipe_effective(recipe)))
+               for st, want in zip(own, effective if effective is not None else recipe_effective(recipe)))
 
 
 def table(header: list, rows: list, align: list[str] | None = None) -> list[str]:

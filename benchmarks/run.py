@@ -771,7 +771,7 @@ def reused_row(row: dict, recipe: dict, sources: list[dict], s: dict) -> dict | 
         for old in source["rows"]:
             if old.get("base") or _what_decides(old["recipe"], effective) != want:
                 continue
-            current = stages_current(old["stages"], recipe)
+            current = stages_current(old["stages"], recipe, effective)
             if current is False or (current is None and (source["default_importance"] != DEFAULT_IMPORTANCE
                                                          or _what_decides(old["recipe"]) != exact)):
                 continue
