@@ -34,13 +34,14 @@ distilled longer); **blip** (the captioner: four students, pruning with recovery
 teacher trained first by recipes/train_blip_retrieval_teacher.py, four students distilled with the ITC and ITM terms,
 the ITM term left out, heads/MLP pruning with recovery); **generalization** (CLIP held-out accuracy over 3 seeds:
 distillation variants of (i)'s student (which loss terms, the text term on unpaired class prompts, CLIP-KD's
-interactive contrastive loss, the teacher's text tower frozen, the default at the distill command's 900 steps, the
-similarity KL at temperature 1 or 2 with and without the label set as unpaired texts, and the similarity KL with the
-student's contrastive loss and no embedding term, at a fixed temperature and annealed from 3 to 1: candidate
-defaults), and heads / heads+MLP pruning by ablation, fisher and magnitude importance, one-shot and after recovery (by
-the default, and by the candidates); mean, sd and the seed noise); **generalization_long** (the same at 1800 steps:
-the default and the candidates against contrastive-only, the narrow tier, ablation on fewer calibration samples; then
-WiSE-FT: the distilled students' weights interpolated toward their inherited students', measured without training).
+interactive contrastive loss, the teacher's text tower frozen, the default and the former default (similarity KL +
+embedding) at the distill command's 900 steps, the similarity KL at temperature 1 or 2 with and without the label set
+as unpaired texts, and the similarity KL with the student's contrastive loss and no embedding term at a fixed
+temperature: the other candidates for the default), and heads / heads+MLP pruning by ablation, fisher and magnitude
+importance, one-shot and after recovery (by the default, the former default and the candidates); mean, sd and the
+seed noise); **generalization_long** (the same at 1800 steps: the default, the former default and a candidate against
+contrastive-only, the narrow tier, ablation on fewer calibration samples; then WiSE-FT: the former default's and
+contrastive-only's students' weights interpolated toward their inherited students', measured without training).
 
 ``--reuse RESULTS ...`` takes the rows an earlier run measured alike (an evidence results file or a --work folder's
 done.json; the same recipe and, stage by stage, the effective settings today's code resolves) and runs only the
@@ -212,9 +213,10 @@ def clip_rows(s: dict, teacher_config: dict) -> list[dict]:
     return rows
 
 
-#: the similarity KL at a fixed T=3 with the embedding term and no hard targets: the distill command's default loss.
-#: A generalization variant that varies the loss writes out every setting of it (spelled), so that its row measures
-#: the loss it names whatever the library's default is; only the rows named "default" take the library's own
+#: the similarity KL at a fixed T=3 with the embedding term and no hard targets: the distill command's former default
+#: loss. A generalization variant that varies the loss writes out every setting of it (spelled), so that its row
+#: measures the loss it names whatever the library's default is; only the rows named "default" take the library's own
+#: (today the similarity KL with T annealed from 3 to 1 plus the student's own contrastive loss, no embedding term)
 SIMILARITY_KL_EMBEDDING = {"logit_weight": 1.0, "temperature": 3.0, "temperature_end": None, "embedding_weight": 1.0,
                            "contrastive_weight": 0.0}
 
@@ -224,33 +226,34 @@ def spelled(options: dict) -> dict:
     return {**SIMILARITY_KL_EMBEDDING, **options}
 
 
+FORMER_DEFAULT = "similarity KL + embedding (the former default)"
+DEFAULT = "default (similarity KL, T 3 to 1 + contrastive)"
 #: a candidate default: the similarity KL at temperature 1 and the text term on the label set (unpaired class prompts)
 KL_T1_PROMPTS = "similarity KL at T=1 + unpaired class prompts"
 KL_T1_PROMPTS_OPTIONS = spelled({"temperature": 1.0, "embedding_weight": 0.0, "text_weight": 1.0})
-#: a candidate that needs no label set: the default's similarity KL without its embedding term, plus the student's own
-#: contrastive loss
+#: a candidate that needs no label set: the former default's similarity KL without its embedding term, plus the
+#: student's own contrastive loss (the default anneals its temperature as well)
 KL_CONTRASTIVE = "similarity KL + contrastive (no embedding term)"
 KL_CONTRASTIVE_OPTIONS = spelled({"embedding_weight": 0.0, "contrastive_weight": 1.0})
-#: the same with the similarity KL's temperature moved in a straight line from 3 (the default) to 1 over training
-#: (--temperature_end): a label-free candidate for the default
+#: the similarity KL's temperature moved in a straight line from 3 to 1 over training (--temperature_end)
 SCHEDULE = {"temperature": 3.0, "temperature_end": 1.0}
-KL_SCHEDULE_CONTRASTIVE = "similarity KL, T 3 to 1 + contrastive (no embedding term)"
-KL_SCHEDULE_CONTRASTIVE_OPTIONS = {**KL_CONTRASTIVE_OPTIONS, **SCHEDULE}
-#: every candidate for the default: each gets a target line against contrastive-only at each step count it ran
-CANDIDATES = (KL_T1_PROMPTS, f"{KL_T1_PROMPTS} + contrastive", KL_CONTRASTIVE, KL_SCHEDULE_CONTRASTIVE)
+#: the other candidates measured for the default: each gets a target line against contrastive-only at each step count
+#: it ran (the default itself, KL_CONTRASTIVE with SCHEDULE, was the candidate that won on the worse of the two)
+CANDIDATES = (KL_T1_PROMPTS, f"{KL_T1_PROMPTS} + contrastive", KL_CONTRASTIVE)
 
 #: the generalization suite: each distillation variant of the inherited student, once per seed; a variant is judged on
 #: the worse of its seen and held-out kept (CLIP is used zero-shot on classes its compression data never showed)
 SEEDS = (42, 43, 44)
 GENERALIZATION = (
-    ("default (similarity KL + embedding)", {}),
+    (DEFAULT, {}),
     ("contrastive only (no teacher)", CONTRASTIVE_ONLY),
-    ("default + contrastive", {"contrastive_weight": 1.0}),
+    (FORMER_DEFAULT, {}),
+    ("similarity KL + embedding + contrastive", {"contrastive_weight": 1.0}),
     ("embedding only", {"logit_weight": 0.0}),
-    ("default at lr 1e-3", {"learning_rate": 1e-3}),
+    ("similarity KL + embedding at lr 1e-3", {"learning_rate": 1e-3}),
     # the label set a user will query, as unpaired texts: the zero-shot prompts of all 100 numbers (no image and no
     # training caption of a held-out number; its prompts' teacher embeddings only)
-    ("default + unpaired class prompts (text term)", {"text_weight": 1.0}, {"texts": "embedded"}),
+    ("similarity KL + embedding + unpaired class prompts (text term)", {"text_weight": 1.0}, {"texts": "embedded"}),
     ("contrastive + unpaired class prompts (text term only from the teacher)", {**CONTRASTIVE_ONLY, "text_weight": 1.0},
      {"texts": "embedded"}),
     # which teacher term costs held-out: the similarity KL alone, then with the text term and the student's own loss
@@ -259,12 +262,13 @@ GENERALIZATION = (
     ("similarity KL + contrastive + unpaired class prompts",
      {"embedding_weight": 0.0, "contrastive_weight": 1.0, "text_weight": 1.0}, {"texts": "embedded"}),
     # CLIP-KD's interactive contrastive loss: the student's embeddings contrasted with the teacher's of the batch
-    ("default + interactive contrastive (CLIP-KD ICL)", {"icl_weight": 1.0}),
+    ("similarity KL + embedding + interactive contrastive (CLIP-KD ICL)", {"icl_weight": 1.0}),
     ("interactive contrastive only", {"logit_weight": 0.0, "embedding_weight": 0.0, "icl_weight": 1.0}),
     # for deployments that embed their labels once with the teacher's text tower: only the image tower is compressed
-    ("image tower only (the teacher's text tower, frozen)", {"freeze_towers": "text"}),
+    ("image tower only (the teacher's text tower, frozen), similarity KL + embedding", {"freeze_towers": "text"}),
     # at the distill command's default steps (900; a step count named as a setting is read from the settings)
     ("default, 900 steps", {"max_steps": "default_steps"}),
+    (f"{FORMER_DEFAULT}, 900 steps", {"max_steps": "default_steps"}),
     # the similarity KL at temperature 1 (the default's 3 scales the KL by 9 and softens it) beside the text term on
     # the label set: candidates for the default, with and without the student's own contrastive loss
     (KL_T1_PROMPTS, KL_T1_PROMPTS_OPTIONS, {"texts": "embedded"}),
@@ -282,10 +286,8 @@ GENERALIZATION = (
      {"texts": "embedded"}),
     ("similarity KL at T=2 + unpaired class prompts", {"temperature": 2.0, "embedding_weight": 0.0, "text_weight": 1.0},
      {"texts": "embedded"}),
-    (KL_SCHEDULE_CONTRASTIVE, KL_SCHEDULE_CONTRASTIVE_OPTIONS),
     # at the distill command's 900 steps
-    ("default + T 3 to 1, 900 steps", {**SCHEDULE, "max_steps": "default_steps"}),
-    (f"{KL_SCHEDULE_CONTRASTIVE}, 900 steps", {**KL_SCHEDULE_CONTRASTIVE_OPTIONS, "max_steps": "default_steps"}),
+    ("similarity KL + embedding, T 3 to 1, 900 steps", {**SCHEDULE, "max_steps": "default_steps"}),
     (f"{KL_CONTRASTIVE}, 900 steps", {**KL_CONTRASTIVE_OPTIONS, "max_steps": "default_steps"}),
     ("similarity KL at T=1 only (no label set), 900 steps",
      {"temperature": 1.0, "embedding_weight": 0.0, "max_steps": "default_steps"}),
@@ -296,8 +298,7 @@ GENERALIZATION = (
      {**KL_T1_PROMPTS_OPTIONS, "contrastive_weight": 1.0, "max_steps": "default_steps"}, {"texts": "embedded"}),
 )
 #: the rows that measure the library's default loss (every other variant names its loss: spelled)
-DEFAULT_LOSS_VARIANTS = ("default (similarity KL + embedding)", "default, 900 steps", "default, 1800 steps",
-                         "narrow (half width): default, 1800 steps")
+DEFAULT_LOSS_VARIANTS = (DEFAULT, "default, 900 steps", "default, 1800 steps")
 
 
 def spell_variants(variants) -> tuple:
@@ -318,14 +319,17 @@ GLOBAL_HEADS = "heads -50% (global) + MLP -50%"
 GENERALIZATION_SHAPES = {**PRUNINGS, GLOBAL_HEADS: {**PRUNINGS["heads -50% + MLP -50%"], "head_scope": "global"}}
 
 
+#: the narrow tier's row of the longer schedules: measured with the former default loss (a re-run with today's default
+#: is still to come), which it names
+NARROW_LONG = f"narrow (half width): {FORMER_DEFAULT}, 1800 steps"
 #: the longer schedules (their own suite, as each row costs 3-5 minutes): the default against contrastive-only at
 #: the clip_small recipe's 1800 steps, and the narrow tier (<= 25% of the parameters) over seeds at 1800 steps
 GENERALIZATION_LONG = (
     ("default, 1800 steps", {"max_steps": "small_steps"}),
     ("contrastive only (no teacher), 1800 steps", {**CONTRASTIVE_ONLY, "max_steps": "small_steps"}),
-    ("narrow (half width): default, 1800 steps", {"hidden_ratio": NARROW["hidden_ratio"], "max_steps": "small_steps"}),
+    (NARROW_LONG, {"hidden_ratio": NARROW["hidden_ratio"], "max_steps": "small_steps"}),
     (f"{KL_T1_PROMPTS}, 1800 steps", {**KL_T1_PROMPTS_OPTIONS, "max_steps": "small_steps"}, {"texts": "embedded"}),
-    (f"{KL_SCHEDULE_CONTRASTIVE}, 1800 steps", {**KL_SCHEDULE_CONTRASTIVE_OPTIONS, "max_steps": "small_steps"}),
+    (f"{FORMER_DEFAULT}, 1800 steps", {"max_steps": "small_steps"}),
 )
 GENERALIZATION_LONG = spell_variants(GENERALIZATION_LONG)
 
@@ -378,7 +382,8 @@ def seeded_prunings(s: dict, prunings) -> list[dict]:
 #: WiSE-FT (Wortsman et al. 2022, "Robust fine-tuning of zero-shot models"): each seed's distilled student of these
 #: rows with its weights interpolated toward the inherited student it started from (alpha 1 is the distilled student
 #: itself, alpha 0 the inherited one); measured after the rows, no training
-WISE_FT = {"generalization_long": {"variants": ("default, 1800 steps", "contrastive only (no teacher), 1800 steps"),
+WISE_FT = {"generalization_long": {"variants": (f"{FORMER_DEFAULT}, 1800 steps",
+                                                "contrastive only (no teacher), 1800 steps"),
                                    "alphas": (0.5, 0.7, 0.85)}}
 
 
@@ -442,20 +447,23 @@ def wise_ft_rows(rows, s: dict, spec: dict, key: str, log) -> list[dict]:
     return out
 
 
+#: how the longer schedules' pruning rows recover: the former default loss they were measured with (named in the rows)
+LONG_RECOVERY = (FORMER_DEFAULT, SIMILARITY_KL_EMBEDDING, {})
+
+
 def generalization_long_rows(s: dict, teacher_config: dict) -> list[dict]:
     return seeded_distillations(s, GENERALIZATION_LONG) + seeded_prunings(
-        s, [("heads -50%", "ablation", ABLATION_SAMPLES), ("heads -50%", "ablation", None),
-            ("heads -50%", "magnitude", None)])
+        s, [("heads -50%", "ablation", ABLATION_SAMPLES, LONG_RECOVERY), ("heads -50%", "ablation", None, LONG_RECOVERY),
+            ("heads -50%", "magnitude", None, LONG_RECOVERY)])
 
 
 def generalization_rows(s: dict, teacher_config: dict) -> list[dict]:
     return seeded_distillations(s, GENERALIZATION) + seeded_prunings(
         s, [(what, importance, None) for what, importances in GENERALIZATION_PRUNINGS for importance in importances]
-        + [("heads -50% + MLP -50%", DEFAULT_IMPORTANCE, None, (KL_T1_PROMPTS, KL_T1_PROMPTS_OPTIONS,
+        + [("heads -50% + MLP -50%", DEFAULT_IMPORTANCE, None, (FORMER_DEFAULT, SIMILARITY_KL_EMBEDDING, {})),
+           ("heads -50% + MLP -50%", DEFAULT_IMPORTANCE, None, (KL_T1_PROMPTS, KL_T1_PROMPTS_OPTIONS,
                                                               {"texts": "embedded"})),
            ("heads -50% + MLP -50%", DEFAULT_IMPORTANCE, None, (KL_CONTRASTIVE, KL_CONTRASTIVE_OPTIONS, {})),
-           ("heads -50% + MLP -50%", DEFAULT_IMPORTANCE, None,
-            (KL_SCHEDULE_CONTRASTIVE, KL_SCHEDULE_CONTRASTIVE_OPTIONS, {})),
            (GLOBAL_HEADS, DEFAULT_IMPORTANCE, None)])
 
 
@@ -634,12 +642,31 @@ def retrieval_rows(s: dict, teacher_config: dict) -> list[dict]:
     return rows
 
 
-ROWS = {"clip": clip_rows, "clip_small": small_rows, "blip": blip_rows, "blip_retrieval": retrieval_rows,
-        "generalization": generalization_rows, "generalization_long": generalization_long_rows}
-NOTES = {"clip": ["The <= 10% tier (the smallest 4-bit layout: every Linear in nf4, the rest in bf16; smaller "
+def former_loss(rows_of):
+    """``rows_of`` (a suite's rows function) with every distill stage's loss written out as the former default's
+    (SIMILARITY_KL_EMBEDDING, spelled): a suite measured before the default changed keeps measuring the loss its
+    figures came from, and its page says so, until it is re-run with today's default."""
+    def rows(s: dict, teacher_config: dict) -> list[dict]:
+        return [{**r, "stages": [{kind: spelled(options) if kind == "distill" else options
+                                  for kind, options in stage.items()} for stage in r["stages"]]}
+                for r in rows_of(s, teacher_config)]
+    rows.__doc__ = rows_of.__doc__
+    return rows
+
+
+ROWS = {"clip": former_loss(clip_rows), "clip_small": former_loss(small_rows), "blip": blip_rows,
+        "blip_retrieval": former_loss(retrieval_rows), "generalization": generalization_rows,
+        "generalization_long": generalization_long_rows}
+#: the page line of a suite whose distillation rows run the former default loss (ROWS: former_loss)
+FORMER_LOSS_NOTE = ("Every distillation on this page (students, recoveries, the combined rows) ran the former default "
+                    "loss, the similarity KL at T=3 + the embedding term, written out in its recipe: the page was "
+                    "measured before the default changed to the similarity KL with T annealed from 3 to 1 + the "
+                    "student's own contrastive loss. [evidence_generalization.md](evidence_generalization.md) measures "
+                    "the two side by side over 3 seeds.")
+NOTES = {"clip": [FORMER_LOSS_NOTE, "The <= 10% tier (the smallest 4-bit layout: every Linear in nf4, the rest in bf16; smaller "
                   "students in it, among them the narrow student distilled longer) has its own page: "
                   "[evidence_clip_small.md](evidence_clip_small.md)."],
-         "clip_small": ["What is left in full precision dominates a small 4-bit checkpoint: the token embedding, "
+         "clip_small": [FORMER_LOSS_NOTE, "What is left in full precision dominates a small 4-bit checkpoint: the token embedding, "
                         "position embeddings, patch convolution, LayerNorms and biases, which bitsandbytes does not "
                         "quantize. Storing them in bf16 (`--dtype bfloat16`) halves those bytes and "
                         "`--no-default-skip` puts the projections in nf4 too; `--double-quant` stores a 256-entry table "
@@ -648,7 +675,7 @@ NOTES = {"clip": ["The <= 10% tier (the smallest 4-bit layout: every Linear in n
                         "line."],
          "blip": ["BLIP retrieval (a BlipForImageTextRetrieval distilled with the ITC and ITM terms) has its own page: "
                   "[evidence_blip_retrieval.md](evidence_blip_retrieval.md)."],
-         "blip_retrieval": ["The retrieval teacher is trained by `recipes/train_blip_retrieval_teacher.py` at the start "
+         "blip_retrieval": [FORMER_LOSS_NOTE, "The retrieval teacher is trained by `recipes/train_blip_retrieval_teacher.py` at the start "
                             "of the suite (vision tower and text layers inherited from the embedded BLIP captioner, ITC + "
                             "ITM); accuracy is zero-shot through the ITC embeddings. The ITM head is distilled (the KL "
                             "of its logits, `itm_weight`), and its last logged KL to the teacher's is in the students "
@@ -992,6 +1019,15 @@ def targets(rows, teacher, quick: bool, key: str = "zero_shot_accuracy", bars: b
             steps = default["steps"] if default else None
             if default:
                 out.append(kept_target(f"default distillation, inherited student, {steps} steps", default))
+            former = groups.get(f"{FORMER_DEFAULT}{suffix}")
+            if default and former and noise["heldout"] is not None and noise["seen"] is not None:
+                d_held, d_seen, bar = versus(default, former, noise)
+                seen_bar = noise_bar(noise["seen"], len(default["seeds"]))
+                out.append({"target": f"default distillation against {FORMER_DEFAULT} at {steps} steps: not worse "
+                            "beyond the noise (2 standard errors of the difference of the means) on seen or on "
+                            "held-out", "value": f"{d_held:+.1f} held-out (bar {bar:.1f}), {d_seen:+.1f} seen points "
+                            f"(bar {seen_bar:.1f}); worse of the two kept {pct(default['worse_kept'], 2)} vs "
+                            f"{pct(former['worse_kept'], 2)}", "met": d_held >= -bar and d_seen >= -seen_bar})
             if default and alone and noise["heldout"] is not None:
                 d_held, d_seen, bar = versus(default, alone, noise)
                 out.append({"target": f"default distillation beats contrastive-only on held-out at {steps} steps by "
@@ -1009,7 +1045,7 @@ def targets(rows, teacher, quick: bool, key: str = "zero_shot_accuracy", bars: b
                                 "value": f"{d_held:+.1f} held-out (bar {bar:.1f}), {d_seen:+.1f} seen points; kept "
                                 f"{pct(cand['seen_kept'], 2)} / {pct(cand['heldout_kept'], 2)}",
                                 "met": d_held > bar and d_seen >= 0})
-        narrow = groups.get(GENERALIZATION_LONG[2][0])
+        narrow = groups.get(NARROW_LONG)
         if narrow and narrow["params"] is not None:
             share = narrow["params"] / teacher["params"]
             out.append({"target": f"narrow student (<= 25% of the teacher's parameters), {narrow['steps']} steps: kept "
@@ -1027,7 +1063,8 @@ def targets(rows, teacher, quick: bool, key: str = "zero_shot_accuracy", bars: b
                     "magnitude on held-out by more than 2x the noise (the pooled seed sd of the one-shot rows), and "
                     "on seen", "value": f"{d_held:+.1f} held-out (2x noise {2 * noise['heldout']:.1f}), {d_seen:+.1f} seen points",
                     "met": d_held > 2 * noise["heldout"] and d_seen > 0})
-    fewer, full = f"heads -50% (ablation, {ABLATION_SAMPLES} samples)", "heads -50% (ablation)"
+    by = f", recovered by {LONG_RECOVERY[0]}"
+    fewer, full = f"heads -50% (ablation, {ABLATION_SAMPLES} samples){by}", f"heads -50% (ablation){by}"
     if fewer in one_shot and full in one_shot:
         parts, met = [], True
         for label, groups_at in (("one-shot", one_shot), ("recovered", recovered)):
@@ -1040,7 +1077,7 @@ def targets(rows, teacher, quick: bool, key: str = "zero_shot_accuracy", bars: b
         out.append({"target": f"ablation on {ABLATION_SAMPLES} calibration samples (a quarter of the default's passes) "
                     "is not worse than on the default count beyond the noise, seen and held-out, one-shot and after "
                     "the recovery", "value": ", ".join(parts) + " points", "met": met})
-    for by in ("", *(f", recovered by {name}" for name in CANDIDATES)):  # the default, then the candidates
+    for by in ("", *(f", recovered by {name}" for name in (FORMER_DEFAULT, *CANDIDATES))):  # the default, the others
         both = recovered.get(f"heads -50% + MLP -50% ({DEFAULT_IMPORTANCE}){by}")
         if both:
             out.append(kept_target(f"heads -50% + MLP -50% ({DEFAULT_IMPORTANCE}) after the recovery{by}", both))

@@ -35,13 +35,13 @@ class DistillationConfig(JsonConfig):
 
     logit_weight: float = field(default=1.0, metadata={"help": "Weight of the similarity-matrix KL (both directions, x T^2)."})
     temperature: float = field(default=3.0, metadata={"help": "Softmax temperature T of the similarity-matrix KL."})
-    temperature_end: float | None = field(default=None, metadata={"help": "Anneal T linearly from --temperature at the first step to this value at the last (e.g. 3 -> 1: soft targets early, the teacher's sharp ranking late). Default: T stays fixed."})
-    embedding_weight: float = field(default=1.0, metadata={"help": "Weight of the final-embedding (feature) loss (CLIP-KD)."})
+    temperature_end: float | None = field(default=1.0, metadata={"help": "Anneal T linearly from --temperature at the first step to this value at the last (3 -> 1 by default: soft targets early, the teacher's sharp ranking late); None keeps T fixed."})
+    embedding_weight: float = field(default=0.0, metadata={"help": "Weight of the final-embedding (feature) loss (CLIP-KD); off by default: beside the similarity KL it cost held-out accuracy in our runs."})
     embedding_loss: str = field(default="mse", metadata={"help": "mse (||s-t||^2 of unit vectors) or cosine (1-cos)."})
     hidden_weight: float = field(default=0.0, metadata={"help": "Weight of the hidden-state loss over mapped layers."})
     hidden_loss: str = field(default="mse", metadata={"help": "mse or cosine, per token (text padding excluded)."})
     layer_map: str | None = field(default=None, metadata={"help": 'Teacher layer -> student layer per tower (a dict, or its JSON), 1-based layer outputs, e.g. {"vision": {"2": 1, "4": 2}} (default: the layers a student inherited, else uniform).'})
-    contrastive_weight: float = field(default=0.0, metadata={"help": "Weight of the student's own contrastive (or sigmoid) loss."})
+    contrastive_weight: float = field(default=1.0, metadata={"help": "Weight of the student's own contrastive (or sigmoid) loss."})
     icl_weight: float = field(default=0.0, metadata={"help": "Weight of CLIP-KD's interactive contrastive loss: the student's image embeddings contrasted against the teacher's text embeddings of the batch, and the student's text against the teacher's images."})
     text_weight: float = field(default=0.0, metadata={"help": "Weight of the text-only embedding loss on unpaired texts (--text_dataset): the student's text embeddings of a list the teacher embeds once, e.g. the class names and prompts you will query, classes without images included."})
     text_batch_size: int = field(default=64, metadata={"help": "Unpaired texts drawn per step for the text term."})
@@ -88,9 +88,11 @@ class DistillationConfig(JsonConfig):
 
     @classmethod
     def default_for(cls, captioner: bool) -> "DistillationConfig":
-        """The defaults for a student's task: similarity KL + embeddings (two towers) or token-level KL (captioner)."""
+        """The defaults for a student's task: the similarity KL (T annealed 3 -> 1) + the student's own contrastive loss
+        (two towers), or the token-level KL (captioner)."""
         if captioner:
-            return cls(logit_weight=0.0, embedding_weight=0.0, token_weight=1.0)
+            return cls(logit_weight=0.0, embedding_weight=0.0, contrastive_weight=0.0, temperature_end=None,
+                       token_weight=1.0)
         return cls()
 
     def uncacheable_losses(self) -> list[str]:

@@ -204,6 +204,8 @@ class BlipDataArguments(DataArguments):
 class BlipDistillationConfig(DistillationConfig):
     logit_weight: float = field(default=0.0, metadata={"help": "Two-tower models only (0 for captioners)."})
     embedding_weight: float = field(default=0.0, metadata={"help": "Two-tower models only (0 for captioners)."})
+    contrastive_weight: float = field(default=0.0, metadata={"help": "Two-tower models only (0 for captioners)."})
+    temperature_end: float | None = field(default=None, metadata={"help": "Two-tower models only (the similarity KL's; None for captioners)."})
     token_weight: float = field(default=1.0, metadata={"help": "Weight of the token-level KL on the decoder's next-token logits."})
     token_temperature: float = field(default=2.0, metadata={"help": "Softmax temperature of the token-level KL (x T^2)."})
     hidden_weight: float = field(default=0.0, metadata={"help": "Weight of the hidden-state loss (vision and decoder layers the student inherited); off: it cost held-out accuracy in our runs."})
