@@ -658,8 +658,9 @@ ROWS = {"clip": former_loss(clip_rows), "clip_small": former_loss(small_rows), "
         "blip_retrieval": former_loss(retrieval_rows), "generalization": generalization_rows,
         "generalization_long": generalization_long_rows}
 #: the page line of a suite whose distillation rows run the former default loss (ROWS: former_loss)
-FORMER_LOSS_NOTE = ("Every distillation on this page (students, recoveries, the combined rows) ran the former default "
-                    "loss, the similarity KL at T=3 + the embedding term, written out in its recipe: the page was "
+FORMER_LOSS_NOTE = ("Every distillation on this page that does not name its loss (students, recoveries, the combined "
+                    "rows) ran the former default loss, the similarity KL at T=3 + the embedding term, written out in "
+                    "its recipe: the page was "
                     "measured before the default changed to the similarity KL with T annealed from 3 to 1 + the "
                     "student's own contrastive loss. [evidence_generalization.md](evidence_generalization.md) measures "
                     "the two side by side over 3 seeds.")
@@ -1048,14 +1049,16 @@ def targets(rows, teacher, quick: bool, key: str = "zero_shot_accuracy", bars: b
         narrow = groups.get(NARROW_LONG)
         if narrow and narrow["params"] is not None:
             share = narrow["params"] / teacher["params"]
-            out.append({"target": f"narrow student (<= 25% of the teacher's parameters), {narrow['steps']} steps: kept "
-                        f">= 95% seen and >= 95% held-out (mean of {len(narrow['seeds'])} seeds)",
+            out.append({"target": f"narrow student (<= 25% of the teacher's parameters), {narrow['steps']} steps (the "
+                        f"row {NARROW_LONG}): kept >= 95% seen and >= 95% held-out (mean of {len(narrow['seeds'])} seeds)",
                         "value": f"{share:.1%} of the parameters; {pct(narrow['seen_kept'], 2)} seen, "
                         f"{pct(narrow['heldout_kept'], 2)} held-out",
                         "met": share <= 0.25 and narrow["seen_kept"] >= 0.95 and narrow["heldout_kept"] >= 0.95})
     one_shot = {g["variant"]: g for g in seed_groups(rows, teacher, key, "generalization-pruning", stage=0)}
     recovered = {g["variant"]: g for g in seed_groups(rows, teacher, key, "generalization-pruning")}
-    mine, magnitude = one_shot.get(f"heads -50% ({DEFAULT_IMPORTANCE})"), one_shot.get("heads -50% (magnitude)")
+    long_by = f", recovered by {LONG_RECOVERY[0]}"  # the longer schedules' rows name their recovery
+    mine, magnitude = (one_shot.get(f"heads -50% ({how})") or one_shot.get(f"heads -50% ({how}){long_by}")
+                       for how in (DEFAULT_IMPORTANCE, "magnitude"))
     if mine and magnitude:
         noise = seed_noise(list(one_shot.values()))
         d_held, d_seen = 100 * (mine["heldout"] - magnitude["heldout"]), 100 * (mine["seen"] - magnitude["seen"])
@@ -1063,8 +1066,7 @@ def targets(rows, teacher, quick: bool, key: str = "zero_shot_accuracy", bars: b
                     "magnitude on held-out by more than 2x the noise (the pooled seed sd of the one-shot rows), and "
                     "on seen", "value": f"{d_held:+.1f} held-out (2x noise {2 * noise['heldout']:.1f}), {d_seen:+.1f} seen points",
                     "met": d_held > 2 * noise["heldout"] and d_seen > 0})
-    by = f", recovered by {LONG_RECOVERY[0]}"
-    fewer, full = f"heads -50% (ablation, {ABLATION_SAMPLES} samples){by}", f"heads -50% (ablation){by}"
+    fewer, full = f"heads -50% (ablation, {ABLATION_SAMPLES} samples){long_by}", f"heads -50% (ablation){long_by}"
     if fewer in one_shot and full in one_shot:
         parts, met = [], True
         for label, groups_at in (("one-shot", one_shot), ("recovered", recovered)):

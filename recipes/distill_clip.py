@@ -10,8 +10,9 @@
 
 The same run is ``vlmcompress distill ...`` (or ``accelerate launch -m vlmcompress.cli distill ...``). The student is
 inherited from the teacher (every 2nd layer, 25% of every MLP's neurons removed by Taylor importance) unless
-``--student`` or ``--student_config`` says otherwise, trained with the similarity-matrix KL and the embedding loss,
-evaluated beside the teacher and written to ``--output_dir`` with its processor, ``compression_report.json`` and card.
+``--student`` or ``--student_config`` says otherwise, trained with the similarity-matrix KL (T annealed 3 -> 1) and its
+own contrastive loss, evaluated beside the teacher and written to ``--output_dir`` with its processor,
+``compression_report.json`` and card.
 Arguments are the dataclasses of ``vlmcompress.workflows.distill`` (``StudentArguments``, ``DataArguments``,
 ``DistillationConfig``, ``DistillTrainingArguments``), parsed by ``HfArgumentParser``.
 """

@@ -9,8 +9,8 @@
 The model (default: the embedded teacher) is evaluated, quantized through transformers' ``BitsAndBytesConfig`` (the
 adapter decides what stays in full precision), and saved so that ``CLIPModel.from_pretrained(output_dir)`` reloads
 it. With ``--qlora`` LoRA adapters on every attention and MLP Linear are trained on the embedded training split,
-distilled from the full-precision model (``--qlora_loss distillation``, the default: similarity-matrix KL and
-embedding loss through ``DistillationTrainer``) or with the model's own contrastive loss, then kept beside the quantized base in ``output_dir/lora``
+distilled from the full-precision model (``--qlora_loss distillation``, the default: ``DistillationConfig``'s default
+loss through ``DistillationTrainer``) or with the model's own contrastive loss, then kept beside the quantized base in ``output_dir/lora``
 (``PeftModel.from_pretrained(CLIPModel.from_pretrained(d), d + "/lora")``) or, with ``--merge_lora``, merged into the
 weights (dequantize, add, quantize again). The folder gets ``compression_report.json`` with metrics before and after.
 Arguments are ``QuantizeArguments`` plus ``QuantizeTrainingArguments`` (transformers' ``TrainingArguments``, used only

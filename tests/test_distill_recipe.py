@@ -49,9 +49,10 @@ def test_default_student_is_half_the_teacher_and_reloads_with_the_stock_class(tm
     steps = [s["method"] for s in report["steps"]]
     assert steps == ["student_from_teacher", "layer_pruning", "mlp_pruning", "distillation"]
     distill = report["steps"][-1]
-    assert distill["losses"] == {"logit": 1.0, "embedding": 1.0} and distill["training"]["global_step"] == 3
+    assert distill["losses"] == {"logit": 1.0, "contrastive": 1.0} and distill["training"]["global_step"] == 3
+    assert (distill["temperature"], distill["temperature_end"]) == (3.0, 1.0)
     assert distill["cache_teacher"] is True and list((tmp_path / "cache" / "teacher_outputs").glob("*.arrow"))
-    assert {"loss_logit", "loss_embedding"} <= set(distill["training"]["loss_log"][0])
+    assert {"loss_logit", "loss_contrastive"} <= set(distill["training"]["loss_log"][0])
     assert report["after"]["params"] <= 0.5 * report["before"]["params"]
     assert report["before"]["zero_shot_accuracy"] is not None and report["after"]["zero_shot_accuracy"] is not None
     # the inherited student was measured before training: its start (a point on the card's plot)
@@ -137,7 +138,7 @@ def _recipe_module():
 
 @pytest.mark.parametrize("args, message", [
     (["--student_config", "{not json"], "--student_config must be JSON"),
-    (["--logit_weight", "0", "--embedding_weight", "0"], "every loss weight is 0"),
+    (["--logit_weight", "0", "--contrastive_weight", "0"], "every loss weight is 0"),
     (["--teacher", "/nonexistent/teacher"], "does not exist"),
     (["--eval_images_per_number", "0"], "must be at least 1"),
     (["--mlp_ratio", "1.5"], r"fraction in \[0, 1\)"),

@@ -86,7 +86,7 @@ def test_layer_map_validation_and_default_from_inherited_layers(processor, train
                             data_collator=ImageTextCollator(processor), teacher=teacher,
                             distillation_config=DistillationConfig(hidden_weight=1.0, layer_map='{"vision": {"9": 1}}'))
     with pytest.raises(VlmcompressError, match="every loss weight is 0"):
-        DistillationConfig(logit_weight=0, embedding_weight=0).validate()
+        DistillationConfig(logit_weight=0, embedding_weight=0, contrastive_weight=0).validate()
 
 
 def _final_weights(trainer):
@@ -121,7 +121,8 @@ def test_temperature_anneals_linearly_from_the_first_step_to_the_last(processor,
     cfg = DistillationConfig(embedding_weight=0.0, temperature=3.0, temperature_end=1.0)
     assert [cfg.temperature_at(s, 5) for s in range(5)] == pytest.approx([3.0, 2.5, 2.0, 1.5, 1.0])
     assert cfg.temperature_at(9, 5) == 1.0 and cfg.temperature_at(3, None) == 3.0  # no known length: fixed
-    assert DistillationConfig().temperature_at(4, 5) == 3.0  # no end: fixed
+    assert DistillationConfig().temperature_at(4, 5) == 1.0  # the default anneals 3 -> 1
+    assert DistillationConfig(temperature_end=None).temperature_at(4, 5) == 3.0  # no end: fixed
     with pytest.raises(VlmcompressError, match="temperature_end 0"):
         DistillationConfig(temperature_end=0.0)
 
@@ -198,11 +199,12 @@ def test_teacher_in_bfloat16(processor, train_rows, tmp_path):
     teacher = tiny_clip(processor)
     trainer = DistillationTrainer(model=_narrow_student(processor), args=_args(tmp_path), train_dataset=train_rows,
                                   data_collator=ImageTextCollator(processor), teacher=teacher,
-                                  distillation_config=DistillationConfig(teacher_dtype="bfloat16", hidden_weight=1.0))
+                                  distillation_config=DistillationConfig(teacher_dtype="bfloat16", hidden_weight=1.0,
+                                                                         embedding_weight=1.0))
     assert next(trainer.teacher.parameters()).dtype == torch.bfloat16
     batch = ImageTextCollator(processor)([train_rows[i] for i in range(8)])
     terms, _ = trainer.distillation_terms(trainer.model, batch)
-    assert set(terms) == {"logit", "embedding", "hidden"} and all(torch.isfinite(v) for v in terms.values())
+    assert set(terms) == {"logit", "embedding", "hidden", "contrastive"} and all(torch.isfinite(v) for v in terms.values())
     with pytest.raises(VlmcompressError, match="teacher_dtype"):
         DistillationConfig(teacher_dtype="int8").validate()
 
@@ -223,8 +225,8 @@ def _inherited_blip_trainer(cls_name, dropped_layers, cfg, blip_processor, train
 
 
 def test_captioner_distills_token_kl_hidden_states_and_its_own_loss(blip_processor, train_rows, tmp_path):
-    cfg = DistillationConfig(logit_weight=0, embedding_weight=0, token_weight=1.0, token_temperature=2.0,
-                             hidden_weight=1.0, caption_weight=0.5)
+    cfg = DistillationConfig(logit_weight=0, embedding_weight=0, contrastive_weight=0, token_weight=1.0,
+                             token_temperature=2.0, hidden_weight=1.0, caption_weight=0.5)
     trainer = _inherited_blip_trainer("BlipForConditionalGeneration", {"vision": [1], "text_decoder": [1]}, cfg,
                                       blip_processor, train_rows, _args(tmp_path, max_steps=6, logging_steps=2))
     student = trainer.model
@@ -244,7 +246,7 @@ def test_captioner_distills_token_kl_hidden_states_and_its_own_loss(blip_process
 
 def test_terms_that_do_not_fit_the_task_or_family_are_one_error(processor, blip_processor, train_rows, tmp_path):
     captioner = tiny_blip("BlipForConditionalGeneration")
-    with pytest.raises(VlmcompressError, match="logit_weight, embedding_weight do not apply to a captioner"):
+    with pytest.raises(VlmcompressError, match="logit_weight, contrastive_weight do not apply to a captioner"):
         DistillationTrainer(model=captioner, args=_args(tmp_path), train_dataset=train_rows, teacher=captioner,
                             distillation_config=DistillationConfig())
     with pytest.raises(VlmcompressError, match="token_weight do not apply to a two-tower"):
@@ -256,7 +258,8 @@ def test_terms_that_do_not_fit_the_task_or_family_are_one_error(processor, blip_
 
 
 def test_blip_retrieval_distills_itc_itm_and_hidden_states(blip_processor, train_rows, tmp_path):
-    cfg = DistillationConfig(logit_weight=1.0, embedding_weight=1.0, hidden_weight=1.0, itm_weight=1.0)
+    cfg = DistillationConfig(logit_weight=1.0, embedding_weight=1.0, hidden_weight=1.0, itm_weight=1.0,
+                             contrastive_weight=0.0)
     trainer = _inherited_blip_trainer("BlipForImageTextRetrieval", {"vision": [0], "text": [0]}, cfg,
                                       blip_processor, train_rows, _args(tmp_path, max_steps=4, logging_steps=2))
     assert trainer.layer_maps == {"vision": {2: 1}, "text": {2: 1}}

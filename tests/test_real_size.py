@@ -301,7 +301,7 @@ def test_distillation_step_from_a_bfloat16_teacher_into_an_inherited_student(tmp
     student = copy.deepcopy(teacher)
     prune_layers(student, {"vision": [0], "text": [1]})
     before = {k: v.clone() for k, v in student.state_dict().items()}
-    cfg = DistillationConfig(teacher_dtype="bfloat16", hidden_weight=1.0, contrastive_weight=0.5)
+    cfg = DistillationConfig(teacher_dtype="bfloat16", hidden_weight=1.0, embedding_weight=1.0, contrastive_weight=0.5)
     trainer = DistillationTrainer(model=student, args=_args(tmp_path), train_dataset=_rows(teacher.config),
                                   teacher=teacher, distillation_config=cfg)
     assert next(trainer.teacher.parameters()).dtype == torch.bfloat16

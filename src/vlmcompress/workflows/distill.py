@@ -8,8 +8,9 @@ distillation ones), as the CLI does; the methods themselves never import each ot
 The student is built one of three ways: inherited from the teacher (default: every 2nd layer of each tower and 25% of
 every MLP's neurons removed by Taylor importance, the TinyCLIP/DistilBERT recipe), from a smaller config
 (``--student_config``, random init), or from a checkpoint (``--student``, e.g. a pruned folder). It is trained with the
-similarity-matrix KL (T=3) and the embedding loss by default (``DistillationConfig``), then teacher and student are
-evaluated on the same test set and the student is written to ``--output_dir`` by ``finish_checkpoint``.
+similarity-matrix KL (T annealed 3 -> 1) and the student's own contrastive loss by default (``DistillationConfig``),
+then teacher and student are evaluated on the same test set and the student is written to ``--output_dir`` by
+``finish_checkpoint``.
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ class QuantizeArguments:
     lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling numerator (scale = alpha / r)."})
     lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the LoRA input."})
-    qlora_loss: str = field(default="distillation", metadata={"choices": ["distillation", "contrastive"], "help": "QLoRA objective: distill the full-precision model into the 4-bit one (similarity KL + embedding loss; token-level KL for a captioner) or the model's own loss (contrastive; captioning for a captioner)."})
+    qlora_loss: str = field(default="distillation", metadata={"choices": ["distillation", "contrastive"], "help": "QLoRA objective: distill the full-precision model into the 4-bit one (the distill command's default loss: similarity KL + the model's own contrastive loss; token-level KL for a captioner) or the model's own loss (contrastive; captioning for a captioner)."})
     merge_lora: bool = field(default=False, metadata={"help": "Merge the adapter into the weights (dequantize, add, requantize) instead of keeping it."})
     train_images_per_number: int = field(default=100, metadata={"help": "Embedded training images per seen number for QLoRA."})
     eval_images_per_number: int | None = field(default=None, metadata={"help": "Embedded test images per number (default: all 100)."})
