@@ -453,8 +453,8 @@ LONG_RECOVERY = (FORMER_DEFAULT, SIMILARITY_KL_EMBEDDING, {})
 
 def generalization_long_rows(s: dict, teacher_config: dict) -> list[dict]:
     return seeded_distillations(s, GENERALIZATION_LONG) + seeded_prunings(
-        s, [("heads -50%", "ablation", ABLATION_SAMPLES, LONG_RECOVERY), ("heads -50%", "ablation", None, LONG_RECOVERY),
-            ("heads -50%", "magnitude", None, LONG_RECOVERY)])
+        s, [("heads -50%", "ablation", ABLATION_SAMPLES, LONG_RECOVERY),
+            ("heads -50%", "ablation", None, LONG_RECOVERY), ("heads -50%", "magnitude", None, LONG_RECOVERY)])
 
 
 def generalization_rows(s: dict, teacher_config: dict) -> list[dict]:
@@ -664,10 +664,12 @@ FORMER_LOSS_NOTE = ("Every distillation on this page that does not name its loss
                     "measured before the default changed to the similarity KL with T annealed from 3 to 1 + the "
                     "student's own contrastive loss. [evidence_generalization.md](evidence_generalization.md) measures "
                     "the two side by side over 3 seeds.")
-NOTES = {"clip": [FORMER_LOSS_NOTE, "The <= 10% tier (the smallest 4-bit layout: every Linear in nf4, the rest in bf16; smaller "
+NOTES = {"clip": [FORMER_LOSS_NOTE,
+                  "The <= 10% tier (the smallest 4-bit layout: every Linear in nf4, the rest in bf16; smaller "
                   "students in it, among them the narrow student distilled longer) has its own page: "
                   "[evidence_clip_small.md](evidence_clip_small.md)."],
-         "clip_small": [FORMER_LOSS_NOTE, "What is left in full precision dominates a small 4-bit checkpoint: the token embedding, "
+         "clip_small": [FORMER_LOSS_NOTE,
+                        "What is left in full precision dominates a small 4-bit checkpoint: the token embedding, "
                         "position embeddings, patch convolution, LayerNorms and biases, which bitsandbytes does not "
                         "quantize. Storing them in bf16 (`--dtype bfloat16`) halves those bytes and "
                         "`--no-default-skip` puts the projections in nf4 too; `--double-quant` stores a 256-entry table "
@@ -676,8 +678,9 @@ NOTES = {"clip": [FORMER_LOSS_NOTE, "The <= 10% tier (the smallest 4-bit layout:
                         "line."],
          "blip": ["BLIP retrieval (a BlipForImageTextRetrieval distilled with the ITC and ITM terms) has its own page: "
                   "[evidence_blip_retrieval.md](evidence_blip_retrieval.md)."],
-         "blip_retrieval": [FORMER_LOSS_NOTE, "The retrieval teacher is trained by `recipes/train_blip_retrieval_teacher.py` at the start "
-                            "of the suite (vision tower and text layers inherited from the embedded BLIP captioner, ITC + "
+         "blip_retrieval": [FORMER_LOSS_NOTE,
+                            "The retrieval teacher is trained by `recipes/train_blip_retrieval_teacher.py` at the "
+                            "start of the suite (vision tower and text layers inherited from the embedded BLIP captioner, ITC + "
                             "ITM); accuracy is zero-shot through the ITC embeddings. The ITM head is distilled (the KL "
                             "of its logits, `itm_weight`), and its last logged KL to the teacher's is in the students "
                             "table; the ITM head's own matching accuracy is not part of the evaluation."]}
@@ -1050,7 +1053,8 @@ def targets(rows, teacher, quick: bool, key: str = "zero_shot_accuracy", bars: b
         if narrow and narrow["params"] is not None:
             share = narrow["params"] / teacher["params"]
             out.append({"target": f"narrow student (<= 25% of the teacher's parameters), {narrow['steps']} steps (the "
-                        f"row {NARROW_LONG}): kept >= 95% seen and >= 95% held-out (mean of {len(narrow['seeds'])} seeds)",
+                        f"row {NARROW_LONG}): kept >= 95% seen and >= 95% held-out (mean of "
+                        f"{len(narrow['seeds'])} seeds)",
                         "value": f"{share:.1%} of the parameters; {pct(narrow['seen_kept'], 2)} seen, "
                         f"{pct(narrow['heldout_kept'], 2)} held-out",
                         "met": share <= 0.25 and narrow["seen_kept"] >= 0.95 and narrow["heldout_kept"] >= 0.95})

@@ -47,7 +47,7 @@ def build(out, teacher, processor, train):
     args = TrainingArguments(output_dir=out, max_steps=4, per_device_train_batch_size=16, learning_rate=1e-2,
                              logging_steps=1, remove_unused_columns=False, use_cpu=True, save_strategy="no",
                              report_to=[], disable_tqdm=True, dataloader_drop_last=True, seed=0)
-    cfg = DistillationConfig(teacher_dtype="bfloat16", hidden_weight=1.0)
+    cfg = DistillationConfig(teacher_dtype="bfloat16", hidden_weight=1.0, embedding_weight=1.0)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         trainer = DistillationTrainer(model=student, args=args, train_dataset=train, data_collator=ImageTextCollator(processor),

@@ -35,7 +35,7 @@ class DistillationConfig(JsonConfig):
 
     logit_weight: float = field(default=1.0, metadata={"help": "Weight of the similarity-matrix KL (both directions, x T^2)."})
     temperature: float = field(default=3.0, metadata={"help": "Softmax temperature T of the similarity-matrix KL."})
-    temperature_end: float | None = field(default=1.0, metadata={"help": "Anneal T linearly from --temperature at the first step to this value at the last (3 -> 1 by default: soft targets early, the teacher's sharp ranking late); None keeps T fixed."})
+    temperature_end: float | None = field(default=1.0, metadata={"help": "Anneal T linearly from --temperature at the first step to this value at the last (3 -> 1 by default: soft targets early, the teacher's sharp ranking late); the value of --temperature (or None) keeps T fixed."})
     embedding_weight: float = field(default=0.0, metadata={"help": "Weight of the final-embedding (feature) loss (CLIP-KD); off by default: beside the similarity KL it cost held-out accuracy in our runs."})
     embedding_loss: str = field(default="mse", metadata={"help": "mse (||s-t||^2 of unit vectors) or cosine (1-cos)."})
     hidden_weight: float = field(default=0.0, metadata={"help": "Weight of the hidden-state loss over mapped layers."})
