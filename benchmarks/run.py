@@ -449,14 +449,10 @@ def wise_ft_rows(rows, s: dict, spec: dict, key: str, log) -> list[dict]:
     return out
 
 
-#: how the longer schedules' pruning rows recover: the former default loss they were measured with (named in the rows)
-LONG_RECOVERY = (FORMER_DEFAULT, SIMILARITY_KL_EMBEDDING, {})
-
-
 def generalization_long_rows(s: dict, teacher_config: dict) -> list[dict]:
     return seeded_distillations(s, GENERALIZATION_LONG) + seeded_prunings(
-        s, [("heads -50%", "ablation", ABLATION_SAMPLES, LONG_RECOVERY),
-            ("heads -50%", "ablation", None, LONG_RECOVERY), ("heads -50%", "magnitude", None, LONG_RECOVERY)])
+        s, [("heads -50%", "ablation", ABLATION_SAMPLES), ("heads -50%", "ablation", None),
+            ("heads -50%", "magnitude", None)])
 
 
 def generalization_rows(s: dict, teacher_config: dict) -> list[dict]:
@@ -1064,9 +1060,7 @@ def targets(rows, teacher, quick: bool, key: str = "zero_shot_accuracy", bars: b
                         "met": share <= 0.25 and narrow["seen_kept"] >= 0.95 and narrow["heldout_kept"] >= 0.95})
     one_shot = {g["variant"]: g for g in seed_groups(rows, teacher, key, "generalization-pruning", stage=0)}
     recovered = {g["variant"]: g for g in seed_groups(rows, teacher, key, "generalization-pruning")}
-    long_by = f", recovered by {LONG_RECOVERY[0]}"  # the longer schedules' rows name their recovery
-    mine, magnitude = (one_shot.get(f"heads -50% ({how})") or one_shot.get(f"heads -50% ({how}){long_by}")
-                       for how in (DEFAULT_IMPORTANCE, "magnitude"))
+    mine, magnitude = one_shot.get(f"heads -50% ({DEFAULT_IMPORTANCE})"), one_shot.get("heads -50% (magnitude)")
     if mine and magnitude:
         noise = seed_noise(list(one_shot.values()))
         d_held, d_seen = 100 * (mine["heldout"] - magnitude["heldout"]), 100 * (mine["seen"] - magnitude["seen"])
@@ -1074,7 +1068,7 @@ def targets(rows, teacher, quick: bool, key: str = "zero_shot_accuracy", bars: b
                     "magnitude on held-out by more than 2x the noise (the pooled seed sd of the one-shot rows), and "
                     "on seen", "value": f"{d_held:+.1f} held-out (2x noise {2 * noise['heldout']:.1f}), {d_seen:+.1f} seen points",
                     "met": d_held > 2 * noise["heldout"] and d_seen > 0})
-    fewer, full = f"heads -50% (ablation, {ABLATION_SAMPLES} samples){long_by}", f"heads -50% (ablation){long_by}"
+    fewer, full = f"heads -50% (ablation, {ABLATION_SAMPLES} samples)", "heads -50% (ablation)"
     if fewer in one_shot and full in one_shot:
         parts, met = [], True
         for label, groups_at in (("one-shot", one_shot), ("recovered", recovered)):
