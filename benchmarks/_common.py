@@ -65,6 +65,12 @@ def mean_sd(mean, sd, digits: int = 1, scale: float = 100.0, unit: str = "%") ->
     return f"{scale * mean:.{digits}f}{unit}" + ("" if sd is None else f" ± {scale * sd:.{digits}f}")
 
 
+#: the distill command's former default loss, written out: the similarity KL at a fixed T=3 with the embedding term and
+#: no hard targets (benchmarks/run.py's rows and benchmarks/real_size.py's distillation step measured with it)
+SIMILARITY_KL_EMBEDDING = {"logit_weight": 1.0, "temperature": 3.0, "temperature_end": None, "embedding_weight": 1.0,
+                           "contrastive_weight": 0.0}
+
+
 #: options added after results were recorded, each with the value that runs as before it existed: a result that lacks
 #: one ran with that value, so the option at that value is no reason to re-run it (at any other value, or with another
 #: default, it is)

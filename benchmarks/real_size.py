@@ -63,9 +63,9 @@ from pathlib import Path
 
 
 if __package__:  # imported as benchmarks.<script> (tests, render_pages)
-    from ._common import environment, hardware, refuse_active_wait_policy
+    from ._common import SIMILARITY_KL_EMBEDDING, environment, hardware, refuse_active_wait_policy
 else:  # run as a script: its folder is first on sys.path
-    from _common import environment, hardware, refuse_active_wait_policy
+    from _common import SIMILARITY_KL_EMBEDDING, environment, hardware, refuse_active_wait_policy
 
 SCRIPT = "benchmarks/real_size.py"
 TARGET_QUOTIENT = 1.1  # latency ratio / FLOP ratio within [1/1.1, 1.1]
@@ -414,8 +414,7 @@ def distill_step(args, torch, teacher_dtype: str) -> dict:
     # the loss the committed figures were measured with (the former default), written out: the step's memory is the
     # two towers' activations and AdamW's state, which the default's contrastive term in place of the embedding term
     # does not change in kind
-    cfg = DistillationConfig(logit_weight=1.0, temperature=3.0, temperature_end=None, embedding_weight=1.0,
-                             contrastive_weight=0.0)
+    cfg = DistillationConfig(**SIMILARITY_KL_EMBEDDING)
     cfg.teacher_dtype = None if teacher_dtype == "float32" else teacher_dtype
     cfg.validate()
     with tempfile.TemporaryDirectory(prefix="vlmcompress-bench-distill-") as tmp:

@@ -82,10 +82,10 @@ ROOT = HERE.parent
 
 if __package__:  # imported as benchmarks.<script> (tests, render_pages)
     from ._common import (environment, hardware, mean_sd, pct, recipe_effective, refuse_active_wait_policy,
-                          stages_current, table)
+                          SIMILARITY_KL_EMBEDDING, stages_current, table)
 else:  # run as a script: its folder is first on sys.path
     from _common import (environment, hardware, mean_sd, pct, recipe_effective, refuse_active_wait_policy,
-                         stages_current, table)
+                         SIMILARITY_KL_EMBEDDING, stages_current, table)
 
 SUITES = ("clip", "clip_small", "blip", "blip_retrieval", "generalization", "generalization_long")
 #: small_steps: the <= 10% chain's distillation (the clip_small recipe's 1800 steps); blip_batch_size: the BLIP
@@ -217,8 +217,6 @@ def clip_rows(s: dict, teacher_config: dict) -> list[dict]:
 #: loss. A generalization variant that varies the loss writes out every setting of it (spelled), so that its row
 #: measures the loss it names whatever the library's default is; only the rows named "default" take the library's own
 #: (today the similarity KL with T annealed from 3 to 1 plus the student's own contrastive loss, no embedding term)
-SIMILARITY_KL_EMBEDDING = {"logit_weight": 1.0, "temperature": 3.0, "temperature_end": None, "embedding_weight": 1.0,
-                           "contrastive_weight": 0.0}
 
 
 def spelled(options: dict) -> dict:
@@ -658,10 +656,10 @@ ROWS = {"clip": former_loss(clip_rows), "clip_small": former_loss(small_rows), "
 #: the page line of a suite whose distillation rows run the former default loss (ROWS: former_loss)
 FORMER_LOSS_NOTE = ("Every distillation on this page that does not name its loss (students, recoveries, the combined "
                     "rows) ran the former default loss, the similarity KL at T=3 + the embedding term, written out in "
-                    "its recipe: the page was "
-                    "measured before the default changed to the similarity KL with T annealed from 3 to 1 + the "
-                    "student's own contrastive loss. [evidence_generalization.md](evidence_generalization.md) measures "
-                    "the two side by side over 3 seeds.")
+                    "its recipe: the page was measured before the default changed to the similarity KL with T "
+                    "annealed from 3 to 1 + the student's own contrastive loss. "
+                    "[evidence_generalization.md](evidence_generalization.md) measures the two side by side over 3 "
+                    "seeds.")
 NOTES = {"clip": [FORMER_LOSS_NOTE,
                   "The <= 10% tier (the smallest 4-bit layout: every Linear in nf4, the rest in bf16; smaller "
                   "students in it, among them the narrow student distilled longer) has its own page: "
@@ -678,8 +676,8 @@ NOTES = {"clip": [FORMER_LOSS_NOTE,
                   "[evidence_blip_retrieval.md](evidence_blip_retrieval.md)."],
          "blip_retrieval": [FORMER_LOSS_NOTE,
                             "The retrieval teacher is trained by `recipes/train_blip_retrieval_teacher.py` at the "
-                            "start of the suite (vision tower and text layers inherited from the embedded BLIP captioner, ITC + "
-                            "ITM); accuracy is zero-shot through the ITC embeddings. The ITM head is distilled (the KL "
+                            "start of the suite (vision tower and text layers inherited from the embedded BLIP "
+                            "captioner, ITC + ITM); accuracy is zero-shot through the ITC embeddings. The ITM head is distilled (the KL "
                             "of its logits, `itm_weight`), and its last logged KL to the teacher's is in the students "
                             "table; the ITM head's own matching accuracy is not part of the evaluation."]}
 
