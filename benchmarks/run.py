@@ -650,7 +650,7 @@ def former_loss(rows_of):
     return rows
 
 
-ROWS = {"clip": former_loss(clip_rows), "clip_small": former_loss(small_rows), "blip": blip_rows,
+ROWS = {"clip": former_loss(clip_rows), "clip_small": small_rows, "blip": blip_rows,
         "blip_retrieval": former_loss(retrieval_rows), "generalization": generalization_rows,
         "generalization_long": generalization_long_rows}
 #: the page line of a suite whose distillation rows run the former default loss (ROWS: former_loss)
@@ -664,8 +664,7 @@ NOTES = {"clip": [FORMER_LOSS_NOTE,
                   "The <= 10% tier (the smallest 4-bit layout: every Linear in nf4, the rest in bf16; smaller "
                   "students in it, among them the narrow student distilled longer) has its own page: "
                   "[evidence_clip_small.md](evidence_clip_small.md)."],
-         "clip_small": [FORMER_LOSS_NOTE,
-                        "What is left in full precision dominates a small 4-bit checkpoint: the token embedding, "
+         "clip_small": ["What is left in full precision dominates a small 4-bit checkpoint: the token embedding, "
                         "position embeddings, patch convolution, LayerNorms and biases, which bitsandbytes does not "
                         "quantize. Storing them in bf16 (`--dtype bfloat16`) halves those bytes and "
                         "`--no-default-skip` puts the projections in nf4 too; `--double-quant` stores a 256-entry table "
