@@ -613,7 +613,7 @@ ITM = {"itm_weight": 1.0, "cache_teacher": False}  # the ITM KL needs the teache
 
 def retrieval_rows(s: dict, teacher_config: dict) -> list[dict]:
     """BLIP retrieval (ITC + ITM), distilled from the retrieval teacher the suite trains first: the four students
-    (distillation = similarity KL + embedding loss + the ITM KL), the ITM term left out, and heads/MLP -50% with
+    (distillation = the distill command's default loss + the ITM KL), the ITM term left out, and heads/MLP -50% with
     recovery by the default importance and by magnitude."""
     batch = {"per_device_train_batch_size": s["blip_batch_size"]}
     steps, recovery = {"max_steps": s["steps"], **batch}, {"max_steps": s["recovery_steps"], **batch}
@@ -651,7 +651,7 @@ def former_loss(rows_of):
 
 
 ROWS = {"clip": former_loss(clip_rows), "clip_small": small_rows, "blip": blip_rows,
-        "blip_retrieval": former_loss(retrieval_rows), "generalization": generalization_rows,
+        "blip_retrieval": retrieval_rows, "generalization": generalization_rows,
         "generalization_long": generalization_long_rows}
 #: the page line of a suite whose distillation rows run the former default loss (ROWS: former_loss)
 FORMER_LOSS_NOTE = ("Every distillation on this page that does not name its loss (students, recoveries, the combined "
@@ -673,8 +673,7 @@ NOTES = {"clip": [FORMER_LOSS_NOTE,
                         "line."],
          "blip": ["BLIP retrieval (a BlipForImageTextRetrieval distilled with the ITC and ITM terms) has its own page: "
                   "[evidence_blip_retrieval.md](evidence_blip_retrieval.md)."],
-         "blip_retrieval": [FORMER_LOSS_NOTE,
-                            "The retrieval teacher is trained by `recipes/train_blip_retrieval_teacher.py` at the "
+         "blip_retrieval": ["The retrieval teacher is trained by `recipes/train_blip_retrieval_teacher.py` at the "
                             "start of the suite (vision tower and text layers inherited from the embedded BLIP "
                             "captioner, ITC + ITM); accuracy is zero-shot through the ITC embeddings. The ITM head is distilled (the KL "
                             "of its logits, `itm_weight`), and its last logged KL to the teacher's is in the students "
@@ -1177,7 +1176,7 @@ SUITE_TEXT = {
     "blip_retrieval": {"title": "BLIP retrieval (a retrieval teacher trained on the digits)",
                        "accuracy": "zero-shot top-1 through the ITC embeddings",
                        "students": "every 2nd layer of the vision tower and of the text encoder, MLP -25%; "
-                       "distillation = similarity KL + embedding loss + the ITM logits' KL"},
+                       "distillation = the distill command's default loss + the ITM logits' KL"},
 }
 
 
