@@ -12,16 +12,16 @@ nothing copied from it. A run that stops resumes from its last finished row when
 
 * **students**: the same student shape trained the same number of steps with the same data and seed, four ways:
   (i) inherited from the teacher (every 2nd layer, 25% of MLP neurons removed by Taylor importance) + distillation
-  (similarity KL + embedding loss: the recipe default); (ii) the same inherited student, its own contrastive loss
-  only; (iii) the same shape from random initialisation, contrastive loss only; (iv) random initialisation +
-  distillation.
+  (the distill command's default loss: the similarity KL with T annealed 3 -> 1 + the student's own contrastive
+  loss); (ii) the same inherited student, its own contrastive loss only; (iii) the same shape from random
+  initialisation, contrastive loss only; (iv) random initialisation + distillation.
 * **narrow**: a student with under 25% of the teacher's parameters (every 2nd layer, half the hidden width and heads,
   MLP -25%), inherited by slicing the teacher's widths (``hidden_ratio``, TinyCLIP-style) + distillation, with the
   hidden-state loss through learned width projections added, and the same shape from random initialisation with and
   without distillation.
-* **losses**: the inherited student distilled with the similarity KL only, and with the hidden-state loss added to
-  (i)'s KL + embedding; **cache**: (i) again with the teacher's forward pass every step instead of its cached
-  embeddings (samples/s of the two, same steps, one after the other in the same process).
+* **losses**: the inherited student distilled with (i)'s similarity KL alone (no contrastive term), and with the
+  hidden-state loss added to (i)'s loss; **cache**: (i) again with the teacher's forward pass every step instead of
+  its cached embeddings (samples/s of the two, same steps, one after the other in the same process).
 * **pruning**: heads -50% (per layer), MLP -50%, both, and half depth, each with taylor, magnitude and random
   importance; accuracy right after pruning (one-shot) and after the same short recovery (distillation from the
   unpruned teacher).
@@ -173,9 +173,9 @@ def clip_rows(s: dict, teacher_config: dict) -> list[dict]:
         {"section": "narrow", "name": "narrow: random init, contrastive only",
          "stages": [{"distill": {"student_config": random_student_overrides(teacher_config, NARROW),
                                  **CONTRASTIVE_ONLY, **steps}}]},
-        {"section": "losses", "name": "inherited, logit only", "stages": [{"distill": {**INHERITED, "embedding_weight": 0.0,
-                                                                                     **steps}}]},
-        {"section": "losses", "name": "inherited, logit + embedding + hidden states",
+        {"section": "losses", "name": "inherited, similarity KL only (no contrastive term)",
+         "stages": [{"distill": {**INHERITED, "contrastive_weight": 0.0, **steps}}]},
+        {"section": "losses", "name": "inherited, default loss + hidden states",
          "stages": [{"distill": {**INHERITED, "hidden_weight": 1.0, **steps}}]},
         {"section": "cache", "name": "(i) without the teacher cache",
          "stages": [{"distill": {**INHERITED, "cache_teacher": False, **steps}}]},
@@ -638,30 +638,10 @@ def retrieval_rows(s: dict, teacher_config: dict) -> list[dict]:
     return rows
 
 
-def former_loss(rows_of):
-    """``rows_of`` (a suite's rows function) with every distill stage's loss written out as the former default's
-    (SIMILARITY_KL_EMBEDDING, spelled): a suite measured before the default changed keeps measuring the loss its
-    figures came from, and its page says so, until it is re-run with today's default."""
-    def rows(s: dict, teacher_config: dict) -> list[dict]:
-        return [{**r, "stages": [{kind: spelled(options) if kind == "distill" else options
-                                  for kind, options in stage.items()} for stage in r["stages"]]}
-                for r in rows_of(s, teacher_config)]
-    rows.__doc__ = rows_of.__doc__
-    return rows
-
-
-ROWS = {"clip": former_loss(clip_rows), "clip_small": small_rows, "blip": blip_rows,
+ROWS = {"clip": clip_rows, "clip_small": small_rows, "blip": blip_rows,
         "blip_retrieval": retrieval_rows, "generalization": generalization_rows,
         "generalization_long": generalization_long_rows}
-#: the page line of a suite whose distillation rows run the former default loss (ROWS: former_loss)
-FORMER_LOSS_NOTE = ("Every distillation on this page that does not name its loss (students, recoveries, the combined "
-                    "rows) ran the former default loss, the similarity KL at T=3 + the embedding term, written out in "
-                    "its recipe: the page was measured before the default changed to the similarity KL with T "
-                    "annealed from 3 to 1 + the student's own contrastive loss. "
-                    "[evidence_generalization.md](evidence_generalization.md) measures the two side by side over 3 "
-                    "seeds.")
-NOTES = {"clip": [FORMER_LOSS_NOTE,
-                  "The <= 10% tier (the smallest 4-bit layout: every Linear in nf4, the rest in bf16; smaller "
+NOTES = {"clip": ["The <= 10% tier (the smallest 4-bit layout: every Linear in nf4, the rest in bf16; smaller "
                   "students in it, among them the narrow student distilled longer) has its own page: "
                   "[evidence_clip_small.md](evidence_clip_small.md)."],
          "clip_small": ["What is left in full precision dominates a small 4-bit checkpoint: the token embedding, "
