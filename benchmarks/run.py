@@ -213,14 +213,11 @@ def clip_rows(s: dict, teacher_config: dict) -> list[dict]:
     return rows
 
 
-#: the similarity KL at a fixed T=3 with the embedding term and no hard targets: the distill command's former default
-#: loss. A generalization variant that varies the loss writes out every setting of it (spelled), so that its row
-#: measures the loss it names whatever the library's default is; only the rows named "default" take the library's own
-#: (today the similarity KL with T annealed from 3 to 1 plus the student's own contrastive loss, no embedding term)
-
-
 def spelled(options: dict) -> dict:
-    """``options`` with every loss setting it leaves to the library written out as SIMILARITY_KL_EMBEDDING's."""
+    """``options`` with every loss setting it leaves to the library written out as SIMILARITY_KL_EMBEDDING's (the
+    distill command's former default loss). A generalization variant that varies the loss is spelled, so that its row
+    measures the loss it names whatever the library's default is; only the rows named "default" take the library's own
+    (today the similarity KL with T annealed from 3 to 1 plus the student's own contrastive loss, no embedding term)."""
     return {**SIMILARITY_KL_EMBEDDING, **options}
 
 
