@@ -117,6 +117,8 @@ def recipe_effective(recipe: dict) -> list:
     for stage in parsed.stages:
         config = None if stage.planned or "target" in stage.options else stage_configs(
             stage, parsed.family, first=stage.index == 1)
+        if hasattr(config, "with_texts"):  # a distill stage: the text term's default follows the recipe's texts
+            config.with_texts(bool(parsed.data.get("texts")))
         out.append(None if config is None else {config.kind: config.effective()})
     return out
 

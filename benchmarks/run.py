@@ -37,11 +37,14 @@ distillation variants of (i)'s student (which loss terms, the text term on unpai
 interactive contrastive loss, the teacher's text tower frozen, the default and the former default (similarity KL +
 embedding) at the distill command's 900 steps, the similarity KL at temperature 1 or 2 with and without the label set
 as unpaired texts, and the similarity KL with the student's contrastive loss and no embedding term at a fixed
-temperature: the other candidates for the default), and heads / heads+MLP pruning by ablation, fisher and magnitude
-importance, one-shot and after recovery (by the default, the former default and the candidates); mean, sd and the
-seed noise); **generalization_long** (the same at 1800 steps: the default, the former default and a candidate against
-contrastive-only, the narrow tier, ablation on fewer calibration samples; then WiSE-FT: the former default's and
-contrastive-only's students' weights interpolated toward their inherited students', measured without training).
+temperature: the other candidates for the default; the default with the label set as unpaired texts, the text term's
+weight from 1 to 100; the similarity KL at T=3 weighted 1/9, as strong as at T=1 and as soft as at 3), and heads /
+heads+MLP pruning by ablation, fisher and magnitude importance, one-shot and after recovery (by the default, the
+former default, the candidates and the default with the label set); mean, sd and the seed noise);
+**generalization_long** (the same at 1800 steps: the default (with and without the label set), the former default
+and the label-set candidates against contrastive-only, the narrow tier, ablation on fewer calibration samples; then
+WiSE-FT: the former default's and contrastive-only's students' weights interpolated toward their inherited students',
+measured without training).
 
 ``--reuse RESULTS ...`` takes the rows an earlier run measured alike (an evidence results file or a --work folder's
 done.json; the same recipe and, stage by stage, the effective settings today's code resolves) and runs only the
@@ -223,6 +226,11 @@ def spelled(options: dict) -> dict:
 
 FORMER_DEFAULT = "similarity KL + embedding (the former default)"
 DEFAULT = "default (similarity KL, T 3 to 1 + contrastive)"
+#: the default loss with the text term on the label set (unpaired class prompts)
+DEFAULT_PROMPTS = "default + unpaired class prompts"
+TEXT_WEIGHTS = (1.0, 3.0, 9.0, 30.0, 100.0)
+#: the library's default where unpaired texts are given (the text term at weight 1, written out)
+DEFAULT_WITH_TEXTS = f"{DEFAULT_PROMPTS} (text weight 1)"
 #: the narrow tier's rows of the longer schedules: distilled by the default loss, and by the former default (which the
 #: clip_small recipe and page were measured with)
 NARROW_DEFAULT = "narrow (half width): default, 1800 steps"
@@ -295,15 +303,28 @@ GENERALIZATION = (
      {"texts": "embedded"}),
     (f"{KL_T1_PROMPTS} + contrastive, 900 steps",
      {**KL_T1_PROMPTS_OPTIONS, "contrastive_weight": 1.0, "max_steps": "default_steps"}, {"texts": "embedded"}),
+    # the default loss (T 3 to 1 + contrastive) with the text term on the label set: the KL is scaled by T^2 (9 at the
+    # start), so the text term's weight is tried from 1 to 100
+    *((f"{DEFAULT_PROMPTS} (text weight {w:g})", {"text_weight": w}, {"texts": "embedded"}) for w in TEXT_WEIGHTS),
+    (f"{DEFAULT_WITH_TEXTS}, 900 steps", {"text_weight": 1.0, "max_steps": "default_steps"}, {"texts": "embedded"}),
+    # softness or strength: the KL at T=3 is scaled by 9; at weight 1/9 it is as strong as at T=1 and as soft as at 3
+    ("similarity KL at T=1 + contrastive (no label set)",
+     {"temperature": 1.0, "embedding_weight": 0.0, "contrastive_weight": 1.0}),
+    ("similarity KL at T=3, weight 1/9 + contrastive (no label set)",
+     {"logit_weight": 1 / 9, "embedding_weight": 0.0, "contrastive_weight": 1.0}),
+    ("similarity KL at T=3, weight 1/9 + contrastive + unpaired class prompts",
+     {"logit_weight": 1 / 9, "embedding_weight": 0.0, "contrastive_weight": 1.0, "text_weight": 1.0},
+     {"texts": "embedded"}),
 )
 #: the rows that measure the library's default loss (every other variant names its loss: spelled)
 DEFAULT_LOSS_VARIANTS = (DEFAULT, "default, 900 steps", "default, 1800 steps", NARROW_DEFAULT)
 
 
 def spell_variants(variants) -> tuple:
-    """Each (name, options[, data]) with its loss spelled out, the DEFAULT_LOSS_VARIANTS aside."""
-    return tuple((name, options if name in DEFAULT_LOSS_VARIANTS else spelled(options), *data)
-                 for name, options, *data in variants)
+    """Each (name, options[, data]) with its loss spelled out, the DEFAULT_LOSS_VARIANTS (and the default's rows with
+    the label set, DEFAULT_PROMPTS) aside."""
+    return tuple((name, options if name in DEFAULT_LOSS_VARIANTS or name.startswith(DEFAULT_PROMPTS)
+                  else spelled(options), *data) for name, options, *data in variants)
 
 
 GENERALIZATION = spell_variants(GENERALIZATION)
@@ -327,6 +348,10 @@ GENERALIZATION_LONG = (
     (f"{KL_T1_PROMPTS}, 1800 steps", {**KL_T1_PROMPTS_OPTIONS, "max_steps": "small_steps"}, {"texts": "embedded"}),
     (f"{FORMER_DEFAULT}, 1800 steps", {"max_steps": "small_steps"}),
     (NARROW_DEFAULT, {"hidden_ratio": NARROW["hidden_ratio"], "max_steps": "small_steps"}),
+    # with the label set as unpaired texts: the default (the text term on), and the candidate at T=1
+    (f"{DEFAULT_WITH_TEXTS}, 1800 steps", {"text_weight": 1.0, "max_steps": "small_steps"}, {"texts": "embedded"}),
+    (f"{KL_T1_PROMPTS} + contrastive, 1800 steps",
+     {**KL_T1_PROMPTS_OPTIONS, "contrastive_weight": 1.0, "max_steps": "small_steps"}, {"texts": "embedded"}),
 )
 GENERALIZATION_LONG = spell_variants(GENERALIZATION_LONG)
 
@@ -457,6 +482,8 @@ def generalization_rows(s: dict, teacher_config: dict) -> list[dict]:
            ("heads -50% + MLP -50%", DEFAULT_IMPORTANCE, None, (KL_T1_PROMPTS, KL_T1_PROMPTS_OPTIONS,
                                                               {"texts": "embedded"})),
            ("heads -50% + MLP -50%", DEFAULT_IMPORTANCE, None, (KL_CONTRASTIVE, KL_CONTRASTIVE_OPTIONS, {})),
+           ("heads -50% + MLP -50%", DEFAULT_IMPORTANCE, None, (DEFAULT_WITH_TEXTS, {"text_weight": 1.0},
+                                                              {"texts": "embedded"})),
            (GLOBAL_HEADS, DEFAULT_IMPORTANCE, None)])
 
 
@@ -1009,6 +1036,17 @@ def targets(rows, teacher, quick: bool, key: str = "zero_shot_accuracy", bars: b
                             "more than the noise (2 standard errors of the difference of the means) and is not worse "
                             "on seen", "value": f"{d_held:+.1f} held-out (bar {bar:.1f}), {d_seen:+.1f} seen points",
                             "met": d_held > bar and d_seen >= 0})
+            labels = groups.get(f"{DEFAULT_WITH_TEXTS}{suffix}")
+            if labels and suffix:
+                out.append(kept_target(f"default distillation with the label set as unpaired texts, {labels['steps']} "
+                                       "steps", labels))
+            if labels and alone and noise["heldout"] is not None:
+                d_held, d_seen, bar = versus(labels, alone, noise)
+                out.append({"target": "default distillation with the label set as unpaired texts (the text term on) "
+                            f"beats contrastive-only on held-out at {labels['steps']} steps by more than the noise and "
+                            "is not worse on seen", "value": f"{d_held:+.1f} held-out (bar {bar:.1f}), {d_seen:+.1f} "
+                            f"seen points; kept {pct(labels['seen_kept'], 2)} / {pct(labels['heldout_kept'], 2)}",
+                            "met": d_held > bar and d_seen >= 0})
             for name in CANDIDATES:
                 cand = groups.get(f"{name}{suffix}")
                 if cand and suffix:  # the 400-step kept of every candidate is in the table and the line below
@@ -1054,7 +1092,8 @@ def targets(rows, teacher, quick: bool, key: str = "zero_shot_accuracy", bars: b
         out.append({"target": f"ablation on {ABLATION_SAMPLES} calibration samples (a quarter of the default's passes) "
                     "is not worse than on the default count beyond the noise, seen and held-out, one-shot and after "
                     "the recovery", "value": ", ".join(parts) + " points", "met": met})
-    for by in ("", *(f", recovered by {name}" for name in (FORMER_DEFAULT, *CANDIDATES))):  # the default, the others
+    others = (FORMER_DEFAULT, *CANDIDATES, DEFAULT_WITH_TEXTS)
+    for by in ("", *(f", recovered by {name}" for name in others)):  # the default, the others
         both = recovered.get(f"heads -50% + MLP -50% ({DEFAULT_IMPORTANCE}){by}")
         if both:
             out.append(kept_target(f"heads -50% + MLP -50% ({DEFAULT_IMPORTANCE}) after the recovery{by}", both))

@@ -216,19 +216,21 @@ def test_quick_generalization_suite_runs_every_variant_once_per_seed(tmp_path):
     quick_seeds = bench.QUICK["seeds"]  # a quick run: two seeds for the first two variants of each list, one for
     assert bench.QUICK["seeded_variants"] == 2  # the others (a full run: bench.SEEDS for every variant)
     assert sections.count("generalization") == len(bench.GENERALIZATION) + 2 * (len(quick_seeds) - 1)
-    prunings = sum(len(importances) for _, importances in bench.GENERALIZATION_PRUNINGS) + 4  # + the candidates'
+    prunings = sum(len(importances) for _, importances in bench.GENERALIZATION_PRUNINGS) + 5  # + the candidates'
     assert sections.count("generalization-pruning") == prunings + 2 * (len(quick_seeds) - 1)  # recovery, global
     for variant, want in ((bench.GENERALIZATION[0][0], quick_seeds), (bench.GENERALIZATION[1][0], quick_seeds),
                           (bench.GENERALIZATION[2][0], quick_seeds[:1])):
         seeds = {row["seed"]: row["stages"][0]["training"] for row in data["rows"] if row["variant"] == variant}
         assert sorted(seeds) == list(want)
-    assert len(data["targets"]) == 20 and all(t["met"] is None for t in data["targets"])
+    assert len(data["targets"]) == 24 and all(t["met"] is None for t in data["targets"])
     targets = [t["target"] for t in data["targets"]]  # the candidate defaults against contrastive-only, their recovery
     # each candidate against contrastive-only at 400 steps; at 900 steps its kept and its comparison with
     # contrastive-only (the label-set candidate with and without contrastive: two prefixes)
     assert sum(t.startswith(f"candidate default ({bench.KL_T1_PROMPTS}") for t in targets) == 6
     assert sum(t.startswith(f"candidate default ({bench.KL_CONTRASTIVE}") for t in targets) == 3
-    for name in (bench.FORMER_DEFAULT, bench.KL_T1_PROMPTS, bench.KL_CONTRASTIVE):  # recovered by each
+    # the default with the label set as unpaired texts against contrastive-only at 400 and 900 steps, its kept at 900
+    assert sum(t.startswith("default distillation with the label set") for t in targets) == 3
+    for name in (bench.FORMER_DEFAULT, bench.KL_T1_PROMPTS, bench.KL_CONTRASTIVE, bench.DEFAULT_WITH_TEXTS):
         assert any(f"recovered by {name}" in t for t in targets)
     # the default against the former default, at 400 and 900 steps
     assert sum(t.startswith(f"default distillation against {bench.FORMER_DEFAULT}") for t in targets) == 2
@@ -253,6 +255,8 @@ def test_quick_generalization_long_suite_runs_its_rows_and_targets(tmp_path):
     targets = " | ".join(t["target"] for t in data["targets"])
     assert "narrow student" in targets and f"ablation on {bench.ABLATION_SAMPLES} calibration samples" in targets
     assert f"candidate default ({bench.KL_T1_PROMPTS}, not the default yet)" in targets
+    assert f"candidate default ({bench.KL_T1_PROMPTS} + contrastive, not the default yet)" in targets
+    assert "default distillation with the label set as unpaired texts (the text term on) beats" in targets
     wise = data["wise_ft"]
     spec = bench.WISE_FT["generalization_long"]
     blended = [r for r in data["rows"] if r["variant"] in spec["variants"]]  # each seed a variant ran on

@@ -328,6 +328,27 @@ def test_unpaired_texts_pull_the_students_text_embeddings_of_classes_without_ima
     assert read_unpaired_texts(str(tmp_path / "labels.txt")) == ["a photo of a cat", "a photo of a dog"]
 
 
+def test_the_text_term_is_on_by_default_where_unpaired_texts_are_given(processor, train_rows, tmp_path):
+    """Giving a label set (--text_dataset, a recipe's data.texts) turns the text term on at weight 1 unless a weight is
+    set; without texts it stays off; a weight set by the user, 0 included, is kept."""
+    from vlmcompress.workflows.distill import parse_arguments, unpaired_texts
+
+    assert DistillationConfig().text_weight is None
+    assert parse_arguments([])[2].text_weight == 0.0
+    assert parse_arguments(["--text_dataset", "embedded"])[2].text_weight == 1.0
+    assert parse_arguments(["--text_dataset", "embedded", "--text_weight", "0"])[2].text_weight == 0.0
+    assert parse_arguments(["--text_dataset", "embedded", "--text_weight", "3"])[2].text_weight == 3.0
+    teacher = tiny_clip(processor, seed=0)
+    texts = unpaired_texts(["a photo of the number 7", "a photo of the number 88"], processor, {"padding": True})
+    for given, weight in ((texts, 1.0), (None, 0.0)):
+        cfg = DistillationConfig()
+        trainer = DistillationTrainer(model=tiny_clip(processor, seed=1), args=_args(tmp_path), train_dataset=train_rows,
+                                      data_collator=ImageTextCollator(processor), teacher=teacher,
+                                      distillation_config=cfg, unpaired_texts=given)
+        assert cfg.text_weight == weight and (trainer.unpaired_texts is not None) == bool(weight)
+        assert ("text" in cfg.active_losses()) == bool(weight)
+
+
 def test_interactive_contrastive_term_is_the_students_own_loss_when_it_equals_the_teacher(processor, train_rows,
                                                                                           tmp_path):
     """CLIP-KD's ICL contrasts the student's embeddings with the teacher's: for a student that is a copy of the teacher

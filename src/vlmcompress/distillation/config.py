@@ -43,7 +43,7 @@ class DistillationConfig(JsonConfig):
     layer_map: str | None = field(default=None, metadata={"help": 'Teacher layer -> student layer per tower (a dict, or its JSON), 1-based layer outputs, e.g. {"vision": {"2": 1, "4": 2}} (default: the layers a student inherited, else uniform).'})
     contrastive_weight: float = field(default=1.0, metadata={"help": "Weight of the student's own contrastive (or sigmoid) loss."})
     icl_weight: float = field(default=0.0, metadata={"help": "Weight of CLIP-KD's interactive contrastive loss: the student's image embeddings contrasted against the teacher's text embeddings of the batch, and the student's text against the teacher's images."})
-    text_weight: float = field(default=0.0, metadata={"help": "Weight of the text-only embedding loss on unpaired texts (--text_dataset): the student's text embeddings of a list the teacher embeds once, e.g. the class names and prompts you will query, classes without images included."})
+    text_weight: float | None = field(default=None, metadata={"help": "Weight of the text-only embedding loss on unpaired texts (--text_dataset): the student's text embeddings of a list the teacher embeds once, e.g. the class names and prompts you will query, classes without images included (default: 1 when unpaired texts are given, else 0)."})
     text_batch_size: int = field(default=64, metadata={"help": "Unpaired texts drawn per step for the text term."})
     itm_weight: float = field(default=0.0, metadata={"help": "BLIP retrieval: weight of the KL on the image-text matching head's logits (own and a shifted caption per image)."})
     token_weight: float = field(default=0.0, metadata={"help": "Captioners: weight of the token-level KL on the decoder's next-token logits."})
@@ -61,7 +61,7 @@ class DistillationConfig(JsonConfig):
         self.validate()
 
     def validate(self) -> None:
-        weights = {f"{k}_weight": getattr(self, f"{k}_weight") for k in ALL_TERMS}
+        weights = {f"{k}_weight": getattr(self, f"{k}_weight") or 0.0 for k in ALL_TERMS}  # text_weight None: not yet known
         if any(w < 0 for w in weights.values()):
             raise VlmcompressError(f"loss weights must be >= 0, got {weights}")
         if not any(weights.values()):
@@ -94,6 +94,13 @@ class DistillationConfig(JsonConfig):
             return cls(logit_weight=0.0, embedding_weight=0.0, contrastive_weight=0.0, temperature_end=None,
                        token_weight=1.0)
         return cls()
+
+    def with_texts(self, given: bool) -> "DistillationConfig":
+        """This config with ``text_weight`` settled for a run that has unpaired texts (``given``) or none: left to the
+        default (None), the text term is on at weight 1 with them and off without; a weight set stays as set."""
+        if self.text_weight is None:
+            self.text_weight = 1.0 if given else 0.0
+        return self
 
     def uncacheable_losses(self) -> list[str]:
         """Names of the active terms that cached teacher embeddings cannot serve (they need the teacher's forward

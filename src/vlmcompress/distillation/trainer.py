@@ -172,6 +172,7 @@ class DistillationTrainer(Trainer):
                                                                                  self.student_adapter.is_captioner):
             raise VlmcompressError(f"teacher ({type(teacher).__name__}) and student ({type(unwrap_model(self.model)).__name__}) "
                                    "must be the same model family and task")
+        cfg.with_texts(unpaired_texts is not None)
         self.unpaired_texts = self._embed_unpaired_texts(unpaired_texts) if cfg.text_weight else None
         self.layer_maps = self._layer_maps(cfg.layer_map) if cfg.hidden_weight else {}
         self.distill_projections = self._projections().to(self.args.device)

@@ -403,7 +403,8 @@ def parse_arguments(argv=None, family: str = "clip", prog: str | None = None):
         if len(argv) == 1 and argv[0].endswith(".json"):
             parsed = parser.parse_json_file(os.path.abspath(argv[0]))
             parsed[-1].learning_rate_given = "learning_rate" in json.loads(Path(argv[0]).read_text())
-            return parsed
+            student, data, config, training = parsed
+            return student, data, config.with_texts(bool(data.text_dataset)), training
         *parsed, remaining = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
         named = {a.split("=")[0][2:].replace("-", "_") for a in argv if a.startswith("--")}  # either spelling
         parsed[-1].learning_rate_given = "learning_rate" in named
@@ -417,7 +418,8 @@ def parse_arguments(argv=None, family: str = "clip", prog: str | None = None):
         close = difflib.get_close_matches(bad.split("=")[0], known, n=1)
         raise VlmcompressError(f"unknown option {bad}" + (f": did you mean {close[0]}?" if close else "")
                                + f" ({parser.prog} --help lists them)")
-    return tuple(parsed)
+    student, data, config, training = parsed
+    return student, data, config.with_texts(bool(data.text_dataset)), training
 
 
 def _move_checkpoints(out_dir: Path):
@@ -497,6 +499,7 @@ def _distill(student_args, data_args, distill_cfg, training_args, *, base_model=
         print(note, file=sys.stderr)
     if student_args.student_config:
         student_args.student_config = _json_overrides(student_args.student_config)  # fail before any work
+    distill_cfg.with_texts(bool(data_args.text_dataset))  # the text term's default: on where texts are given
     texts = read_unpaired_texts(data_args.text_dataset) if distill_cfg.text_weight else None  # fail before any work
     use_cache = use_teacher_cache(data_args.cache_teacher, augment=data_args.augment_shift > 0, config=distill_cfg)
     set_threads(data_args.threads, training_args.world_size)
