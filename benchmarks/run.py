@@ -43,8 +43,8 @@ heads+MLP pruning by ablation, fisher and magnitude importance, one-shot and aft
 former default, the candidates and the default with the label set); mean, sd and the seed noise);
 **generalization_long** (the same at 1800 steps: the default (with and without the label set), the former default
 and the label-set candidates against contrastive-only, the narrow tier, ablation on fewer calibration samples; then
-WiSE-FT: the former default's and contrastive-only's students' weights interpolated toward their inherited students',
-measured without training).
+WiSE-FT: the default's, the former default's and contrastive-only's students' weights interpolated toward their
+inherited students', measured without training).
 
 ``--reuse RESULTS ...`` takes the rows an earlier run measured alike (an evidence results file or a --work folder's
 done.json; the same recipe and, stage by stage, the effective settings today's code resolves) and runs only the
@@ -404,7 +404,7 @@ def seeded_prunings(s: dict, prunings) -> list[dict]:
 #: WiSE-FT (Wortsman et al. 2022, "Robust fine-tuning of zero-shot models"): each seed's distilled student of these
 #: rows with its weights interpolated toward the inherited student it started from (alpha 1 is the distilled student
 #: itself, alpha 0 the inherited one); measured after the rows, no training
-WISE_FT = {"generalization_long": {"variants": (f"{FORMER_DEFAULT}, 1800 steps",
+WISE_FT = {"generalization_long": {"variants": ("default, 1800 steps", f"{FORMER_DEFAULT}, 1800 steps",
                                                 "contrastive only (no teacher), 1800 steps"),
                                    "alphas": (0.5, 0.7, 0.85)}}
 
