@@ -1036,25 +1036,20 @@ def targets(rows, teacher, quick: bool, key: str = "zero_shot_accuracy", bars: b
                             "more than the noise (2 standard errors of the difference of the means) and is not worse "
                             "on seen", "value": f"{d_held:+.1f} held-out (bar {bar:.1f}), {d_seen:+.1f} seen points",
                             "met": d_held > bar and d_seen >= 0})
-            labels = groups.get(f"{DEFAULT_WITH_TEXTS}{suffix}")
-            if labels and suffix:
-                out.append(kept_target(f"default distillation with the label set as unpaired texts, {labels['steps']} "
-                                       "steps", labels))
-            if labels and alone and noise["heldout"] is not None:
-                d_held, d_seen, bar = versus(labels, alone, noise)
-                out.append({"target": "default distillation with the label set as unpaired texts (the text term on) "
-                            f"beats contrastive-only on held-out at {labels['steps']} steps by more than the noise and "
-                            "is not worse on seen", "value": f"{d_held:+.1f} held-out (bar {bar:.1f}), {d_seen:+.1f} "
-                            f"seen points; kept {pct(labels['seen_kept'], 2)} / {pct(labels['heldout_kept'], 2)}",
-                            "met": d_held > bar and d_seen >= 0})
-            for name in CANDIDATES:
+            # the default with the label set, then each candidate: (row, name in its kept line, name in its line
+            # against contrastive-only)
+            against_alone = [(DEFAULT_WITH_TEXTS, "default distillation with the label set as unpaired texts",
+                              "default distillation with the label set as unpaired texts (the text term on)"),
+                             *((name, f"candidate default ({name})", f"candidate default ({name}, not the default yet)")
+                               for name in CANDIDATES)]
+            for name, kept_name, who in against_alone:
                 cand = groups.get(f"{name}{suffix}")
                 if cand and suffix:  # the 400-step kept of every candidate is in the table and the line below
-                    out.append(kept_target(f"candidate default ({name}), {cand['steps']} steps", cand))
+                    out.append(kept_target(f"{kept_name}, {cand['steps']} steps", cand))
                 if cand and alone and noise["heldout"] is not None:
                     d_held, d_seen, bar = versus(cand, alone, noise)
-                    out.append({"target": f"candidate default ({name}, not the default yet) beats contrastive-only on "
-                                f"held-out at {cand['steps']} steps by more than the noise and is not worse on seen",
+                    out.append({"target": f"{who} beats contrastive-only on held-out at {cand['steps']} steps by more "
+                                "than the noise and is not worse on seen",
                                 "value": f"{d_held:+.1f} held-out (bar {bar:.1f}), {d_seen:+.1f} seen points; kept "
                                 f"{pct(cand['seen_kept'], 2)} / {pct(cand['heldout_kept'], 2)}",
                                 "met": d_held > bar and d_seen >= 0})

@@ -403,13 +403,13 @@ def parse_arguments(argv=None, family: str = "clip", prog: str | None = None):
         if len(argv) == 1 and argv[0].endswith(".json"):
             parsed = parser.parse_json_file(os.path.abspath(argv[0]))
             parsed[-1].learning_rate_given = "learning_rate" in json.loads(Path(argv[0]).read_text())
-            student, data, config, training = parsed
-            return student, data, config.with_texts(bool(data.text_dataset)), training
-        *parsed, remaining = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
-        named = {a.split("=")[0][2:].replace("-", "_") for a in argv if a.startswith("--")}  # either spelling
-        parsed[-1].learning_rate_given = "learning_rate" in named
-        if "disable_tqdm" not in named:
-            parsed[-1].disable_tqdm = show_no_bar()
+            remaining = []
+        else:
+            *parsed, remaining = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+            named = {a.split("=")[0][2:].replace("-", "_") for a in argv if a.startswith("--")}  # either spelling
+            parsed[-1].learning_rate_given = "learning_rate" in named
+            if "disable_tqdm" not in named:
+                parsed[-1].disable_tqdm = show_no_bar()
     except ValueError as exc:  # a dataclass's own check (TrainingArguments raises ValueError): its first line
         raise VlmcompressError(str(exc).strip().splitlines()[0]) from None
     if remaining:
